@@ -1,0 +1,85 @@
+// Vocabulary types shared by the Raft core, its storage and the node runtime.
+//
+// term, index and node id are distinct strong types so that they cannot be mixed up
+// (passing a term where an index is expected does not compile).
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace raft {
+
+// A 64-bit unsigned integer that only compares and does arithmetic with its own kind.
+template <typename Tag>
+struct strong_u64 {
+  std::uint64_t value = 0;
+
+  constexpr strong_u64() = default;
+  constexpr explicit strong_u64(std::uint64_t v) : value(v) {}
+
+  constexpr auto operator<=>(const strong_u64&) const = default;
+
+  constexpr strong_u64 operator+(std::uint64_t n) const { return strong_u64(value + n); }
+  constexpr strong_u64 operator-(std::uint64_t n) const { return strong_u64(value - n); }
+  constexpr strong_u64& operator++() { ++value; return *this; }
+  constexpr strong_u64& operator--() { --value; return *this; }
+};
+
+struct term_tag {};
+struct index_tag {};
+struct node_id_tag {};
+
+// Raft term (paper §5.1). 0 = no term yet.
+using term_t = strong_u64<term_tag>;
+// Position of an entry in the log, 1-based (paper §5.3). 0 = before the first entry.
+using index_t = strong_u64<index_tag>;
+// Cluster member id from the configuration; 0 = nobody (no vote, no leader known).
+using node_id = strong_u64<node_id_tag>;
+
+inline constexpr node_id no_node{};
+
+enum class entry_type : std::uint8_t {
+  normal = 0,  // data is an opaque client command for the state machine
+  noop = 1,    // appended by a new leader at the start of its term (thesis §6.4); data empty
+};
+
+// One log entry. Invariant: index > 0, term > 0.
+struct entry {
+  term_t term;                           // term of the leader that created it
+  index_t index;                         // its position in the log
+  entry_type type = entry_type::normal;  // how the state machine should treat data
+  std::string data;                      // opaque payload (kv command bytes)
+
+  bool operator==(const entry&) const = default;
+};
+
+// What must be on stable storage before the node answers any RPC (paper Figure 2,
+// "persistent state on all servers"); commit is stored too so a restart re-applies less.
+struct hard_state {
+  term_t term;    // latest term this node has seen
+  node_id vote;   // candidate voted for in term, or no_node
+  index_t commit; // highest index known committed (may lag; never ahead of the truth)
+
+  bool operator==(const hard_state&) const = default;
+};
+
+// Describes a state-machine snapshot: it contains the effect of every entry up to index.
+struct snapshot_meta {
+  index_t index;                // last log index the snapshot covers
+  term_t term;                  // term of the entry at index
+  std::vector<node_id> voters;  // cluster membership as of index
+
+  bool operator==(const snapshot_meta&) const = default;
+};
+
+}  // namespace raft
+
+template <typename Tag>
+struct std::hash<raft::strong_u64<Tag>> {
+  std::size_t operator()(const raft::strong_u64<Tag>& v) const noexcept {
+    return std::hash<std::uint64_t>{}(v.value);
+  }
+};
