@@ -1,0 +1,332 @@
+// The Raft consensus core: a deterministic state machine with no I/O, clock or threads.
+//
+// The environment (the node runtime, or the simulator in tests) drives it:
+//   - step(m)            for every message received from a peer;
+//   - tick()             every tick_ms of wall-clock time (logical time in tests);
+//   - propose(data)      to replicate a client command (leader only);
+//   - read_index(ctx)    to start a linearizable read (thesis §6.4);
+//   - transfer_leadership(to), compact(index, bytes);
+// and after any of these, when has_ready(), takes the output batch with ready() and acts on
+// each field in the order documented on struct ready. Persistence is acknowledged with
+// on_persisted(index, term). raft/README.md states the contract in full.
+//
+// Nothing here blocks or fails because of the environment: the network may drop, duplicate
+// and reorder messages; the core copes with all three.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "raft/message.h"
+#include "raft/types.h"
+
+namespace raft {
+
+enum class role : std::uint8_t { follower, pre_candidate, candidate, leader };
+const char* to_string(role r);
+
+// Deliberately broken rules, only for proving that the simulator catches them.
+// Never set outside tests.
+enum class unsafe_mutation : std::uint8_t {
+  none,
+  vote_ignores_log,     // grant votes without the §5.4.1 up-to-date check
+  commit_any_term,      // count replicas of previous-term entries (violates §5.4.2)
+};
+
+struct config {
+  node_id id;                         // this node; must be in voters
+  std::vector<node_id> voters;        // every member, including id
+  std::uint32_t election_ticks = 10;  // minimum election timeout; actual is [e, 2e)
+  std::uint32_t heartbeat_ticks = 2;  // leader heartbeat period; must be < election_ticks
+  std::uint32_t max_inflight = 64;    // AppendEntries in flight per peer (pipelining)
+  std::uint32_t max_entries_per_append = 256;
+  std::uint64_t max_bytes_per_append = 1 << 20;  // at least one entry is always sent
+  std::uint64_t seed = 1;             // seeds the election-timeout randomisation
+  bool pre_vote = true;               // thesis §9.6
+  bool check_quorum = true;           // thesis §6.2 leader step-down + §4.2.3 vote lease
+  unsafe_mutation mutation = unsafe_mutation::none;
+};
+
+// What was loaded from stable storage at start-up.
+struct restore_state {
+  hard_state hs;                                  // term, vote, commit as persisted
+  std::optional<snapshot_meta> snapshot;          // latest snapshot, if any
+  std::shared_ptr<const std::string> snapshot_data;  // its bytes (to send to laggards)
+  std::vector<entry> entries;                     // log after the snapshot, contiguous
+};
+
+// A linearizable read point: once the state machine has applied `index`, a read for
+// `context` may be served from it.
+struct read_state {
+  std::uint64_t context = 0;
+  index_t index;
+
+  bool operator==(const read_state&) const = default;
+};
+
+// A snapshot received from the leader, to install into the state machine.
+struct received_snapshot {
+  snapshot_meta meta;
+  std::shared_ptr<const std::string> data;
+};
+
+// One batch of output. Act on the fields in this order:
+struct ready {
+  // 1. Persist, atomically and in order with earlier batches (one storage write):
+  //    a. if snapshot: install it into the state machine, store it, and discard the whole
+  //       stored log (the core's log now starts after snapshot->meta.index);
+  //    b. if truncate_from: delete stored entries with index >= *truncate_from;
+  //    c. append entries (contiguous; the first overwrites any stored entry at its index);
+  //    d. if hs: store it (term, vote, commit).
+  //    When that write is durable, call on_persisted(index, term) with the last entry of
+  //    `entries` (or the snapshot's index/term if entries is empty and a snapshot came).
+  std::optional<received_snapshot> snapshot;
+  std::optional<index_t> truncate_from;
+  std::vector<entry> entries;
+  std::optional<hard_state> hs;
+
+  // 2. Send now, before the write of step 1 is durable (leader replication: the leader's
+  //    own disk write runs in parallel with its followers', thesis §10.2.1).
+  std::vector<message> messages;
+  // 3. Send only after the write of step 1 (and of every earlier batch) is durable:
+  //    votes, acknowledgements and anything else that promises persisted state.
+  std::vector<message> messages_after_persist;
+
+  // 4. Apply to the state machine, in order (skip entry_type::noop). Entries are committed;
+  //    they may be handed out before they are persisted locally, and may be handed out
+  //    again after a restart (apply must tolerate re-application from the snapshot on).
+  //    The node compares (index, term) with its proposals: same index, other term means
+  //    its proposal was overwritten.
+  std::vector<entry> committed;
+
+  // 5. Reads: answer each once the state machine has applied read_states[k].index.
+  std::vector<read_state> read_states;
+  // Reads that will never get a read state (leadership lost, no leader, leader refused):
+  // fail them (the client retries). A forwarded read can also vanish in the network, so
+  // the node must time reads out as well.
+  std::vector<std::uint64_t> dropped_reads;
+
+  bool empty() const {
+    return !snapshot && !truncate_from && entries.empty() && !hs && messages.empty() &&
+           messages_after_persist.empty() && committed.empty() && read_states.empty() &&
+           dropped_reads.empty();
+  }
+};
+
+enum class propose_error : std::uint8_t {
+  none,
+  not_leader,           // redirect to leader_id() if known
+  transfer_in_progress, // leadership is being handed over: retry shortly
+};
+
+struct propose_result {
+  propose_error error = propose_error::none;
+  index_t index;  // where the entry was appended (valid when error == none)
+  term_t term;    // the term it was appended in
+
+  bool ok() const { return error == propose_error::none; }
+};
+
+// Replication progress of one peer, as the leader tracks it (etcd-style states).
+enum class progress_state : std::uint8_t {
+  probe,      // one AppendEntries at a time until the match point is found
+  replicate,  // pipelined, up to max_inflight requests outstanding
+  snapshot,   // a snapshot is on its way; nothing else is sent
+};
+const char* to_string(progress_state s);
+
+struct peer_status {
+  node_id id;
+  index_t match;
+  index_t next;
+  progress_state state = progress_state::probe;
+  std::uint64_t ticks_since_contact = 0;  // ticks since its last message to this leader
+};
+
+struct status {
+  node_id id;
+  raft::role role = role::follower;
+  term_t term;
+  node_id vote;
+  node_id leader;
+  index_t commit;
+  index_t applied;  // last index handed out in ready::committed
+  index_t first_index;  // first entry held in memory (snapshot_index + 1)
+  index_t last_index;
+  index_t snapshot_index;
+  index_t persisted_index;
+  std::vector<peer_status> peers;  // leader only; empty otherwise
+};
+
+class core {
+ public:
+  // A fresh node (empty log) or one restored from storage.
+  explicit core(config cfg, restore_state restored = {});
+
+  // Feed a message from a peer. Messages for another node are ignored.
+  void step(const message& m);
+  // Advance logical time by one tick.
+  void tick();
+  // Append a client command to the leader's log.
+  propose_result propose(std::string data);
+  // Start a linearizable read (thesis §6.4). The answer comes later in ready::read_states
+  // or ready::dropped_reads. On a follower, forwards to the leader (or drops if none).
+  void read_index(std::uint64_t context);
+  // Hand leadership to `to` (thesis §3.10). Ignored unless leader and `to` is a peer.
+  // While in progress (at most one election timeout), proposals are refused.
+  void transfer_leadership(node_id to);
+  // Start an election now (tests and operators); ignored on a leader.
+  void campaign();
+
+  // The state machine has a snapshot covering every entry up to `index`: drop that log
+  // prefix and keep `data` to send to peers that fall behind. Returns false (and does
+  // nothing) unless snapshot_index < index <= min(applied, persisted).
+  bool compact(index_t index, std::shared_ptr<const std::string> data);
+
+  bool has_ready() const;
+  // Take the pending output batch (see struct ready for what to do with it).
+  ready take_ready();
+  // Storage has made every entry up to (index, term) durable (and the hard state and
+  // snapshot of the same batches). Stale notices (the entry was since overwritten) are
+  // ignored.
+  void on_persisted(index_t index, term_t term);
+
+  // Status accessors.
+  node_id id() const { return cfg_.id; }
+  raft::role role() const { return role_; }
+  term_t term() const { return term_; }
+  node_id leader() const { return leader_; }
+  index_t commit_index() const { return commit_; }
+  index_t applied_index() const { return applied_; }
+  index_t first_index() const { return snapshot_index_ + 1; }
+  index_t last_index() const { return snapshot_index_ + entries_.size(); }
+  index_t snapshot_index() const { return snapshot_index_; }
+  index_t persisted_index() const { return persisted_; }
+  bool transferring() const { return transferee_ != no_node; }
+  // Term of the entry at i, if known (the snapshot's last entry counts); nullopt otherwise.
+  std::optional<term_t> term_at(index_t i) const;
+  // The entry at i, if held in memory.
+  const entry* entry_at(index_t i) const;
+  raft::status status() const;
+
+  // Checks the core's internal invariants; returns a description of the first one broken.
+  std::optional<std::string> check_invariants() const;
+
+ private:
+  struct progress {
+    index_t match;
+    index_t next{1};
+    progress_state state = progress_state::probe;
+    bool probe_sent = false;          // probe: one request outstanding, wait
+    std::deque<index_t> inflight;     // replicate: last index of each request in flight
+    index_t pending_snapshot;         // snapshot: index of the snapshot sent
+    std::uint64_t ticks_in_state = 0; // to retry a lost snapshot
+    bool recent_active = false;       // heard from in the current check-quorum period
+    std::uint64_t ticks_since_contact = 0;
+    std::uint64_t read_ack_seq = 0;   // highest heartbeat read_seq it acknowledged
+  };
+
+  struct pending_read {
+    std::uint64_t context;
+    index_t index;
+    std::uint64_t seq;   // heartbeat round that must be acknowledged by a quorum
+    node_id requester;   // self, or a follower that forwarded it
+  };
+
+  // Roles.
+  void become_follower(term_t term, node_id leader);
+  void become_pre_candidate();
+  void become_candidate(bool transfer);
+  void become_leader();
+  void reset(term_t term);
+  void start_campaign(bool pre_vote, bool transfer);
+  void randomize_timeout();
+
+  // Handlers.
+  void handle_append(const message& m, const append_request& r);
+  void handle_append_response(const message& m, const append_response& r);
+  void handle_vote(const message& m, const vote_request& r);
+  void handle_vote_response(const message& m, const vote_response& r);
+  void handle_heartbeat(const message& m, const heartbeat_request& r);
+  void handle_heartbeat_response(const message& m, const heartbeat_response& r);
+  void handle_snapshot(const message& m, const snapshot_request& r);
+  void handle_timeout_now(const message& m);
+  void handle_read_index_request(const message& m, const read_index_request& r);
+  void handle_read_index_response(const message& m, const read_index_response& r);
+
+  // Leader replication.
+  void send_append(node_id to, progress& pr, bool allow_empty);
+  void broadcast_append();
+  void broadcast_heartbeat();
+  bool maybe_commit();
+  void become_probe(progress& pr);
+  void become_replicate(progress& pr);
+  bool paused(const progress& pr) const;
+  index_t self_match() const;
+
+  // ReadIndex.
+  void start_read(std::uint64_t context, node_id requester);
+  void release_reads();
+  void answer_read(const pending_read& r, bool ok);
+  void drop_all_reads();
+
+  // Log.
+  bool up_to_date(index_t last_index, term_t last_term) const;
+  void truncate_and_append(index_t from, std::vector<entry> new_entries);
+  void append_local(entry e);
+  index_t quorum_size() const { return index_t(voters_.size() / 2 + 1); }
+  std::size_t quorum() const { return voters_.size() / 2 + 1; }
+  void commit_to(index_t i);
+
+  void send(node_id to, message_body body);
+  bool lease_active() const;
+
+  config cfg_;
+  std::vector<node_id> voters_;
+  std::mt19937_64 rng_;
+
+  // Persistent state (paper Figure 2), mirrored to storage through ready::hs.
+  term_t term_;
+  node_id vote_;
+  index_t commit_;
+
+  raft::role role_ = role::follower;
+  node_id leader_;
+  std::uint64_t election_elapsed_ = 0;
+  std::uint64_t heartbeat_elapsed_ = 0;
+  std::uint64_t randomized_timeout_ = 0;
+  std::unordered_map<node_id, bool> votes_;  // candidate: who answered, and how
+
+  // The log since the last snapshot: entries_[k].index == snapshot_index_ + 1 + k.
+  index_t snapshot_index_;
+  term_t snapshot_term_;
+  std::shared_ptr<const std::string> snapshot_data_;
+  std::deque<entry> entries_;
+
+  index_t applied_;           // last index handed out for apply
+  index_t persisted_;         // highest index known durable with the term we hold
+  index_t unstable_from_{1};  // first index not yet handed out in ready::entries
+
+  // Leader state.
+  std::unordered_map<node_id, progress> progress_;
+  node_id transferee_;
+  std::uint64_t transfer_elapsed_ = 0;
+  std::uint64_t read_seq_ = 0;
+  std::deque<pending_read> reads_;           // confirmed in order of seq
+  std::deque<pending_read> reads_waiting_;   // until an entry of this term commits
+
+  // Follower: reads forwarded to the leader and not yet answered.
+  std::vector<std::uint64_t> forwarded_reads_;
+
+  // Pending output.
+  ready out_;
+  hard_state last_hs_;
+};
+
+}  // namespace raft
