@@ -1,0 +1,152 @@
+// The wire format between raftkv nodes: length-prefixed, versioned, checksummed frames.
+//
+// Pure code (standard library only): the transport reads bytes from a socket and hands them
+// here; nothing in this file does I/O, so every decoder can be fed arbitrary bytes in tests.
+//
+// One frame, all integers little-endian:
+//
+//   offset size  field
+//   0      4     magic "RKVP" (bytes 'R' 'K' 'V' 'P')
+//   4      1     version (frame_version; a node refuses any other)
+//   5      1     kind (frame_kind)
+//   6      1     flags (frame_flags; unknown bits are an error)
+//   7      1     reserved, must be 0
+//   8      8     cluster id (derived by every node from the member list; equal on all nodes)
+//   16     8     sender node id
+//   24     8     receiver node id
+//   32     4     payload length in bytes (<= the reader's max_frame_bytes)
+//   36     n     payload (opaque to this layer; e.g. an encoded Raft message)
+//   36+n   4     CRC32C of bytes [0, 36+n)
+//
+// Large messages (snapshots) are split by the sender into fragments so that small frames
+// (heartbeats, votes) can be interleaved with them on the same connection; see frame_flags.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "net/service.h"
+#include "raft/types.h"
+
+namespace net {
+
+inline constexpr std::uint8_t frame_version = 1;
+inline constexpr std::size_t frame_header_bytes = 36;
+inline constexpr std::size_t frame_trailer_bytes = 4;
+inline constexpr std::size_t frame_overhead_bytes = frame_header_bytes + frame_trailer_bytes;
+// Default bound on one frame's payload and on one reassembled message (config
+// max_frame_bytes); a peer announcing more is cut off before its payload is buffered.
+inline constexpr std::size_t default_max_frame_bytes = std::size_t{64} << 20;
+
+enum class frame_kind : std::uint8_t {
+  hello = 1,             // first frame on every connection: announces cluster, sender, receiver
+  raft_message = 2,      // payload: one encoded Raft message
+  forward_request = 3,   // payload: encode(forward_request)
+  forward_response = 4,  // payload: encode(forward_response)
+};
+inline constexpr std::uint8_t max_frame_kind = 4;
+
+std::string_view to_string(frame_kind k);
+
+// Flag bits. A frame without `fragment` carries a whole message. A large message is sent as
+// a run of fragment frames of the same kind on one connection: the first has `first`, the
+// last has `last` (a one-fragment message has both). Whole-message frames may sit between
+// fragments. A sender that abandons a message simply starts the next one with `first`.
+namespace frame_flags {
+inline constexpr std::uint8_t fragment = 0x01;
+inline constexpr std::uint8_t first = 0x02;
+inline constexpr std::uint8_t last = 0x04;
+inline constexpr std::uint8_t all = fragment | first | last;
+}  // namespace frame_flags
+
+// Everything in a frame but its payload and checksum.
+struct frame_header {
+  frame_kind kind = frame_kind::hello;
+  std::uint8_t flags = 0;       // frame_flags bits; first/last only with fragment
+  std::uint64_t cluster_id = 0; // must equal the receiver's cluster id
+  raft::node_id from;           // sender; must be a member other than the receiver
+  raft::node_id to;             // receiver; must be the receiving node
+
+  bool operator==(const frame_header&) const = default;
+};
+
+// A decoded frame. payload views the buffer given to decode_frame.
+struct frame {
+  frame_header header;
+  std::string_view payload;
+};
+
+enum class frame_error : std::uint8_t {
+  bad_magic = 1,     // not a raftkv peer stream (or it lost sync)
+  bad_version,       // a node speaking another frame version
+  bad_kind,          // unknown frame kind
+  bad_flags,         // unknown flag bits, reserved byte set, or first/last without fragment
+  oversize,          // payload length over max_frame_bytes
+  bad_checksum,      // CRC32C mismatch: corrupted in transit or not a frame
+};
+
+std::string_view to_string(frame_error e);
+
+// The buffer holds only part of a frame; at least `total_bytes` are needed (the whole frame
+// once the header is in, else the header).
+struct need_more {
+  std::size_t total_bytes = 0;
+};
+
+struct decoded_frame {
+  frame value;
+  std::size_t consumed = 0;  // bytes of the buffer this frame occupied
+};
+
+using decode_outcome = std::variant<need_more, decoded_frame, frame_error>;
+
+// Decodes the frame at the start of `bytes`. Never reads past bytes.size(); reports
+// oversize from the header alone, so a reader never buffers more than max_payload_bytes
+// plus the frame overhead for one frame.
+decode_outcome decode_frame(std::string_view bytes,
+                            std::size_t max_payload_bytes = default_max_frame_bytes);
+
+// Appends one encoded frame to out. The caller keeps payload within the receiver's bound.
+void append_frame(std::string& out, const frame_header& h, std::string_view payload);
+std::string encode_frame(const frame_header& h, std::string_view payload);
+
+// CRC32C (Castagnoli), as used by iSCSI/ext4: crc32c(data, crc32c(prefix)) continues a
+// running checksum over prefix + data.
+std::uint32_t crc32c(std::string_view data, std::uint32_t crc = 0);
+
+// --- The forwarding protocol -----------------------------------------------------------
+// A follower that receives a client request it cannot serve itself sends it to the leader
+// in a forward_request frame and relays the forward_response with the same call id.
+
+enum class forward_op : std::uint8_t {
+  write = 1,         // body: kv::encode(command); response body: kv::encode(result)
+  read_barrier = 2,  // body empty; response body empty (the error says whether it passed)
+};
+
+struct forward_request {
+  std::uint64_t call_id = 0;         // chosen by the follower, unique among its open calls
+  forward_op op = forward_op::write;
+  std::string body;                  // meaning depends on op
+
+  bool operator==(const forward_request&) const = default;
+};
+
+struct forward_response {
+  std::uint64_t call_id = 0;                 // the request's call id
+  service_error error = service_error::none; // none: body holds the result
+  std::string body;
+
+  bool operator==(const forward_response&) const = default;
+};
+
+std::string encode(const forward_request& r);
+std::string encode(const forward_response& r);
+// nullopt on any malformed input (short, unknown op or error code).
+std::optional<forward_request> decode_forward_request(std::string_view bytes);
+std::optional<forward_response> decode_forward_response(std::string_view bytes);
+
+}  // namespace net
