@@ -1,0 +1,242 @@
+#include "raft/codec.h"
+
+#include <type_traits>
+
+namespace raft {
+namespace {
+
+class writer {
+ public:
+  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void u64(std::uint64_t v) {
+    for (int k = 0; k < 8; ++k) out_.push_back(static_cast<char>((v >> (8 * k)) & 0xff));
+  }
+  void boolean(bool b) { u8(b ? 1 : 0); }
+  void str(std::string_view s) {
+    u64(s.size());
+    out_.append(s);
+  }
+  void entry_(const entry& e) {
+    u64(e.term.value);
+    u64(e.index.value);
+    u8(static_cast<std::uint8_t>(e.type));
+    str(e.data);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+class reader {
+ public:
+  explicit reader(std::string_view in) : in_(in) {}
+  bool ok() const { return ok_; }
+  bool at_end() const { return pos_ == in_.size(); }
+  std::size_t remaining() const { return in_.size() - pos_; }
+
+  std::uint8_t u8() {
+    if (!need(1)) return 0;
+    return static_cast<std::uint8_t>(in_[pos_++]);
+  }
+  std::uint64_t u64() {
+    if (!need(8)) return 0;
+    std::uint64_t v = 0;
+    for (int k = 0; k < 8; ++k)
+      v |= std::uint64_t(static_cast<std::uint8_t>(in_[pos_ + k])) << (8 * k);
+    pos_ += 8;
+    return v;
+  }
+  bool boolean() {
+    std::uint8_t b = u8();
+    if (b > 1) ok_ = false;
+    return b == 1;
+  }
+  std::string str() {
+    std::uint64_t n = u64();
+    if (!ok_ || n > remaining()) {
+      ok_ = false;
+      return {};
+    }
+    std::string s(in_.substr(pos_, n));
+    pos_ += n;
+    return s;
+  }
+  // Count of elements that each take at least min_size bytes: never trust it beyond that.
+  std::uint64_t count(std::size_t min_size) {
+    std::uint64_t n = u64();
+    if (!ok_ || n > remaining() / min_size) {
+      ok_ = false;
+      return 0;
+    }
+    return n;
+  }
+  entry entry_() {
+    entry e;
+    e.term = term_t(u64());
+    e.index = index_t(u64());
+    std::uint8_t t = u8();
+    if (t > static_cast<std::uint8_t>(entry_type::noop)) ok_ = false;
+    e.type = static_cast<entry_type>(t);
+    e.data = str();
+    return e;
+  }
+
+ private:
+  bool need(std::size_t n) {
+    if (!ok_ || remaining() < n) {
+      ok_ = false;
+      return false;
+    }
+    return true;
+  }
+  std::string_view in_;
+  std::size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+constexpr std::size_t min_entry_bytes = 8 + 8 + 1 + 8;
+
+template <typename T>
+constexpr bool always_false = false;
+
+void write_body(writer& w, const message_body& body) {
+  std::visit(
+      [&](const auto& b) {
+        using T = std::decay_t<decltype(b)>;
+        if constexpr (std::is_same_v<T, append_request>) {
+          w.u64(b.prev_index.value);
+          w.u64(b.prev_term.value);
+          w.u64(b.commit.value);
+          w.u64(b.entries.size());
+          for (const auto& e : b.entries) w.entry_(e);
+        } else if constexpr (std::is_same_v<T, append_response>) {
+          w.boolean(b.reject);
+          w.u64(b.match_index.value);
+          w.u64(b.rejected_index.value);
+          w.u64(b.conflict_term.value);
+          w.u64(b.conflict_index.value);
+        } else if constexpr (std::is_same_v<T, vote_request>) {
+          w.u64(b.last_index.value);
+          w.u64(b.last_term.value);
+          w.boolean(b.pre_vote);
+          w.boolean(b.transfer);
+        } else if constexpr (std::is_same_v<T, vote_response>) {
+          w.boolean(b.granted);
+          w.boolean(b.pre_vote);
+        } else if constexpr (std::is_same_v<T, heartbeat_request>) {
+          w.u64(b.commit.value);
+          w.u64(b.read_seq);
+        } else if constexpr (std::is_same_v<T, heartbeat_response>) {
+          w.u64(b.read_seq);
+        } else if constexpr (std::is_same_v<T, snapshot_request>) {
+          w.u64(b.meta.index.value);
+          w.u64(b.meta.term.value);
+          w.u64(b.meta.voters.size());
+          for (auto v : b.meta.voters) w.u64(v.value);
+          w.str(b.data ? std::string_view(*b.data) : std::string_view());
+        } else if constexpr (std::is_same_v<T, timeout_now>) {
+          // no fields
+        } else if constexpr (std::is_same_v<T, read_index_request>) {
+          w.u64(b.context);
+        } else if constexpr (std::is_same_v<T, read_index_response>) {
+          w.u64(b.context);
+          w.u64(b.index.value);
+          w.boolean(b.ok);
+        } else {
+          static_assert(always_false<T>, "message type without an encoding");
+        }
+      },
+      body);
+}
+
+template <typename T>
+T read_one(reader& r) {
+  T b{};
+  if constexpr (std::is_same_v<T, append_request>) {
+    b.prev_index = index_t(r.u64());
+    b.prev_term = term_t(r.u64());
+    b.commit = index_t(r.u64());
+    std::uint64_t n = r.count(min_entry_bytes);
+    b.entries.reserve(n);
+    for (std::uint64_t k = 0; k < n && r.ok(); ++k) b.entries.push_back(r.entry_());
+  } else if constexpr (std::is_same_v<T, append_response>) {
+    b.reject = r.boolean();
+    b.match_index = index_t(r.u64());
+    b.rejected_index = index_t(r.u64());
+    b.conflict_term = term_t(r.u64());
+    b.conflict_index = index_t(r.u64());
+  } else if constexpr (std::is_same_v<T, vote_request>) {
+    b.last_index = index_t(r.u64());
+    b.last_term = term_t(r.u64());
+    b.pre_vote = r.boolean();
+    b.transfer = r.boolean();
+  } else if constexpr (std::is_same_v<T, vote_response>) {
+    b.granted = r.boolean();
+    b.pre_vote = r.boolean();
+  } else if constexpr (std::is_same_v<T, heartbeat_request>) {
+    b.commit = index_t(r.u64());
+    b.read_seq = r.u64();
+  } else if constexpr (std::is_same_v<T, heartbeat_response>) {
+    b.read_seq = r.u64();
+  } else if constexpr (std::is_same_v<T, snapshot_request>) {
+    b.meta.index = index_t(r.u64());
+    b.meta.term = term_t(r.u64());
+    std::uint64_t n = r.count(8);
+    b.meta.voters.reserve(n);
+    for (std::uint64_t k = 0; k < n && r.ok(); ++k) b.meta.voters.push_back(node_id(r.u64()));
+    b.data = std::make_shared<const std::string>(r.str());
+  } else if constexpr (std::is_same_v<T, timeout_now>) {
+  } else if constexpr (std::is_same_v<T, read_index_request>) {
+    b.context = r.u64();
+  } else if constexpr (std::is_same_v<T, read_index_response>) {
+    b.context = r.u64();
+    b.index = index_t(r.u64());
+    b.ok = r.boolean();
+  } else {
+    static_assert(always_false<T>, "message type without a decoding");
+  }
+  return b;
+}
+
+template <std::size_t I = 0>
+bool read_body(reader& r, std::size_t tag, message_body& out) {
+  if constexpr (I < std::variant_size_v<message_body>) {
+    if (tag == I) {
+      out.emplace<I>(read_one<std::variant_alternative_t<I, message_body>>(r));
+      return true;
+    }
+    return read_body<I + 1>(r, tag, out);
+  } else {
+    return false;
+  }
+}
+
+}  // namespace
+
+std::string encode(const message& m) {
+  writer w;
+  w.u8(codec_version);
+  w.u8(static_cast<std::uint8_t>(m.body.index()));
+  w.u64(m.from.value);
+  w.u64(m.to.value);
+  w.u64(m.term.value);
+  write_body(w, m.body);
+  return w.take();
+}
+
+std::optional<message> decode(std::string_view bytes) {
+  reader r(bytes);
+  if (r.u8() != codec_version) return std::nullopt;
+  std::size_t tag = r.u8();
+  message m;
+  m.from = node_id(r.u64());
+  m.to = node_id(r.u64());
+  m.term = term_t(r.u64());
+  if (!r.ok()) return std::nullopt;
+  if (!read_body(r, tag, m.body)) return std::nullopt;
+  if (!r.ok() || !r.at_end()) return std::nullopt;
+  return m;
+}
+
+}  // namespace raft

@@ -1,0 +1,893 @@
+#include "raft/core.h"
+
+#include <algorithm>
+#include <cassert>
+#include <sstream>
+#include <type_traits>
+
+namespace raft {
+
+namespace {
+template <typename T>
+constexpr bool always_false = false;
+
+// Messages that only the leader sends to replicate; they can go before the leader's own
+// disk write completes (thesis §10.2.1). Everything else promises persisted state.
+bool send_before_persist(const message_body& b) {
+  return std::holds_alternative<append_request>(b) ||
+         std::holds_alternative<heartbeat_request>(b) ||
+         std::holds_alternative<snapshot_request>(b) || std::holds_alternative<timeout_now>(b);
+}
+}  // namespace
+
+const char* message_name(const message& m) {
+  return std::visit(
+      [](const auto& b) -> const char* {
+        using T = std::decay_t<decltype(b)>;
+        if constexpr (std::is_same_v<T, append_request>) return "append";
+        else if constexpr (std::is_same_v<T, append_response>) return "append_resp";
+        else if constexpr (std::is_same_v<T, vote_request>) return b.pre_vote ? "prevote" : "vote";
+        else if constexpr (std::is_same_v<T, vote_response>)
+          return b.pre_vote ? "prevote_resp" : "vote_resp";
+        else if constexpr (std::is_same_v<T, heartbeat_request>) return "heartbeat";
+        else if constexpr (std::is_same_v<T, heartbeat_response>) return "heartbeat_resp";
+        else if constexpr (std::is_same_v<T, snapshot_request>) return "snapshot";
+        else if constexpr (std::is_same_v<T, timeout_now>) return "timeout_now";
+        else if constexpr (std::is_same_v<T, read_index_request>) return "read_index";
+        else if constexpr (std::is_same_v<T, read_index_response>) return "read_index_resp";
+        else static_assert(always_false<T>, "unnamed message type");
+      },
+      m.body);
+}
+
+const char* to_string(role r) {
+  switch (r) {
+    case role::follower: return "follower";
+    case role::pre_candidate: return "pre-candidate";
+    case role::candidate: return "candidate";
+    case role::leader: return "leader";
+  }
+  return "?";
+}
+
+const char* to_string(progress_state s) {
+  switch (s) {
+    case progress_state::probe: return "probe";
+    case progress_state::replicate: return "replicate";
+    case progress_state::snapshot: return "snapshot";
+  }
+  return "?";
+}
+
+core::core(config cfg, restore_state restored)
+    : cfg_(std::move(cfg)), voters_(cfg_.voters), rng_(cfg_.seed) {
+  std::sort(voters_.begin(), voters_.end());
+  voters_.erase(std::unique(voters_.begin(), voters_.end()), voters_.end());
+  if (cfg_.heartbeat_ticks == 0) cfg_.heartbeat_ticks = 1;
+  if (cfg_.election_ticks <= cfg_.heartbeat_ticks) cfg_.election_ticks = cfg_.heartbeat_ticks + 1;
+  if (cfg_.max_inflight == 0) cfg_.max_inflight = 1;
+  if (cfg_.max_entries_per_append == 0) cfg_.max_entries_per_append = 1;
+
+  term_ = restored.hs.term;
+  vote_ = restored.hs.vote;
+  if (restored.snapshot) {
+    snapshot_index_ = restored.snapshot->index;
+    snapshot_term_ = restored.snapshot->term;
+    snapshot_data_ = restored.snapshot_data;
+  }
+  for (auto& e : restored.entries) {
+    if (e.index <= snapshot_index_) continue;
+    if (e.index != last_index() + 1) break;  // storage hands a contiguous log; stop at a gap
+    entries_.push_back(std::move(e));
+  }
+  // The state machine restarts from the snapshot; committed entries after it are handed
+  // out again.
+  applied_ = snapshot_index_;
+  commit_ = std::clamp(restored.hs.commit, snapshot_index_, last_index());
+  persisted_ = last_index();
+  unstable_from_ = last_index() + 1;
+  last_hs_ = hard_state{term_, vote_, commit_};
+  role_ = role::follower;
+  randomize_timeout();
+}
+
+// ---------------------------------------------------------------------------------------
+// Log helpers.
+
+std::optional<term_t> core::term_at(index_t i) const {
+  if (i == snapshot_index_) return snapshot_term_;
+  if (i < snapshot_index_ || i > last_index()) return std::nullopt;
+  return entries_[i.value - snapshot_index_.value - 1].term;
+}
+
+const entry* core::entry_at(index_t i) const {
+  if (i <= snapshot_index_ || i > last_index()) return nullptr;
+  return &entries_[i.value - snapshot_index_.value - 1];
+}
+
+// §5.4.1: a voter denies its vote if its own log is more up-to-date than the candidate's.
+bool core::up_to_date(index_t last, term_t last_term) const {
+  term_t my_last_term = *term_at(last_index());
+  return last_term > my_last_term || (last_term == my_last_term && last >= last_index());
+}
+
+void core::append_local(entry e) {
+  entries_.push_back(std::move(e));
+}
+
+// Replace everything from `from` on with new_entries (which start at `from`).
+void core::truncate_and_append(index_t from, std::vector<entry> new_entries) {
+  if (from <= last_index()) {
+    entries_.resize(from.value - snapshot_index_.value - 1);
+    if (from < unstable_from_) {
+      // Stored entries conflict: storage must delete them before appending.
+      out_.truncate_from = out_.truncate_from ? std::min(*out_.truncate_from, from) : from;
+      unstable_from_ = from;
+    }
+    if (persisted_ >= from) persisted_ = from - 1;
+  }
+  for (auto& e : new_entries) entries_.push_back(std::move(e));
+}
+
+void core::commit_to(index_t i) {
+  if (i > commit_) commit_ = std::min(i, last_index());
+}
+
+// ---------------------------------------------------------------------------------------
+// Roles.
+
+void core::randomize_timeout() {
+  randomized_timeout_ = cfg_.election_ticks + rng_() % cfg_.election_ticks;
+}
+
+void core::reset(term_t term) {
+  if (term != term_) {
+    term_ = term;
+    vote_ = no_node;
+  }
+  leader_ = no_node;
+  election_elapsed_ = 0;
+  heartbeat_elapsed_ = 0;
+  randomize_timeout();
+  votes_.clear();
+  transferee_ = no_node;
+  transfer_elapsed_ = 0;
+  drop_all_reads();
+  progress_.clear();
+}
+
+void core::become_follower(term_t term, node_id leader) {
+  reset(term);
+  role_ = role::follower;
+  leader_ = leader;
+}
+
+// Thesis §9.6: a pre-candidate asks whether it could win before disturbing anyone; its
+// term does not change.
+void core::become_pre_candidate() {
+  votes_.clear();
+  drop_all_reads();
+  progress_.clear();
+  transferee_ = no_node;
+  role_ = role::pre_candidate;
+  leader_ = no_node;
+  election_elapsed_ = 0;
+  randomize_timeout();
+}
+
+void core::become_candidate(bool) {
+  reset(term_ + 1);
+  role_ = role::candidate;
+  vote_ = cfg_.id;
+}
+
+void core::become_leader() {
+  reset(term_);
+  role_ = role::leader;
+  leader_ = cfg_.id;
+  for (auto v : voters_) {
+    if (v == cfg_.id) continue;
+    progress pr;
+    pr.next = last_index() + 1;
+    pr.recent_active = true;  // give everyone one check-quorum period
+    progress_[v] = pr;
+  }
+  // Thesis §6.4: a new leader commits a no-op entry of its own term, which also lets it
+  // learn the commit index for ReadIndex.
+  append_local(entry{term_, last_index() + 1, entry_type::noop, {}});
+  broadcast_append();
+  maybe_commit();  // single-node cluster
+}
+
+bool core::lease_active() const {
+  return cfg_.check_quorum && leader_ != no_node && election_elapsed_ < cfg_.election_ticks;
+}
+
+void core::start_campaign(bool pre_vote, bool transfer) {
+  if (std::find(voters_.begin(), voters_.end(), cfg_.id) == voters_.end()) return;
+  if (pre_vote) {
+    become_pre_candidate();
+  } else {
+    become_candidate(transfer);
+  }
+  term_t vote_term = pre_vote ? term_ + 1 : term_;
+  votes_[cfg_.id] = true;
+  if (votes_.size() >= quorum()) {  // single-node cluster
+    if (pre_vote) {
+      start_campaign(false, transfer);
+    } else {
+      become_leader();
+    }
+    return;
+  }
+  index_t li = last_index();
+  term_t lt = *term_at(li);
+  for (auto v : voters_) {
+    if (v == cfg_.id) continue;
+    message m{cfg_.id, v, vote_term, vote_request{li, lt, pre_vote, transfer}};
+    out_.messages_after_persist.push_back(std::move(m));
+  }
+}
+
+void core::campaign() {
+  if (role_ == role::leader) return;
+  start_campaign(cfg_.pre_vote, false);
+}
+
+// ---------------------------------------------------------------------------------------
+// Time.
+
+void core::tick() {
+  if (role_ == role::leader) {
+    ++heartbeat_elapsed_;
+    ++election_elapsed_;
+    for (auto& [id, pr] : progress_) {
+      ++pr.ticks_since_contact;
+      ++pr.ticks_in_state;
+      // A snapshot (or probe) lost in the network would stall the peer forever: retry.
+      if (pr.state == progress_state::snapshot && pr.ticks_in_state >= cfg_.election_ticks) {
+        become_probe(pr);
+        send_append(id, pr, true);
+      }
+    }
+    if (transferee_ != no_node && ++transfer_elapsed_ >= cfg_.election_ticks) {
+      // Thesis §3.10: abort a transfer that does not complete within an election timeout.
+      transferee_ = no_node;
+      transfer_elapsed_ = 0;
+    }
+    if (election_elapsed_ >= cfg_.election_ticks) {
+      election_elapsed_ = 0;
+      // Thesis §6.2: a leader that has not heard from a quorum within an election timeout
+      // steps down, so clients can find the real leader.
+      if (cfg_.check_quorum) {
+        std::size_t active = 1;
+        for (auto& [id, pr] : progress_) {
+          if (pr.recent_active) ++active;
+          pr.recent_active = false;
+        }
+        if (active < quorum()) {
+          become_follower(term_, no_node);
+          return;
+        }
+      }
+    }
+    if (heartbeat_elapsed_ >= cfg_.heartbeat_ticks) {
+      heartbeat_elapsed_ = 0;
+      broadcast_heartbeat();
+    }
+    return;
+  }
+  ++election_elapsed_;
+  if (election_elapsed_ >= randomized_timeout_) {
+    election_elapsed_ = 0;
+    start_campaign(cfg_.pre_vote, false);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Messages.
+
+void core::send(node_id to, message_body body) {
+  bool now = send_before_persist(body);
+  message m{cfg_.id, to, term_, std::move(body)};
+  if (now) {
+    out_.messages.push_back(std::move(m));
+  } else {
+    out_.messages_after_persist.push_back(std::move(m));
+  }
+}
+
+void core::step(const message& m) {
+  if (m.to != cfg_.id || m.from == cfg_.id) return;
+  const auto* vreq = std::get_if<vote_request>(&m.body);
+  const auto* vresp = std::get_if<vote_response>(&m.body);
+
+  if (m.term > term_) {
+    if (vreq && !vreq->transfer && lease_active()) {
+      // Thesis §4.2.3: we heard from a leader within the minimum election timeout, so a
+      // vote request (probably from a node that was partitioned away) must not depose it.
+      return;
+    }
+    if (vreq && vreq->pre_vote) {
+      // A pre-vote never changes our term.
+    } else if (vresp && vresp->pre_vote && vresp->granted) {
+      // Granted pre-votes carry the proposed term; they are not a newer term.
+    } else {
+      bool from_leader = std::holds_alternative<append_request>(m.body) ||
+                         std::holds_alternative<heartbeat_request>(m.body) ||
+                         std::holds_alternative<snapshot_request>(m.body);
+      // Paper Figure 2, all servers: a higher term converts us to follower.
+      become_follower(m.term, from_leader ? m.from : no_node);
+    }
+  } else if (m.term < term_) {
+    // Paper Figure 2: reject stale terms. Answer a stale leader with our term so it steps
+    // down (with pre-vote it may otherwise never learn a newer term exists).
+    if (std::holds_alternative<append_request>(m.body) ||
+        std::holds_alternative<heartbeat_request>(m.body) ||
+        std::holds_alternative<snapshot_request>(m.body)) {
+      send(m.from, append_response{true, index_t{}, index_t{}, term_t{}, index_t{}});
+    } else if (vreq && vreq->pre_vote) {
+      send(m.from, vote_response{false, true});
+    }
+    return;
+  }
+
+  std::visit(
+      [&](const auto& b) {
+        using T = std::decay_t<decltype(b)>;
+        if constexpr (std::is_same_v<T, append_request>) handle_append(m, b);
+        else if constexpr (std::is_same_v<T, append_response>) handle_append_response(m, b);
+        else if constexpr (std::is_same_v<T, vote_request>) handle_vote(m, b);
+        else if constexpr (std::is_same_v<T, vote_response>) handle_vote_response(m, b);
+        else if constexpr (std::is_same_v<T, heartbeat_request>) handle_heartbeat(m, b);
+        else if constexpr (std::is_same_v<T, heartbeat_response>) handle_heartbeat_response(m, b);
+        else if constexpr (std::is_same_v<T, snapshot_request>) handle_snapshot(m, b);
+        else if constexpr (std::is_same_v<T, timeout_now>) handle_timeout_now(m);
+        else if constexpr (std::is_same_v<T, read_index_request>) handle_read_index_request(m, b);
+        else if constexpr (std::is_same_v<T, read_index_response>) handle_read_index_response(m, b);
+        else static_assert(always_false<T>, "message type without a handler");
+      },
+      m.body);
+}
+
+// Same term, from the leader: follow it.
+static bool is_follower_of(role r) { return r != role::leader; }
+
+void core::handle_append(const message& m, const append_request& r) {
+  if (!is_follower_of(role_)) return;  // two leaders in one term cannot happen
+  if (role_ != role::follower || leader_ != m.from) become_follower(term_, m.from);
+  election_elapsed_ = 0;
+
+  append_response resp;
+  if (r.prev_index < commit_) {
+    // Everything up to commit is known to match; tell the leader where we are.
+    resp.match_index = commit_;
+    send(m.from, resp);
+    return;
+  }
+  auto prev_term = term_at(r.prev_index);
+  if (!prev_term || *prev_term != r.prev_term) {
+    // Paper Figure 2, AppendEntries step 2: reply false if the log does not contain an
+    // entry at prev_index whose term matches; add hints for fast back-tracking.
+    resp.reject = true;
+    resp.rejected_index = r.prev_index;
+    if (r.prev_index > last_index()) {
+      resp.conflict_index = last_index() + 1;
+    } else {
+      resp.conflict_term = *prev_term;
+      index_t first = r.prev_index;
+      while (first - 1 > commit_ && first - 1 > snapshot_index_ && *term_at(first - 1) == *prev_term)
+        --first;
+      resp.conflict_index = first;
+    }
+    send(m.from, resp);
+    return;
+  }
+  // Step 3 and 4: delete a conflicting suffix (never a matching one: a delayed shorter
+  // request must not truncate entries a newer request appended), append what is new.
+  index_t last_new = r.prev_index + r.entries.size();
+  std::size_t k = 0;
+  for (; k < r.entries.size(); ++k) {
+    auto t = term_at(r.entries[k].index);
+    if (!t || *t != r.entries[k].term) break;
+  }
+  if (k < r.entries.size()) {
+    // Entries at or below commit never conflict (Log Matching + Leader Completeness).
+    index_t from = r.entries[k].index;
+    if (from <= commit_) return;  // impossible for a correct leader; refuse silently
+    truncate_and_append(from, std::vector<entry>(r.entries.begin() + k, r.entries.end()));
+  }
+  // Step 5: commit = min(leader commit, index of last new entry).
+  commit_to(std::min(r.commit, last_new));
+  resp.match_index = last_new;
+  send(m.from, resp);
+}
+
+void core::become_probe(progress& pr) {
+  if (pr.state == progress_state::snapshot) {
+    pr.next = std::max(pr.match + 1, pr.pending_snapshot + 1);
+  } else {
+    pr.next = pr.match + 1;
+  }
+  pr.state = progress_state::probe;
+  pr.probe_sent = false;
+  pr.inflight.clear();
+  pr.ticks_in_state = 0;
+}
+
+void core::become_replicate(progress& pr) {
+  pr.state = progress_state::replicate;
+  pr.next = pr.match + 1;
+  pr.probe_sent = false;
+  pr.inflight.clear();
+  pr.ticks_in_state = 0;
+}
+
+void core::handle_append_response(const message& m, const append_response& r) {
+  if (role_ != role::leader) return;
+  auto it = progress_.find(m.from);
+  if (it == progress_.end()) return;
+  progress& pr = it->second;
+  pr.recent_active = true;
+  pr.ticks_since_contact = 0;
+
+  if (r.reject) {
+    if (r.rejected_index <= pr.match) return;  // stale
+    if (pr.state == progress_state::probe && r.rejected_index != pr.next - 1) return;  // stale
+    if (pr.state == progress_state::snapshot) return;
+    // Fast back-tracking: skip whole terms instead of one entry per round trip.
+    index_t next;
+    if (r.conflict_term == term_t{}) {
+      next = r.conflict_index;
+    } else {
+      next = r.conflict_index;
+      for (index_t i = std::min(r.rejected_index, last_index()); i > snapshot_index_; --i) {
+        term_t t = *term_at(i);
+        if (t < r.conflict_term) break;
+        if (t == r.conflict_term) {
+          next = i + 1;
+          break;
+        }
+      }
+    }
+    become_probe(pr);
+    pr.next = std::clamp(next, pr.match + 1, r.rejected_index);
+    send_append(m.from, pr, true);
+    return;
+  }
+
+  bool updated = false;
+  if (r.match_index > pr.match) {
+    pr.match = r.match_index;
+    updated = true;
+  }
+  if (pr.next < pr.match + 1) pr.next = pr.match + 1;
+  while (!pr.inflight.empty() && pr.inflight.front() <= r.match_index) pr.inflight.pop_front();
+  if (pr.state == progress_state::probe) {
+    if (updated || r.match_index == pr.match) become_replicate(pr);
+  } else if (pr.state == progress_state::snapshot && pr.match >= pr.pending_snapshot) {
+    become_probe(pr);
+    become_replicate(pr);
+  }
+  if (updated && maybe_commit()) {
+    broadcast_append();
+  } else {
+    send_append(m.from, pr, false);
+  }
+  // Thesis §3.10: once the transferee is caught up, tell it to start an election.
+  if (transferee_ == m.from && pr.match == last_index()) send(m.from, timeout_now{});
+}
+
+void core::handle_vote(const message& m, const vote_request& r) {
+  bool log_ok = up_to_date(r.last_index, r.last_term) ||
+                cfg_.mutation == unsafe_mutation::vote_ignores_log;
+  if (r.pre_vote) {
+    // Thesis §9.6: grant a pre-vote if we would grant the real vote in the proposed term.
+    bool grant = m.term > term_ && log_ok;
+    message resp{cfg_.id, m.from, grant ? m.term : term_, vote_response{grant, true}};
+    out_.messages_after_persist.push_back(std::move(resp));
+    return;
+  }
+  // Paper Figure 2, RequestVote: grant if we have not voted for someone else this term
+  // and the candidate's log is at least as up-to-date as ours (§5.4.1).
+  bool can_vote = (vote_ == no_node || vote_ == m.from) && (leader_ == no_node || r.transfer);
+  bool grant = can_vote && log_ok && role_ != role::leader;
+  if (grant) {
+    vote_ = m.from;
+    election_elapsed_ = 0;
+  }
+  send(m.from, vote_response{grant, false});
+}
+
+void core::handle_vote_response(const message& m, const vote_response& r) {
+  bool want_pre = role_ == role::pre_candidate;
+  if (r.pre_vote != want_pre) return;
+  if (role_ != role::pre_candidate && role_ != role::candidate) return;
+  if (r.pre_vote && m.term != term_ + 1 && r.granted) return;  // answer to an older round
+  if (r.pre_vote && !r.granted && m.term > term_) {
+    become_follower(m.term, no_node);
+    return;
+  }
+  votes_.emplace(m.from, r.granted);
+  std::size_t yes = 0, no = 0;
+  for (auto& [id, g] : votes_) (g ? yes : no)++;
+  if (yes >= quorum()) {
+    if (role_ == role::pre_candidate) {
+      start_campaign(false, false);
+    } else {
+      become_leader();
+    }
+  } else if (no >= quorum()) {
+    become_follower(term_, no_node);
+  }
+}
+
+void core::handle_heartbeat(const message& m, const heartbeat_request& r) {
+  if (!is_follower_of(role_)) return;
+  if (role_ != role::follower || leader_ != m.from) become_follower(term_, m.from);
+  election_elapsed_ = 0;
+  // The leader only sends a commit index we are known to hold (min(match, commit)).
+  commit_to(std::min(r.commit, last_index()));
+  send(m.from, heartbeat_response{r.read_seq});
+}
+
+void core::handle_heartbeat_response(const message& m, const heartbeat_response& r) {
+  if (role_ != role::leader) return;
+  auto it = progress_.find(m.from);
+  if (it == progress_.end()) return;
+  progress& pr = it->second;
+  pr.recent_active = true;
+  pr.ticks_since_contact = 0;
+  pr.probe_sent = false;
+  if (r.read_seq > pr.read_ack_seq) pr.read_ack_seq = r.read_seq;
+  release_reads();
+  if (pr.match < last_index()) {
+    // Requests may have been lost: free one slot so replication cannot stall for good.
+    if (pr.state == progress_state::replicate && pr.inflight.size() >= cfg_.max_inflight)
+      pr.inflight.pop_front();
+    send_append(m.from, pr, true);
+  }
+}
+
+// Paper §7: InstallSnapshot.
+void core::handle_snapshot(const message& m, const snapshot_request& r) {
+  if (!is_follower_of(role_)) return;
+  if (role_ != role::follower || leader_ != m.from) become_follower(term_, m.from);
+  election_elapsed_ = 0;
+  append_response resp;
+  if (r.meta.index <= commit_) {
+    resp.match_index = commit_;
+    send(m.from, resp);
+    return;
+  }
+  auto t = term_at(r.meta.index);
+  if (t && *t == r.meta.term) {
+    // We already hold the entries it covers: just learn that they are committed.
+    commit_to(r.meta.index);
+    resp.match_index = r.meta.index;
+    send(m.from, resp);
+    return;
+  }
+  // Discard the whole log and restart from the snapshot.
+  entries_.clear();
+  snapshot_index_ = r.meta.index;
+  snapshot_term_ = r.meta.term;
+  snapshot_data_ = r.data;
+  commit_ = r.meta.index;
+  applied_ = r.meta.index;
+  if (persisted_ > snapshot_index_) persisted_ = snapshot_index_;
+  unstable_from_ = snapshot_index_ + 1;
+  out_.truncate_from.reset();
+  out_.entries.clear();
+  out_.committed.clear();
+  out_.snapshot = received_snapshot{r.meta, r.data};
+  resp.match_index = r.meta.index;
+  send(m.from, resp);
+}
+
+void core::handle_timeout_now(const message& m) {
+  if (role_ == role::leader || m.from != leader_) return;
+  // Thesis §3.10: the leader asked us to take over; skip pre-vote and the lease.
+  start_campaign(false, true);
+}
+
+// ---------------------------------------------------------------------------------------
+// Replication (leader).
+
+bool core::paused(const progress& pr) const {
+  switch (pr.state) {
+    case progress_state::probe: return pr.probe_sent;
+    case progress_state::replicate: return pr.inflight.size() >= cfg_.max_inflight;
+    case progress_state::snapshot: return true;
+  }
+  return true;
+}
+
+void core::send_append(node_id to, progress& pr, bool allow_empty) {
+  if (paused(pr)) return;
+  index_t prev = pr.next - 1;
+  auto prev_term = term_at(prev);
+  if (!prev_term) {
+    // Paper §7: the entries it needs are compacted away: send the snapshot instead.
+    if (!snapshot_data_) return;  // cannot happen: compaction always provides the bytes
+    snapshot_meta meta{snapshot_index_, snapshot_term_, voters_};
+    pr.state = progress_state::snapshot;
+    pr.pending_snapshot = snapshot_index_;
+    pr.ticks_in_state = 0;
+    pr.inflight.clear();
+    send(to, snapshot_request{std::move(meta), snapshot_data_});
+    return;
+  }
+  append_request req;
+  req.prev_index = prev;
+  req.prev_term = *prev_term;
+  std::uint64_t bytes = 0;
+  for (index_t i = pr.next; i <= last_index(); ++i) {
+    const entry& e = *entry_at(i);
+    if (!req.entries.empty() && (req.entries.size() >= cfg_.max_entries_per_append ||
+                                 bytes + e.data.size() > cfg_.max_bytes_per_append))
+      break;
+    bytes += e.data.size();
+    req.entries.push_back(e);
+  }
+  if (req.entries.empty() && !allow_empty) return;
+  // Followers may only adopt a commit index they are known to hold up to... the leader's
+  // commit is safe once they pass the log-matching check, which this request carries.
+  req.commit = commit_;
+  if (!req.entries.empty()) {
+    index_t last = req.entries.back().index;
+    if (pr.state == progress_state::replicate) {
+      // Pipelining: assume success and move on; a rejection falls back to probe.
+      pr.next = last + 1;
+      pr.inflight.push_back(last);
+    } else {
+      pr.probe_sent = true;
+    }
+  } else if (pr.state == progress_state::probe) {
+    pr.probe_sent = true;
+  }
+  send(to, std::move(req));
+}
+
+void core::broadcast_append() {
+  for (auto& [id, pr] : progress_) send_append(id, pr, true);
+}
+
+void core::broadcast_heartbeat() {
+  ++read_seq_;
+  for (auto& [id, pr] : progress_)
+    send(id, heartbeat_request{std::min(pr.match, commit_), read_seq_});
+  release_reads();  // single-node cluster
+}
+
+// The leader counts its own log only up to what it has persisted (thesis §10.2.1).
+index_t core::self_match() const { return std::min(persisted_, last_index()); }
+
+// Paper §5.3/§5.4.2: an entry is committed once stored on a majority, but only entries of
+// the current term are committed by counting replicas; earlier ones commit indirectly.
+bool core::maybe_commit() {
+  if (role_ != role::leader) return false;
+  std::vector<index_t> matches;
+  matches.push_back(self_match());
+  for (auto& [id, pr] : progress_) matches.push_back(pr.match);
+  std::sort(matches.begin(), matches.end(), std::greater<>());
+  index_t q = matches[quorum() - 1];
+  if (q <= commit_) return false;
+  if (cfg_.mutation != unsafe_mutation::commit_any_term && *term_at(q) != term_) return false;
+  commit_ = q;
+  // An entry of our term is now committed: reads waiting for it can start (thesis §6.4).
+  while (!reads_waiting_.empty()) {
+    auto r = reads_waiting_.front();
+    reads_waiting_.pop_front();
+    start_read(r.context, r.requester);
+  }
+  return true;
+}
+
+propose_result core::propose(std::string data) {
+  propose_result res;
+  if (role_ != role::leader) {
+    res.error = propose_error::not_leader;
+    return res;
+  }
+  if (transferee_ != no_node) {
+    res.error = propose_error::transfer_in_progress;
+    return res;
+  }
+  res.index = last_index() + 1;
+  res.term = term_;
+  append_local(entry{term_, res.index, entry_type::normal, std::move(data)});
+  broadcast_append();
+  maybe_commit();
+  return res;
+}
+
+void core::transfer_leadership(node_id to) {
+  if (role_ != role::leader) return;
+  auto it = progress_.find(to);
+  if (it == progress_.end()) return;
+  transferee_ = to;
+  transfer_elapsed_ = 0;
+  if (it->second.match == last_index()) {
+    send(to, timeout_now{});
+  } else {
+    send_append(to, it->second, true);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// ReadIndex (thesis §6.4).
+
+void core::read_index(std::uint64_t context) {
+  if (role_ == role::leader) {
+    start_read(context, cfg_.id);
+    return;
+  }
+  if (leader_ == no_node) {
+    out_.dropped_reads.push_back(context);
+    return;
+  }
+  forwarded_reads_.push_back(context);
+  send(leader_, read_index_request{context});
+}
+
+void core::start_read(std::uint64_t context, node_id requester) {
+  // Until an entry of this term commits, the leader does not know the commit index.
+  if (*term_at(commit_) != term_) {
+    reads_waiting_.push_back(pending_read{context, commit_, 0, requester});
+    return;
+  }
+  // Confirm leadership with a fresh heartbeat round acknowledged by a quorum.
+  reads_.push_back(pending_read{context, commit_, read_seq_ + 1, requester});
+  broadcast_heartbeat();
+}
+
+void core::release_reads() {
+  while (!reads_.empty()) {
+    const auto& r = reads_.front();
+    std::size_t acks = 1;
+    for (auto& [id, pr] : progress_)
+      if (pr.read_ack_seq >= r.seq) ++acks;
+    if (acks < quorum()) break;
+    answer_read(r, true);
+    reads_.pop_front();
+  }
+}
+
+void core::answer_read(const pending_read& r, bool ok) {
+  if (r.requester == cfg_.id) {
+    if (ok) {
+      out_.read_states.push_back(read_state{r.context, r.index});
+    } else {
+      out_.dropped_reads.push_back(r.context);
+    }
+  } else {
+    send(r.requester, read_index_response{r.context, r.index, ok});
+  }
+}
+
+void core::drop_all_reads() {
+  for (auto& r : reads_waiting_) answer_read(r, false);
+  for (auto& r : reads_) answer_read(r, false);
+  reads_waiting_.clear();
+  reads_.clear();
+  for (auto c : forwarded_reads_) out_.dropped_reads.push_back(c);
+  forwarded_reads_.clear();
+}
+
+void core::handle_read_index_request(const message& m, const read_index_request& r) {
+  if (role_ != role::leader) {
+    send(m.from, read_index_response{r.context, index_t{}, false});
+    return;
+  }
+  start_read(r.context, m.from);
+}
+
+void core::handle_read_index_response(const message&, const read_index_response& r) {
+  auto it = std::find(forwarded_reads_.begin(), forwarded_reads_.end(), r.context);
+  if (it == forwarded_reads_.end()) return;  // duplicate or already dropped
+  forwarded_reads_.erase(it);
+  if (r.ok) {
+    out_.read_states.push_back(read_state{r.context, r.index});
+  } else {
+    out_.dropped_reads.push_back(r.context);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Snapshots and persistence.
+
+bool core::compact(index_t index, std::shared_ptr<const std::string> data) {
+  if (index <= snapshot_index_ || index > applied_ || index > persisted_ || !data) return false;
+  term_t t = *term_at(index);
+  entries_.erase(entries_.begin(), entries_.begin() + (index.value - snapshot_index_.value));
+  snapshot_index_ = index;
+  snapshot_term_ = t;
+  snapshot_data_ = std::move(data);
+  return true;
+}
+
+void core::on_persisted(index_t index, term_t term) {
+  auto t = term_at(index);
+  if (!t || *t != term) return;  // overwritten since: a later notice will come
+  if (index > persisted_ && index < unstable_from_) {
+    persisted_ = index;
+    if (role_ == role::leader && maybe_commit()) broadcast_append();
+  }
+}
+
+bool core::has_ready() const {
+  return !out_.empty() || unstable_from_ <= last_index() || applied_ < commit_ ||
+         last_hs_ != hard_state{term_, vote_, commit_};
+}
+
+ready core::take_ready() {
+  ready r = std::move(out_);
+  out_ = ready{};
+  for (index_t i = unstable_from_; i <= last_index(); ++i) r.entries.push_back(*entry_at(i));
+  unstable_from_ = last_index() + 1;
+  hard_state hs{term_, vote_, commit_};
+  if (hs != last_hs_) {
+    r.hs = hs;
+    last_hs_ = hs;
+  }
+  for (index_t i = applied_ + 1; i <= commit_; ++i) r.committed.push_back(*entry_at(i));
+  applied_ = commit_;
+  return r;
+}
+
+raft::status core::status() const {
+  raft::status s;
+  s.id = cfg_.id;
+  s.role = role_;
+  s.term = term_;
+  s.vote = vote_;
+  s.leader = leader_;
+  s.commit = commit_;
+  s.applied = applied_;
+  s.first_index = first_index();
+  s.last_index = last_index();
+  s.snapshot_index = snapshot_index_;
+  s.persisted_index = persisted_;
+  for (auto v : voters_) {
+    auto it = progress_.find(v);
+    if (it == progress_.end()) continue;
+    s.peers.push_back(peer_status{v, it->second.match, it->second.next, it->second.state,
+                                  it->second.ticks_since_contact});
+  }
+  return s;
+}
+
+std::optional<std::string> core::check_invariants() const {
+  std::ostringstream err;
+  for (std::size_t k = 0; k < entries_.size(); ++k) {
+    const entry& e = entries_[k];
+    if (e.index != snapshot_index_ + (k + 1)) err << "log index gap at " << e.index.value << "; ";
+    term_t prev = k == 0 ? snapshot_term_ : entries_[k - 1].term;
+    if (e.term < prev) err << "log terms decrease at " << e.index.value << "; ";
+    if (e.term > term_) err << "entry term above current term at " << e.index.value << "; ";
+  }
+  if (commit_ > last_index()) err << "commit beyond last index; ";
+  if (commit_ < snapshot_index_) err << "commit below snapshot; ";
+  if (applied_ > commit_) err << "applied beyond commit; ";
+  if (persisted_ > last_index()) err << "persisted beyond last index; ";
+  if (unstable_from_ > last_index() + 1) err << "unstable_from beyond log end; ";
+  if (role_ == role::leader) {
+    if (leader_ != cfg_.id) err << "leader does not know itself; ";
+    if (vote_ != cfg_.id) err << "leader did not vote for itself; ";
+    for (auto& [id, pr] : progress_) {
+      if (pr.match >= pr.next) err << "peer " << id.value << " match >= next; ";
+      if (pr.match > last_index()) err << "peer " << id.value << " match beyond log; ";
+      if (pr.inflight.size() > cfg_.max_inflight) err << "too many in flight; ";
+    }
+  } else if (!progress_.empty()) {
+    err << "non-leader keeps progress; ";
+  }
+  if (role_ == role::candidate && vote_ != cfg_.id) err << "candidate did not vote for itself; ";
+  if (!reads_.empty() && role_ != role::leader) err << "non-leader holds reads; ";
+  auto s = err.str();
+  if (s.empty()) return std::nullopt;
+  return s;
+}
+
+}  // namespace raft
