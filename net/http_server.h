@@ -1,0 +1,60 @@
+// The HTTP door (SPEC §5): Beast sessions on the node's io_context, one coroutine per
+// connection, routing through net/http_api.h, and every KV request submitted through the
+// kv_service like the other doors (so a follower forwards writes to the leader).
+//
+// Usage from app/:
+//   net::http_server http(io, service, {.version = RAFTKV_VERSION});
+//   http.listen(host, port);   // throws boost::system::system_error (e.g. port in use)
+//   http.start();              // accept loop spawned on io
+//   ...
+//   http.stop();               // stop accepting and close every session
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace net {
+
+class kv_service;
+
+struct http_options {
+  std::string version = "unknown";           // reported by /v1/status
+  std::size_t max_header_bytes = 16 * 1024;  // request line + headers; beyond: 431
+  // From the first byte of a request until it is complete (headers and body): a slow
+  // client (slow-loris) cannot hold a session longer than this.
+  std::chrono::milliseconds read_timeout{10000};
+  // Between requests on a keep-alive connection.
+  std::chrono::milliseconds idle_timeout{30000};
+  // Writing one response: a client that does not read is dropped.
+  std::chrono::milliseconds write_timeout{10000};
+};
+
+class http_server {
+ public:
+  http_server(boost::asio::io_context& io, kv_service& service, http_options options = {});
+  ~http_server();
+  http_server(const http_server&) = delete;
+  http_server& operator=(const http_server&) = delete;
+
+  // Binds and listens (SO_REUSEADDR). Throws boost::system::system_error on failure.
+  void listen(const std::string& host, std::uint16_t port);
+  // The bound port (useful with port 0).
+  std::uint16_t port() const;
+  // Spawns the accept loop on the io_context. Call after listen().
+  void start();
+  // Stops accepting and closes every open session. Idempotent.
+  void stop();
+
+  struct state;
+
+ private:
+  std::shared_ptr<state> state_;
+};
+
+}  // namespace net
