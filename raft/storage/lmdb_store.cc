@@ -4,11 +4,13 @@
 #include <lmdb.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -332,6 +334,13 @@ std::vector<snapshot_file> list_snapshots(const fs::path& dir) {
   return out;
 }
 
+// Bytes an unprivileged writer may still use on the filesystem holding dir (max on error).
+std::uint64_t free_bytes(const fs::path& dir) {
+  struct statvfs sv {};
+  if (::statvfs(dir.c_str(), &sv) != 0) return UINT64_MAX;
+  return static_cast<std::uint64_t>(sv.f_bavail) * sv.f_frsize;
+}
+
 // A read-only transaction that always ends.
 struct read_txn {
   MDB_txn* txn = nullptr;
@@ -516,39 +525,42 @@ open_result lmdb_store::open(options opts) {
   if (auto err = fsync_dir(dir); !err.ok() && o.fsync) return fail(err);
 
   // The committed state the writer starts from: hard state, snapshot record, last entry.
-  {
+  // (A lambda so the read transaction ends before fail() closes the env.)
+  const auto read_committed = [&]() -> error {
     read_txn rt(im.env);
-    if (rt.rc != 0) return fail(lmdb_error(rt.rc, "begin read"));
+    if (rt.rc != 0) return lmdb_error(rt.rc, "begin read");
     MDB_val k = as_val(key_hard_state), v{};
     if (mdb_get(rt.txn, im.meta_dbi, &k, &v) == 0) {
       auto h = decode_hard_state(as_view(v));
-      if (!h.ok()) return fail(h.err);
+      if (!h.ok()) return h.err;
       im.committed.hard = h.value;
     }
     k = as_val(key_snapshot);
     if (mdb_get(rt.txn, im.meta_dbi, &k, &v) == 0) {
       auto body = unseal(as_view(v), "snapshot record");
-      if (!body.ok()) return fail(body.err);
+      if (!body.ok()) return body.err;
       auto m = decode_meta_body(body.value, "snapshot record");
-      if (!m.ok()) return fail(m.err);
+      if (!m.ok()) return m.err;
       im.committed.snap = m.value;
     }
     im.committed.last_index = im.committed.snap.index;
     im.committed.last_term = im.committed.snap.term;
     MDB_cursor* cur = nullptr;
-    if (int rc = mdb_cursor_open(rt.txn, im.log_dbi, &cur); rc != 0) return fail(lmdb_error(rc, "cursor"));
+    if (int rc = mdb_cursor_open(rt.txn, im.log_dbi, &cur); rc != 0) return lmdb_error(rc, "cursor");
     MDB_val ck{}, cv{};
     const int rc = mdb_cursor_get(cur, &ck, &cv, MDB_LAST);
     mdb_cursor_close(cur);
     if (rc == 0) {
       auto e = decode_entry(key_index(ck), as_view(cv));
-      if (!e.ok()) return fail(e.err);
+      if (!e.ok()) return e.err;
       im.committed.last_index = e.value.index;
       im.committed.last_term = e.value.term;
     } else if (rc != MDB_NOTFOUND) {
-      return fail(lmdb_error(rc, "read last entry"));
+      return lmdb_error(rc, "read last entry");
     }
-  }
+    return {};
+  };
+  if (auto err = read_committed(); !err.ok()) return fail(err);
 
   if (!o.fsync)
     s->log(log_level::warning,
@@ -786,6 +798,11 @@ void lmdb_store::writer_main() {
       if (out.rc == MDB_MAP_FULL) {
         err = make_error(errc::disk_full, "disk full: the LMDB map reached max_map_bytes (" +
                                               std::to_string(opts_.max_map_bytes) + " bytes)");
+      } else if (out.rc == EIO && free_bytes(opts_.data_dir) < std::max<std::uint64_t>(1 << 20, 2 * byte_count)) {
+        // LMDB reports a short page write as EIO; on a full filesystem that is ENOSPC.
+        err = make_error(errc::disk_full, "disk full: commit of the Raft log failed (short write) with " +
+                                              std::to_string(free_bytes(opts_.data_dir)) +
+                                              " bytes free on the filesystem of " + opts_.data_dir.string());
       } else if (out.rc != 0) {
         err = lmdb_error(out.rc, "commit of the Raft log");
       } else {

@@ -1,0 +1,554 @@
+// Unit tests of the LMDB Raft storage on temporary directories: round trips, reopen,
+// truncation, compaction, snapshot files, checksums, the lock, map growth and disk full.
+#define BOOST_TEST_MODULE storage_unit_test
+#include <boost/test/unit_test.hpp>
+
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <iterator>
+#include <mutex>
+#include <string>
+
+#include "raft/storage/crc32c.h"
+#include "raft/storage/lmdb_store.h"
+
+namespace fs = std::filesystem;
+using namespace raft;
+using namespace raft::storage;
+
+namespace {
+
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    std::string tmpl = (fs::temp_directory_path() / "storage_unit_XXXXXX").string();
+    BOOST_REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+options quiet(const fs::path& dir) {
+  options o;
+  o.data_dir = dir;
+  o.log = [](log_level, std::string_view) {};
+  return o;
+}
+
+std::unique_ptr<lmdb_store> must_open(options o) {
+  auto r = lmdb_store::open(std::move(o));
+  BOOST_REQUIRE_MESSAGE(r.store, "open failed: " << r.err.message);
+  return std::move(r.store);
+}
+
+entry make_entry(std::uint64_t index, std::uint64_t term, std::size_t bytes = 16) {
+  entry e;
+  e.index = index_t{index};
+  e.term = term_t{term};
+  e.data.resize(bytes);
+  for (std::size_t i = 0; i < bytes; ++i) e.data[i] = static_cast<char>('a' + (index * 7 + i) % 26);
+  return e;
+}
+
+std::vector<entry> make_entries(std::uint64_t first, std::uint64_t last, std::uint64_t term,
+                                 std::size_t bytes = 16) {
+  std::vector<entry> out;
+  for (auto i = first; i <= last; ++i) out.push_back(make_entry(i, term, bytes));
+  return out;
+}
+
+result<persisted> submit_wait(lmdb_store& s, batch b) {
+  std::promise<result<persisted>> p;
+  auto f = p.get_future();
+  s.submit(std::move(b), [&p](const result<persisted>& r) { p.set_value(r); });
+  BOOST_REQUIRE(f.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  return f.get();
+}
+
+batch append(std::vector<entry> es) {
+  batch b;
+  b.entries = std::move(es);
+  return b;
+}
+
+snapshot_meta meta(std::uint64_t index, std::uint64_t term) {
+  return snapshot_meta{index_t{index}, term_t{term}, {node_id{1}, node_id{2}, node_id{3}}};
+}
+
+// Flips one byte inside every copy of `needle` in the file (LMDB keeps old page copies).
+int corrupt_every_copy(const fs::path& file, const std::string& needle) {
+  std::ifstream in(file, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  int n = 0;
+  for (auto pos = bytes.find(needle); pos != std::string::npos; pos = bytes.find(needle, pos + 1)) {
+    bytes[pos + needle.size() / 2] ^= 0x20;
+    ++n;
+  }
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return n;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(crc32c_matches_the_standard_check_value) {
+  BOOST_TEST(crc32c("123456789") == 0xE3069283u);
+  BOOST_TEST(crc32c("") == 0u);
+  const std::string long_text(1000, 'x');
+  // Incremental and one-shot computations agree across the 8-byte fast path.
+  BOOST_TEST(crc32c_extend(crc32c(long_text.substr(0, 13)), long_text.data() + 13, 987) ==
+             crc32c(long_text));
+}
+
+BOOST_AUTO_TEST_CASE(append_read_round_trip_and_reopen) {
+  temp_dir dir;
+  const hard_state hs{term_t{3}, node_id{2}, index_t{40}};
+  {
+    auto s = must_open(quiet(dir.path));
+    auto loaded = s->load();
+    BOOST_REQUIRE(loaded.ok());
+    BOOST_TEST(loaded.value.entries.empty());
+    BOOST_TEST(loaded.value.last_index.value == 0u);
+
+    for (std::uint64_t first = 1; first <= 91; first += 10) {
+      batch b = append(make_entries(first, first + 9, first < 50 ? 1 : 3, 100));
+      if (first == 91) b.hard = hs;
+      auto r = submit_wait(*s, std::move(b));
+      BOOST_REQUIRE_MESSAGE(r.ok(), r.err.message);
+      BOOST_TEST(r.value.last_index.value == first + 9);
+      BOOST_TEST(r.value.last_term.value == (first < 50 ? 1u : 3u));
+    }
+    auto read = s->read_entries(index_t{5}, index_t{60});
+    BOOST_REQUIRE(read.ok());
+    BOOST_REQUIRE(read.value.size() == 56u);
+    BOOST_TEST((read.value.front() == make_entry(5, 1, 100)));
+    BOOST_TEST((read.value.back() == make_entry(60, 3, 100)));
+    BOOST_TEST(!s->read_entries(index_t{95}, index_t{101}).ok());  // 101 does not exist
+    s->close();
+  }
+  auto s = must_open(quiet(dir.path));
+  auto loaded = s->load();
+  BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
+  BOOST_TEST((loaded.value.hard == hs));
+  BOOST_TEST(!loaded.value.snapshot.has_value());
+  BOOST_REQUIRE(loaded.value.entries.size() == 100u);
+  for (std::uint64_t i = 1; i <= 100; ++i)
+    BOOST_TEST((loaded.value.entries[i - 1] == make_entry(i, i <= 50 ? 1 : 3, 100)));
+  BOOST_TEST(loaded.value.last_index.value == 100u);
+  BOOST_TEST(loaded.value.last_term.value == 3u);
+  // Appending continues where the log ended.
+  auto r = submit_wait(*s, append({make_entry(101, 3)}));
+  BOOST_TEST(r.ok());
+  BOOST_TEST(r.value.last_index.value == 101u);
+}
+
+BOOST_AUTO_TEST_CASE(truncate_replaces_a_conflicting_suffix) {
+  temp_dir dir;
+  auto s = must_open(quiet(dir.path));
+  BOOST_REQUIRE(submit_wait(*s, append(make_entries(1, 10, 1))).ok());
+
+  batch b;  // §5.3: entries 6.. conflict; replaced by the leader's term-2 entries
+  b.truncate_from = index_t{6};
+  b.entries = make_entries(6, 8, 2);
+  auto r = submit_wait(*s, std::move(b));
+  BOOST_REQUIRE_MESSAGE(r.ok(), r.err.message);
+  BOOST_TEST(r.value.last_index.value == 8u);
+  BOOST_TEST(r.value.last_term.value == 2u);
+
+  batch only_truncate;  // the persisted notice names the new last entry and its term
+  only_truncate.truncate_from = index_t{8};
+  r = submit_wait(*s, std::move(only_truncate));
+  BOOST_REQUIRE(r.ok());
+  BOOST_TEST(r.value.last_index.value == 7u);
+  BOOST_TEST(r.value.last_term.value == 2u);
+  s->close();
+
+  s = must_open(quiet(dir.path));
+  auto loaded = s->load();
+  BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
+  BOOST_REQUIRE(loaded.value.entries.size() == 7u);
+  BOOST_TEST((loaded.value.entries[4] == make_entry(5, 1)));
+  BOOST_TEST((loaded.value.entries[5] == make_entry(6, 2)));
+  BOOST_TEST((loaded.value.entries[6] == make_entry(7, 2)));
+}
+
+BOOST_AUTO_TEST_CASE(compaction_drops_the_prefix_and_older_snapshot_files) {
+  temp_dir dir;
+  auto s = must_open(quiet(dir.path));
+  BOOST_REQUIRE(submit_wait(*s, append(make_entries(1, 20, 1))).ok());
+  BOOST_REQUIRE(s->write_snapshot(meta(10, 1), "state-at-10").ok());
+  batch c;
+  c.compaction = meta(10, 1);
+  auto r = submit_wait(*s, std::move(c));
+  BOOST_REQUIRE_MESSAGE(r.ok(), r.err.message);
+  BOOST_TEST(r.value.last_index.value == 20u);
+  BOOST_TEST(!s->read_entries(index_t{10}, index_t{10}).ok());  // gone
+  BOOST_TEST(s->read_entries(index_t{11}, index_t{20}).ok());
+
+  BOOST_REQUIRE(s->write_snapshot(meta(15, 1), "state-at-15").ok());
+  c.compaction = meta(15, 1);
+  BOOST_REQUIRE(submit_wait(*s, std::move(c)).ok());
+  std::size_t files = 0;
+  for (const auto& de : fs::directory_iterator(dir.path / "snapshots")) {
+    ++files;
+    BOOST_TEST(de.path().filename().string().find("00000000000000000015") != std::string::npos);
+  }
+  BOOST_TEST(files == 1u);
+  auto latest = s->latest_snapshot();
+  BOOST_REQUIRE(latest.has_value());
+  BOOST_TEST((latest->meta == meta(15, 1)));
+  auto bytes = s->read_snapshot(*latest);
+  BOOST_REQUIRE(bytes.ok());
+  BOOST_TEST(bytes.value == "state-at-15");
+
+  // A follower installing a snapshot beyond its log (§7): the log restarts after it.
+  BOOST_REQUIRE(s->write_snapshot(meta(30, 2), "state-at-30").ok());
+  batch install;
+  install.truncate_from = index_t{16};
+  install.compaction = meta(30, 2);
+  r = submit_wait(*s, std::move(install));
+  BOOST_REQUIRE_MESSAGE(r.ok(), r.err.message);
+  BOOST_TEST(r.value.last_index.value == 30u);
+  BOOST_TEST(r.value.last_term.value == 2u);
+  BOOST_REQUIRE(submit_wait(*s, append(make_entries(31, 32, 2))).ok());
+  s->close();
+
+  s = must_open(quiet(dir.path));
+  auto loaded = s->load();
+  BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
+  BOOST_REQUIRE(loaded.value.snapshot.has_value());
+  BOOST_TEST((loaded.value.snapshot->meta == meta(30, 2)));
+  BOOST_TEST(loaded.value.snapshot_data == "state-at-30");
+  BOOST_REQUIRE(loaded.value.entries.size() == 2u);
+  BOOST_TEST(loaded.value.entries[0].index.value == 31u);
+  BOOST_TEST(loaded.value.last_index.value == 32u);
+}
+
+BOOST_AUTO_TEST_CASE(crash_between_snapshot_file_and_compaction_is_completed_at_load) {
+  temp_dir dir;
+  {
+    auto s = must_open(quiet(dir.path));
+    BOOST_REQUIRE(submit_wait(*s, append(make_entries(1, 20, 1))).ok());
+    BOOST_REQUIRE(s->write_snapshot(meta(12, 1), "twelve").ok());
+    // no compaction submitted: as if the process died here
+  }
+  auto s = must_open(quiet(dir.path));
+  auto loaded = s->load();
+  BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
+  BOOST_REQUIRE(loaded.value.snapshot.has_value());
+  BOOST_TEST(loaded.value.snapshot->meta.index.value == 12u);
+  BOOST_REQUIRE(loaded.value.entries.size() == 8u);
+  BOOST_TEST(loaded.value.entries.front().index.value == 13u);
+  BOOST_TEST(!s->read_entries(index_t{12}, index_t{12}).ok());  // the prefix is gone now
+}
+
+BOOST_AUTO_TEST_CASE(corrupt_newest_snapshot_falls_back_to_the_previous_one) {
+  temp_dir dir;
+  {
+    auto s = must_open(quiet(dir.path));
+    BOOST_REQUIRE(submit_wait(*s, append(make_entries(1, 20, 1))).ok());
+    BOOST_REQUIRE(s->write_snapshot(meta(5, 1), "snapshot five").ok());
+    BOOST_REQUIRE(s->write_snapshot(meta(15, 1), "snapshot fifteen").ok());
+  }
+  const fs::path newest = dir.path / "snapshots" /
+                          "snapshot-00000000000000000015-00000000000000000001.snap";
+  BOOST_REQUIRE(corrupt_every_copy(newest, "fifteen") == 1);
+  // A torn write (never renamed) must be ignored and removed too.
+  std::ofstream(dir.path / "snapshots" / "tmp-1-0-snapshot-x.snap") << "torn";
+
+  auto s = must_open(quiet(dir.path));
+  BOOST_TEST(!fs::exists(dir.path / "snapshots" / "tmp-1-0-snapshot-x.snap"));
+  auto loaded = s->load();
+  BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
+  BOOST_REQUIRE(loaded.value.snapshot.has_value());
+  BOOST_TEST(loaded.value.snapshot->meta.index.value == 5u);
+  BOOST_TEST(loaded.value.snapshot_data == "snapshot five");
+  BOOST_REQUIRE(loaded.value.entries.size() == 15u);
+  BOOST_TEST(loaded.value.entries.front().index.value == 6u);
+}
+
+BOOST_AUTO_TEST_CASE(corrupt_only_snapshot_after_compaction_is_a_clear_error) {
+  temp_dir dir;
+  {
+    auto s = must_open(quiet(dir.path));
+    BOOST_REQUIRE(submit_wait(*s, append(make_entries(1, 20, 1))).ok());
+    BOOST_REQUIRE(s->write_snapshot(meta(15, 1), "snapshot fifteen").ok());
+    batch c;
+    c.compaction = meta(15, 1);
+    BOOST_REQUIRE(submit_wait(*s, std::move(c)).ok());
+  }
+  BOOST_REQUIRE(corrupt_every_copy(dir.path / "snapshots" /
+                                       "snapshot-00000000000000000015-00000000000000000001.snap",
+                                   "fifteen") == 1);
+  auto s = must_open(quiet(dir.path));
+  auto loaded = s->load();
+  BOOST_REQUIRE(!loaded.ok());
+  BOOST_TEST((loaded.err.code == errc::corrupt));
+  BOOST_TEST(loaded.err.message.find("no valid snapshot file covers index 15") != std::string::npos,
+             loaded.err.message);
+}
+
+BOOST_AUTO_TEST_CASE(checksum_mismatch_in_a_log_entry_is_detected_on_reopen) {
+  temp_dir dir;
+  {
+    auto s = must_open(quiet(dir.path));
+    BOOST_REQUIRE(submit_wait(*s, append(make_entries(1, 4, 1))).ok());
+    entry marked = make_entry(5, 1);
+    marked.data = "PAYLOAD-OF-ENTRY-FIVE";
+    BOOST_REQUIRE(submit_wait(*s, append({marked})).ok());
+    BOOST_REQUIRE(submit_wait(*s, append(make_entries(6, 9, 1))).ok());
+  }
+  BOOST_REQUIRE(corrupt_every_copy(dir.path / "data.mdb", "PAYLOAD-OF-ENTRY-FIVE") >= 1);
+
+  auto s = must_open(quiet(dir.path));  // the last entry is fine, so open succeeds
+  auto loaded = s->load();
+  BOOST_REQUIRE(!loaded.ok());
+  BOOST_TEST((loaded.err.code == errc::corrupt));
+  BOOST_TEST(loaded.err.message.find("checksum mismatch in log entry 5") != std::string::npos,
+             loaded.err.message);
+  auto read = s->read_entries(index_t{4}, index_t{6});
+  BOOST_TEST(!read.ok());
+  BOOST_TEST(read.err.message.find("log entry 5") != std::string::npos, read.err.message);
+  BOOST_TEST(s->read_entries(index_t{6}, index_t{9}).ok());
+}
+
+BOOST_AUTO_TEST_CASE(checksum_mismatch_in_the_hard_state_fails_open) {
+  temp_dir dir;
+  {
+    auto s = must_open(quiet(dir.path));
+    batch b;
+    b.hard = hard_state{term_t{0x5151515151515151ull}, node_id{1}, index_t{0}};
+    BOOST_REQUIRE(submit_wait(*s, std::move(b)).ok());
+  }
+  BOOST_REQUIRE(corrupt_every_copy(dir.path / "data.mdb", std::string(8, '\x51')) >= 1);
+  auto r = lmdb_store::open(quiet(dir.path));
+  BOOST_REQUIRE(!r.store);
+  BOOST_TEST((r.err.code == errc::corrupt));
+  BOOST_TEST(r.err.message.find("checksum mismatch in hard state") != std::string::npos, r.err.message);
+}
+
+BOOST_AUTO_TEST_CASE(second_open_of_a_data_dir_is_refused_with_the_owner_pid) {
+  temp_dir dir;
+  auto first = must_open(quiet(dir.path));
+  auto second = lmdb_store::open(quiet(dir.path));
+  BOOST_REQUIRE(!second.store);
+  BOOST_TEST((second.err.code == errc::locked));
+  const std::string expect = "data dir " + dir.path.string() + " is locked by another process (pid " +
+                             std::to_string(::getpid()) + ")";
+  BOOST_TEST(second.err.message == expect);
+  first->close();
+  auto third = lmdb_store::open(quiet(dir.path));  // released on close
+  BOOST_TEST(third.store != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(invalid_batches_fail_the_store_and_every_later_submit) {
+  temp_dir dir;
+  auto s = must_open(quiet(dir.path));
+  BOOST_REQUIRE(submit_wait(*s, append(make_entries(1, 3, 2))).ok());
+  auto r = submit_wait(*s, append({make_entry(5, 2)}));  // hole at 4
+  BOOST_REQUIRE(!r.ok());
+  BOOST_TEST((r.err.code == errc::invalid_batch));
+  BOOST_TEST(s->health().message == r.err.message);
+  auto later = submit_wait(*s, append({make_entry(4, 2)}));
+  BOOST_TEST(!later.ok());
+  BOOST_TEST(s->read_entries(index_t{1}, index_t{3}).ok());  // reads keep working
+  s->close();
+  auto closed = submit_wait(*s, batch{});
+  BOOST_TEST((closed.err.code == errc::closed));
+
+  // Lower terms, overwriting without truncation and truncating into the snapshot: all refused.
+  for (int kind = 0; kind < 3; ++kind) {
+    temp_dir d2;
+    auto s2 = must_open(quiet(d2.path));
+    BOOST_REQUIRE(submit_wait(*s2, append(make_entries(1, 3, 2))).ok());
+    batch bad;
+    if (kind == 0) bad.entries = {make_entry(4, 1)};
+    if (kind == 1) bad.entries = {make_entry(3, 2)};
+    if (kind == 2) {
+      BOOST_REQUIRE(s2->write_snapshot(meta(2, 2), "x").ok());
+      batch c;
+      c.compaction = meta(2, 2);
+      BOOST_REQUIRE(submit_wait(*s2, std::move(c)).ok());
+      bad.truncate_from = index_t{2};
+    }
+    auto br = submit_wait(*s2, std::move(bad));
+    BOOST_TEST((br.err.code == errc::invalid_batch), "kind " << kind << ": " << br.err.message);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(callbacks_run_in_submission_order_and_batches_share_commits) {
+  temp_dir dir;
+  auto s = must_open(quiet(dir.path));
+  constexpr int n = 200;
+  std::vector<std::uint64_t> seen;
+  std::mutex m;
+  std::promise<void> all;
+  for (int i = 1; i <= n; ++i) {
+    s->submit(append({make_entry(i, 1, 100)}), [&, i](const result<persisted>& r) {
+      BOOST_CHECK(r.ok());
+      BOOST_CHECK_EQUAL(r.value.last_index.value, static_cast<std::uint64_t>(i));
+      std::lock_guard lock(m);
+      seen.push_back(r.value.last_index.value);
+      if (i == n) all.set_value();
+    });
+  }
+  BOOST_REQUIRE(all.get_future().wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  BOOST_REQUIRE(seen.size() == static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) BOOST_TEST(seen[i] == static_cast<std::uint64_t>(i + 1));
+  const auto st = s->stats();
+  BOOST_TEST(st.batches == static_cast<std::uint64_t>(n));
+  BOOST_TEST(st.entries == static_cast<std::uint64_t>(n));
+  // Group commit: while one fsync runs the rest queue up and share the next.
+  BOOST_TEST(st.commits < static_cast<std::uint64_t>(n), "commits " << st.commits);
+}
+
+BOOST_AUTO_TEST_CASE(on_commit_reports_each_commit) {
+  temp_dir dir;
+  options o = quiet(dir.path);
+  std::atomic<int> calls{0};
+  std::atomic<std::size_t> entries{0};
+  o.on_commit = [&](std::chrono::nanoseconds latency, std::size_t, std::size_t n) {
+    BOOST_CHECK(latency.count() > 0);
+    ++calls;
+    entries += n;
+  };
+  auto s = must_open(o);
+  BOOST_REQUIRE(submit_wait(*s, append(make_entries(1, 5, 1))).ok());
+  BOOST_REQUIRE(submit_wait(*s, append(make_entries(6, 6, 1))).ok());
+  BOOST_TEST(calls.load() == 2);
+  BOOST_TEST(entries.load() == 6u);
+  BOOST_TEST(s->stats().commits == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(map_grows_automatically_up_to_the_maximum) {
+  temp_dir dir;
+  options o = quiet(dir.path);
+  o.initial_map_bytes = 1 << 20;
+  o.max_map_bytes = 64 << 20;
+  auto s = must_open(o);
+  std::uint64_t next = 1;
+  for (int b = 0; b < 40; ++b) {  // 40 x 100 KiB = 4 MB
+    auto r = submit_wait(*s, append(make_entries(next, next + 9, 1, 10 * 1024)));
+    BOOST_REQUIRE_MESSAGE(r.ok(), r.err.message);
+    next += 10;
+  }
+  BOOST_TEST(s->stats().map_grows >= 2u);
+  BOOST_TEST(s->stats().map_bytes > (1u << 20));
+  s->close();
+  s = must_open(o);
+  auto loaded = s->load();
+  BOOST_REQUIRE(loaded.ok());
+  BOOST_TEST(loaded.value.entries.size() == 400u);
+}
+
+namespace {
+
+// Fills the store until a write fails; returns the last acknowledged index.
+std::uint64_t fill_until_failure(lmdb_store& s, result<persisted>& failure) {
+  std::uint64_t acked = 0;
+  for (std::uint64_t next = 1; next < 100000; next += 8) {
+    auto r = submit_wait(s, append(make_entries(next, next + 7, 1, 8 * 1024)));
+    if (!r.ok()) {
+      failure = r;
+      return acked;
+    }
+    acked = r.value.last_index.value;
+  }
+  BOOST_FAIL("the store never filled up");
+  return acked;
+}
+
+void check_intact(lmdb_store& s, std::uint64_t acked) {
+  auto read = s.read_entries(index_t{1}, index_t{acked});
+  BOOST_REQUIRE_MESSAGE(read.ok(), read.err.message);
+  for (std::uint64_t i = 1; i <= acked; ++i) BOOST_CHECK((read.value[i - 1] == make_entry(i, 1, 8 * 1024)));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(disk_full_at_the_map_maximum_fails_cleanly_and_keeps_data) {
+  temp_dir dir;
+  options o = quiet(dir.path);
+  o.initial_map_bytes = 256 << 10;
+  o.max_map_bytes = 1 << 20;
+  std::uint64_t acked = 0;
+  {
+    auto s = must_open(o);
+    result<persisted> failure;
+    acked = fill_until_failure(*s, failure);
+    BOOST_TEST(acked > 0u);
+    BOOST_TEST((failure.err.code == errc::disk_full));
+    BOOST_TEST(failure.err.message.find("disk full") != std::string::npos, failure.err.message);
+    BOOST_TEST(s->health().message == failure.err.message);
+    // Every later write fails at once; reads keep working.
+    auto later = submit_wait(*s, append({make_entry(acked + 1, 1, 8)}));
+    BOOST_TEST((later.err.code == errc::disk_full));
+    check_intact(*s, acked);
+  }
+  // After the operator makes room (a bigger maximum), the node comes back with its data.
+  o.max_map_bytes = 64 << 20;
+  auto s = must_open(o);
+  auto loaded = s->load();
+  BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
+  BOOST_TEST(loaded.value.last_index.value == acked);
+  BOOST_TEST(submit_wait(*s, append({make_entry(acked + 1, 1, 8)})).ok());
+}
+
+BOOST_AUTO_TEST_CASE(disk_full_on_a_small_tmpfs_fails_cleanly_and_keeps_data) {
+  temp_dir dir;
+  const fs::path mnt = dir.path / "mnt";
+  fs::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=2m") != 0) {
+    BOOST_TEST_MESSAGE("cannot mount a tmpfs here (" << std::strerror(errno) << "); skipped");
+    return;
+  }
+  struct unmount {
+    fs::path p;
+    ~unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } guard{mnt};
+  options o = quiet(mnt / "node");
+  o.initial_map_bytes = 64 << 20;  // the map is not the limit here: the filesystem is
+  std::uint64_t acked = 0;
+  {
+    auto s = must_open(o);
+    result<persisted> failure;
+    acked = fill_until_failure(*s, failure);
+    BOOST_TEST(acked > 0u);
+    BOOST_TEST((failure.err.code == errc::disk_full), failure.err.message);
+    BOOST_TEST(failure.err.message.find("disk full") != std::string::npos, failure.err.message);
+    check_intact(*s, acked);
+    BOOST_TEST(!s->write_snapshot(meta(1, 1), std::string(4 << 20, 's')).ok());
+  }
+  auto s = must_open(o);
+  auto loaded = s->load();
+  BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
+  BOOST_TEST(loaded.value.last_index.value == acked);
+  BOOST_TEST(loaded.value.entries.size() == acked);
+}
+
+BOOST_AUTO_TEST_CASE(replay_applies_every_entry_and_reports) {
+  loaded_state st;
+  st.entries = make_entries(1, 5000, 1);
+  st.last_index = index_t{5000};
+  std::uint64_t sum = 0;
+  std::vector<std::string> lines;
+  const auto n = replay(
+      st, [&](const entry& e) { sum += e.index.value; },
+      [&](log_level, std::string_view l) { lines.emplace_back(l); }, std::chrono::milliseconds(0));
+  BOOST_TEST(n == 5000u);
+  BOOST_TEST(sum == 5000u * 5001u / 2);
+  BOOST_REQUIRE(!lines.empty());
+  BOOST_TEST(lines.front().find("replayed 1024 of 5000") != std::string::npos, lines.front());
+  BOOST_TEST(lines.back().find("replayed 5000 entries up to index 5000") != std::string::npos, lines.back());
+}
