@@ -1,0 +1,613 @@
+#include "net/peer_transport.h"
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <deque>
+#include <exception>
+#include <utility>
+
+namespace net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using clock = std::chrono::steady_clock;
+
+// Why an inbound frame or connection was refused; with the claimed sender, the key of the
+// warning rate limit.
+enum class drop_reason : std::uint8_t {
+  other_cluster,
+  unknown_sender,
+  not_for_us,
+  sender_changed,
+  no_hello,
+  bad_fragment,
+  undecodable,
+  too_many_connections,
+  queue_full,
+};
+
+// Splits "host:port" or "[v6]:port". Empty host or port on malformed input.
+std::pair<std::string, std::string> split_host_port(const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return {};
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return {host, address.substr(colon + 1)};
+}
+
+bool cancelled(asio::cancellation_state s) { return s.cancelled() != asio::cancellation_type::none; }
+
+}  // namespace
+
+struct peer_transport::impl : std::enable_shared_from_this<impl> {
+  struct small_message {
+    frame_kind kind;
+    std::string payload;
+  };
+  struct bulk_message {
+    frame_kind kind;
+    std::string payload;
+    std::size_t offset = 0;  // bytes already written on the current connection
+    bool started = false;    // a fragment is written or in flight: never dropped
+  };
+
+  struct peer {
+    peer(asio::any_io_executor ex, raft::node_id id_, std::string address_)
+        : id(id_), address(std::move(address_)), socket(ex), resolver(ex), wake(ex), timer(ex) {}
+
+    raft::node_id id;
+    std::string address;
+    std::deque<small_message> small;
+    std::size_t small_bytes = 0;
+    std::deque<bulk_message> bulk;
+    tcp::socket socket;
+    tcp::resolver resolver;
+    asio::steady_timer wake;   // waited on while the queues are empty; send() cancels it
+    asio::steady_timer timer;  // connect/write timeouts and reconnect backoff
+    bool connected = false;
+    bool unreachable_logged = false;
+    std::string close_reason;
+    std::optional<clock::time_point> last_received;
+    std::uint64_t frames_sent = 0, bytes_sent = 0, frames_received = 0, bytes_received = 0;
+    std::uint64_t frames_dropped = 0, connects = 0;
+  };
+
+  struct drop_log_entry {
+    clock::time_point last;
+    std::uint64_t suppressed = 0;
+  };
+
+  impl(asio::any_io_executor ex, raft::node_id self_, std::uint64_t cluster_id_,
+       std::map<raft::node_id, std::string> members_, tcp::acceptor acceptor_,
+       frame_handler on_frame_, logger log_, peer_transport_options options_)
+      : executor(std::move(ex)),
+        self(self_),
+        cluster_id(cluster_id_),
+        acceptor(std::move(acceptor_)),
+        on_frame(std::move(on_frame_)),
+        log(std::move(log_)),
+        options(options_) {
+    options.chunk_bytes = std::max<std::size_t>(1, std::min(options.chunk_bytes, options.max_frame_bytes));
+    options.max_bulk_messages = std::max<std::size_t>(1, options.max_bulk_messages);
+    for (auto& [id, address] : members_) {
+      if (id == self || id == raft::no_node) continue;
+      peers.emplace(id, std::make_unique<peer>(executor, id, std::move(address)));
+    }
+  }
+
+  asio::any_io_executor executor;
+  raft::node_id self;
+  std::uint64_t cluster_id;
+  tcp::acceptor acceptor;
+  frame_handler on_frame;
+  logger log;
+  peer_transport_options options;
+  std::map<raft::node_id, std::unique_ptr<peer>> peers;  // every member but self
+  std::map<std::uint64_t, tcp::socket*> inbound;         // open inbound connections
+  std::uint64_t next_inbound = 0;
+  std::map<std::pair<drop_reason, std::uint64_t>, drop_log_entry> drop_log;
+  bool started = false;
+  bool stopped = false;
+
+  void say(log_level level, std::string text) {
+    if (!stopped && log) log(level, "peers: " + std::move(text));
+  }
+
+  // One warning per (reason, sender) per drop_log_interval: a misconfigured node sending
+  // many frames must not flood the log.
+  void log_drop(drop_reason reason, raft::node_id from, const std::string& text) {
+    if (drop_log.size() >= 1024 && !drop_log.contains({reason, from.value})) drop_log.clear();
+    const auto now = clock::now();
+    auto [it, fresh] = drop_log.try_emplace({reason, from.value}, drop_log_entry{now, 0});
+    if (!fresh && now - it->second.last < options.drop_log_interval) {
+      ++it->second.suppressed;
+      return;
+    }
+    std::string line = text;
+    if (it->second.suppressed > 0) {
+      line += " (" + std::to_string(it->second.suppressed) + " similar suppressed)";
+    }
+    it->second = drop_log_entry{now, 0};
+    say(log_level::warn, std::move(line));
+  }
+
+  frame_header header_to(raft::node_id to, frame_kind kind, std::uint8_t flags) const {
+    return frame_header{kind, flags, cluster_id, self, to};
+  }
+
+  // SPEC §7: peers identify with the cluster's member ids.
+  std::optional<std::pair<drop_reason, std::string>> check_identity(const frame_header& h) const {
+    const std::string what = "dropped " + std::string(to_string(h.kind)) + " frame from node " +
+                             std::to_string(h.from.value) + ": ";
+    if (h.cluster_id != cluster_id) {
+      return std::pair{drop_reason::other_cluster,
+                       what + "cluster id " + std::to_string(h.cluster_id) + " is not ours (" +
+                           std::to_string(cluster_id) + ")"};
+    }
+    if (h.to != self) {
+      return std::pair{drop_reason::not_for_us,
+                       what + "addressed to node " + std::to_string(h.to.value)};
+    }
+    if (!peers.contains(h.from)) {
+      return std::pair{drop_reason::unknown_sender, what + "not a member of this cluster"};
+    }
+    return std::nullopt;
+  }
+
+  // --- sending --------------------------------------------------------------------------
+
+  bool send(raft::node_id to, frame_kind kind, std::string payload) {
+    if (stopped || kind == frame_kind::hello || payload.size() > options.max_frame_bytes) {
+      return false;
+    }
+    auto it = peers.find(to);
+    if (it == peers.end()) return false;
+    peer& p = *it->second;
+    std::uint64_t dropped = 0;
+    if (payload.size() <= options.chunk_bytes) {
+      p.small_bytes += payload.size();
+      p.small.push_back(small_message{kind, std::move(payload)});
+      while (p.small.size() > options.max_queue_frames || p.small_bytes > options.max_queue_bytes) {
+        p.small_bytes -= p.small.front().payload.size();
+        p.small.pop_front();
+        ++dropped;
+      }
+    } else {
+      if (p.bulk.size() >= options.max_bulk_messages) {
+        const auto waiting = std::find_if(p.bulk.begin(), p.bulk.end(),
+                                          [](const bulk_message& m) { return !m.started; });
+        ++dropped;
+        if (waiting == p.bulk.end()) {
+          note_dropped(p, dropped);
+          return false;  // only the message being written is queued (max_bulk_messages 1)
+        }
+        p.bulk.erase(waiting);
+      }
+      p.bulk.push_back(bulk_message{kind, std::move(payload)});
+    }
+    note_dropped(p, dropped);
+    p.wake.cancel();
+    return true;
+  }
+
+  void note_dropped(peer& p, std::uint64_t dropped) {
+    if (dropped == 0) return;
+    p.frames_dropped += dropped;
+    log_drop(drop_reason::queue_full, p.id,
+             "outbound queue to node " + std::to_string(p.id.value) +
+                 " is full: dropped the oldest message(s)");
+  }
+
+  asio::awaitable<boost::system::error_code> connect(peer& p) {
+    const auto [host, port] = split_host_port(p.address);
+    if (host.empty()) co_return make_error_code(asio::error::invalid_argument);
+    auto [rerr, endpoints] = co_await p.resolver.async_resolve(host, port, nothrow);
+    if (rerr || stopped) co_return rerr ? rerr : asio::error::operation_aborted;
+    p.timer.expires_after(options.connect_timeout);
+    auto r = co_await (asio::async_connect(p.socket, endpoints, nothrow) ||
+                       p.timer.async_wait(nothrow));
+    if (r.index() == 1) {
+      p.socket.close();
+      co_return make_error_code(asio::error::timed_out);
+    }
+    const auto cerr = std::get<0>(std::get<0>(r));
+    if (cerr) co_return cerr;
+    boost::system::error_code ignored;
+    p.socket.set_option(tcp::no_delay(true), ignored);
+    co_return boost::system::error_code{};
+  }
+
+  // Dials the peer, keeps the connection fed, and dials again after any failure.
+  asio::awaitable<void> run_outbound(peer& p) {
+    auto keep_alive = shared_from_this();
+    auto backoff = options.backoff_initial;
+    while (!stopped) {
+      const auto ec = co_await connect(p);
+      if (stopped) break;
+      if (ec) {
+        if (!p.unreachable_logged) {
+          say(log_level::info, "cannot reach node " + std::to_string(p.id.value) + " at " +
+                                   p.address + ": " + ec.message() + "; retrying");
+          p.unreachable_logged = true;
+        }
+      } else {
+        p.unreachable_logged = false;
+        p.connected = true;
+        ++p.connects;
+        say(log_level::info,
+            "connected to node " + std::to_string(p.id.value) + " at " + p.address);
+        const auto since = clock::now();
+        p.close_reason.clear();
+        co_await (write_loop(p) || watch_closed(p));
+        p.connected = false;
+        boost::system::error_code ignored;
+        p.socket.close(ignored);
+        // A large message cut short starts again from its first fragment next time.
+        if (!p.bulk.empty()) {
+          p.bulk.front().offset = 0;
+          p.bulk.front().started = false;
+        }
+        if (stopped) break;
+        say(log_level::info, "lost connection to node " + std::to_string(p.id.value) + ": " +
+                                 (p.close_reason.empty() ? "closed" : p.close_reason));
+        // A connection that lived long was healthy: redial quickly. One closed at once
+        // (e.g. the peer refuses us) backs off like a failed dial.
+        if (clock::now() - since >= options.backoff_max) backoff = options.backoff_initial;
+      }
+      p.timer.expires_after(backoff);
+      co_await p.timer.async_wait(nothrow);
+      backoff = std::min(backoff * 2, options.backoff_max);
+    }
+  }
+
+  // The peer never writes on a connection we dialled, so any completed read means it
+  // closed (or broke protocol): either way the connection is done.
+  asio::awaitable<void> watch_closed(peer& p) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    char scratch[64];
+    auto [ec, n] = co_await p.socket.async_read_some(asio::buffer(scratch), nothrow);
+    if (p.close_reason.empty()) {
+      p.close_reason = ec ? ec.message() : "peer sent unexpected bytes";
+    }
+  }
+
+  asio::awaitable<void> write_loop(peer& p) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    std::string batch;
+    // The hello goes first, in the same write as whatever is already queued.
+    append_frame(batch, header_to(p.id, frame_kind::hello, 0), {});
+    for (;;) {
+      while (batch.empty() && p.small.empty() && p.bulk.empty()) {
+        p.wake.expires_at(asio::steady_timer::time_point::max());
+        co_await p.wake.async_wait(nothrow);
+        if (stopped || cancelled(co_await asio::this_coro::cancellation_state)) co_return;
+      }
+      std::uint64_t messages = 0;
+      while (!p.small.empty() && batch.size() < options.max_batch_bytes) {
+        auto& m = p.small.front();
+        append_frame(batch, header_to(p.id, m.kind, 0), m.payload);
+        p.small_bytes -= m.payload.size();
+        p.small.pop_front();
+        ++messages;
+      }
+      // One fragment of the oldest large message per write, so the small frames queued
+      // meanwhile wait for at most one chunk.
+      std::size_t piece = 0;
+      bool bulk_ends = false;
+      if (!p.bulk.empty()) {
+        auto& b = p.bulk.front();
+        piece = std::min(options.chunk_bytes, b.payload.size() - b.offset);
+        bulk_ends = b.offset + piece == b.payload.size();
+        std::uint8_t flags = frame_flags::fragment;
+        if (b.offset == 0) flags |= frame_flags::first;
+        if (bulk_ends) flags |= frame_flags::last;
+        append_frame(batch, header_to(p.id, b.kind, flags),
+                     std::string_view(b.payload).substr(b.offset, piece));
+        b.started = true;
+      }
+      p.timer.expires_after(options.write_timeout);
+      auto r = co_await (asio::async_write(p.socket, asio::buffer(batch), nothrow) ||
+                         p.timer.async_wait(nothrow));
+      if (r.index() == 1 || std::get<0>(std::get<0>(r))) {
+        p.frames_dropped += messages;
+        if (p.close_reason.empty()) {
+          p.close_reason = r.index() == 1 ? "write timed out"
+                                          : "write failed: " + std::get<0>(std::get<0>(r)).message();
+        }
+        co_return;
+      }
+      p.bytes_sent += batch.size();
+      p.frames_sent += messages;
+      batch.clear();
+      if (!p.bulk.empty() && p.bulk.front().started) {
+        // The front message cannot have been dropped or replaced while written: started
+        // messages are never dropped.
+        p.bulk.front().offset += piece;
+        if (bulk_ends) {
+          p.bulk.pop_front();
+          ++p.frames_sent;
+        }
+      }
+      if (stopped || cancelled(co_await asio::this_coro::cancellation_state)) co_return;
+    }
+  }
+
+  // --- receiving ------------------------------------------------------------------------
+
+  asio::awaitable<void> run_acceptor() {
+    auto keep_alive = shared_from_this();
+    while (!stopped) {
+      auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+      if (stopped) break;
+      if (ec) {
+        // Out of descriptors or similar: pause instead of spinning.
+        say(log_level::warn, "accept failed: " + ec.message());
+        asio::steady_timer pause(executor, options.backoff_max);
+        co_await pause.async_wait(nothrow);
+        continue;
+      }
+      // Members need one connection each (two across a reconnect); more is not a member.
+      if (inbound.size() >= 4 * peers.size() + 4) {
+        log_drop(drop_reason::too_many_connections, raft::no_node,
+                 "refused an inbound connection: too many open");
+        continue;  // the socket closes as it goes out of scope
+      }
+      asio::co_spawn(executor, run_inbound(std::move(socket)), report("inbound connection"));
+    }
+  }
+
+  asio::awaitable<void> run_inbound(tcp::socket socket) {
+    auto keep_alive = shared_from_this();
+    const std::uint64_t key = next_inbound++;
+    inbound.emplace(key, &socket);
+    co_await read_frames(socket);
+    inbound.erase(key);
+  }
+
+  asio::awaitable<void> read_frames(tcp::socket& socket) {
+    std::vector<char> buf(64 << 10);
+    std::size_t begin = 0, end = 0;
+    std::optional<raft::node_id> sender;  // set by a valid hello
+    std::string partial;                  // reassembly of a fragmented message
+    std::optional<frame_kind> partial_kind;
+
+    while (!stopped) {
+      // Decode every complete frame in the buffer.
+      std::size_t needed = 0;
+      for (;;) {
+        const auto outcome = decode_frame(std::string_view(buf.data() + begin, end - begin),
+                                          options.max_frame_bytes);
+        if (const auto* more = std::get_if<need_more>(&outcome)) {
+          needed = more->total_bytes;
+          break;
+        }
+        if (const auto* err = std::get_if<frame_error>(&outcome)) {
+          log_drop(drop_reason::undecodable, sender.value_or(raft::no_node),
+                   "closing a connection from " + describe(socket, sender) + ": " +
+                       std::string(to_string(*err)));
+          co_return;
+        }
+        const auto& d = std::get<decoded_frame>(outcome);
+        begin += d.consumed;
+        const frame_header& h = d.value.header;
+
+        if (auto refused = check_identity(h)) {
+          log_drop(refused->first, h.from, refused->second);
+          if (!sender) co_return;  // an unidentified connection gets nothing more
+          continue;
+        }
+        if (!sender) {
+          if (h.kind != frame_kind::hello) {
+            log_drop(drop_reason::no_hello, h.from,
+                     "closing a connection from node " + std::to_string(h.from.value) +
+                         ": it did not start with a hello");
+            co_return;
+          }
+          sender = h.from;
+          say(log_level::debug, "accepted a connection from node " + std::to_string(h.from.value));
+        } else if (h.from != *sender) {
+          log_drop(drop_reason::sender_changed, h.from,
+                   "dropped a frame claiming node " + std::to_string(h.from.value) +
+                       " on the connection of node " + std::to_string(sender->value));
+          continue;
+        }
+        peer& p = *peers.at(h.from);
+        p.last_received = clock::now();
+        p.bytes_received += d.consumed;
+        if (h.kind == frame_kind::hello) continue;
+
+        if ((h.flags & frame_flags::fragment) == 0) {
+          deliver(p, h.kind, std::string(d.value.payload));
+        } else {
+          if (h.flags & frame_flags::first) {
+            partial.clear();
+            partial_kind = h.kind;
+          }
+          if (partial_kind != h.kind ||
+              partial.size() + d.value.payload.size() > options.max_frame_bytes) {
+            log_drop(drop_reason::bad_fragment, h.from,
+                     "dropped a fragmented message from node " + std::to_string(h.from.value) +
+                         ": fragments out of sequence or over max_frame_bytes");
+            partial.clear();
+            partial_kind.reset();
+            continue;
+          }
+          partial.append(d.value.payload);
+          if (h.flags & frame_flags::last) {
+            partial_kind.reset();
+            deliver(p, h.kind, std::exchange(partial, std::string{}));
+          }
+        }
+        if (stopped) co_return;
+      }
+
+      // Keep unread bytes at the front and make room for at least one whole frame.
+      if (begin > 0) {
+        std::copy(buf.begin() + static_cast<std::ptrdiff_t>(begin),
+                  buf.begin() + static_cast<std::ptrdiff_t>(end), buf.begin());
+        end -= begin;
+        begin = 0;
+      }
+      if (needed > buf.size()) buf.resize(needed);
+      if (end == buf.size()) buf.resize(buf.size() * 2);
+
+      auto [ec, n] = co_await socket.async_read_some(
+          asio::buffer(buf.data() + end, buf.size() - end), nothrow);
+      if (ec) {
+        if (sender && !stopped) {
+          say(log_level::debug, "connection from node " + std::to_string(sender->value) +
+                                    " closed: " + ec.message());
+        }
+        co_return;
+      }
+      end += n;
+      // A big buffer from a past snapshot is given back once it is idle.
+      if (begin == end && buf.size() > (std::size_t{1} << 20)) {
+        buf.assign(64 << 10, '\0');
+        end = 0;
+      }
+    }
+  }
+
+  void deliver(peer& p, frame_kind kind, std::string payload) {
+    ++p.frames_received;
+    if (on_frame) on_frame(p.id, kind, std::move(payload));
+  }
+
+  static std::string describe(const tcp::socket& socket, std::optional<raft::node_id> sender) {
+    if (sender) return "node " + std::to_string(sender->value);
+    boost::system::error_code ec;
+    const auto ep = socket.remote_endpoint(ec);
+    if (ec) return "an unidentified peer";
+    return ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+
+  // Completion of a top-level coroutine: reports what escaped it (nothing should).
+  std::function<void(std::exception_ptr)> report(std::string what) {
+    return [self = shared_from_this(), what = std::move(what)](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        self->say(log_level::error, what + " failed: " + x.what());
+      }
+    };
+  }
+
+  void start() {
+    if (started || stopped) return;
+    started = true;
+    asio::co_spawn(executor, run_acceptor(), report("acceptor"));
+    for (auto& [id, p] : peers) {
+      asio::co_spawn(executor, run_outbound(*p), report("connection to node " + std::to_string(id.value)));
+    }
+  }
+
+  void stop() {
+    if (stopped) return;
+    stopped = true;
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
+    for (auto& [id, p] : peers) {
+      p->connected = false;
+      p->socket.close(ignored);
+      p->resolver.cancel();
+      p->wake.cancel();
+      p->timer.cancel();
+      p->small.clear();
+      p->small_bytes = 0;
+      p->bulk.clear();
+    }
+    for (auto& [key, socket] : inbound) socket->close(ignored);
+  }
+
+  peer_status status_of(const peer& p) const {
+    peer_status s;
+    s.id = p.id;
+    s.address = p.address;
+    s.connected = p.connected;
+    s.last_received = p.last_received;
+    s.frames_sent = p.frames_sent;
+    s.bytes_sent = p.bytes_sent;
+    s.frames_received = p.frames_received;
+    s.bytes_received = p.bytes_received;
+    s.frames_dropped = p.frames_dropped;
+    s.connects = p.connects;
+    s.queued_frames = p.small.size() + p.bulk.size();
+    s.queued_bytes = p.small_bytes;
+    for (const auto& b : p.bulk) s.queued_bytes += b.payload.size();
+    return s;
+  }
+};
+
+peer_transport::peer_transport(asio::any_io_executor executor, raft::node_id self,
+                               std::uint64_t cluster_id,
+                               std::map<raft::node_id, std::string> members,
+                               tcp::acceptor acceptor, frame_handler on_frame, logger log,
+                               peer_transport_options options)
+    : impl_(std::make_shared<impl>(std::move(executor), self, cluster_id, std::move(members),
+                                   std::move(acceptor), std::move(on_frame), std::move(log),
+                                   options)) {}
+
+peer_transport::~peer_transport() { stop(); }
+
+void peer_transport::start() { impl_->start(); }
+
+bool peer_transport::send(raft::node_id to, frame_kind kind, std::string payload) {
+  return impl_->send(to, kind, std::move(payload));
+}
+
+void peer_transport::stop() { impl_->stop(); }
+
+std::vector<peer_status> peer_transport::status() const {
+  std::vector<peer_status> out;
+  out.reserve(impl_->peers.size());
+  for (const auto& [id, p] : impl_->peers) out.push_back(impl_->status_of(*p));
+  return out;
+}
+
+std::optional<peer_status> peer_transport::status(raft::node_id peer) const {
+  const auto it = impl_->peers.find(peer);
+  if (it == impl_->peers.end()) return std::nullopt;
+  return impl_->status_of(*it->second);
+}
+
+tcp::endpoint peer_transport::local_endpoint() const {
+  boost::system::error_code ec;
+  return impl_->acceptor.local_endpoint(ec);
+}
+
+std::uint64_t peer_transport::derive_cluster_id(
+    const std::map<raft::node_id, std::string>& members) {
+  // FNV-1a over "id=address;" in id order: every node with the same list gets the same id.
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&h](std::string_view s) {
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 0x100000001b3ull;
+    }
+  };
+  for (const auto& [id, address] : members) {
+    mix(std::to_string(id.value));
+    mix("=");
+    mix(address);
+    mix(";");
+  }
+  return h == 0 ? 1 : h;
+}
+
+}  // namespace net

@@ -1,0 +1,134 @@
+// The peer transport: carries opaque payloads between cluster members over TCP, in frames
+// (net/peer_frame.h). It knows nothing about Raft; the node hands it encoded messages.
+//
+// Shape. Every ordered pair of nodes uses its own connection: node A dials B and only
+// writes on it; B only reads. So each node runs one outbound coroutine per peer (dial,
+// hello, write) and one inbound coroutine per accepted connection (read, check, deliver).
+//
+// Delivery is best effort, as Raft expects of its network (paper §5.1: RPCs may be lost,
+// delayed, duplicated or reordered; the protocol retries):
+// - send() never blocks. Each peer has a bounded outbound queue; when a new message would
+//   overflow it, the oldest queued messages are dropped (drop-oldest: newer Raft messages
+//   supersede older ones, e.g. a heartbeat carries the latest commit index). Drops are
+//   counted in peer_status::frames_dropped.
+// - Messages written to a connection that then fails are lost, not retried.
+// - Small messages (payload <= chunk_bytes) to one peer arrive in the order sent.
+// - Large messages (snapshots) are sent as fragment frames of at most chunk_bytes, one
+//   fragment per write, with every small message queued meanwhile written between two
+//   fragments; so a heartbeat waits behind at most one fragment, and small messages sent
+//   after a large one may overtake it. At most max_bulk_messages large messages wait per
+//   peer (drop-oldest too; the one being written is finished first). A large message cut
+//   by a lost connection is sent again from its start on the next connection.
+// - Outbound frames are gathered: one write carries every queued small frame (up to
+//   max_batch_bytes), so many small messages cost one system call.
+//
+// Identity (SPEC §7): every connection starts with a hello frame. The receiver drops any
+// frame whose cluster id is not its own, whose sender is not a member (or is itself), whose
+// receiver is not itself, or whose sender differs from the connection's hello, and logs it
+// at most once per drop_log_interval per (reason, sender). A connection whose hello fails
+// these checks, or whose bytes do not decode, is closed.
+//
+// Threading: everything runs on the io_context given at construction; no method is
+// thread-safe; handler and logger are called on that io_context and never after stop().
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "net/peer_frame.h"
+#include "raft/types.h"
+
+namespace net {
+
+struct peer_transport_options {
+  // Bound on one frame's payload and on one reassembled message (config max_frame_bytes).
+  std::size_t max_frame_bytes = default_max_frame_bytes;
+  // Messages above this size are fragmented; also the largest fragment.
+  std::size_t chunk_bytes = std::size_t{1} << 20;
+  // Bounds on the small-message queue of one peer (whichever is hit first).
+  std::size_t max_queue_frames = 4096;
+  std::size_t max_queue_bytes = std::size_t{32} << 20;
+  // Large messages waiting per peer, including the one being written; at least 1.
+  std::size_t max_bulk_messages = 2;
+  // Small frames gathered into one write.
+  std::size_t max_batch_bytes = std::size_t{256} << 10;
+  // Reconnect delay: doubles after each failed attempt, from initial up to max.
+  std::chrono::milliseconds backoff_initial{50};
+  std::chrono::milliseconds backoff_max{1000};
+  std::chrono::milliseconds connect_timeout{1000};
+  // A write that makes no progress for this long closes the connection (peer stuck).
+  std::chrono::milliseconds write_timeout{10000};
+  // Rate limit for "dropped frame" warnings, per (reason, claimed sender).
+  std::chrono::milliseconds drop_log_interval{10000};
+};
+
+// One peer as this transport sees it, for status pages and last_contact_ms.
+struct peer_status {
+  raft::node_id id;
+  std::string address;        // "host:port" from the member list
+  bool connected = false;     // our outbound connection is up (hello written)
+  // Last frame received from this peer on any inbound connection; nullopt: never.
+  std::optional<std::chrono::steady_clock::time_point> last_received;
+  std::uint64_t frames_sent = 0;     // messages written (a fragmented one counts once)
+  std::uint64_t bytes_sent = 0;      // bytes written, frame overhead included
+  std::uint64_t frames_received = 0; // messages delivered to the handler
+  std::uint64_t bytes_received = 0;  // bytes read from this peer's connections
+  std::uint64_t frames_dropped = 0;  // messages dropped by the queue bound or a failed write
+  std::uint64_t connects = 0;        // outbound connections established
+  std::size_t queued_frames = 0;     // messages waiting (small + large)
+  std::size_t queued_bytes = 0;      // their payload bytes
+};
+
+class peer_transport {
+ public:
+  enum class log_level : std::uint8_t { debug, info, warn, error };
+  using logger = std::function<void(log_level, std::string)>;
+  // A whole message (reassembled if it was fragmented) from member `from`.
+  using frame_handler = std::function<void(raft::node_id from, frame_kind kind, std::string payload)>;
+
+  // members: every member's peer address, this node included (its own entry is ignored);
+  // acceptor: already bound and listening on this node's peer address (the caller binds so
+  // that "port in use" is reported at start-up). Nothing runs until start().
+  peer_transport(boost::asio::any_io_executor executor, raft::node_id self,
+                 std::uint64_t cluster_id, std::map<raft::node_id, std::string> members,
+                 boost::asio::ip::tcp::acceptor acceptor, frame_handler on_frame, logger log,
+                 peer_transport_options options = {});
+  // Stops (see stop()).
+  ~peer_transport();
+  peer_transport(const peer_transport&) = delete;
+  peer_transport& operator=(const peer_transport&) = delete;
+
+  // Starts accepting and dialling every other member.
+  void start();
+
+  // Queues payload for `to`. Returns false (and queues nothing) when `to` is not another
+  // member, the payload is over max_frame_bytes, kind is hello, or the transport is
+  // stopped. True means queued, not delivered.
+  bool send(raft::node_id to, frame_kind kind, std::string payload);
+
+  // Closes the acceptor and every connection and cancels every timer: all coroutines end
+  // promptly. No callback runs after this returns. Idempotent.
+  void stop();
+
+  std::vector<peer_status> status() const;
+  std::optional<peer_status> status(raft::node_id peer) const;
+  boost::asio::ip::tcp::endpoint local_endpoint() const;
+
+  // The cluster id every node derives from the same member list: a hash of the sorted
+  // (id, peer address) pairs. Never 0.
+  static std::uint64_t derive_cluster_id(const std::map<raft::node_id, std::string>& members);
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace net

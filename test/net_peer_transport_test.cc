@@ -1,0 +1,467 @@
+#define BOOST_TEST_MODULE net_peer_transport
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/test/unit_test.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "net/peer_frame.h"
+#include "net/peer_transport.h"
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+using net::frame_kind;
+using net::peer_transport;
+using raft::node_id;
+
+namespace {
+
+struct received {
+  node_id from;
+  frame_kind kind;
+  std::string payload;
+};
+
+// Runs the io_context until pred holds or the deadline passes; no sleeping: each step
+// waits for the next handler, at most 20 ms.
+template <typename Pred>
+bool run_until(asio::io_context& io, Pred pred, std::chrono::milliseconds limit = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    io.run_one_for(20ms);
+    if (io.stopped()) io.restart();
+  }
+  return true;
+}
+
+tcp::acceptor listen_on(asio::io_context& io, unsigned short port = 0) {
+  tcp::acceptor a(io);
+  a.open(tcp::v4());
+  a.set_option(tcp::acceptor::reuse_address(true));
+  a.bind({asio::ip::address_v4::loopback(), port});
+  a.listen();
+  return a;
+}
+
+std::string address_of(const tcp::acceptor& a) {
+  return "127.0.0.1:" + std::to_string(a.local_endpoint().port());
+}
+
+std::string random_bytes(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+// One transport plus everything it delivered and logged.
+struct test_node {
+  std::vector<received> got;
+  std::vector<std::pair<peer_transport::log_level, std::string>> logs;
+  std::unique_ptr<peer_transport> transport;
+  // Called after recording each delivered frame, to let a test react.
+  std::function<void(const received&)> react;
+
+  std::size_t count_from(node_id from) const {
+    std::size_t n = 0;
+    for (const auto& r : got) n += r.from == from;
+    return n;
+  }
+  std::size_t logs_containing(const std::string& text) const {
+    std::size_t n = 0;
+    for (const auto& [level, line] : logs) n += line.find(text) != std::string::npos;
+    return n;
+  }
+};
+
+// A cluster of transports on one io_context, on ephemeral loopback ports.
+struct cluster {
+  asio::io_context io;
+  std::map<node_id, std::string> members;
+  std::map<node_id, tcp::acceptor> pending;  // bound acceptors not yet handed to a transport
+  std::map<node_id, std::unique_ptr<test_node>> nodes;
+  std::uint64_t cluster_id = 0;
+
+  explicit cluster(int size) {
+    for (int i = 1; i <= size; ++i) {
+      auto a = listen_on(io);
+      members[node_id(i)] = address_of(a);
+      pending.emplace(node_id(i), std::move(a));
+    }
+    cluster_id = peer_transport::derive_cluster_id(members);
+  }
+
+  ~cluster() {
+    for (auto& [id, n] : nodes) {
+      if (n->transport) n->transport->stop();
+    }
+    nodes.clear();
+  }
+
+  test_node& start(node_id id, net::peer_transport_options options = {}) {
+    auto a = std::move(pending.at(id));
+    pending.erase(id);
+    return start_with(id, cluster_id, members, std::move(a), options);
+  }
+
+  // Starts a transport with any identity (used to impersonate strangers).
+  test_node& start_with(node_id id, std::uint64_t cid, std::map<node_id, std::string> view,
+                        tcp::acceptor a, net::peer_transport_options options = {}) {
+    auto n = std::make_unique<test_node>();
+    test_node* raw = n.get();
+    n->transport = std::make_unique<peer_transport>(
+        io.get_executor(), id, cid, std::move(view), std::move(a),
+        [raw](node_id from, frame_kind kind, std::string payload) {
+          raw->got.push_back(received{from, kind, std::move(payload)});
+          if (raw->react) raw->react(raw->got.back());
+        },
+        [raw](peer_transport::log_level level, std::string line) {
+          raw->logs.emplace_back(level, std::move(line));
+        },
+        options);
+    n->transport->start();
+    auto& slot = nodes[id];
+    slot = std::move(n);
+    return *slot;
+  }
+
+  // Stops and destroys node id, then lets its coroutines finish.
+  void kill(node_id id) {
+    nodes.at(id)->transport->stop();
+    nodes.erase(id);
+  }
+
+  peer_transport& t(int id) { return *nodes.at(node_id(id))->transport; }
+  test_node& n(int id) { return *nodes.at(node_id(id)); }
+};
+
+bool connected(peer_transport& t, int to) {
+  auto s = t.status(node_id(to));
+  return s && s->connected;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(three_nodes_exchange_frames_in_order) {
+  cluster c(3);
+  for (int i = 1; i <= 3; ++i) c.start(node_id(i));
+  constexpr int per_pair = 300;
+  for (int seq = 0; seq < per_pair; ++seq) {
+    for (int from = 1; from <= 3; ++from) {
+      for (int to = 1; to <= 3; ++to) {
+        if (from == to) continue;
+        const auto kind = seq % 2 ? frame_kind::forward_request : frame_kind::raft_message;
+        BOOST_TEST_REQUIRE(c.t(from).send(node_id(to), kind,
+                                          std::to_string(from) + "->" + std::to_string(to) +
+                                              "#" + std::to_string(seq)));
+      }
+    }
+  }
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] {
+    for (int i = 1; i <= 3; ++i) {
+      if (c.n(i).got.size() < 2 * per_pair) return false;
+    }
+    return true;
+  }));
+  for (int to = 1; to <= 3; ++to) {
+    BOOST_TEST(c.n(to).got.size() == std::size_t{2 * per_pair});
+    std::map<int, int> next;  // sender -> next expected seq
+    // The receiver may decode a batch before the sender has seen its write complete.
+    BOOST_TEST_REQUIRE(run_until(c.io, [&] {
+      for (const auto& s : c.t(to).status()) {
+        if (s.frames_sent < std::uint64_t{per_pair}) return false;
+      }
+      return true;
+    }));
+    for (const auto& r : c.n(to).got) {
+      const int from = static_cast<int>(r.from.value);
+      const int seq = next[from]++;
+      BOOST_TEST(r.payload == std::to_string(from) + "->" + std::to_string(to) + "#" +
+                                  std::to_string(seq));
+      BOOST_TEST((r.kind == (seq % 2 ? frame_kind::forward_request : frame_kind::raft_message)));
+    }
+    for (int from = 1; from <= 3; ++from) {
+      if (from == to) continue;
+      const auto s = c.t(to).status(node_id(from));
+      BOOST_TEST_REQUIRE(s.has_value());
+      BOOST_TEST(s->frames_received == std::uint64_t{per_pair});
+      BOOST_TEST(s->last_received.has_value());
+      BOOST_TEST(s->connected);
+      BOOST_TEST(s->frames_sent == std::uint64_t{per_pair});
+      BOOST_TEST(s->frames_dropped == 0u);
+      BOOST_TEST(s->queued_frames == 0u);
+      BOOST_TEST(s->connects == 1u);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(large_payload_arrives_intact_and_does_not_hold_back_small_frames) {
+  cluster c(2);
+  c.start(node_id(1));
+  c.start(node_id(2));
+  const std::string big = random_bytes(8 << 20, 42);
+  BOOST_TEST_REQUIRE(c.t(1).send(node_id(2), frame_kind::raft_message, big));
+  for (int i = 0; i < 100; ++i) {
+    BOOST_TEST_REQUIRE(c.t(1).send(node_id(2), frame_kind::raft_message, "small " + std::to_string(i)));
+  }
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return c.n(2).got.size() == 101; }));
+  const auto& got = c.n(2).got;
+  // Small frames sent after the large one were written between its fragments: all of them
+  // arrive first, in order, and the large one arrives whole.
+  for (int i = 0; i < 100; ++i) BOOST_TEST(got[i].payload == "small " + std::to_string(i));
+  BOOST_TEST(got[100].payload.size() == big.size());
+  BOOST_TEST((got[100].payload == big));
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return c.t(1).status(node_id(2))->frames_sent == 101; }));
+  const auto s = c.t(1).status(node_id(2));
+  BOOST_TEST(s->bytes_sent > big.size());
+}
+
+BOOST_AUTO_TEST_CASE(round_trips_continue_while_a_large_payload_is_in_flight) {
+  // A ping-pong chain stands for heartbeats and their replies: each ping is sent only when
+  // the previous pong arrived, so it can only finish early if small frames overtake the
+  // large message's fragments in both directions.
+  cluster c(2);
+  net::peer_transport_options o;
+  o.chunk_bytes = 32 << 10;
+  c.start(node_id(1), o);
+  c.start(node_id(2), o);
+  constexpr int rounds = 10;
+  const std::string big = random_bytes(8 << 20, 7);
+  std::size_t pongs_before_big = 0;
+  bool big_arrived = false;
+  c.n(2).react = [&](const received& r) {
+    if (r.payload.size() == big.size()) {
+      big_arrived = true;
+      BOOST_TEST((r.payload == big));
+    } else {
+      c.t(2).send(node_id(1), frame_kind::raft_message, "pong " + r.payload);
+    }
+  };
+  c.n(1).react = [&](const received& r) {
+    if (!big_arrived) ++pongs_before_big;
+    const int next = static_cast<int>(c.n(1).got.size());
+    if (next < rounds) c.t(1).send(node_id(2), frame_kind::raft_message, std::to_string(next));
+    (void)r;
+  };
+  BOOST_TEST_REQUIRE(c.t(1).send(node_id(2), frame_kind::raft_message, big));
+  BOOST_TEST_REQUIRE(c.t(1).send(node_id(2), frame_kind::raft_message, "0"));
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return big_arrived && c.n(1).got.size() == rounds; }));
+  BOOST_TEST(pongs_before_big == std::size_t{rounds});
+  for (int i = 0; i < rounds; ++i) BOOST_TEST(c.n(1).got[i].payload == "pong " + std::to_string(i));
+}
+
+BOOST_AUTO_TEST_CASE(reconnects_after_the_peer_restarts) {
+  cluster c(2);
+  net::peer_transport_options o;
+  o.backoff_max = 200ms;
+  c.start(node_id(1), o);
+  c.start(node_id(2), o);
+  c.t(1).send(node_id(2), frame_kind::raft_message, "before");
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return c.n(2).got.size() == 1; }));
+  BOOST_TEST_REQUIRE(connected(c.t(1), 2));
+
+  const auto port = static_cast<unsigned short>(c.t(2).local_endpoint().port());
+  c.kill(node_id(2));
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return !connected(c.t(1), 2); }));
+  BOOST_TEST(c.n(1).logs_containing("lost connection to node 2") == 1u);
+
+  // Node 2 comes back on the same address.
+  c.pending.emplace(node_id(2), listen_on(c.io, port));
+  c.start(node_id(2), o);
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return connected(c.t(1), 2); }));
+  BOOST_TEST(c.t(1).status(node_id(2))->connects == 2u);
+  c.t(1).send(node_id(2), frame_kind::raft_message, "after");
+  c.t(2).send(node_id(1), frame_kind::raft_message, "back");
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return !c.n(2).got.empty() && !c.n(1).got.empty(); }));
+  BOOST_TEST(c.n(2).got.back().payload == "after");
+  BOOST_TEST(c.n(1).got.back().payload == "back");
+}
+
+BOOST_AUTO_TEST_CASE(frames_from_strangers_and_other_clusters_are_dropped_and_logged) {
+  cluster c(2);
+  auto& a = c.start(node_id(1));
+  net::peer_transport_options fast;
+  fast.backoff_initial = 10ms;
+  fast.backoff_max = 40ms;
+
+  // Node 3 is not a member; it believes it is, in a member list of its own.
+  auto stranger_acceptor = listen_on(c.io);
+  std::map<node_id, std::string> stranger_view = c.members;
+  stranger_view[node_id(3)] = address_of(stranger_acceptor);
+  auto& stranger = c.start_with(node_id(3), c.cluster_id, stranger_view,
+                                std::move(stranger_acceptor), fast);
+  // Node 2's id, but another cluster.
+  auto& other = c.start_with(node_id(2), c.cluster_id + 1, c.members,
+                             std::move(c.pending.at(node_id(2))), fast);
+  for (int i = 0; i < 5; ++i) {
+    stranger.transport->send(node_id(1), frame_kind::raft_message, "from stranger");
+    other.transport->send(node_id(1), frame_kind::raft_message, "from other cluster");
+  }
+  // Each of them is refused at its hello and redials several times.
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] {
+    return stranger.transport->status(node_id(1))->connects >= 3 &&
+           other.transport->status(node_id(1))->connects >= 3;
+  }));
+  BOOST_TEST(a.got.empty());
+  // Logged, but once per (reason, sender) per interval, not once per attempt.
+  BOOST_TEST(a.logs_containing("not a member") == 1u);
+  BOOST_TEST(a.logs_containing("is not ours") == 1u);
+  BOOST_TEST(a.transport->status(node_id(2))->frames_received == 0u);
+  BOOST_TEST(!a.transport->status(node_id(2))->last_received.has_value());
+}
+
+BOOST_AUTO_TEST_CASE(bad_frames_after_a_valid_hello_are_dropped_one_by_one) {
+  cluster c(2);
+  auto& a = c.start(node_id(1));
+  // Speak the protocol by hand as node 2, on one connection, so that the order of
+  // processing is known: when "good" arrives, the frames before it were handled.
+  tcp::socket raw(c.io);
+  asio::connect(raw, std::vector{a.transport->local_endpoint()});
+  auto h = [&](std::uint64_t cid, int from, int to, frame_kind kind = frame_kind::raft_message) {
+    return net::frame_header{kind, 0, cid, node_id(from), node_id(to)};
+  };
+  std::string bytes;
+  net::append_frame(bytes, h(c.cluster_id, 2, 1, frame_kind::hello), {});
+  net::append_frame(bytes, h(c.cluster_id + 1, 2, 1), "other cluster");
+  net::append_frame(bytes, h(c.cluster_id, 2, 7), "not for node 1");
+  net::append_frame(bytes, h(c.cluster_id, 9, 1), "unknown sender");
+  net::append_frame(bytes, h(c.cluster_id, 1, 1), "claims to be node 1 itself");
+  // A lone middle fragment has nothing to continue.
+  net::append_frame(bytes, {frame_kind::raft_message, net::frame_flags::fragment, c.cluster_id,
+                            node_id(2), node_id(1)}, "orphan fragment");
+  net::append_frame(bytes, h(c.cluster_id, 2, 1), "good");
+  asio::write(raw, asio::buffer(bytes));
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return !a.got.empty(); }));
+  BOOST_TEST(a.got.size() == 1u);
+  BOOST_TEST(a.got[0].payload == "good");
+  BOOST_TEST(a.got[0].from.value == 2u);
+  BOOST_TEST(a.logs_containing("is not ours") == 1u);
+  BOOST_TEST(a.logs_containing("addressed to node 7") == 1u);
+  BOOST_TEST(a.logs_containing("not a member") == 2u);  // node 9, and node 1 as a sender
+  BOOST_TEST(a.logs_containing("out of sequence") == 1u);
+
+  // Bytes that do not decode end the connection.
+  std::string corrupt = net::encode_frame(h(c.cluster_id, 2, 1), "payload");
+  corrupt[net::frame_header_bytes] ^= 1;
+  asio::write(raw, asio::buffer(corrupt));
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return a.logs_containing("bad checksum") == 1; }));
+  raw.non_blocking(true);
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] {
+    char b;
+    boost::system::error_code ec;
+    raw.read_some(asio::buffer(&b, 1), ec);
+    return ec == asio::error::eof || ec == asio::error::connection_reset;
+  }));
+  BOOST_TEST(a.got.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_connection_must_start_with_a_hello) {
+  cluster c(2);
+  auto& a = c.start(node_id(1));
+  tcp::socket raw(c.io);
+  asio::connect(raw, std::vector{a.transport->local_endpoint()});
+  asio::write(raw, asio::buffer(net::encode_frame(
+                       {frame_kind::raft_message, 0, c.cluster_id, node_id(2), node_id(1)}, "x")));
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return a.logs_containing("did not start with a hello") == 1; }));
+  BOOST_TEST(a.got.empty());
+}
+
+BOOST_AUTO_TEST_CASE(queue_bound_drops_the_oldest_messages) {
+  cluster c(2);
+  net::peer_transport_options o;
+  o.max_queue_frames = 10;
+  o.chunk_bytes = 1024;
+  o.max_bulk_messages = 2;
+  o.backoff_initial = 10ms;
+  o.backoff_max = 50ms;
+  // Node 2 is down: its port is free, so dialling it is refused.
+  const auto port = c.pending.at(node_id(2)).local_endpoint().port();
+  c.pending.at(node_id(2)).close();
+  c.pending.erase(node_id(2));
+  auto& a = c.start(node_id(1), o);
+
+  for (int i = 0; i < 100; ++i) {
+    BOOST_TEST_REQUIRE(a.transport->send(node_id(2), frame_kind::raft_message, std::to_string(i)));
+  }
+  std::vector<std::string> large;
+  for (int i = 0; i < 5; ++i) {
+    large.push_back(random_bytes(4096, static_cast<std::uint32_t>(i)));
+    BOOST_TEST_REQUIRE(a.transport->send(node_id(2), frame_kind::raft_message, large.back()));
+  }
+  auto s = a.transport->status(node_id(2));
+  BOOST_TEST(s->queued_frames == 12u);  // 10 small + 2 large
+  BOOST_TEST(s->frames_dropped == 93u);
+  BOOST_TEST(s->queued_bytes == 10 * 2 + 2 * 4096u);
+  BOOST_TEST(a.logs_containing("outbound queue to node 2 is full") == 1u);
+
+  // Let it fail to dial a few times; the queue keeps its bound meanwhile.
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return a.logs_containing("cannot reach node 2") == 1; }));
+  BOOST_TEST(a.transport->status(node_id(2))->queued_frames == 12u);
+
+  // Node 2 comes up: it gets the newest 10 small messages in order, then the newest 2
+  // large ones, intact.
+  c.pending.emplace(node_id(2), listen_on(c.io, static_cast<unsigned short>(port)));
+  auto& b = c.start(node_id(2), o);
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return b.got.size() == 12; }));
+  for (int i = 0; i < 10; ++i) BOOST_TEST(b.got[i].payload == std::to_string(90 + i));
+  BOOST_TEST((b.got[10].payload == large[3]));
+  BOOST_TEST((b.got[11].payload == large[4]));
+  BOOST_TEST(run_until(c.io, [&] { return a.transport->status(node_id(2))->queued_frames == 0; }));
+}
+
+BOOST_AUTO_TEST_CASE(send_refuses_what_it_cannot_deliver) {
+  cluster c(2);
+  net::peer_transport_options o;
+  o.max_frame_bytes = 1000;
+  auto& a = c.start(node_id(1), o);
+  BOOST_TEST(!a.transport->send(node_id(1), frame_kind::raft_message, "to self"));
+  BOOST_TEST(!a.transport->send(node_id(5), frame_kind::raft_message, "to a stranger"));
+  BOOST_TEST(!a.transport->send(node_id(2), frame_kind::hello, ""));
+  BOOST_TEST(!a.transport->send(node_id(2), frame_kind::raft_message, std::string(1001, 'x')));
+  BOOST_TEST(a.transport->send(node_id(2), frame_kind::raft_message, std::string(1000, 'x')));
+  a.transport->stop();
+  BOOST_TEST(!a.transport->send(node_id(2), frame_kind::raft_message, "after stop"));
+}
+
+BOOST_AUTO_TEST_CASE(stop_ends_every_coroutine_and_silences_callbacks) {
+  cluster c(3);
+  for (int i = 1; i <= 3; ++i) c.start(node_id(i));
+  for (int i = 0; i < 10; ++i) c.t(1).send(node_id(2), frame_kind::raft_message, "x");
+  c.t(1).send(node_id(3), frame_kind::raft_message, random_bytes(4 << 20, 1));
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return connected(c.t(2), 1) && connected(c.t(3), 1); }));
+  // Mid-flight: stop everything. The io_context must run out of work promptly, which it
+  // only does once every accept, read, write, timer and dial has ended.
+  const std::size_t delivered = c.n(2).got.size() + c.n(3).got.size();
+  for (int i = 1; i <= 3; ++i) c.t(i).stop();
+  const auto started = std::chrono::steady_clock::now();
+  c.io.restart();
+  c.io.run_for(5s);
+  BOOST_TEST(c.io.stopped());
+  BOOST_TEST((std::chrono::steady_clock::now() - started < 2s));
+  BOOST_TEST(c.n(2).got.size() + c.n(3).got.size() == delivered);
+  for (int i = 1; i <= 3; ++i) {
+    for (const auto& s : c.t(i).status()) BOOST_TEST(!s.connected);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(cluster_id_is_derived_from_the_member_list) {
+  std::map<node_id, std::string> m{{node_id(1), "127.0.0.1:7001"}, {node_id(2), "127.0.0.1:7002"}};
+  const auto id = peer_transport::derive_cluster_id(m);
+  BOOST_TEST(id != 0u);
+  BOOST_TEST(peer_transport::derive_cluster_id(m) == id);
+  auto moved = m;
+  moved[node_id(2)] = "127.0.0.1:7003";
+  BOOST_TEST(peer_transport::derive_cluster_id(moved) != id);
+  auto grown = m;
+  grown[node_id(3)] = "127.0.0.1:7003";
+  BOOST_TEST(peer_transport::derive_cluster_id(grown) != id);
+}
