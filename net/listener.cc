@@ -1,0 +1,189 @@
+#include "net/listener.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
+#include <boost/asio/write.hpp>
+#include <list>
+
+#include "net/log.h"
+
+namespace net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+struct listener::state {
+  state(asio::io_context& io_in, listener_options options_in, net::metrics* metrics_in,
+        handler h)
+      : io(io_in),
+        acceptor(io_in),
+        options(std::move(options_in)),
+        metrics(metrics_in),
+        on_connection(std::move(h)) {}
+
+  asio::io_context& io;
+  tcp::acceptor acceptor;
+  listener_options options;
+  net::metrics* metrics;
+  handler on_connection;
+  std::list<tcp::socket> sockets;  // open connections; std::list keeps iterators stable
+  bool stopped = false;
+};
+
+namespace {
+
+// Turns away a connection over the limit. The socket is fresh, so its send buffer is
+// empty and a short non-blocking write goes through at once; no coroutine is needed.
+void refuse(tcp::socket& socket, const std::string& text) {
+  boost::system::error_code ec;
+  if (!text.empty()) {
+    socket.non_blocking(true, ec);
+    socket.write_some(asio::buffer(text), ec);
+  }
+  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.close(ec);
+}
+
+void start_connection(const std::shared_ptr<listener::state>& s, tcp::socket socket) {
+  boost::system::error_code ec;
+  // Replies are small and answer a request: send them now rather than wait for more.
+  socket.set_option(tcp::no_delay(true), ec);
+  auto it = s->sockets.insert(s->sockets.end(), std::move(socket));
+  if (s->metrics) s->metrics->connection_opened(s->options.which);
+  asio::co_spawn(
+      s->io, [s, it]() -> asio::awaitable<void> { co_await s->on_connection(*it); },
+      [s, it](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            log(log_level::warn, to_string(s->options.which), " session ended: ", ex.what());
+          }
+        }
+        boost::system::error_code ignored;
+        it->close(ignored);
+        s->sockets.erase(it);
+        if (s->metrics) s->metrics->connection_closed(s->options.which);
+      });
+}
+
+asio::awaitable<void> accept_loop(std::shared_ptr<listener::state> s) {
+  while (!s->stopped) {
+    auto [ec, socket] = co_await s->acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (s->stopped || ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      // Typically EMFILE/ENFILE: the connection stays queued in the kernel. Back off a
+      // little so a full descriptor table does not turn this loop into a busy spin.
+      log(log_level::warn, to_string(s->options.which), " accept failed: ", ec.message());
+      asio::steady_timer pause(s->io, std::chrono::milliseconds(50));
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    if (s->sockets.size() >= s->options.max_connections) {
+      refuse(socket, s->options.refusal);
+      continue;
+    }
+    start_connection(s, std::move(socket));
+  }
+}
+
+}  // namespace
+
+listener::listener(asio::io_context& io, listener_options options, net::metrics* metrics,
+                   handler on_connection)
+    : state_(std::make_shared<state>(io, std::move(options), metrics, std::move(on_connection))) {}
+
+listener::~listener() { stop(); }
+
+void listener::listen(const std::string& host, std::uint16_t port) {
+  tcp::endpoint endpoint(asio::ip::make_address(host), port);
+  state_->acceptor.open(endpoint.protocol());
+  state_->acceptor.set_option(tcp::acceptor::reuse_address(true));
+  state_->acceptor.bind(endpoint);
+  state_->acceptor.listen(asio::socket_base::max_listen_connections);
+}
+
+std::uint16_t listener::port() const { return state_->acceptor.local_endpoint().port(); }
+
+void listener::start() {
+  asio::co_spawn(state_->io, accept_loop(state_), asio::detached);
+}
+
+void listener::stop() {
+  if (state_->stopped) return;
+  state_->stopped = true;
+  boost::system::error_code ec;
+  state_->acceptor.close(ec);
+  // Shutting a socket down fails its pending read or write, so each session ends; the
+  // session's completion handler then erases it from the list.
+  for (auto& socket : state_->sockets) {
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.cancel(ec);
+  }
+}
+
+std::size_t listener::connections() const { return state_->sockets.size(); }
+
+void input_buffer::consume(std::size_t n) {
+  pos_ += n;
+  if (pos_ >= data_.size()) {
+    pos_ = 0;
+    data_.clear();
+    // Idle: give the memory back; the next read allocates once data has arrived.
+    std::string().swap(data_);
+  }
+}
+
+asio::awaitable<std::size_t> input_buffer::read_some(tcp::socket& socket, std::size_t max_read) {
+  for (;;) {
+    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read,
+                                           asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return 0;
+    boost::system::error_code avail_ec;
+    std::size_t wanted = socket.available(avail_ec);
+    if (avail_ec) co_return 0;
+    wanted = std::clamp<std::size_t>(wanted, 4096, max_read);
+    if (pos_ > 0) {
+      // Move the unparsed tail to the front before growing, so the buffer stays bounded
+      // by what one request needs.
+      data_.erase(0, pos_);
+      pos_ = 0;
+    }
+    const std::size_t old_size = data_.size();
+    data_.resize(old_size + wanted);
+    boost::system::error_code read_ec;
+    if (!socket.non_blocking()) socket.non_blocking(true, read_ec);
+    const std::size_t n = socket.read_some(asio::buffer(data_.data() + old_size, wanted), read_ec);
+    data_.resize(old_size + n);
+    if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) continue;
+    if (read_ec) co_return 0;
+    co_return n;
+  }
+}
+
+asio::awaitable<bool> write_all(tcp::socket& socket, std::string& out) {
+  if (out.empty()) co_return true;
+  auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out),
+                                            asio::as_tuple(asio::use_awaitable));
+  (void)n;
+  out.clear();
+  if (out.capacity() > 64 * 1024) std::string().swap(out);
+  co_return !ec;
+}
+
+bool split_host_port(std::string_view address, std::string& host, std::string& port) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == address.size()) return false;
+  auto h = address.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  host.assign(h);
+  port.assign(address.substr(colon + 1));
+  return true;
+}
+
+}  // namespace net
