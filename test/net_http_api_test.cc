@@ -1,0 +1,276 @@
+// The pure HTTP router: request -> route or error answer, routes -> commands, outcomes ->
+// statuses (SPEC §5), and the JSON bodies.
+#define BOOST_TEST_MODULE net_http_api
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "net/http_api.h"
+
+namespace json = boost::json;
+
+namespace {
+
+net::http_request req(std::string method, std::string target, std::string body = {},
+                      bool has_body = false) {
+  net::http_request r;
+  r.method = std::move(method);
+  r.target = std::move(target);
+  r.body = std::move(body);
+  r.has_body = has_body || !r.body.empty();
+  return r;
+}
+
+net::route parse(net::http_request r, net::limits lim = {}) {
+  return net::parse_route(std::move(r), lim);
+}
+
+unsigned error_status(const net::route& r) {
+  const auto* resp = std::get_if<net::http_response>(&r);
+  BOOST_REQUIRE_MESSAGE(resp != nullptr, "expected an error answer, got route #" << r.index());
+  return resp->status;
+}
+
+std::string error_code(const net::route& r) {
+  const auto& resp = std::get<net::http_response>(r);
+  return std::string(json::parse(resp.body).at("error").as_string());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(get_key_is_percent_decoded) {
+  // %20 decodes to a space, which the key rules refuse.
+  BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/kv/a%20b"))), 400u);
+  auto ok = parse(req("GET", "/v1/kv/a%2Fb?meta=1"));
+  BOOST_REQUIRE(std::holds_alternative<net::route_kv_get>(ok));
+  BOOST_CHECK_EQUAL(std::get<net::route_kv_get>(ok).key, "a/b");
+  BOOST_CHECK(std::get<net::route_kv_get>(ok).meta);
+}
+
+BOOST_AUTO_TEST_CASE(bad_keys_and_escapes_are_400) {
+  BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/kv/"))), 400u);
+  BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/kv/%zz"))), 400u);
+  BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/kv/a%0Ab"))), 400u);
+  BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/kv/" + std::string(251, 'k')))), 400u);
+  BOOST_CHECK(std::holds_alternative<net::route_kv_get>(parse(req("GET", "/v1/kv/" + std::string(250, 'k')))));
+  BOOST_CHECK_EQUAL(error_code(parse(req("GET", "/v1/kv/%"))), "bad_request");
+  BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/kv/a?meta=maybe"))), 400u);
+}
+
+BOOST_AUTO_TEST_CASE(put_parses_ttl_flags_and_preconditions) {
+  auto r = parse(req("PUT", "/v1/kv/k?ttl=30&flags=7", "value"));
+  BOOST_REQUIRE(std::holds_alternative<net::route_kv_put>(r));
+  const auto& put = std::get<net::route_kv_put>(r);
+  BOOST_CHECK_EQUAL(put.value, "value");
+  BOOST_CHECK_EQUAL(put.ttl_s, 30);
+  BOOST_CHECK_EQUAL(put.flags, 7u);
+  const kv::command c = net::to_command(put);
+  BOOST_CHECK(c.kind == kv::op::set);
+  BOOST_CHECK(c.kind_of_expiry == kv::expiry_kind::relative);
+  BOOST_CHECK_EQUAL(c.exptime, 30);
+  BOOST_CHECK_EQUAL(c.flags, 7u);
+  BOOST_CHECK_EQUAL(c.key, "k");
+
+  auto cas_req = req("PUT", "/v1/kv/k", "v");
+  cas_req.if_match = "\"42\"";
+  auto cas = parse(cas_req);
+  BOOST_REQUIRE(std::holds_alternative<net::route_kv_put>(cas));
+  BOOST_CHECK(net::to_command(std::get<net::route_kv_put>(cas)).kind == kv::op::cas);
+  BOOST_CHECK_EQUAL(net::to_command(std::get<net::route_kv_put>(cas)).cas_unique, 42u);
+
+  auto add_req = req("PUT", "/v1/kv/k", "v");
+  add_req.if_none_match = "*";
+  BOOST_CHECK(net::to_command(std::get<net::route_kv_put>(parse(add_req))).kind == kv::op::add);
+
+  auto replace_req = req("PUT", "/v1/kv/k", "v");
+  replace_req.if_match = "*";
+  BOOST_CHECK(net::to_command(std::get<net::route_kv_put>(parse(replace_req))).kind ==
+              kv::op::replace);
+
+  auto both = req("PUT", "/v1/kv/k", "v");
+  both.if_match = "\"1\"";
+  both.if_none_match = "*";
+  BOOST_CHECK_EQUAL(error_status(parse(both)), 400u);
+
+  auto bad_etag = req("PUT", "/v1/kv/k", "v");
+  bad_etag.if_match = "\"abc\"";
+  BOOST_CHECK_EQUAL(error_status(parse(bad_etag)), 400u);
+
+  BOOST_CHECK_EQUAL(error_status(parse(req("PUT", "/v1/kv/k?ttl=-1", "v"))), 400u);
+  BOOST_CHECK_EQUAL(error_status(parse(req("PUT", "/v1/kv/k?flags=4294967296", "v"))), 400u);
+  BOOST_CHECK_EQUAL(error_status(parse(req("PUT", "/v1/kv/k?flags=x", "v"))), 400u);
+}
+
+BOOST_AUTO_TEST_CASE(put_without_body_is_411_and_oversized_is_413) {
+  BOOST_CHECK_EQUAL(error_status(parse(req("PUT", "/v1/kv/k"))), 411u);
+  // An explicit empty body is a valid empty value.
+  BOOST_CHECK(std::holds_alternative<net::route_kv_put>(parse(req("PUT", "/v1/kv/k", "", true))));
+  net::limits lim;
+  lim.max_value_bytes = 4;
+  BOOST_CHECK_EQUAL(error_status(parse(req("PUT", "/v1/kv/k", "12345"), lim)), 413u);
+  BOOST_CHECK(std::holds_alternative<net::route_kv_put>(parse(req("PUT", "/v1/kv/k", "1234"), lim)));
+}
+
+BOOST_AUTO_TEST_CASE(delete_honours_if_match) {
+  auto plain = parse(req("DELETE", "/v1/kv/k"));
+  BOOST_REQUIRE(std::holds_alternative<net::route_kv_delete>(plain));
+  BOOST_CHECK_EQUAL(net::to_command(std::get<net::route_kv_delete>(plain)).cas_unique, 0u);
+  BOOST_CHECK(net::to_command(std::get<net::route_kv_delete>(plain)).kind == kv::op::remove);
+  auto cond = req("DELETE", "/v1/kv/k");
+  cond.if_match = "W/\"9\"";
+  BOOST_CHECK_EQUAL(net::to_command(std::get<net::route_kv_delete>(parse(cond))).cas_unique, 9u);
+  // Version 0 belongs to no item: never matches (the command would read 0 as "any").
+  auto zero = req("DELETE", "/v1/kv/k");
+  zero.if_match = "\"0\"";
+  BOOST_CHECK_EQUAL(error_status(parse(zero)), 412u);
+}
+
+BOOST_AUTO_TEST_CASE(list_parameters) {
+  auto r = parse(req("GET", "/v1/kv?prefix=user%3A&limit=10&after=user%3A5"));
+  BOOST_REQUIRE(std::holds_alternative<net::route_kv_list>(r));
+  const auto& l = std::get<net::route_kv_list>(r);
+  BOOST_CHECK_EQUAL(l.prefix, "user:");
+  BOOST_CHECK_EQUAL(l.after, "user:5");
+  BOOST_CHECK_EQUAL(l.limit, 10u);
+  BOOST_CHECK_EQUAL(std::get<net::route_kv_list>(parse(req("GET", "/v1/kv"))).limit,
+                    net::default_list_limit);
+  BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/kv?limit=0"))), 400u);
+  BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/kv?limit=1001"))), 400u);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_paths_and_methods) {
+  const auto r = parse(req("GET", "/nope"));
+  BOOST_CHECK_EQUAL(error_status(r), 404u);
+  BOOST_CHECK_EQUAL(error_code(r), "not_found");
+  const auto post = parse(req("POST", "/v1/kv/k", "x"));
+  BOOST_CHECK_EQUAL(error_status(post), 405u);
+  BOOST_CHECK_EQUAL(std::get<net::http_response>(post).header("allow").value_or(""),
+                    "GET, PUT, DELETE");
+  BOOST_CHECK_EQUAL(error_status(parse(req("DELETE", "/v1/status"))), 405u);
+  BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/admin/snapshot"))), 405u);
+  BOOST_CHECK(std::holds_alternative<net::route_snapshot>(parse(req("POST", "/v1/admin/snapshot"))));
+  BOOST_CHECK_EQUAL(error_status(parse(req("POST", "/v1/admin/transfer-leadership"))), 400u);
+  const auto t = parse(req("POST", "/v1/admin/transfer-leadership?to=3"));
+  BOOST_REQUIRE(std::holds_alternative<net::route_transfer_leadership>(t));
+  BOOST_CHECK(std::get<net::route_transfer_leadership>(t).to == raft::node_id(3));
+  BOOST_CHECK(std::holds_alternative<net::route_page>(parse(req("GET", "/"))));
+  BOOST_CHECK(std::holds_alternative<net::route_metrics>(parse(req("GET", "/metrics"))));
+  BOOST_CHECK(std::holds_alternative<net::route_healthz>(parse(req("GET", "/healthz"))));
+  BOOST_CHECK(std::holds_alternative<net::route_readyz>(parse(req("GET", "/readyz"))));
+  BOOST_CHECK(std::holds_alternative<net::route_status>(parse(req("GET", "/v1/status"))));
+}
+
+BOOST_AUTO_TEST_CASE(error_mapping_follows_the_spec) {
+  using net::map_error;
+  BOOST_CHECK_EQUAL(map_error(kv::status::not_found).status, 404u);
+  BOOST_CHECK_EQUAL(map_error(kv::status::exists).status, 412u);
+  BOOST_CHECK_EQUAL(map_error(kv::status::not_stored).status, 412u);
+  BOOST_CHECK_EQUAL(map_error(kv::status::too_large).status, 413u);
+  BOOST_CHECK_EQUAL(map_error(kv::status::out_of_memory).status, 507u);
+  BOOST_CHECK_EQUAL(map_error(net::service_error::no_leader).status, 503u);
+  BOOST_CHECK(map_error(net::service_error::no_leader).retry_after);
+  BOOST_CHECK_EQUAL(map_error(net::service_error::timeout).status, 504u);
+  BOOST_CHECK_EQUAL(map_error(net::service_error::unavailable).status, 503u);
+  BOOST_CHECK_EQUAL(map_error(net::service_error::stopped).status, 503u);
+
+  const auto resp = net::error_response(map_error(net::service_error::no_leader));
+  BOOST_CHECK_EQUAL(resp.status, 503u);
+  BOOST_CHECK_EQUAL(resp.header("Retry-After").value_or(""), "1");
+  const auto body = json::parse(resp.body).as_object();
+  BOOST_CHECK_EQUAL(body.at("error").as_string(), "no_leader");
+  BOOST_CHECK(!body.at("message").as_string().empty());
+}
+
+BOOST_AUTO_TEST_CASE(item_answers_raw_and_meta) {
+  kv::item_view item{"hello", 5, 17, 1700000000500};
+  const auto raw = net::item_response("k", item, false);
+  BOOST_CHECK_EQUAL(raw.body, "hello");
+  BOOST_CHECK_EQUAL(raw.content_type, "application/octet-stream");
+  BOOST_CHECK_EQUAL(raw.header("ETag").value_or(""), "\"17\"");
+  BOOST_CHECK_EQUAL(raw.header("X-Raftkv-Flags").value_or(""), "5");
+  BOOST_CHECK_EQUAL(raw.header("X-Raftkv-Expires").value_or(""), "1700000001");  // rounded up
+
+  const auto meta = json::parse(net::item_response("k", item, true).body).as_object();
+  BOOST_CHECK_EQUAL(meta.at("key").as_string(), "k");
+  BOOST_CHECK_EQUAL(meta.at("value").as_string(), "hello");
+  BOOST_CHECK(!meta.contains("encoding"));
+  BOOST_CHECK_EQUAL(meta.at("version").to_number<std::uint64_t>(), 17u);
+  BOOST_CHECK_EQUAL(meta.at("flags").to_number<std::uint64_t>(), 5u);
+  BOOST_CHECK_EQUAL(meta.at("expires").to_number<std::int64_t>(), 1700000001);
+
+  kv::item_view binary{std::string("\x00\xff\xfe", 3), 0, 1, 0};
+  const auto b = json::parse(net::item_response("k", binary, true).body).as_object();
+  BOOST_CHECK_EQUAL(b.at("encoding").as_string(), "base64");
+  BOOST_CHECK_EQUAL(b.at("value").as_string(), "AP/+");
+  BOOST_CHECK_EQUAL(b.at("expires").to_number<std::int64_t>(), 0);
+}
+
+BOOST_AUTO_TEST_CASE(list_answer_pages) {
+  std::vector<kv::key_info> keys = {{"a", 1, 1, 0}, {"b", 2, 2, 0}, {"c", 3, 3, 0}};
+  const auto more = json::parse(net::list_response(keys, 2).body).as_object();
+  BOOST_CHECK_EQUAL(more.at("keys").as_array().size(), 2u);
+  BOOST_CHECK_EQUAL(more.at("next").as_string(), "b");
+  const auto last = json::parse(net::list_response(keys, 3).body).as_object();
+  BOOST_CHECK_EQUAL(last.at("keys").as_array().size(), 3u);
+  BOOST_CHECK(last.at("next").is_null());
+  const auto& first = last.at("keys").as_array().at(0).as_object();
+  BOOST_CHECK_EQUAL(first.at("key").as_string(), "a");
+  BOOST_CHECK_EQUAL(first.at("version").to_number<std::uint64_t>(), 1u);
+  BOOST_CHECK_EQUAL(first.at("bytes").to_number<std::uint64_t>(), 1u);
+  BOOST_CHECK(first.contains("expires"));
+}
+
+BOOST_AUTO_TEST_CASE(status_body_has_every_field) {
+  net::node_status s;
+  s.id = 1;
+  s.role = "leader";
+  s.term = 4;
+  s.leader_id = 1;
+  s.commit_index = 10;
+  s.applied_index = 10;
+  s.last_log_index = 11;
+  net::member_status m;
+  m.address.id = raft::node_id(2);
+  m.address.http = "127.0.0.1:8082";
+  m.match_index = 9;
+  m.next_index = 10;
+  m.last_contact_ms = 12;
+  s.members.push_back(m);
+  net::status_extra extra;
+  extra.items = 3;
+  extra.bytes = 99;
+  extra.uptime_s = 5;
+  extra.version = "0.1.0";
+  const auto resp = net::status_response(s, extra);
+  BOOST_CHECK_EQUAL(resp.header("Access-Control-Allow-Origin").value_or(""), "*");
+  const auto o = json::parse(resp.body).as_object();
+  for (const char* field : {"id", "role", "term", "leader_id", "commit_index", "applied_index",
+                            "last_log_index", "snapshot_index", "members", "kv", "uptime_s",
+                            "version"})
+    BOOST_CHECK_MESSAGE(o.contains(field), "missing " << field);
+  const auto& mo = o.at("members").as_array().at(0).as_object();
+  for (const char* field : {"id", "peer", "http", "memcached", "cs733", "voter", "match_index",
+                            "next_index", "last_contact_ms"})
+    BOOST_CHECK_MESSAGE(mo.contains(field), "missing member " << field);
+  BOOST_CHECK_EQUAL(mo.at("match_index").to_number<std::uint64_t>(), 9u);
+  BOOST_CHECK_EQUAL(mo.at("last_contact_ms").to_number<std::int64_t>(), 12);
+  BOOST_CHECK_EQUAL(o.at("kv").at("items").to_number<std::uint64_t>(), 3u);
+}
+
+BOOST_AUTO_TEST_CASE(helpers) {
+  BOOST_CHECK_EQUAL(net::base64_encode(""), "");
+  BOOST_CHECK_EQUAL(net::base64_encode("f"), "Zg==");
+  BOOST_CHECK_EQUAL(net::base64_encode("fo"), "Zm8=");
+  BOOST_CHECK_EQUAL(net::base64_encode("foo"), "Zm9v");
+  BOOST_CHECK_EQUAL(net::base64_encode("foobar"), "Zm9vYmFy");
+  BOOST_CHECK(net::valid_utf8("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"));
+  BOOST_CHECK(!net::valid_utf8("\xff"));
+  BOOST_CHECK(!net::valid_utf8("\xc3"));          // truncated
+  BOOST_CHECK(!net::valid_utf8("\xc0\xaf"));      // overlong '/'
+  BOOST_CHECK(!net::valid_utf8("\xed\xa0\x80"));  // surrogate
+  BOOST_CHECK_EQUAL(net::percent_decode("a+b%2B", true).value_or("?"), "a b+");
+  BOOST_CHECK_EQUAL(net::percent_decode("a+b", false).value_or("?"), "a+b");
+  BOOST_CHECK(!net::percent_decode("%4", false).has_value());
+  BOOST_CHECK_EQUAL(net::expires_unix_s(0), 0);
+  BOOST_CHECK_EQUAL(net::expires_unix_s(1000), 1);
+  BOOST_CHECK_EQUAL(net::expires_unix_s(1001), 2);
+}
