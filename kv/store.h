@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -87,6 +88,20 @@ class store {
   // unchanged) if the bytes are malformed or the checksum does not match.
   bool restore(std::string_view bytes);
 
+ // Accounted bytes per item on top of key and value: roughly what the map node, the item
+  // header and allocator rounding cost, so the quota tracks real memory use.
+  static constexpr std::uint64_t item_overhead_bytes = 64;
+  // At-most-once window: the results of the last `dedup_window_per_client` requests (by seq)
+  // of each of at most `dedup_max_clients` clients (the least recently seen client is
+  // evicted), and at most `dedup_max_item_bytes` of remembered get_and_touch values (oldest
+  // evicted first).
+  static constexpr std::size_t dedup_window_per_client = 1024;
+  static constexpr std::size_t dedup_max_clients = 4096;
+  static constexpr std::uint64_t dedup_max_item_bytes = 16ull << 20;
+
+  // Number of clients and remembered results (for tests and status).
+  std::size_t dedup_clients() const { return clients_.size(); }
+
  private:
   struct stored_item {
     std::string value;
@@ -95,14 +110,53 @@ class store {
     std::int64_t expires_at_ms = 0;  // 0 = never
     std::int64_t written_at_ms = 0;  // leader time of the last write (for flush_all)
   };
+  using item_map = std::map<std::string, stored_item, std::less<>>;
+
+  struct remembered {
+    std::uint64_t index = 0;  // log index that produced the result (eviction order)
+    result outcome;
+  };
+  struct client_window {
+    std::uint64_t last_index = 0;  // latest log index carrying a request of this client
+    std::uint64_t floor_seq = 0;   // highest evicted seq: an unknown seq <= it is refused
+    std::map<std::uint64_t, remembered> results;  // by seq
+  };
+
+  result execute(std::uint64_t index, const command& c);
+  result store_op(std::uint64_t index, const command& c);
+  result remove_op(const command& c);
+  result arith_op(std::uint64_t index, const command& c);
+  result touch_op(const command& c);
+  result flush_op(const command& c);
+  void purge(std::int64_t now_ms);
+  void apply_due_flush(std::int64_t now_ms);
+
+  bool dead(const stored_item& it, std::int64_t now_ms) const;
+  // True if replacing `old_bytes` of accounted memory by `new_bytes` must be refused.
+  bool over_quota(std::uint64_t old_bytes, std::uint64_t new_bytes) const;
+  void write_item(item_map::iterator pos, const std::string& key, stored_item item);
+  void set_expiry(item_map::iterator pos, std::int64_t expires_at_ms);
+  item_map::iterator erase_item(item_map::iterator pos);
+  void erase_all();
+
+  std::optional<result> dedup_lookup(const request_id& id, std::uint64_t index);
+  void remember(const request_id& id, std::uint64_t index, const result& r);
+  void forget(client_window& w, std::map<std::uint64_t, remembered>::iterator pos);
+  void rebuild_indexes();
 
   store_options options_;
-  std::map<std::string, stored_item, std::less<>> items_;  // ordered: cheap prefix listing
+  item_map items_;  // ordered: cheap prefix listing
+  // (expires_at_ms, key) of every item with an expiry: purge and expired_keys in O(expired).
+  std::set<std::pair<std::int64_t, std::string>> expiry_index_;
   std::int64_t flush_at_ms_ = 0;  // items written at or before it are dead once now >= it
   std::uint64_t applied_index_ = 0;
   store_stats stats_;
-  // At-most-once: latest applied request per client and its result.
-  std::map<std::uint64_t, std::pair<std::uint64_t, result>> last_request_;
+  // At-most-once: per client, the recent requests and their results.
+  std::map<std::uint64_t, client_window> clients_;
+  std::set<std::pair<std::uint64_t, std::uint64_t>> clients_by_age_;  // (last_index, client)
+  // Remembered results that carry an item value, by index -> (client, seq), oldest first.
+  std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> remembered_items_;
+  std::uint64_t remembered_item_bytes_ = 0;
 };
 
 }  // namespace kv

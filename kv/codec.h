@@ -1,0 +1,113 @@
+// Byte-level helpers shared by the kv encodings (commands, results, snapshots).
+//
+// Fixed-width integers are little-endian; lengths are LEB128 varints so that short keys and
+// values cost one length byte while nothing limits a length to 32 bits. The reader never
+// reads past its input and reports every malformation as failure, so a decoder built on it
+// can promise "nullopt on malformed input, never out of bounds, never over-allocate": a
+// length is checked against the bytes actually left before any string is built from it.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kv::detail {
+
+class byte_writer {
+ public:
+  explicit byte_writer(std::string& out) : out_(out) {}
+
+  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void u32(std::uint32_t v) { fixed(v, 4); }
+  void u64(std::uint64_t v) { fixed(v, 8); }
+  void i64(std::int64_t v) { fixed(static_cast<std::uint64_t>(v), 8); }
+
+  void varint(std::uint64_t v) {
+    while (v >= 0x80) {
+      out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out_.push_back(static_cast<char>(v));
+  }
+
+  // Length-prefixed byte string.
+  void bytes(std::string_view s) {
+    varint(s.size());
+    out_.append(s);
+  }
+
+ private:
+  void fixed(std::uint64_t v, int width) {
+    for (int i = 0; i < width; ++i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+
+  std::string& out_;
+};
+
+class byte_reader {
+ public:
+  explicit byte_reader(std::string_view in) : in_(in) {}
+
+  std::size_t remaining() const { return in_.size() - pos_; }
+  bool at_end() const { return pos_ == in_.size(); }
+
+  std::optional<std::uint8_t> u8() {
+    if (remaining() < 1) return std::nullopt;
+    return static_cast<std::uint8_t>(in_[pos_++]);
+  }
+  std::optional<std::uint32_t> u32() {
+    auto v = fixed(4);
+    if (!v) return std::nullopt;
+    return static_cast<std::uint32_t>(*v);
+  }
+  std::optional<std::uint64_t> u64() { return fixed(8); }
+  std::optional<std::int64_t> i64() {
+    auto v = fixed(8);
+    if (!v) return std::nullopt;
+    return static_cast<std::int64_t>(*v);
+  }
+
+  // Rejects truncation, more than 64 bits, and over-long forms (a trailing zero group), so
+  // every value has exactly one encoding.
+  std::optional<std::uint64_t> varint() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (remaining() < 1) return std::nullopt;
+      const auto b = static_cast<std::uint8_t>(in_[pos_++]);
+      const std::uint64_t group = b & 0x7f;
+      if (shift == 63 && group > 1) return std::nullopt;  // bits past 64
+      v |= group << shift;
+      if ((b & 0x80) == 0) {
+        if (b == 0 && shift != 0) return std::nullopt;  // over-long
+        return v;
+      }
+    }
+    return std::nullopt;
+  }
+
+  // A length-prefixed byte string, viewed in place (no allocation).
+  std::optional<std::string_view> bytes() {
+    auto n = varint();
+    if (!n || *n > remaining()) return std::nullopt;
+    std::string_view s = in_.substr(pos_, static_cast<std::size_t>(*n));
+    pos_ += static_cast<std::size_t>(*n);
+    return s;
+  }
+
+ private:
+  std::optional<std::uint64_t> fixed(int width) {
+    if (remaining() < static_cast<std::size_t>(width)) return std::nullopt;
+    std::uint64_t v = 0;
+    for (int i = 0; i < width; ++i)
+      v |= static_cast<std::uint64_t>(static_cast<std::uint8_t>(in_[pos_ + i])) << (8 * i);
+    pos_ += static_cast<std::size_t>(width);
+    return v;
+  }
+
+  std::string_view in_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace kv::detail

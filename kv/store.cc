@@ -1,0 +1,625 @@
+// The replicated key-value state machine; see kv/README.md for the model.
+#include "kv/store.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "kv/codec.h"
+#include "kv/crc32c.h"
+
+namespace kv {
+namespace {
+
+constexpr std::int64_t int64_max = std::numeric_limits<std::int64_t>::max();
+constexpr std::int64_t int64_min = std::numeric_limits<std::int64_t>::min();
+
+// memcached: an exptime (or flush delay) above 30 days is an absolute Unix time.
+constexpr std::int64_t memcached_max_relative_s = 60 * 60 * 24 * 30;
+
+// An expiry that is already past for every clock: how a negative exptime is stored, so the
+// item is dead on every replica and for every reader whatever their clocks say.
+constexpr std::int64_t expired_long_ago = int64_min;
+
+std::int64_t seconds_to_ms(std::int64_t s) {
+  if (s > int64_max / 1000) return int64_max;
+  if (s < int64_min / 1000) return int64_min;
+  return s * 1000;
+}
+
+std::int64_t saturating_add(std::int64_t a, std::int64_t b) {
+  std::int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? int64_max : int64_min;
+  return r;
+}
+
+// The absolute expiry (Unix ms, 0 = never) that `exptime` means for a command applied at now.
+std::int64_t expiry_from(const command& c, std::int64_t now_ms) {
+  const std::int64_t e = c.exptime;
+  if (e == 0) return 0;
+  if (e < 0) return expired_long_ago;
+  std::int64_t at = 0;
+  if (c.kind_of_expiry == expiry_kind::memcached && e > memcached_max_relative_s)
+    at = seconds_to_ms(e);
+  else
+    at = saturating_add(now_ms, seconds_to_ms(e));
+  // 0 would read as "never"; only reachable with a negative leader clock.
+  return at == 0 ? -1 : at;
+}
+
+std::uint64_t accounted(std::size_t key_bytes, std::size_t value_bytes) {
+  return static_cast<std::uint64_t>(key_bytes) + static_cast<std::uint64_t>(value_bytes) +
+         store::item_overhead_bytes;
+}
+
+// memcached incr/decr accept only a value that is entirely a decimal u64 (at most 20 digits,
+// no sign, no spaces, no overflow).
+std::optional<std::uint64_t> parse_u64(std::string_view s) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  std::uint64_t v = 0;
+  for (char ch : s) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    const auto digit = static_cast<std::uint64_t>(ch - '0');
+    if (v > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) return std::nullopt;
+    v = v * 10 + digit;
+  }
+  return v;
+}
+
+result outcome(status code, std::uint64_t version = 0, std::uint64_t number = 0) {
+  result r;
+  r.code = code;
+  r.version = version;
+  r.number = number;
+  return r;
+}
+
+bool is_storage(op k) {
+  switch (k) {
+    case op::set:
+    case op::add:
+    case op::replace:
+    case op::append:
+    case op::prepend:
+    case op::cas:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Snapshot layout (format 1), all integers little-endian, lengths LEB128:
+//   "RKVS" | u8 format | u64 applied_index | i64 flush_at_ms | 17 x u64 stats (field order)
+//   | varint n_items, n x (bytes key, bytes value, u32 flags, u64 version, i64 expires_at_ms,
+//     i64 written_at_ms) in strictly increasing key order
+//   | varint n_clients, n x (u64 client, u64 last_index, u64 floor_seq, varint n_results,
+//     n x (u64 seq, u64 index, bytes encoded result)) in increasing client / seq order
+//   | u32 CRC-32C of every byte before it
+constexpr std::string_view snapshot_magic = "RKVS";
+constexpr std::uint8_t snapshot_format = 1;
+
+constexpr std::uint64_t store_stats::*stat_fields[] = {
+    &store_stats::curr_items,  &store_stats::total_items,  &store_stats::bytes,
+    &store_stats::cmd_set,     &store_stats::cmd_touch,    &store_stats::cmd_flush,
+    &store_stats::delete_hits, &store_stats::delete_misses, &store_stats::incr_hits,
+    &store_stats::incr_misses, &store_stats::decr_hits,    &store_stats::decr_misses,
+    &store_stats::cas_hits,    &store_stats::cas_misses,   &store_stats::cas_badval,
+    &store_stats::touch_hits,  &store_stats::touch_misses,
+};
+static_assert(sizeof(stat_fields) / sizeof(stat_fields[0]) * sizeof(std::uint64_t) ==
+                  sizeof(store_stats),
+              "every store_stats counter must be in the snapshot");
+
+}  // namespace
+
+store::store(store_options options) : options_(options) {}
+
+// ---------------------------------------------------------------------------------------
+// Applying commands
+
+result store::apply(std::uint64_t index, const command& c) {
+  // Entries are applied once each, in log order; an old index (a replay the driver should
+  // have skipped) must not change the state.
+  if (index <= applied_index_) return outcome(status::bad_command);
+  applied_index_ = index;
+  if (c.id.client != 0) {
+    if (auto earlier = dedup_lookup(c.id, index)) return *earlier;
+  }
+  result r = execute(index, c);
+  if (c.id.client != 0) remember(c.id, index, r);
+  return r;
+}
+
+void store::skip(std::uint64_t index) {
+  if (index > applied_index_) applied_index_ = index;
+}
+
+result store::execute(std::uint64_t index, const command& c) {
+  // A delayed flush_all whose deadline has passed is carried out first, so that writes from
+  // here on are unaffected by it whatever their timestamps.
+  apply_due_flush(c.timestamp_ms);
+  if (is_storage(c.kind)) return store_op(index, c);
+  switch (c.kind) {
+    case op::remove:
+      return remove_op(c);
+    case op::incr:
+    case op::decr:
+      return arith_op(index, c);
+    case op::touch:
+    case op::get_and_touch:
+      return touch_op(c);
+    case op::flush_all:
+      return flush_op(c);
+    case op::purge_expired:
+      purge(c.timestamp_ms);
+      return outcome(status::ok);
+    default:
+      return outcome(status::bad_command);
+  }
+}
+
+result store::store_op(std::uint64_t index, const command& c) {
+  const std::int64_t now = c.timestamp_ms;
+  if (c.key.size() > options_.max_key_bytes || c.value.size() > options_.max_value_bytes)
+    return outcome(status::too_large);
+  ++stats_.cmd_set;
+  auto pos = items_.find(c.key);
+  const bool live = pos != items_.end() && !dead(pos->second, now);
+  // A write that finds only a dead item reclaims it, as memcached unlinks expired items it
+  // meets; on a write that goes ahead the old item is replaced anyway.
+  auto miss = [&](status s) {
+    if (pos != items_.end()) erase_item(pos);
+    return outcome(s);
+  };
+
+  switch (c.kind) {
+    case op::add:
+      if (live) return outcome(status::not_stored);
+      break;
+    case op::replace:
+    case op::append:
+    case op::prepend:
+      if (!live) return miss(status::not_stored);
+      break;
+    case op::cas:
+      if (!live) {
+        ++stats_.cas_misses;
+        return miss(status::not_found);
+      }
+      // memcached never hands out cas 0, so 0 never matches.
+      if (c.cas_unique == 0 || c.cas_unique != pos->second.version) {
+        ++stats_.cas_badval;
+        return outcome(status::exists);
+      }
+      break;
+    default:
+      break;
+  }
+
+  stored_item next;
+  if (c.kind == op::append || c.kind == op::prepend) {
+    const stored_item& old = pos->second;
+    if (old.value.size() + c.value.size() > options_.max_value_bytes)
+      return outcome(status::too_large);
+    next.value.reserve(old.value.size() + c.value.size());
+    next.value = c.kind == op::append ? old.value : c.value;
+    next.value += c.kind == op::append ? c.value : old.value;
+    next.flags = old.flags;
+    next.expires_at_ms = old.expires_at_ms;
+  } else {
+    next.value = c.value;
+    next.flags = c.flags;
+    next.expires_at_ms = expiry_from(c, now);
+  }
+  next.version = index;
+  next.written_at_ms = now;
+
+  const std::uint64_t old_bytes =
+      pos != items_.end() ? accounted(pos->first.size(), pos->second.value.size()) : 0;
+  if (over_quota(old_bytes, accounted(c.key.size(), next.value.size())))
+    return outcome(status::out_of_memory);
+  if (c.kind == op::cas) ++stats_.cas_hits;
+  write_item(pos, c.key, std::move(next));
+  ++stats_.total_items;
+  return outcome(status::stored, index);
+}
+
+result store::remove_op(const command& c) {
+  if (c.key.size() > options_.max_key_bytes) return outcome(status::too_large);
+  auto pos = items_.find(c.key);
+  if (pos == items_.end() || dead(pos->second, c.timestamp_ms)) {
+    ++stats_.delete_misses;
+    if (pos != items_.end()) erase_item(pos);
+    return outcome(status::not_found);
+  }
+  // A conditional delete (HTTP If-Match) removes only the version the client saw.
+  if (c.cas_unique != 0 && c.cas_unique != pos->second.version) return outcome(status::exists);
+  erase_item(pos);
+  ++stats_.delete_hits;
+  return outcome(status::deleted);
+}
+
+result store::arith_op(std::uint64_t index, const command& c) {
+  if (c.key.size() > options_.max_key_bytes) return outcome(status::too_large);
+  const bool incr = c.kind == op::incr;
+  auto pos = items_.find(c.key);
+  if (pos == items_.end() || dead(pos->second, c.timestamp_ms)) {
+    ++(incr ? stats_.incr_misses : stats_.decr_misses);
+    if (pos != items_.end()) erase_item(pos);
+    return outcome(status::not_found);
+  }
+  const auto old_value = parse_u64(pos->second.value);
+  if (!old_value) return outcome(status::non_numeric);
+  // Unsigned arithmetic wraps at 2^64 for incr, as memcached does; decr stops at 0.
+  const std::uint64_t value =
+      incr ? *old_value + c.delta : (c.delta > *old_value ? 0 : *old_value - c.delta);
+
+  stored_item next = pos->second;  // flags and expiry are kept
+  next.value = std::to_string(value);
+  next.version = index;
+  next.written_at_ms = c.timestamp_ms;
+  if (over_quota(accounted(pos->first.size(), pos->second.value.size()),
+                 accounted(pos->first.size(), next.value.size())))
+    return outcome(status::out_of_memory);
+  write_item(pos, c.key, std::move(next));
+  ++(incr ? stats_.incr_hits : stats_.decr_hits);
+  return outcome(status::number, index, value);
+}
+
+result store::touch_op(const command& c) {
+  if (c.key.size() > options_.max_key_bytes) return outcome(status::too_large);
+  ++stats_.cmd_touch;
+  auto pos = items_.find(c.key);
+  if (pos == items_.end() || dead(pos->second, c.timestamp_ms)) {
+    ++stats_.touch_misses;
+    if (pos != items_.end()) erase_item(pos);
+    return outcome(status::not_found);
+  }
+  // Only the expiry changes: the version (memcached cas) and write time stay.
+  set_expiry(pos, expiry_from(c, c.timestamp_ms));
+  ++stats_.touch_hits;
+  const stored_item& it = pos->second;
+  if (c.kind == op::touch) return outcome(status::touched, it.version);
+  result r = outcome(status::item, it.version);
+  r.item = item_view{it.value, it.flags, it.version, it.expires_at_ms};
+  return r;
+}
+
+result store::flush_op(const command& c) {
+  const std::int64_t now = c.timestamp_ms;
+  ++stats_.cmd_flush;
+  // memcached reads the delay like an exptime: above 30 days it is an absolute Unix time;
+  // zero or negative means now.
+  std::int64_t deadline = now;
+  if (c.delay_s > 0) {
+    if (c.kind_of_expiry == expiry_kind::memcached && c.delay_s > memcached_max_relative_s)
+      deadline = seconds_to_ms(c.delay_s);
+    else
+      deadline = saturating_add(now, seconds_to_ms(c.delay_s));
+  }
+  if (deadline <= now) {
+    // Everything stored so far dies now. Dropping it at once is equivalent for every reader
+    // and frees the memory; items written by later entries are unaffected even if they carry
+    // the same timestamp. A pending delayed flush is replaced, as in memcached.
+    erase_all();
+    flush_at_ms_ = 0;
+  } else {
+    flush_at_ms_ = deadline;
+  }
+  return outcome(status::ok);
+}
+
+void store::apply_due_flush(std::int64_t now_ms) {
+  if (flush_at_ms_ == 0 || now_ms < flush_at_ms_) return;
+  for (auto pos = items_.begin(); pos != items_.end();) {
+    if (pos->second.written_at_ms <= flush_at_ms_)
+      pos = erase_item(pos);
+    else
+      ++pos;
+  }
+  flush_at_ms_ = 0;
+}
+
+void store::purge(std::int64_t now_ms) {
+  while (!expiry_index_.empty() && expiry_index_.begin()->first <= now_ms) {
+    auto pos = items_.find(expiry_index_.begin()->second);
+    erase_item(pos);  // also drops the index entry
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Item bookkeeping: every change of items_ goes through these so that stats_.bytes,
+// stats_.curr_items and expiry_index_ stay exact.
+
+bool store::dead(const stored_item& it, std::int64_t now_ms) const {
+  if (it.expires_at_ms != 0 && it.expires_at_ms <= now_ms) return true;
+  return flush_at_ms_ != 0 && now_ms >= flush_at_ms_ && it.written_at_ms <= flush_at_ms_;
+}
+
+bool store::over_quota(std::uint64_t old_bytes, std::uint64_t new_bytes) const {
+  // Only growth is refused: a write that shrinks or keeps the footprint always goes ahead,
+  // even if the store is already above a (since lowered) quota.
+  if (new_bytes <= old_bytes) return false;
+  return stats_.bytes - old_bytes + new_bytes > options_.max_memory_bytes;
+}
+
+void store::write_item(item_map::iterator pos, const std::string& key, stored_item item) {
+  if (pos != items_.end()) {
+    stats_.bytes -= accounted(pos->first.size(), pos->second.value.size());
+    if (pos->second.expires_at_ms != 0)
+      expiry_index_.erase({pos->second.expires_at_ms, pos->first});
+    pos->second = std::move(item);
+  } else {
+    pos = items_.emplace(key, std::move(item)).first;
+    ++stats_.curr_items;
+  }
+  stats_.bytes += accounted(pos->first.size(), pos->second.value.size());
+  if (pos->second.expires_at_ms != 0) expiry_index_.emplace(pos->second.expires_at_ms, pos->first);
+}
+
+void store::set_expiry(item_map::iterator pos, std::int64_t expires_at_ms) {
+  if (pos->second.expires_at_ms != 0) expiry_index_.erase({pos->second.expires_at_ms, pos->first});
+  pos->second.expires_at_ms = expires_at_ms;
+  if (expires_at_ms != 0) expiry_index_.emplace(expires_at_ms, pos->first);
+}
+
+store::item_map::iterator store::erase_item(item_map::iterator pos) {
+  stats_.bytes -= accounted(pos->first.size(), pos->second.value.size());
+  --stats_.curr_items;
+  if (pos->second.expires_at_ms != 0) expiry_index_.erase({pos->second.expires_at_ms, pos->first});
+  return items_.erase(pos);
+}
+
+void store::erase_all() {
+  items_.clear();
+  expiry_index_.clear();
+  stats_.bytes = 0;
+  stats_.curr_items = 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Reads
+
+std::optional<item_view> store::find(std::string_view key, std::int64_t now_ms) const {
+  auto pos = items_.find(key);
+  if (pos == items_.end() || dead(pos->second, now_ms)) return std::nullopt;
+  const stored_item& it = pos->second;
+  return item_view{it.value, it.flags, it.version, it.expires_at_ms};
+}
+
+std::vector<key_info> store::list(std::string_view prefix, std::string_view after,
+                                  std::size_t limit, std::int64_t now_ms) const {
+  std::vector<key_info> out;
+  if (limit == 0) return out;
+  auto pos = items_.lower_bound(prefix);
+  if (!after.empty()) {
+    auto past = items_.upper_bound(after);
+    if (past == items_.end() || (pos != items_.end() && past->first > pos->first)) pos = past;
+  }
+  for (; pos != items_.end() && out.size() < limit; ++pos) {
+    if (!pos->first.starts_with(prefix)) break;
+    if (dead(pos->second, now_ms)) continue;
+    out.push_back(key_info{pos->first, pos->second.version, pos->second.value.size(),
+                           pos->second.expires_at_ms});
+  }
+  return out;
+}
+
+std::vector<std::string> store::expired_keys(std::int64_t now_ms, std::size_t limit) const {
+  std::vector<std::string> out;
+  if (flush_at_ms_ != 0 && now_ms >= flush_at_ms_) {
+    // A due flush may kill items without an expiry: look at everything.
+    for (const auto& [key, it] : items_) {
+      if (out.size() >= limit) break;
+      if (dead(it, now_ms)) out.push_back(key);
+    }
+    return out;
+  }
+  for (const auto& [at, key] : expiry_index_) {
+    if (out.size() >= limit || at > now_ms) break;
+    out.push_back(key);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// At-most-once
+
+std::optional<result> store::dedup_lookup(const request_id& id, std::uint64_t index) {
+  auto found = clients_.find(id.client);
+  if (found == clients_.end()) return std::nullopt;
+  client_window& w = found->second;
+  clients_by_age_.erase({w.last_index, id.client});
+  w.last_index = index;
+  clients_by_age_.emplace(w.last_index, id.client);
+  if (auto r = w.results.find(id.seq); r != w.results.end()) return r->second.outcome;
+  // Older than the window: it may have been applied and forgotten. Applying it again could
+  // apply it twice, so refuse it; the client learns its retry came too late.
+  if (id.seq <= w.floor_seq) return outcome(status::bad_command);
+  return std::nullopt;
+}
+
+void store::remember(const request_id& id, std::uint64_t index, const result& r) {
+  auto [found, inserted] = clients_.try_emplace(id.client);
+  if (inserted && clients_.size() > dedup_max_clients) {
+    // Evict the client seen least recently (its last log index is the smallest).
+    const std::uint64_t victim = clients_by_age_.begin()->second;
+    auto v = clients_.find(victim);
+    for (const auto& [seq, rem] : v->second.results) {
+      if (rem.outcome.item) {
+        remembered_items_.erase(rem.index);
+        remembered_item_bytes_ -= rem.outcome.item->value.size();
+      }
+    }
+    clients_by_age_.erase(clients_by_age_.begin());
+    clients_.erase(v);
+  }
+  client_window& w = found->second;
+  clients_by_age_.erase({w.last_index, id.client});
+  w.last_index = index;
+  clients_by_age_.emplace(w.last_index, id.client);
+
+  w.results[id.seq] = remembered{index, r};
+  if (r.item) {
+    remembered_items_.emplace(index, std::pair{id.client, id.seq});
+    remembered_item_bytes_ += r.item->value.size();
+  }
+  while (w.results.size() > dedup_window_per_client) forget(w, w.results.begin());
+  while (remembered_item_bytes_ > dedup_max_item_bytes) {
+    const auto [client, seq] = remembered_items_.begin()->second;
+    client_window& owner = clients_.find(client)->second;
+    forget(owner, owner.results.find(seq));
+  }
+}
+
+void store::forget(client_window& w, std::map<std::uint64_t, remembered>::iterator pos) {
+  w.floor_seq = std::max(w.floor_seq, pos->first);
+  if (pos->second.outcome.item) {
+    remembered_items_.erase(pos->second.index);
+    remembered_item_bytes_ -= pos->second.outcome.item->value.size();
+  }
+  w.results.erase(pos);
+}
+
+// ---------------------------------------------------------------------------------------
+// Snapshots
+
+std::string store::snapshot() const {
+  std::string out;
+  std::size_t estimate = 64 + stats_.bytes;
+  out.reserve(estimate);
+  detail::byte_writer w(out);
+  out.append(snapshot_magic);
+  w.u8(snapshot_format);
+  w.u64(applied_index_);
+  w.i64(flush_at_ms_);
+  for (auto field : stat_fields) w.u64(stats_.*field);
+  w.varint(items_.size());
+  for (const auto& [key, it] : items_) {
+    w.bytes(key);
+    w.bytes(it.value);
+    w.u32(it.flags);
+    w.u64(it.version);
+    w.i64(it.expires_at_ms);
+    w.i64(it.written_at_ms);
+  }
+  w.varint(clients_.size());
+  for (const auto& [client, cw] : clients_) {
+    w.u64(client);
+    w.u64(cw.last_index);
+    w.u64(cw.floor_seq);
+    w.varint(cw.results.size());
+    for (const auto& [seq, rem] : cw.results) {
+      w.u64(seq);
+      w.u64(rem.index);
+      w.bytes(encode(rem.outcome));
+    }
+  }
+  w.u32(crc32c(out));
+  return out;
+}
+
+bool store::restore(std::string_view bytes) {
+  if (bytes.size() < snapshot_magic.size() + 1 + 4) return false;
+  const std::string_view body = bytes.substr(0, bytes.size() - 4);
+  {
+    detail::byte_reader trailer(bytes.substr(bytes.size() - 4));
+    if (trailer.u32() != crc32c(body)) return false;
+  }
+  if (!body.starts_with(snapshot_magic)) return false;
+  detail::byte_reader r(body.substr(snapshot_magic.size()));
+
+  // Build the new state aside; *this changes only once everything checked out.
+  store fresh(options_);
+  if (r.u8() != snapshot_format) return false;
+  auto applied = r.u64();
+  auto flush_at = r.i64();
+  if (!applied || !flush_at) return false;
+  fresh.applied_index_ = *applied;
+  fresh.flush_at_ms_ = *flush_at;
+  store_stats stats;
+  for (auto field : stat_fields) {
+    auto v = r.u64();
+    if (!v) return false;
+    stats.*field = *v;
+  }
+
+  auto n_items = r.varint();
+  if (!n_items) return false;
+  for (std::uint64_t i = 0; i < *n_items; ++i) {
+    auto key = r.bytes();
+    auto value = key ? r.bytes() : std::nullopt;
+    auto flags = value ? r.u32() : std::nullopt;
+    auto version = flags ? r.u64() : std::nullopt;
+    auto expires = version ? r.i64() : std::nullopt;
+    auto written = expires ? r.i64() : std::nullopt;
+    if (!written) return false;
+    // Strictly increasing keys: one encoding per state, and appending at the end is cheap.
+    if (!fresh.items_.empty() && !(fresh.items_.rbegin()->first < *key)) return false;
+    fresh.items_.emplace_hint(fresh.items_.end(), std::string(*key),
+                              stored_item{std::string(*value), *flags, *version, *expires, *written});
+  }
+
+  auto n_clients = r.varint();
+  if (!n_clients || *n_clients > dedup_max_clients) return false;
+  for (std::uint64_t i = 0; i < *n_clients; ++i) {
+    auto client = r.u64();
+    auto last_index = client ? r.u64() : std::nullopt;
+    auto floor_seq = last_index ? r.u64() : std::nullopt;
+    auto n_results = floor_seq ? r.varint() : std::nullopt;
+    if (!n_results || *client == 0 || *n_results > dedup_window_per_client) return false;
+    if (!fresh.clients_.empty() && !(fresh.clients_.rbegin()->first < *client)) return false;
+    client_window cw;
+    cw.last_index = *last_index;
+    cw.floor_seq = *floor_seq;
+    for (std::uint64_t j = 0; j < *n_results; ++j) {
+      auto seq = r.u64();
+      auto index = seq ? r.u64() : std::nullopt;
+      auto encoded = index ? r.bytes() : std::nullopt;
+      if (!encoded) return false;
+      auto outcome = decode_result(*encoded);
+      if (!outcome) return false;
+      if (!cw.results.empty() && !(cw.results.rbegin()->first < *seq)) return false;
+      cw.results.emplace_hint(cw.results.end(), *seq, remembered{*index, std::move(*outcome)});
+    }
+    fresh.clients_.emplace_hint(fresh.clients_.end(), *client, std::move(cw));
+  }
+  if (!r.at_end()) return false;
+
+  fresh.rebuild_indexes();
+  // The counters that follow from the items must agree with them.
+  if (fresh.stats_.curr_items != stats.curr_items || fresh.stats_.bytes != stats.bytes)
+    return false;
+  // Each log index carries one request: the derived orders must not have collapsed entries.
+  std::size_t with_item = 0;
+  for (const auto& [client, cw] : fresh.clients_)
+    for (const auto& [seq, rem] : cw.results) with_item += rem.outcome.item ? 1 : 0;
+  if (fresh.clients_by_age_.size() != fresh.clients_.size() ||
+      fresh.remembered_items_.size() != with_item)
+    return false;
+  fresh.stats_ = stats;
+  *this = std::move(fresh);
+  return true;
+}
+
+void store::rebuild_indexes() {
+  stats_.curr_items = items_.size();
+  stats_.bytes = 0;
+  expiry_index_.clear();
+  for (const auto& [key, it] : items_) {
+    stats_.bytes += accounted(key.size(), it.value.size());
+    if (it.expires_at_ms != 0) expiry_index_.emplace(it.expires_at_ms, key);
+  }
+  clients_by_age_.clear();
+  remembered_items_.clear();
+  remembered_item_bytes_ = 0;
+  for (const auto& [client, cw] : clients_) {
+    clients_by_age_.emplace(cw.last_index, client);
+    for (const auto& [seq, rem] : cw.results) {
+      if (!rem.outcome.item) continue;
+      remembered_items_.emplace(rem.index, std::pair{client, seq});
+      remembered_item_bytes_ += rem.outcome.item->value.size();
+    }
+  }
+}
+
+}  // namespace kv
