@@ -70,6 +70,14 @@ http::response<http::string_body> to_beast(http_response&& r, unsigned version, 
   return res;
 }
 
+// The peer went away or timed out (nothing to answer), as opposed to a malformed request.
+bool connection_gone(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == beast::error::timeout ||
+         ec == http::error::partial_message ||
+         ec.category() == asio::error::get_system_category() ||
+         ec.category() == asio::error::get_misc_category();
+}
+
 bool counts_as_ok(unsigned status) {
   // 404 and 412 are ordinary answers of a KV API (a miss, a lost CAS), not failures.
   return status < 400 || status == 404 || status == 412;
@@ -259,7 +267,9 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
       stream.expires_after(st->options.read_timeout);
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(st->options.max_header_bytes));
-      parser.body_limit(lim.max_value_bytes);
+      // The body limit is applied after the header, so that a Content-Length over it gets
+      // a 413 (and its body drained) rather than a parse error.
+      parser.body_limit(boost::none);
       {
         auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
         (void)n;
@@ -270,10 +280,7 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
                                     0);
           break;
         }
-        if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-            ec.category() == asio::error::get_system_category() ||
-            ec.category() == asio::error::get_misc_category())
-          break;
+        if (ec && connection_gone(ec)) break;
         if (ec) {
           co_await answer_and_close(*st, stream, error_response(400, "bad_request", ec.message()),
                                     0);
@@ -288,6 +295,7 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
             *content_length);
         break;
       }
+      parser.body_limit(lim.max_value_bytes);
       if (!parser.is_done()) {
         if (beast::iequals(header[http::field::expect], "100-continue")) {
           http::response<http::empty_body> cont{http::status::continue_, header.version()};
@@ -305,10 +313,7 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
               0);
           break;
         }
-        if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
-            ec.category() == asio::error::get_system_category() ||
-            ec.category() == asio::error::get_misc_category())
-          break;
+        if (ec && connection_gone(ec)) break;
         if (ec) {
           co_await answer_and_close(*st, stream, error_response(400, "bad_request", ec.message()),
                                     0);

@@ -1,0 +1,275 @@
+// The HTTP door over real loopback sockets, in process, against the single-node
+// app::local_service: keep-alive, pipelining, size limits, Expect: 100-continue, and the
+// read and idle timeouts (with short timeouts so the test is quick).
+#define BOOST_TEST_MODULE net_http_server
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/test/unit_test.hpp>
+#include <future>
+#include <thread>
+
+#include "app/local_service.h"
+#include "net/http_server.h"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+// One server on an ephemeral port, running on its own io_context thread.
+struct fixture {
+  asio::io_context io;
+  app::local_service service;
+  net::http_server server;
+  std::thread thread;
+
+  explicit fixture(net::http_options options = short_timeouts(), net::limits lim = small_limits())
+      : service(self(), lim, kv::store_options{}), server(io, service, std::move(options)) {
+    server.listen("127.0.0.1", 0);
+    server.start();
+    thread = std::thread([this] { io.run(); });
+  }
+  ~fixture() {
+    std::promise<void> stopped;
+    asio::post(io, [&] {
+      server.stop();
+      stopped.set_value();
+    });
+    stopped.get_future().wait();
+    io.stop();
+    thread.join();
+  }
+
+  static net::member_address self() {
+    net::member_address a;
+    a.id = raft::node_id(1);
+    return a;
+  }
+  static net::http_options short_timeouts() {
+    net::http_options o;
+    o.read_timeout = 600ms;
+    o.idle_timeout = 1500ms;
+    o.write_timeout = 2s;
+    o.max_header_bytes = 4096;
+    return o;
+  }
+  static net::limits small_limits() {
+    net::limits l;
+    l.max_value_bytes = 1000;
+    return l;
+  }
+
+  tcp::socket connect() {
+    tcp::socket s(client_io);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server.port()));
+    return s;
+  }
+
+  asio::io_context client_io;
+};
+
+using response = http::response<http::string_body>;
+
+response read_response(tcp::socket& s, beast::flat_buffer& buffer) {
+  response res;
+  http::read(s, buffer, res);
+  return res;
+}
+
+response roundtrip(tcp::socket& s, beast::flat_buffer& buffer, http::verb verb,
+                   std::string target, std::string body = {}) {
+  http::request<http::string_body> req{verb, target, 11};
+  req.set(http::field::host, "test");
+  if (verb == http::verb::put) {
+    req.body() = std::move(body);
+    req.prepare_payload();
+  }
+  http::write(s, req);
+  return read_response(s, buffer);
+}
+
+// True if the peer closed the connection within `within`.
+bool closed_within(tcp::socket& s, std::chrono::milliseconds within) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  s.non_blocking(true);
+  char byte;
+  while (std::chrono::steady_clock::now() < deadline) {
+    beast::error_code ec;
+    s.read_some(asio::buffer(&byte, 1), ec);
+    if (ec == asio::error::would_block) {
+      std::this_thread::sleep_for(10ms);  // polling a socket, not synchronising on time
+      continue;
+    }
+    if (ec) return true;  // eof or reset
+  }
+  return false;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(put_then_get_on_one_keep_alive_connection) {
+  fixture f;
+  auto s = f.connect();
+  beast::flat_buffer buffer;
+  const auto put = roundtrip(s, buffer, http::verb::put, "/v1/kv/greeting?flags=3", "hello");
+  BOOST_CHECK_EQUAL(put.result_int(), 200);
+  const std::string etag(put[http::field::etag]);
+  BOOST_CHECK(!etag.empty());
+  BOOST_CHECK(put.keep_alive());
+  const auto get = roundtrip(s, buffer, http::verb::get, "/v1/kv/greeting");
+  BOOST_CHECK_EQUAL(get.result_int(), 200);
+  BOOST_CHECK_EQUAL(get.body(), "hello");
+  BOOST_CHECK_EQUAL(std::string(get[http::field::etag]), etag);
+  BOOST_CHECK_EQUAL(std::string(get["X-Raftkv-Flags"]), "3");
+  const auto miss = roundtrip(s, buffer, http::verb::get, "/v1/kv/absent");
+  BOOST_CHECK_EQUAL(miss.result_int(), 404);
+  BOOST_CHECK_NE(miss.body().find("\"not_found\""), std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(pipelined_requests_are_answered_in_order) {
+  fixture f;
+  auto s = f.connect();
+  std::string batch;
+  for (int i = 0; i < 5; ++i)
+    batch += "PUT /v1/kv/p" + std::to_string(i) + " HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nv" +
+             std::to_string(i);
+  for (int i = 0; i < 5; ++i)
+    batch += "GET /v1/kv/p" + std::to_string(i) + " HTTP/1.1\r\nHost: t\r\n\r\n";
+  asio::write(s, asio::buffer(batch));
+  beast::flat_buffer buffer;
+  for (int i = 0; i < 5; ++i) BOOST_CHECK_EQUAL(read_response(s, buffer).result_int(), 200);
+  for (int i = 0; i < 5; ++i) {
+    const auto res = read_response(s, buffer);
+    BOOST_CHECK_EQUAL(res.result_int(), 200);
+    BOOST_CHECK_EQUAL(res.body(), "v" + std::to_string(i));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(oversized_body_is_413_and_the_connection_closes) {
+  fixture f;
+  auto s = f.connect();
+  const std::string head =
+      "PUT /v1/kv/big HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n";
+  asio::write(s, asio::buffer(head + std::string(1001, 'x')));
+  beast::flat_buffer buffer;
+  const auto res = read_response(s, buffer);
+  BOOST_CHECK_EQUAL(res.result_int(), 413);
+  BOOST_CHECK(!res.keep_alive());
+  BOOST_CHECK(closed_within(s, 2s));
+  // At the limit it is stored.
+  auto s2 = f.connect();
+  BOOST_CHECK_EQUAL(roundtrip(s2, buffer, http::verb::put, "/v1/kv/big", std::string(1000, 'x')).result_int(), 200);
+}
+
+BOOST_AUTO_TEST_CASE(chunked_body_over_the_limit_is_413) {
+  fixture f;
+  auto s = f.connect();
+  std::string req = "PUT /v1/kv/c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+  req += "3e8\r\n" + std::string(1000, 'a') + "\r\n";
+  req += "10\r\n" + std::string(16, 'b') + "\r\n0\r\n\r\n";
+  asio::write(s, asio::buffer(req));
+  beast::flat_buffer buffer;
+  BOOST_CHECK_EQUAL(read_response(s, buffer).result_int(), 413);
+}
+
+BOOST_AUTO_TEST_CASE(huge_header_is_431) {
+  fixture f;
+  auto s = f.connect();
+  const std::string req =
+      "GET /v1/kv/a HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(8000, 'h') + "\r\n\r\n";
+  beast::error_code ec;
+  asio::write(s, asio::buffer(req), ec);
+  beast::flat_buffer buffer;
+  BOOST_CHECK_EQUAL(read_response(s, buffer).result_int(), 431);
+}
+
+BOOST_AUTO_TEST_CASE(expect_continue_gets_100_then_the_answer) {
+  fixture f;
+  auto s = f.connect();
+  asio::write(s, asio::buffer(std::string(
+                     "PUT /v1/kv/e HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")));
+  std::string interim(25, '\0');
+  asio::read(s, asio::buffer(interim));
+  BOOST_CHECK_EQUAL(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  asio::write(s, asio::buffer(std::string("abc")));
+  beast::flat_buffer buffer;
+  BOOST_CHECK_EQUAL(read_response(s, buffer).result_int(), 200);
+}
+
+BOOST_AUTO_TEST_CASE(slow_client_is_timed_out_while_others_are_served) {
+  fixture f;
+  auto slow = f.connect();
+  const auto started = std::chrono::steady_clock::now();
+  // A slow-loris: one header byte at a time, never finishing the request.
+  asio::write(slow, asio::buffer(std::string("GET /v1/kv/a HTTP/1.1\r\n")));
+  bool closed = false;
+  for (int i = 0; i < 40 && !closed; ++i) {
+    beast::error_code ec;
+    asio::write(slow, asio::buffer(std::string("X")), ec);
+    if (ec) closed = true;
+    // Meanwhile another client is served promptly.
+    auto other = f.connect();
+    beast::flat_buffer buffer;
+    const auto t0 = std::chrono::steady_clock::now();
+    BOOST_CHECK_EQUAL(roundtrip(other, buffer, http::verb::get, "/healthz").result_int(), 200);
+    BOOST_CHECK(std::chrono::steady_clock::now() - t0 < 500ms);
+    if (!closed) closed = closed_within(slow, 100ms);
+  }
+  BOOST_CHECK(closed);
+  // read_timeout is 600 ms: closed well before the 40 rounds (>= 4 s) would have ended.
+  BOOST_CHECK(std::chrono::steady_clock::now() - started < 3s);
+}
+
+BOOST_AUTO_TEST_CASE(idle_keep_alive_connection_is_closed) {
+  fixture f;
+  auto s = f.connect();
+  beast::flat_buffer buffer;
+  BOOST_CHECK_EQUAL(roundtrip(s, buffer, http::verb::get, "/healthz").result_int(), 200);
+  // idle_timeout is 1.5 s.
+  BOOST_CHECK(closed_within(s, 5s));
+}
+
+BOOST_AUTO_TEST_CASE(connection_close_is_honoured_and_counted) {
+  fixture f;
+  auto s = f.connect();
+  asio::write(s, asio::buffer(std::string("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")));
+  beast::flat_buffer buffer;
+  const auto res = read_response(s, buffer);
+  BOOST_CHECK_EQUAL(res.result_int(), 200);
+  BOOST_CHECK(!res.keep_alive());
+  BOOST_CHECK(closed_within(s, 2s));
+  // The request shows up in /metrics under the http door.
+  auto m = f.connect();
+  const auto metrics = roundtrip(m, buffer, http::verb::get, "/metrics");
+  BOOST_CHECK_EQUAL(metrics.result_int(), 200);
+  BOOST_CHECK_NE(metrics.body().find("raftkv_requests_total{door=\"http\",command=\"GET /healthz\",outcome=\"ok\"} 1"),
+                 std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(max_connections_refuses_new_ones) {
+  net::limits lim = fixture::small_limits();
+  lim.max_connections = 2;
+  fixture f(fixture::short_timeouts(), lim);
+  auto a = f.connect();
+  auto b = f.connect();
+  beast::flat_buffer buffer;
+  BOOST_CHECK_EQUAL(roundtrip(a, buffer, http::verb::get, "/healthz").result_int(), 200);
+  beast::flat_buffer buffer_b;
+  BOOST_CHECK_EQUAL(roundtrip(b, buffer_b, http::verb::get, "/healthz").result_int(), 200);
+  auto c = f.connect();
+  beast::flat_buffer buffer_c;
+  const auto refused = read_response(c, buffer_c);
+  BOOST_CHECK_EQUAL(refused.result_int(), 503);
+  BOOST_CHECK(closed_within(c, 2s));
+  // The existing ones still work.
+  BOOST_CHECK_EQUAL(roundtrip(a, buffer, http::verb::get, "/healthz").result_int(), 200);
+}
