@@ -1,5 +1,7 @@
 #include "net/peer_frame.h"
 
+#include "kv/crc32c.h"
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -8,26 +10,6 @@ namespace net {
 namespace {
 
 constexpr std::array<char, 4> magic = {'R', 'K', 'V', 'P'};
-
-// Slicing-by-8 tables for the reflected Castagnoli polynomial: eight bytes per step keeps
-// checksumming a multi-megabyte snapshot frame well under the cost of copying it.
-using crc_tables = std::array<std::array<std::uint32_t, 256>, 8>;
-
-constexpr crc_tables make_crc_tables() {
-  constexpr std::uint32_t poly = 0x82F63B78u;
-  crc_tables t{};
-  for (std::uint32_t i = 0; i < 256; ++i) {
-    std::uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ poly : c >> 1;
-    t[0][i] = c;
-  }
-  for (std::size_t i = 0; i < 256; ++i) {
-    for (std::size_t s = 1; s < 8; ++s) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xFF];
-  }
-  return t;
-}
-
-constexpr crc_tables tables = make_crc_tables();
 
 void put_u32(char* p, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
@@ -82,23 +64,6 @@ std::string_view to_string(frame_error e) {
   return "unknown frame error";
 }
 
-std::uint32_t crc32c(std::string_view data, std::uint32_t crc) {
-  crc = ~crc;
-  auto p = reinterpret_cast<const unsigned char*>(data.data());
-  std::size_t n = data.size();
-  while (n >= 8) {
-    const std::uint32_t lo = crc ^ (std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 |
-                                    std::uint32_t{p[2]} << 16 | std::uint32_t{p[3]} << 24);
-    crc = tables[7][lo & 0xFF] ^ tables[6][(lo >> 8) & 0xFF] ^ tables[5][(lo >> 16) & 0xFF] ^
-          tables[4][lo >> 24] ^ tables[3][p[4]] ^ tables[2][p[5]] ^ tables[1][p[6]] ^
-          tables[0][p[7]];
-    p += 8;
-    n -= 8;
-  }
-  while (n-- > 0) crc = tables[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
-
 void append_frame(std::string& out, const frame_header& h, std::string_view payload) {
   const std::size_t start = out.size();
   out.resize(start + frame_header_bytes);
@@ -114,7 +79,7 @@ void append_frame(std::string& out, const frame_header& h, std::string_view payl
   put_u32(p + 32, static_cast<std::uint32_t>(payload.size()));
   out.append(payload);
   const std::uint32_t crc =
-      crc32c(std::string_view(out).substr(start, frame_header_bytes + payload.size()));
+      kv::crc32c(std::string_view(out).substr(start, frame_header_bytes + payload.size()));
   char trailer[frame_trailer_bytes];
   put_u32(trailer, crc);
   out.append(trailer, sizeof trailer);
@@ -153,7 +118,7 @@ decode_outcome decode_frame(std::string_view bytes, std::size_t max_payload_byte
   if (bytes.size() < total) return need_more{total};
 
   const std::size_t covered = frame_header_bytes + payload_bytes;
-  if (crc32c(bytes.substr(0, covered)) != get_u32(p + covered)) return frame_error::bad_checksum;
+  if (kv::crc32c(bytes.substr(0, covered)) != get_u32(p + covered)) return frame_error::bad_checksum;
 
   decoded_frame d;
   d.value.header.kind = static_cast<frame_kind>(p[5]);
@@ -166,48 +131,61 @@ decode_outcome decode_frame(std::string_view bytes, std::size_t max_payload_byte
   return d;
 }
 
-// Forwarding bodies: u64 call id, u8 op or error code, then the body to the end.
-std::string encode(const forward_request& r) {
+// Forwarding bodies share one layout: u64 call id, u8 code (the op of a request, the error
+// of a response), then the body to the end.
+namespace {
+
+constexpr std::size_t forward_head_bytes = 9;
+
+std::string encode_forward(std::uint64_t call_id, std::uint8_t code, std::string_view body) {
   std::string out;
-  out.reserve(9 + r.body.size());
-  append_u64(out, r.call_id);
-  out.push_back(static_cast<char>(r.op));
-  out.append(r.body);
+  out.reserve(forward_head_bytes + body.size());
+  append_u64(out, call_id);
+  out.push_back(static_cast<char>(code));
+  out.append(body);
   return out;
+}
+
+struct forward_parts {
+  std::uint64_t call_id;
+  std::uint8_t code;
+  std::string_view body;
+};
+
+std::optional<forward_parts> decode_forward(std::string_view bytes) {
+  if (bytes.size() < forward_head_bytes) return std::nullopt;
+  return forward_parts{get_u64(bytes.data()), static_cast<std::uint8_t>(bytes[8]),
+                       bytes.substr(forward_head_bytes)};
+}
+
+}  // namespace
+
+std::string encode(const forward_request& r) {
+  return encode_forward(r.call_id, static_cast<std::uint8_t>(r.op), r.body);
 }
 
 std::string encode(const forward_response& r) {
-  std::string out;
-  out.reserve(9 + r.body.size());
-  append_u64(out, r.call_id);
-  out.push_back(static_cast<char>(r.error));
-  out.append(r.body);
-  return out;
+  return encode_forward(r.call_id, static_cast<std::uint8_t>(r.error), r.body);
 }
 
 std::optional<forward_request> decode_forward_request(std::string_view bytes) {
-  if (bytes.size() < 9) return std::nullopt;
-  const auto op = static_cast<std::uint8_t>(bytes[8]);
-  if (op != static_cast<std::uint8_t>(forward_op::write) &&
-      op != static_cast<std::uint8_t>(forward_op::read_barrier)) {
+  const auto parts = decode_forward(bytes);
+  if (!parts || parts->code < static_cast<std::uint8_t>(forward_op::write) ||
+      parts->code > static_cast<std::uint8_t>(forward_op::read_barrier)) {
     return std::nullopt;
   }
-  forward_request r;
-  r.call_id = get_u64(bytes.data());
-  r.op = static_cast<forward_op>(op);
-  r.body.assign(bytes.substr(9));
-  return r;
+  return forward_request{parts->call_id, static_cast<forward_op>(parts->code),
+                         std::string(parts->body)};
 }
 
 std::optional<forward_response> decode_forward_response(std::string_view bytes) {
-  if (bytes.size() < 9) return std::nullopt;
-  const auto error = static_cast<std::uint8_t>(bytes[8]);
-  if (error > static_cast<std::uint8_t>(service_error::unavailable)) return std::nullopt;
-  forward_response r;
-  r.call_id = get_u64(bytes.data());
-  r.error = static_cast<service_error>(error);
-  r.body.assign(bytes.substr(9));
-  return r;
+  const auto parts = decode_forward(bytes);
+  // service_error::unavailable is the last code the protocol knows.
+  if (!parts || parts->code > static_cast<std::uint8_t>(service_error::unavailable)) {
+    return std::nullopt;
+  }
+  return forward_response{parts->call_id, static_cast<service_error>(parts->code),
+                          std::string(parts->body)};
 }
 
 }  // namespace net

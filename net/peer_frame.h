@@ -16,7 +16,7 @@
 //   24     8     receiver node id
 //   32     4     payload length in bytes (<= the reader's max_frame_bytes)
 //   36     n     payload (opaque to this layer; e.g. an encoded Raft message)
-//   36+n   4     CRC32C of bytes [0, 36+n)
+//   36+n   4     CRC32C (kv/crc32c.h) of bytes [0, 36+n)
 //
 // Large messages (snapshots) are split by the sender into fragments so that small frames
 // (heartbeats, votes) can be interleaved with them on the same connection; see frame_flags.
@@ -113,10 +113,6 @@ decode_outcome decode_frame(std::string_view bytes,
 // Appends one encoded frame to out. The caller keeps payload within the receiver's bound.
 void append_frame(std::string& out, const frame_header& h, std::string_view payload);
 std::string encode_frame(const frame_header& h, std::string_view payload);
-
-// CRC32C (Castagnoli), as used by iSCSI/ext4: crc32c(data, crc32c(prefix)) continues a
-// running checksum over prefix + data.
-std::uint32_t crc32c(std::string_view data, std::uint32_t crc = 0);
 
 // --- The forwarding protocol -----------------------------------------------------------
 // A follower that receives a client request it cannot serve itself sends it to the leader

@@ -50,19 +50,6 @@ frame_error expect_error(const net::decode_outcome& o) {
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(crc32c_matches_the_standard_check_value) {
-  // The check value of CRC-32C over "123456789" (RFC 3720 appendix B.4 family).
-  BOOST_TEST(net::crc32c("123456789") == 0xE3069283u);
-  BOOST_TEST(net::crc32c("") == 0u);
-  const std::string data = binary_payload(1000, 7);
-  // Running over pieces equals one pass; covers the 8-byte and the tail loops.
-  for (std::size_t cut : {0u, 1u, 7u, 8u, 9u, 500u, 999u, 1000u}) {
-    const auto first = std::string_view(data).substr(0, cut);
-    const auto rest = std::string_view(data).substr(cut);
-    BOOST_TEST(net::crc32c(rest, net::crc32c(first)) == net::crc32c(data));
-  }
-}
-
 BOOST_AUTO_TEST_CASE(every_kind_round_trips_with_its_header_and_payload) {
   for (auto kind : {frame_kind::hello, frame_kind::raft_message, frame_kind::forward_request,
                     frame_kind::forward_response}) {
