@@ -1,0 +1,330 @@
+#include "app/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace app {
+namespace {
+
+// Thrown inside the validator only; load_config turns it into a config_error.
+struct invalid {
+  std::string message;
+};
+
+class validator {
+ public:
+  explicit validator(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const toml::node* where, const std::string& key,
+                         const std::string& what) const {
+    std::ostringstream out;
+    out << source_;
+    if (where != nullptr && where->source().begin.line > 0) out << ':' << where->source().begin.line;
+    out << ": key '" << key << "': " << what;
+    throw invalid{out.str()};
+  }
+
+  // Every key of `table` must be in `allowed`; reports the first unknown one.
+  void only_keys(const toml::table& table, const std::string& prefix,
+                 std::initializer_list<std::string_view> allowed) const {
+    for (auto&& [key, value] : table) {
+      if (std::find(allowed.begin(), allowed.end(), key.str()) == allowed.end()) {
+        fail(&value, join(prefix, key.str()), "unknown key");
+      }
+    }
+  }
+
+  static std::string join(const std::string& prefix, std::string_view key) {
+    return prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
+  }
+
+  const toml::table* table_at(const toml::table& parent, std::string_view key,
+                              const std::string& name) const {
+    const toml::node* n = parent.get(key);
+    if (n == nullptr) return nullptr;
+    if (!n->is_table()) fail(n, name, "must be a table");
+    return n->as_table();
+  }
+
+  // An integer in [min, max]; nullopt when absent.
+  std::optional<std::uint64_t> integer(const toml::table& t, std::string_view key,
+                                       const std::string& name, std::uint64_t min,
+                                       std::uint64_t max) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    if (!n->is_integer()) fail(n, name, "must be an integer");
+    const std::int64_t v = n->as_integer()->get();
+    if (v < 0 || static_cast<std::uint64_t>(v) < min || static_cast<std::uint64_t>(v) > max) {
+      fail(n, name,
+           "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+               " (got " + std::to_string(v) + ")");
+    }
+    return static_cast<std::uint64_t>(v);
+  }
+
+  std::optional<bool> boolean(const toml::table& t, std::string_view key,
+                              const std::string& name) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    if (!n->is_boolean()) fail(n, name, "must be true or false");
+    return n->as_boolean()->get();
+  }
+
+  std::optional<std::string> string(const toml::table& t, std::string_view key,
+                                    const std::string& name) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    if (!n->is_string()) fail(n, name, "must be a string");
+    return n->as_string()->get();
+  }
+
+  std::optional<endpoint> address(const toml::table& t, std::string_view key,
+                                  const std::string& name) const {
+    auto text = string(t, key, name);
+    if (!text) return std::nullopt;
+    const auto colon = text->rfind(':');
+    endpoint e;
+    e.text = *text;
+    if (colon == std::string::npos || colon == 0) {
+      fail(t.get(key), name, "must be \"host:port\" (got \"" + *text + "\")");
+    }
+    e.host = text->substr(0, colon);
+    if (e.host.size() >= 2 && e.host.front() == '[' && e.host.back() == ']') {
+      e.host = e.host.substr(1, e.host.size() - 2);  // [::1]:port
+    }
+    unsigned port = 0;
+    const char* first = text->data() + colon + 1;
+    const char* last = text->data() + text->size();
+    auto [ptr, ec] = std::from_chars(first, last, port);
+    if (ec != std::errc{} || ptr != last || port == 0 || port > 65535) {
+      fail(t.get(key), name, "port must be 1..65535 (got \"" + *text + "\")");
+    }
+    e.port = static_cast<std::uint16_t>(port);
+    return e;
+  }
+
+ private:
+  std::string source_;
+};
+
+config build(const toml::table& root, const std::filesystem::path& source) {
+  validator v(source.string());
+  config c;
+  c.source = source;
+  v.only_keys(root, "", {"node", "listen", "cluster", "raft", "limits"});
+
+  const toml::table* node = v.table_at(root, "node", "node");
+  if (node == nullptr) v.fail(nullptr, "node", "missing table [node]");
+  v.only_keys(*node, "node", {"id", "data_dir"});
+  auto id = v.integer(*node, "id", "node.id", 1, UINT32_MAX);
+  if (!id) v.fail(node, "node.id", "missing (a positive integer, unique in the cluster)");
+  c.node_id = *id;
+  auto dir = v.string(*node, "data_dir", "node.data_dir");
+  if (!dir || dir->empty()) v.fail(node, "node.data_dir", "missing (a directory path)");
+  c.data_dir = *dir;
+
+  if (const toml::table* listen = v.table_at(root, "listen", "listen")) {
+    v.only_keys(*listen, "listen", {"memcached", "cs733", "http", "peer"});
+    c.listen_memcached = v.address(*listen, "memcached", "listen.memcached");
+    c.listen_cs733 = v.address(*listen, "cs733", "listen.cs733");
+    c.listen_http = v.address(*listen, "http", "listen.http");
+    c.listen_peer = v.address(*listen, "peer", "listen.peer");
+  }
+  {
+    std::set<std::string> seen;
+    for (const auto* e : {&c.listen_memcached, &c.listen_cs733, &c.listen_http, &c.listen_peer}) {
+      if (*e && !seen.insert((*e)->text).second) {
+        v.fail(node, "listen", "address " + (*e)->text + " is used twice");
+      }
+    }
+  }
+
+  if (const toml::table* cluster = v.table_at(root, "cluster", "cluster")) {
+    v.only_keys(*cluster, "cluster", {"member"});
+    const toml::node* members = cluster->get("member");
+    if (members != nullptr) {
+      if (!members->is_array_of_tables()) {
+        v.fail(members, "cluster.member", "must be an array of tables ([[cluster.member]])");
+      }
+      std::set<std::uint64_t> ids;
+      std::set<std::string> addresses;
+      std::size_t i = 0;
+      for (const toml::node& m : *members->as_array()) {
+        const std::string name = "cluster.member[" + std::to_string(i++) + "]";
+        const toml::table& t = *m.as_table();
+        v.only_keys(t, name, {"id", "peer", "memcached", "cs733", "http"});
+        member_config mc;
+        auto mid = v.integer(t, "id", name + ".id", 1, UINT32_MAX);
+        if (!mid) v.fail(&t, name + ".id", "missing");
+        mc.id = *mid;
+        if (!ids.insert(mc.id).second) {
+          v.fail(t.get("id"), name + ".id", "duplicate member id " + std::to_string(mc.id));
+        }
+        auto peer = v.address(t, "peer", name + ".peer");
+        if (!peer) v.fail(&t, name + ".peer", "missing");
+        mc.peer = *peer;
+        mc.memcached = v.address(t, "memcached", name + ".memcached");
+        mc.cs733 = v.address(t, "cs733", name + ".cs733");
+        mc.http = v.address(t, "http", name + ".http");
+        for (const auto& [key, e] :
+             {std::pair<const char*, const std::optional<endpoint>*>{"peer", &peer},
+              {"memcached", &mc.memcached},
+              {"cs733", &mc.cs733},
+              {"http", &mc.http}}) {
+          if (*e && !addresses.insert((*e)->text).second) {
+            v.fail(t.get(key), name + "." + key, "duplicate address " + (*e)->text);
+          }
+        }
+        c.members.push_back(std::move(mc));
+      }
+      std::sort(c.members.begin(), c.members.end(),
+                [](const member_config& a, const member_config& b) { return a.id < b.id; });
+      if (std::none_of(c.members.begin(), c.members.end(),
+                       [&](const member_config& m) { return m.id == c.node_id; })) {
+        v.fail(node->get("id"), "node.id",
+               "node " + std::to_string(c.node_id) + " is not in the [[cluster.member]] list");
+      }
+      if (c.members.size() > 1 && !c.listen_peer) {
+        v.fail(nullptr, "listen.peer", "required when the cluster has more than one member");
+      }
+    }
+  }
+  if (c.members.empty()) {
+    member_config self;
+    self.id = c.node_id;
+    if (c.listen_peer) self.peer = *c.listen_peer;
+    self.memcached = c.listen_memcached;
+    self.cs733 = c.listen_cs733;
+    self.http = c.listen_http;
+    c.members.push_back(self);
+  }
+
+  if (const toml::table* raft = v.table_at(root, "raft", "raft")) {
+    v.only_keys(*raft, "raft",
+                {"tick_ms", "heartbeat_ticks", "election_ticks", "fsync", "snapshot_entries",
+                 "max_disk_mb"});
+    if (auto x = v.integer(*raft, "tick_ms", "raft.tick_ms", 1, 10000)) c.raft.tick_ms = *x;
+    if (auto x = v.integer(*raft, "heartbeat_ticks", "raft.heartbeat_ticks", 1, 100000))
+      c.raft.heartbeat_ticks = *x;
+    if (auto x = v.integer(*raft, "election_ticks", "raft.election_ticks", 2, 1000000))
+      c.raft.election_ticks = *x;
+    if (auto x = v.boolean(*raft, "fsync", "raft.fsync")) c.raft.fsync = *x;
+    if (auto x = v.integer(*raft, "snapshot_entries", "raft.snapshot_entries", 2, 1ull << 40))
+      c.raft.snapshot_entries = *x;
+    if (auto x = v.integer(*raft, "max_disk_mb", "raft.max_disk_mb", 16, 1ull << 30))
+      c.raft.max_disk_mb = *x;
+    if (c.raft.heartbeat_ticks >= c.raft.election_ticks) {
+      v.fail(raft->get("heartbeat_ticks"), "raft.heartbeat_ticks",
+             "must be smaller than raft.election_ticks");
+    }
+  }
+
+  if (const toml::table* limits = v.table_at(root, "limits", "limits")) {
+    v.only_keys(*limits, "limits",
+                {"max_connections", "max_key_bytes", "max_value_bytes", "max_memory_mb",
+                 "request_timeout_ms"});
+    if (auto x = v.integer(*limits, "max_connections", "limits.max_connections", 1, 1000000))
+      c.limits.max_connections = *x;
+    if (auto x = v.integer(*limits, "max_key_bytes", "limits.max_key_bytes", 1, 250))
+      c.limits.max_key_bytes = *x;
+    if (auto x = v.integer(*limits, "max_value_bytes", "limits.max_value_bytes", 1, 64ull << 20))
+      c.limits.max_value_bytes = *x;
+    if (auto x = v.integer(*limits, "max_memory_mb", "limits.max_memory_mb", 1, 1ull << 20))
+      c.limits.max_memory_mb = *x;
+    if (auto x = v.integer(*limits, "request_timeout_ms", "limits.request_timeout_ms", 10,
+                           3600000))
+      c.limits.request_timeout_ms = *x;
+  }
+  return c;
+}
+
+}  // namespace
+
+std::variant<config, config_error> parse_config(std::string_view toml_text,
+                                                const std::filesystem::path& source_name) {
+  try {
+    toml::table root = toml::parse(toml_text, source_name.string());
+    return build(root, source_name);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream out;
+    out << source_name.string() << ':' << e.source().begin.line << ": " << e.description();
+    return config_error{out.str()};
+  } catch (const invalid& e) {
+    return config_error{e.message};
+  }
+}
+
+std::variant<config, config_error> load_config(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return config_error{file.string() + ": cannot open the config file"};
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), file);
+}
+
+net::limits config::door_limits() const {
+  net::limits l;
+  l.max_connections = limits.max_connections;
+  l.max_key_bytes = limits.max_key_bytes;
+  l.max_value_bytes = limits.max_value_bytes;
+  l.request_timeout = std::chrono::milliseconds(limits.request_timeout_ms);
+  return l;
+}
+
+std::vector<net::member_address> config::member_addresses() const {
+  std::vector<net::member_address> out;
+  for (const auto& m : members) {
+    net::member_address a;
+    a.id = raft::node_id(m.id);
+    a.peer = m.peer.text;
+    if (m.memcached) a.memcached = m.memcached->text;
+    if (m.cs733) a.cs733 = m.cs733->text;
+    if (m.http) a.http = m.http->text;
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::string render_config(const config& c) {
+  std::ostringstream out;
+  auto quoted = [](const std::string& s) {
+    std::string q = "\"";
+    for (char ch : s) {
+      if (ch == '"' || ch == '\\') q.push_back('\\');
+      q.push_back(ch);
+    }
+    return q + "\"";
+  };
+  out << "[node]\nid = " << c.node_id << "\ndata_dir = " << quoted(c.data_dir.string()) << "\n\n";
+  out << "[listen]\n";
+  if (c.listen_memcached) out << "memcached = " << quoted(c.listen_memcached->text) << "\n";
+  if (c.listen_cs733) out << "cs733 = " << quoted(c.listen_cs733->text) << "\n";
+  if (c.listen_http) out << "http = " << quoted(c.listen_http->text) << "\n";
+  if (c.listen_peer) out << "peer = " << quoted(c.listen_peer->text) << "\n";
+  for (const auto& m : c.members) {
+    out << "\n[[cluster.member]]\nid = " << m.id << "\n";
+    if (!m.peer.text.empty()) out << "peer = " << quoted(m.peer.text) << "\n";
+    if (m.memcached) out << "memcached = " << quoted(m.memcached->text) << "\n";
+    if (m.cs733) out << "cs733 = " << quoted(m.cs733->text) << "\n";
+    if (m.http) out << "http = " << quoted(m.http->text) << "\n";
+  }
+  out << "\n[raft]\ntick_ms = " << c.raft.tick_ms << "\nheartbeat_ticks = " << c.raft.heartbeat_ticks
+      << "\nelection_ticks = " << c.raft.election_ticks
+      << "\nfsync = " << (c.raft.fsync ? "true" : "false")
+      << "\nsnapshot_entries = " << c.raft.snapshot_entries
+      << "\nmax_disk_mb = " << c.raft.max_disk_mb << "\n";
+  out << "\n[limits]\nmax_connections = " << c.limits.max_connections
+      << "\nmax_key_bytes = " << c.limits.max_key_bytes
+      << "\nmax_value_bytes = " << c.limits.max_value_bytes
+      << "\nmax_memory_mb = " << c.limits.max_memory_mb
+      << "\nrequest_timeout_ms = " << c.limits.request_timeout_ms << "\n";
+  return out.str();
+}
+
+}  // namespace app

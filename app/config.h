@@ -1,0 +1,78 @@
+// The node's configuration: a TOML file (SPEC §1.2) read with tomlplusplus, validated
+// completely before anything starts, so a bad file exits with code 2 and a message that names
+// the file, the key and the line.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "net/service.h"
+
+namespace app {
+
+// "host:port" split and checked; text keeps the original spelling.
+struct endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string text;
+};
+
+struct member_config {
+  std::uint64_t id = 0;
+  endpoint peer;                     // required when the cluster has more than one member
+  std::optional<endpoint> memcached; // advertised client addresses
+  std::optional<endpoint> cs733;
+  std::optional<endpoint> http;
+};
+
+struct raft_config {
+  std::uint32_t tick_ms = 10;
+  std::uint32_t heartbeat_ticks = 5;
+  std::uint32_t election_ticks = 30;
+  bool fsync = true;
+  std::uint64_t snapshot_entries = 10000;  // take a snapshot after this many applied entries
+  std::uint64_t max_disk_mb = 8192;        // upper bound for the LMDB map (grows up to it)
+};
+
+struct limits_config {
+  std::uint64_t max_connections = 4096;
+  std::uint64_t max_key_bytes = 250;
+  std::uint64_t max_value_bytes = 1048576;
+  std::uint64_t max_memory_mb = 1024;
+  std::uint64_t request_timeout_ms = 5000;
+};
+
+struct config {
+  std::filesystem::path source;  // the file it was read from
+  std::uint64_t node_id = 0;
+  std::filesystem::path data_dir;  // relative paths are relative to the working directory
+  std::optional<endpoint> listen_memcached;
+  std::optional<endpoint> listen_cs733;
+  std::optional<endpoint> listen_http;
+  std::optional<endpoint> listen_peer;
+  // Initial voting members, sorted by id. A config without [[cluster.member]] is a cluster of
+  // one: this node alone, advertising its listen addresses.
+  std::vector<member_config> members;
+  raft_config raft;
+  limits_config limits;
+
+  net::limits door_limits() const;
+  std::vector<net::member_address> member_addresses() const;
+};
+
+struct config_error {
+  std::string message;  // "FILE:LINE: key 'a.b': what is wrong"
+};
+
+std::variant<config, config_error> load_config(const std::filesystem::path& file);
+std::variant<config, config_error> parse_config(std::string_view toml_text,
+                                                const std::filesystem::path& source_name);
+
+// The effective configuration (defaults filled in) as TOML, for `check-config`.
+std::string render_config(const config& c);
+
+}  // namespace app

@@ -1,0 +1,145 @@
+#include "app/server.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/system_error.hpp>
+#include <exception>
+#include <memory>
+
+#include "app/node.h"
+#include "net/cs733_session.h"
+#include "net/http_server.h"
+#include "net/log.h"
+#include "net/memcached_session.h"
+
+namespace app {
+
+namespace asio = boost::asio;
+using net::log_level;
+
+namespace {
+
+constexpr int exit_fatal = 1;
+
+void log_config(const config& c) {
+  net::log(log_level::info, "raftkv ", RAFTKV_VERSION, " starting: config ", c.source.string(),
+           ", data_dir ", c.data_dir.string(), ", ", c.members.size(), " member(s), tick ",
+           c.raft.tick_ms, " ms, heartbeat ", c.raft.heartbeat_ticks, " ticks, election ",
+           c.raft.election_ticks, " ticks");
+  auto door = [](const char* name, const std::optional<endpoint>& e) {
+    net::log(log_level::info, "  ", name, ": ", e ? e->text : std::string("disabled"));
+  };
+  door("memcached", c.listen_memcached);
+  door("cs733", c.listen_cs733);
+  door("http", c.listen_http);
+  door("peer", c.listen_peer);
+  if (!c.raft.fsync) {
+    net::log(log_level::warn,
+             "raft.fsync = false: acknowledged writes can be LOST on power failure or kernel "
+             "crash. Use this for throwaway benchmarks only.");
+  }
+}
+
+// Binds "host:port" for the peer transport here, so that "port in use" is a start-up error.
+asio::ip::tcp::acceptor bind_acceptor(asio::io_context& io, const endpoint& e) {
+  asio::ip::tcp::endpoint ep(asio::ip::make_address(e.host), e.port);
+  asio::ip::tcp::acceptor acceptor(io);
+  acceptor.open(ep.protocol());
+  acceptor.set_option(asio::socket_base::reuse_address(true));
+  acceptor.bind(ep);
+  acceptor.listen();
+  return acceptor;
+}
+
+}  // namespace
+
+int run_server(const config& c) {
+  net::set_log_node_id(c.node_id);
+  log_config(c);
+
+  asio::io_context io;
+  auto opened = node::open(io, c);
+  if (auto* why = std::get_if<std::string>(&opened)) {
+    net::log(log_level::error, "fatal: ", *why);
+    return exit_fatal;
+  }
+  std::unique_ptr<node> n = std::move(std::get<std::unique_ptr<node>>(opened));
+
+  net::memcached_options mc_options;
+  mc_options.version = RAFTKV_VERSION;
+  net::cs733_options cs_options;
+  net::http_options http_options;
+  http_options.version = RAFTKV_VERSION;
+  std::unique_ptr<net::memcached_server> memcached;
+  std::unique_ptr<net::cs733_server> cs733;
+  std::unique_ptr<net::http_server> http;
+  std::optional<asio::ip::tcp::acceptor> peer_acceptor;
+
+  const char* binding = "";
+  const endpoint* binding_at = nullptr;
+  try {
+    if (c.listen_peer && c.members.size() > 1) {
+      binding = "peer";
+      binding_at = &*c.listen_peer;
+      peer_acceptor = bind_acceptor(io, *c.listen_peer);
+    }
+    if (c.listen_memcached) {
+      binding = "memcached";
+      binding_at = &*c.listen_memcached;
+      memcached = std::make_unique<net::memcached_server>(io, *n, mc_options);
+      memcached->listen(c.listen_memcached->host, c.listen_memcached->port);
+    }
+    if (c.listen_cs733) {
+      binding = "cs733";
+      binding_at = &*c.listen_cs733;
+      cs733 = std::make_unique<net::cs733_server>(io, *n, cs_options);
+      cs733->listen(c.listen_cs733->host, c.listen_cs733->port);
+    }
+    if (c.listen_http) {
+      binding = "http";
+      binding_at = &*c.listen_http;
+      http = std::make_unique<net::http_server>(io, *n, http_options);
+      http->listen(c.listen_http->host, c.listen_http->port);
+    }
+  } catch (const boost::system::system_error& e) {
+    net::log(log_level::error, "fatal: cannot listen on ", binding, " address ",
+             binding_at ? binding_at->text : std::string("?"), ": ", e.code().message());
+    n->stop();
+    return exit_fatal;
+  }
+
+  n->start(std::move(peer_acceptor));
+  if (memcached) memcached->start();
+  if (cs733) cs733->start();
+  if (http) http->start();
+  net::log(log_level::info, "serving");
+
+  // SIGINT/SIGTERM: stop accepting, fail what is in flight with "stopped", flush and close
+  // storage, then give sessions a moment to write their last replies.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::steady_timer grace(io);
+  signals.async_wait([&](boost::system::error_code ec, int signo) {
+    if (ec) return;
+    net::log(log_level::info, "signal ", signo, ": shutting down");
+    if (memcached) memcached->stop();
+    if (cs733) cs733->stop();
+    if (http) http->stop();
+    n->stop();
+    grace.expires_after(std::chrono::milliseconds(200));
+    grace.async_wait([&](boost::system::error_code) { io.stop(); });
+  });
+
+  try {
+    io.run();
+  } catch (const std::exception& e) {
+    net::log(log_level::error, "fatal: ", e.what());
+    n->stop();
+    return exit_fatal;
+  }
+  n->stop();
+  net::log(log_level::info, "stopped cleanly");
+  return 0;
+}
+
+}  // namespace app
