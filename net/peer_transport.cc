@@ -374,8 +374,14 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     auto keep_alive = shared_from_this();
     const std::uint64_t key = next_inbound++;
     inbound.emplace(key, &socket);
+    // Unregistered even if the handler throws out of read_frames: stop() must never
+    // touch a socket that is gone.
+    struct unregister {
+      impl& self;
+      std::uint64_t key;
+      ~unregister() { self.inbound.erase(key); }
+    } guard{*this, key};
     co_await read_frames(socket);
-    inbound.erase(key);
   }
 
   asio::awaitable<void> read_frames(tcp::socket& socket) {
@@ -462,8 +468,11 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         end -= begin;
         begin = 0;
       }
+      if (end == 0 && buf.size() > (std::size_t{2} << 20)) {
+        buf.assign(64 << 10, '\0');  // give back the room an oversized frame took
+      }
+      // need_more asks for more than is buffered, so this always leaves room to read into.
       if (needed > buf.size()) buf.resize(needed);
-      if (end == buf.size()) buf.resize(buf.size() * 2);
 
       auto [ec, n] = co_await socket.async_read_some(
           asio::buffer(buf.data() + end, buf.size() - end), nothrow);
@@ -475,11 +484,6 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         co_return;
       }
       end += n;
-      // A big buffer from a past snapshot is given back once it is idle.
-      if (begin == end && buf.size() > (std::size_t{1} << 20)) {
-        buf.assign(64 << 10, '\0');
-        end = 0;
-      }
     }
   }
 

@@ -74,7 +74,7 @@ struct peer_transport_options {
 struct peer_status {
   raft::node_id id;
   std::string address;        // "host:port" from the member list
-  bool connected = false;     // our outbound connection is up (hello written)
+  bool connected = false;     // our outbound connection is established
   // Last frame received from this peer on any inbound connection; nullopt: never.
   std::optional<std::chrono::steady_clock::time_point> last_received;
   std::uint64_t frames_sent = 0;     // messages written (a fragmented one counts once)

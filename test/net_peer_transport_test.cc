@@ -217,7 +217,10 @@ BOOST_AUTO_TEST_CASE(large_payload_arrives_intact_and_does_not_hold_back_small_f
   const auto& got = c.n(2).got;
   // Small frames sent after the large one were written between its fragments: all of them
   // arrive first, in order, and the large one arrives whole.
-  for (int i = 0; i < 100; ++i) BOOST_TEST(got[i].payload == "small " + std::to_string(i));
+  for (int i = 0; i < 100; ++i) {
+    BOOST_TEST((got[i].payload == "small " + std::to_string(i)),
+               "message " << i << " has " << got[i].payload.size() << " bytes");
+  }
   BOOST_TEST(got[100].payload.size() == big.size());
   BOOST_TEST((got[100].payload == big));
   BOOST_TEST_REQUIRE(run_until(c.io, [&] { return c.t(1).status(node_id(2))->frames_sent == 101; }));
@@ -464,4 +467,30 @@ BOOST_AUTO_TEST_CASE(cluster_id_is_derived_from_the_member_list) {
   auto grown = m;
   grown[node_id(3)] = "127.0.0.1:7003";
   BOOST_TEST(peer_transport::derive_cluster_id(grown) != id);
+}
+
+BOOST_AUTO_TEST_CASE(a_whole_frame_larger_than_the_read_buffer_is_delivered) {
+  // A sender with a larger chunk size may send a big message as one frame; the reader grows
+  // its buffer to the announced size (bounded by max_frame_bytes) and shrinks it after.
+  cluster c(2);
+  auto& a = c.start(node_id(1));
+  tcp::socket raw(c.io);
+  asio::connect(raw, std::vector{a.transport->local_endpoint()});
+  const std::string big = random_bytes(3 << 20, 5);
+  std::string bytes;
+  net::append_frame(bytes, {frame_kind::hello, 0, c.cluster_id, node_id(2), node_id(1)}, {});
+  net::append_frame(bytes, {frame_kind::raft_message, 0, c.cluster_id, node_id(2), node_id(1)}, big);
+  net::append_frame(bytes, {frame_kind::raft_message, 0, c.cluster_id, node_id(2), node_id(1)}, "next");
+  raw.non_blocking(true);
+  std::size_t written = 0;
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] {
+    boost::system::error_code ec;
+    written += raw.write_some(asio::buffer(bytes.data() + written, bytes.size() - written), ec);
+    return a.got.size() == 2;
+  }));
+  BOOST_TEST((a.got[0].payload == big));
+  BOOST_TEST(a.got[1].payload == "next");
+  const auto s = a.transport->status(node_id(2));
+  BOOST_TEST(s->bytes_received == bytes.size());
+  BOOST_TEST(s->frames_received == 2u);
 }
