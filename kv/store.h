@@ -60,7 +60,10 @@ class store {
   explicit store(store_options options = {});
 
   // Applies the command of the log entry at `index` (> applied_index()). The item version
-  // of a write is `index`. Uses c.timestamp_ms as "now".
+  // of a write is `index`. Uses c.timestamp_ms as "now". An index at or below
+  // applied_index() is a replay: it returns bad_command and changes nothing. A command with
+  // id.client != 0 that was already applied returns its remembered result and changes
+  // nothing but applied_index(); one older than the remembered window returns bad_command.
   result apply(std::uint64_t index, const command& c);
 
   // Records that the entry at `index` carried no command for the store (a Raft no-op or an
@@ -74,7 +77,8 @@ class store {
   std::vector<key_info> list(std::string_view prefix, std::string_view after, std::size_t limit,
                              std::int64_t now_ms) const;
 
-  // Up to `limit` keys whose items are expired or flushed at now_ms (for a purge proposal).
+  // Up to `limit` keys whose items are expired or flushed at now_ms (for a purge proposal;
+  // a purge_expired command removes all of them, whatever the limit).
   std::vector<std::string> expired_keys(std::int64_t now_ms, std::size_t limit) const;
 
   std::uint64_t applied_index() const { return applied_index_; }
@@ -88,7 +92,7 @@ class store {
   // unchanged) if the bytes are malformed or the checksum does not match.
   bool restore(std::string_view bytes);
 
- // Accounted bytes per item on top of key and value: roughly what the map node, the item
+  // Accounted bytes per item on top of key and value: roughly what the map node, the item
   // header and allocator rounding cost, so the quota tracks real memory use.
   static constexpr std::uint64_t item_overhead_bytes = 64;
   // At-most-once window: the results of the last `dedup_window_per_client` requests (by seq)
