@@ -23,6 +23,12 @@ std::optional<std::string> http_response::header(std::string_view name) const {
 
 // --- helpers --------------------------------------------------------------------------------
 
+std::string json_text(const json::value& v) {
+  std::string out = json::serialize(v);
+  out += '\n';
+  return out;
+}
+
 std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space) {
   const auto hex = [](char c) -> int {
     if (c >= '0' && c <= '9') return c - '0';
@@ -429,7 +435,7 @@ http_response error_response(unsigned status, std::string_view code, std::string
   json::object o;
   o["error"] = code;
   o["message"] = message;
-  r.body = json::serialize(o);
+  r.body = json_text(o);
   return r;
 }
 
@@ -467,7 +473,7 @@ http_response item_response(std::string_view key, const kv::item_view& item, boo
   o["version"] = item.version;
   o["flags"] = item.flags;
   o["expires"] = expires_unix_s(item.expires_at_ms);
-  r.body = json::serialize(o);
+  r.body = json_text(o);
   return r;
 }
 
@@ -476,7 +482,7 @@ http_response stored_response(std::uint64_t version) {
   r.headers.emplace_back("ETag", etag(version));
   json::object o;
   o["version"] = version;
-  r.body = json::serialize(o);
+  r.body = json_text(o);
   return r;
 }
 
@@ -484,7 +490,7 @@ http_response deleted_response() {
   http_response r;
   json::object o;
   o["deleted"] = true;
-  r.body = json::serialize(o);
+  r.body = json_text(o);
   return r;
 }
 
@@ -521,7 +527,7 @@ http_response list_response(std::vector<kv::key_info> keys, std::size_t limit) {
   } else {
     body["next"] = nullptr;
   }
-  r.body = json::serialize(body);
+  r.body = json_text(body);
   return r;
 }
 
@@ -562,7 +568,7 @@ http_response status_response(const node_status& s, const status_extra& extra) {
   o["uptime_s"] = extra.uptime_s;
   o["version"] = extra.version;
   o["now_ms"] = extra.now_ms;
-  r.body = json::serialize(o);
+  r.body = json_text(o);
   // The status page of one member polls the others' /v1/status (cross-origin).
   r.headers.emplace_back("Access-Control-Allow-Origin", "*");
   r.headers.emplace_back("Cache-Control", "no-store");

@@ -4,6 +4,7 @@
 // and calls the kv_service; everything a client can observe is decided here.
 #pragma once
 
+#include <boost/json/fwd.hpp>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -141,6 +142,9 @@ struct status_extra {
 http_response status_response(const node_status& s, const status_extra& extra);
 
 // --- helpers (exposed for tests) ------------------------------------------------------------
+
+// A JSON body: the serialised value and a newline, so that `curl` output ends its line.
+std::string json_text(const boost::json::value& v);
 
 // %XX decoding; '+' means space only when plus_is_space (query strings). nullopt on a bad
 // escape.

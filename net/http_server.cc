@@ -153,7 +153,7 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
 
   if (std::holds_alternative<route_healthz>(r)) {
     http_response resp;
-    resp.body = R"({"status":"ok"})";
+    resp.body = "{\"status\":\"ok\"}\n";
     co_return resp;
   }
 
@@ -179,7 +179,7 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
     o["leader_id"] = s.leader_id;
     o["applied_index"] = s.applied_index;
     http_response resp;
-    resp.body = json::serialize(o);
+    resp.body = json_text(o);
     co_return resp;
   }
 
@@ -196,7 +196,7 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
     const auto leader = svc.leader();
     o["leader_id"] = leader ? leader->id.value : 0;
     http_response resp;
-    resp.body = json::serialize(o);
+    resp.body = json_text(o);
     co_return resp;
   }
 
@@ -207,7 +207,7 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
     o["ok"] = true;
     o["snapshot_index"] = svc.status().snapshot_index;
     http_response resp;
-    resp.body = json::serialize(o);
+    resp.body = json_text(o);
     co_return resp;
   }
 
