@@ -488,6 +488,14 @@ BOOST_AUTO_TEST_CASE(flush_all_delay_above_thirty_days_is_an_absolute_time) {
   BOOST_TEST(!f.get("a", at_s * 1000).has_value());
 }
 
+BOOST_AUTO_TEST_CASE(flush_all_without_delay_cancels_a_pending_delayed_flush) {
+  fixture f;
+  f.flush(10);
+  f.flush(0, t0 + 1000);
+  f.set("a", "1", 0, 0, t0 + 2000);  // written before the cancelled deadline
+  BOOST_TEST(f.get("a", t0 + 20'000).has_value());
+}
+
 // ---------------------------------------------------------------------------------------
 // purge_expired
 
@@ -654,6 +662,26 @@ BOOST_AUTO_TEST_CASE(the_least_recently_seen_client_is_evicted_beyond_the_client
   const auto before = f.s.stats().cmd_set;
   f.apply(c);
   BOOST_TEST(f.s.stats().cmd_set == before + 1);
+}
+
+BOOST_AUTO_TEST_CASE(remembered_get_and_touch_values_are_bounded_in_bytes) {
+  fixture f;
+  const std::string big(1 << 20, 'v');
+  f.set("k", big);
+  auto c = make(kv::op::get_and_touch, "k");
+  const std::uint64_t n = kv::store::dedup_max_item_bytes / big.size() + 4;
+  for (std::uint64_t seq = 1; seq <= n; ++seq) {
+    c.id = {3, seq};
+    BOOST_TEST((f.apply(c).code == kv::status::item));
+  }
+  // The oldest results were dropped to stay within the byte bound and are refused now.
+  c.id = {3, 1};
+  BOOST_TEST((f.apply(c).code == kv::status::bad_command));
+  c.id = {3, n};
+  auto again = f.apply(c);
+  BOOST_TEST((again.code == kv::status::item));
+  BOOST_TEST(again.item->value == big);
+  BOOST_TEST(f.s.stats().touch_hits == n);
 }
 
 BOOST_AUTO_TEST_CASE(entries_at_or_below_the_applied_index_are_ignored) {
