@@ -4,10 +4,12 @@
 #include <boost/test/unit_test.hpp>
 
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -391,21 +393,27 @@ BOOST_AUTO_TEST_CASE(callbacks_run_in_submission_order_and_batches_share_commits
   temp_dir dir;
   auto s = must_open(quiet(dir.path));
   constexpr int n = 200;
-  std::vector<std::uint64_t> seen;
+  // (Boost.Test is not thread-safe: callbacks only record, the test thread asserts.)
+  std::vector<std::pair<int, std::uint64_t>> seen;  // (submission number, persisted index)
+  int failures = 0;
   std::mutex m;
   std::promise<void> all;
   for (int i = 1; i <= n; ++i) {
     s->submit(append({make_entry(i, 1, 100)}), [&, i](const result<persisted>& r) {
-      BOOST_CHECK(r.ok());
-      BOOST_CHECK_EQUAL(r.value.last_index.value, static_cast<std::uint64_t>(i));
       std::lock_guard lock(m);
-      seen.push_back(r.value.last_index.value);
+      failures += r.ok() ? 0 : 1;
+      seen.emplace_back(i, r.value.last_index.value);
       if (i == n) all.set_value();
     });
   }
   BOOST_REQUIRE(all.get_future().wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  std::lock_guard lock(m);
+  BOOST_TEST(failures == 0);
   BOOST_REQUIRE(seen.size() == static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) BOOST_TEST(seen[i] == static_cast<std::uint64_t>(i + 1));
+  for (int i = 0; i < n; ++i) {
+    BOOST_TEST(seen[i].first == i + 1);  // callbacks in submission order
+    BOOST_TEST(seen[i].second == static_cast<std::uint64_t>(i + 1));
+  }
   const auto st = s->stats();
   BOOST_TEST(st.batches == static_cast<std::uint64_t>(n));
   BOOST_TEST(st.entries == static_cast<std::uint64_t>(n));
@@ -417,9 +425,10 @@ BOOST_AUTO_TEST_CASE(on_commit_reports_each_commit) {
   temp_dir dir;
   options o = quiet(dir.path);
   std::atomic<int> calls{0};
+  std::atomic<int> zero_latencies{0};
   std::atomic<std::size_t> entries{0};
   o.on_commit = [&](std::chrono::nanoseconds latency, std::size_t, std::size_t n) {
-    BOOST_CHECK(latency.count() > 0);
+    if (latency.count() <= 0) ++zero_latencies;
     ++calls;
     entries += n;
   };
@@ -427,6 +436,7 @@ BOOST_AUTO_TEST_CASE(on_commit_reports_each_commit) {
   BOOST_REQUIRE(submit_wait(*s, append(make_entries(1, 5, 1))).ok());
   BOOST_REQUIRE(submit_wait(*s, append(make_entries(6, 6, 1))).ok());
   BOOST_TEST(calls.load() == 2);
+  BOOST_TEST(zero_latencies.load() == 0);
   BOOST_TEST(entries.load() == 6u);
   BOOST_TEST(s->stats().commits == 2u);
 }
@@ -535,6 +545,47 @@ BOOST_AUTO_TEST_CASE(disk_full_on_a_small_tmpfs_fails_cleanly_and_keeps_data) {
   BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
   BOOST_TEST(loaded.value.last_index.value == acked);
   BOOST_TEST(loaded.value.entries.size() == acked);
+}
+
+BOOST_AUTO_TEST_CASE(an_io_error_fails_the_store_without_damaging_it) {
+  temp_dir dir;
+  auto s = must_open(quiet(dir.path));
+  BOOST_REQUIRE(submit_wait(*s, append(make_entries(1, 8, 1, 8 * 1024))).ok());
+  std::uint64_t acked = 8;
+  // A file size limit makes LMDB's page writes fail like a failing device would.
+  rlimit saved{};
+  BOOST_REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved) == 0);
+  const auto saved_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit limited = saved;
+  limited.rlim_cur = fs::file_size(dir.path / "data.mdb") + 16 * 1024;
+  BOOST_REQUIRE(::setrlimit(RLIMIT_FSIZE, &limited) == 0);
+  result<persisted> failure;
+  for (int n = 0; n < 100; ++n) {
+    auto r = submit_wait(*s, append(make_entries(acked + 1, acked + 8, 1, 8 * 1024)));
+    if (!r.ok()) {
+      failure = r;
+      break;
+    }
+    acked = r.value.last_index.value;
+  }
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, saved_handler);
+
+  BOOST_REQUIRE(!failure.ok());
+  BOOST_TEST_MESSAGE("the store reported: " << failure.err.message);
+  BOOST_TEST((failure.err.code == errc::io_error), failure.err.message);
+  BOOST_TEST(failure.err.message.find("I/O error") != std::string::npos, failure.err.message);
+  BOOST_TEST(s->health().message == failure.err.message);
+  // Failed for good, even though the cause went away: after a failed fsync the page cache
+  // may have dropped the data, so a retry could report durable what is not.
+  BOOST_TEST(!submit_wait(*s, append({make_entry(acked + 1, 1, 8 * 1024)})).ok());
+  check_intact(*s, acked);
+  s->close();
+  s = must_open(quiet(dir.path));
+  auto loaded = s->load();
+  BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
+  BOOST_TEST(loaded.value.last_index.value == acked);
+  BOOST_TEST(submit_wait(*s, append({make_entry(acked + 1, 1, 8 * 1024)})).ok());
 }
 
 BOOST_AUTO_TEST_CASE(replay_applies_every_entry_and_reports) {

@@ -942,6 +942,10 @@ result<loaded_state> lmdb_store::load() {
   std::optional<snapshot_file> chosen;
   for (const auto& f : list_snapshots(im.snapshot_dir)) {
     if (f.index < recorded.index) break;
+    if (f.index == recorded.index && f.term != recorded.term) {
+      log(log_level::warning, "ignoring snapshot " + f.path.string() + ": its term disagrees with the recorded snapshot");
+      continue;
+    }
     auto parsed = parse_snapshot_file(f.path);
     if (parsed.ok() && (parsed.value.meta.index != f.index || parsed.value.meta.term != f.term)) {
       parsed.err = make_error(errc::corrupt, "snapshot file " + f.path.string() + ": name and header disagree");

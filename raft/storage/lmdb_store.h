@@ -58,6 +58,11 @@
 // and the store becomes *failed*: every callback of that transaction and every later submit
 // reports the error (e.g. "disk full: ..."), health() returns it for the status page and the
 // node stops acknowledging writes. Reads (read_entries, the in-memory kv) keep working.
+// The failure is permanent for this process even if the cause goes away: after a failed
+// write or fsync the kernel may already have dropped the dirty pages, so a retry could
+// report durable what is not; a restart reopens from what LMDB last committed. (LMDB reports
+// a short page write as EIO; on a filesystem with almost no space left that is classified
+// as disk_full.)
 // A batch that breaks the log invariant (a hole, overwriting without truncate_from, a
 // truncation below the snapshot) is a caller bug and fails the store the same way.
 //
