@@ -143,6 +143,7 @@ class Node:
         self.config_path = os.path.join(self.dir, "raftkv.toml")
         self.log_path = os.path.join(self.dir, "raftkv.log")
         self.proc = None
+        self.paused = False  # SIGSTOPped by pause(); wait_leader() leaves it out
         os.makedirs(self.dir, exist_ok=True)
 
     @staticmethod
@@ -192,8 +193,27 @@ class Node:
         if self.running():
             self.proc.send_signal(sig)
 
+    def pause(self):
+        """SIGSTOP: the process keeps its sockets (the kernel still accepts connections and
+        buffers requests) but runs no code until resume()."""
+        assert self.running(), f"node {self.id} is not running"
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        """SIGCONT after pause()."""
+        if self.running():
+            self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def restart(self):
+        """Starts the node again on the same ports and data dir (after kill() or stop())."""
+        self.paused = False
+        self.start()
+
     def kill(self):
         """kill -9 and reap."""
+        self.paused = False
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)  # a stopped process must be able to die
             self.proc.kill()
@@ -277,7 +297,7 @@ class Cluster:
 
     def wait_leader(self, timeout=15.0, among=None):
         """Waits until every running node (or `among`) reports the same non-zero leader."""
-        candidates = among or [n for n in self.nodes if n.running()]
+        candidates = among or [n for n in self.nodes if n.running() and not n.paused]
 
         def agreed():
             views = {self.leader_view(n) for n in candidates}
@@ -289,6 +309,38 @@ class Cluster:
             return None
 
         return wait_until(agreed, timeout, interval=0.05, what="an agreed leader")
+
+    def live_nodes(self):
+        """Nodes that are running and not paused."""
+        return [n for n in self.nodes if n.running() and not n.paused]
+
+    def wait_new_leader(self, old, timeout=15.0):
+        """Waits until the live nodes other than `old` agree on a leader that is not `old`;
+        never contacts `old` (it may be dead or stopped). Returns the new leader."""
+        others = [n for n in self.live_nodes() if n is not old]
+
+        def agreed():
+            views = {self.leader_view(n) for n in others}
+            if len(views) == 1 and 0 not in views and old.id not in views:
+                return self.nodes[views.pop() - 1]
+            return None
+
+        return wait_until(agreed, timeout, interval=0.02, what=f"a leader other than node {old.id}")
+
+    def wait_converged(self, timeout=30.0, nodes=None):
+        """Waits until every live node (or `nodes`) has applied the same index and that index
+        is the commit index they all know. Returns the statuses by node id."""
+        nodes = nodes or self.live_nodes()
+
+        def converged():
+            docs = {n.id: n.status() for n in nodes}
+            applied = {d["applied_index"] for d in docs.values()}
+            commit = {d["commit_index"] for d in docs.values()}
+            if len(applied) == 1 and applied == commit and 0 not in applied:
+                return docs
+            return None
+
+        return wait_until(converged, timeout, interval=0.05, what="every node to apply the same index")
 
     def dump_logs(self):
         for n in self.nodes:
@@ -305,6 +357,384 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
         if self in _live_clusters:
             _live_clusters.remove(self)
+
+
+class McServerError(Exception):
+    """The server answered an error line (ERROR, CLIENT_ERROR ..., SERVER_ERROR ...)."""
+
+
+class McClient:
+    """A small blocking memcached text-protocol client on one persistent connection.
+
+    Socket errors (refused, reset, timed out, closed) propagate as OSError and close the
+    connection; the next call reconnects. Storage commands return the reply line as text
+    ("STORED", "EXISTS", "SERVER_ERROR timeout, outcome unknown", ...); reads raise
+    McServerError on an error line."""
+
+    def __init__(self, addr, timeout=10.0, connect_timeout=2.0):
+        self.addr = addr
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.sock = None
+        self.buf = b""
+
+    def connect(self):
+        if self.sock is None:
+            s = socket.create_connection(self.addr, timeout=self.connect_timeout)
+            s.settimeout(self.timeout)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock, self.buf = s, b""
+        return self
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        self.sock, self.buf = None, b""
+
+    def __enter__(self):
+        return self.connect()
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed by the server")
+        self.buf += chunk
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def send(self, data):
+        """Sends raw bytes (pipelining); read the replies with read_line()/read_values()."""
+        try:
+            self.connect()
+            self.sock.sendall(data)
+        except OSError:
+            self.close()
+            raise
+
+    def read_line(self):
+        try:
+            return self._line().decode()
+        except OSError:
+            self.close()
+            raise
+
+    def read_values(self):
+        """Reads a VALUE ... END block: {key: (value bytes, flags, cas or None)}."""
+        try:
+            out = {}
+            while True:
+                line = self._line()
+                if line == b"END":
+                    return out
+                parts = line.split(b" ")
+                if parts[0] != b"VALUE":
+                    raise McServerError(line.decode(errors="replace"))
+                data = self._exact(int(parts[3]))
+                cas = int(parts[4]) if len(parts) > 4 else None
+                out[parts[1].decode()] = (data, int(parts[2]), cas)
+        except OSError:
+            self.close()
+            raise
+
+    def _storage(self, cmd, key, value, flags=0, exptime=0, cas=None):
+        if isinstance(value, str):
+            value = value.encode()
+        head = f"{cmd} {key} {flags} {exptime} {len(value)}"
+        if cas is not None:
+            head += f" {cas}"
+        self.send(head.encode() + b"\r\n" + value + b"\r\n")
+        return self.read_line()
+
+    def set(self, key, value, flags=0, exptime=0):
+        return self._storage("set", key, value, flags, exptime)
+
+    def add(self, key, value, flags=0, exptime=0):
+        return self._storage("add", key, value, flags, exptime)
+
+    def cas(self, key, value, unique, flags=0, exptime=0):
+        return self._storage("cas", key, value, flags, exptime, cas=unique)
+
+    def delete(self, key):
+        self.send(f"delete {key}\r\n".encode())
+        return self.read_line()
+
+    def get_multi(self, keys, cmd="get"):
+        self.send(f"{cmd} {' '.join(keys)}\r\n".encode())
+        return self.read_values()
+
+    def get(self, key):
+        """The value (bytes) or None for a miss."""
+        hit = self.get_multi([key]).get(key)
+        return None if hit is None else hit[0]
+
+    def gets(self, key):
+        """(value bytes, cas unique) or None for a miss."""
+        hit = self.get_multi([key], cmd="gets").get(key)
+        return None if hit is None else (hit[0], hit[2])
+
+
+class Workload:
+    """Concurrent memcached clients, one thread and one connection each, spread over the
+    cluster's nodes, running a register workload (set/get/gets+cas/add/delete on a rotating
+    pool of keys, every written value unique) and recording a history for the
+    linearizability checker. Separately, `ack_writers` threads write fresh keys once each and
+    remember which writes were acknowledged, for a plain "nothing acknowledged is lost"
+    check.
+
+    A client whose node refuses connections moves on to the next node, as a client with a
+    server list would. Any write that fails (error reply, timeout, closed connection) is
+    recorded with an unknown outcome; a failed read is recorded as unknown (it constrains
+    nothing)."""
+
+    def __init__(self, cluster, clients=6, ack_writers=1, seed=1, live_keys=6,
+                 max_ops_per_key=120, op_timeout=None, prefix="lin"):
+        import linearizability  # noqa: PLC0415 - only tests that run workloads need it
+        import random  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+        self._lin = linearizability
+        self._random = random
+        self._threading = threading
+        self.cluster = cluster
+        self.history = linearizability.History()
+        self.clients = clients
+        self.ack_writers = ack_writers
+        self.seed = seed
+        self.max_ops_per_key = max_ops_per_key
+        request_timeout_s = int(cluster.limits.get("request_timeout_ms", 5000)) / 1000.0
+        # Long enough to hear the server's own "outcome unknown" rather than give up first.
+        self.op_timeout = op_timeout or request_timeout_s + 3.0
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = []
+        self._next_key = 0
+        self._live = []
+        self._key_ops = {}
+        for _ in range(live_keys):
+            self._live.append(self._new_key())
+        self.acked = {}          # key -> value, writes of the ack writers that got STORED
+        self.ack_unknown = 0     # ack-writer writes with an unknown outcome
+        self.ok_ops = 0          # operations with a definite outcome
+        self.unknown_ops = 0
+        self.errors = []         # a sample of error texts seen
+
+    def _new_key(self):
+        key = f"{self.prefix}{self._next_key}"
+        self._next_key += 1
+        self._key_ops[key] = 0
+        return key
+
+    def _pick_key(self, rng):
+        with self._lock:
+            key = rng.choice(self._live)
+            self._key_ops[key] += 1
+            if self._key_ops[key] >= self.max_ops_per_key:
+                self._live[self._live.index(key)] = self._new_key()
+            return key
+
+    def _note(self, ok, error=None):
+        with self._lock:
+            if ok:
+                self.ok_ops += 1
+            else:
+                self.unknown_ops += 1
+                if error is not None and len(self.errors) < 50:
+                    self.errors.append(error)
+
+    def start(self):
+        for i in range(self.clients):
+            t = self._threading.Thread(target=self._client, args=(i,), daemon=True)
+            t.start()
+            self._threads.append(t)
+        for i in range(self.ack_writers):
+            t = self._threading.Thread(target=self._ack_writer, args=(i,), daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self.op_timeout + 10)
+            assert not t.is_alive(), "a workload client did not stop"
+        self._threads = []
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def wait_progress(self, ops, timeout=30.0):
+        """Waits until `ops` more operations have completed with a definite outcome."""
+        target = self.ok_ops + ops
+        wait_until(lambda: self.ok_ops >= target, timeout, interval=0.02,
+                   what=f"{ops} more successful operations (errors: {self.errors[-3:]})")
+
+    def _connection(self, home, client):
+        """The client's connection: its home node first, then the others in order."""
+        nodes = self.cluster.nodes
+        if client.sock is not None:
+            return client
+        for k in range(len(nodes)):
+            node = nodes[(home + k) % len(nodes)]
+            if not node.running():
+                continue
+            c = McClient(node.memcached, timeout=self.op_timeout, connect_timeout=1.0)
+            try:
+                c.connect()
+            except OSError:
+                continue
+            client.addr, client.sock, client.buf = c.addr, c.sock, b""
+            return client
+        return None
+
+    def _client(self, i):
+        client = McClient(None, timeout=self.op_timeout)
+        try:
+            self._client_loop(i, client)
+        finally:
+            client.close()
+
+    def _client_loop(self, i, client):
+        rng = self._random.Random(self.seed * 1000 + i)
+        seq = 0
+        h = self.history
+        while not self._stop.is_set():
+            if self._connection(i, client) is None:
+                self._stop.wait(0.05)  # every node is down: try again shortly
+                continue
+            key = self._pick_key(rng)
+            seq += 1
+            value = f"c{i}-{seq}"
+            r = rng.random()
+            if r < 0.35:
+                op = h.invoke(i, key, "get")
+                try:
+                    got = client.get(key)
+                except (OSError, McServerError) as e:
+                    h.unknown(op)
+                    client.close()
+                    self._note(False, f"get: {e}")
+                    continue
+                h.complete(op, None if got is None else got.decode())
+                self._note(True)
+                continue
+            if r < 0.50:
+                # gets, then cas from what it saw (add when it saw nothing).
+                op = h.invoke(i, key, "get")
+                try:
+                    got = client.gets(key)
+                except (OSError, McServerError) as e:
+                    h.unknown(op)
+                    client.close()
+                    self._note(False, f"gets: {e}")
+                    continue
+                seen = None if got is None else got[0].decode()
+                h.complete(op, seen)
+                self._note(True)
+                if got is None:
+                    kind, arg, call = "add", value, lambda: client.add(key, value)
+                else:
+                    kind, arg = "cas", (seen, value)
+                    call = lambda: client.cas(key, value, got[1])  # noqa: E731
+            elif r < 0.55:
+                kind, arg, call = "add", value, lambda: client.add(key, value)
+            elif r < 0.65:
+                kind, arg, call = "delete", None, lambda: client.delete(key)
+            else:
+                kind, arg, call = "set", value, lambda: client.set(key, value)
+            op = h.invoke(i, key, kind, arg)
+            try:
+                reply = call()
+            except (OSError, McServerError) as e:
+                h.unknown(op)
+                client.close()
+                self._note(False, f"{kind}: {e}")
+                continue
+            if reply in ("STORED", "NOT_STORED", "EXISTS", "NOT_FOUND", "DELETED"):
+                h.complete(op, reply)
+                self._note(True)
+            else:
+                h.unknown(op)  # e.g. SERVER_ERROR timeout, outcome unknown
+                self._note(False, f"{kind}: {reply}")
+
+    def _ack_writer(self, i):
+        client = McClient(None, timeout=self.op_timeout)
+        try:
+            self._ack_writer_loop(i, client)
+        finally:
+            client.close()
+
+    def _ack_writer_loop(self, i, client):
+        home = i + 1
+        n = 0
+        while not self._stop.is_set():
+            if self._connection(home, client) is None:
+                self._stop.wait(0.05)
+                continue
+            n += 1
+            key, value = f"ack{i}-{n}", f"acked-{i}-{n}"
+            try:
+                reply = client.set(key, value)
+            except OSError:
+                client.close()
+                reply = None
+            with self._lock:
+                if reply == "STORED":
+                    self.acked[key] = value
+                else:
+                    self.ack_unknown += 1
+
+    def read_back(self, nodes=None):
+        """After the load: reads every key of the history through every node (recorded in
+        the history, so the checker sees them) and returns a list of acknowledged ack-writer
+        writes that a node does not return: [(node id, key, expected, got)]."""
+        nodes = nodes or self.cluster.live_nodes()
+        missing = []
+        keys = self.history.keys()
+        for node in nodes:
+            with McClient(node.memcached, timeout=self.op_timeout) as c:
+                for key in keys:
+                    op = self.history.invoke(-node.id, key, "get")
+                    got = c.get(key)
+                    self.history.complete(op, None if got is None else got.decode())
+                acked = sorted(self.acked.items())
+                for start in range(0, len(acked), 50):
+                    chunk = acked[start:start + 50]
+                    values = c.get_multi([k for k, _ in chunk])
+                    for k, v in chunk:
+                        got = values.get(k, (None,))[0]
+                        if got != v.encode():
+                            missing.append((node.id, k, v, got))
+        return missing
+
+    def check(self, max_steps_per_key=2_000_000):
+        result = self._lin.check(self.history.ops(), max_steps_per_key=max_steps_per_key)
+        sys.stderr.write(f"workload: {self.summary()}\nchecker: {result.summary()}\n")
+        return result
+
+    def summary(self):
+        return (f"{self.ok_ops} ops ok, {self.unknown_ops} unknown, {len(self.acked)} acked "
+                f"ack-writes ({self.ack_unknown} unknown); errors seen: {self.errors[:5]}")
 
 
 @atexit.register

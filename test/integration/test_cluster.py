@@ -1,0 +1,223 @@
+"""A healthy 3-node cluster of the real binary through the memcached door: a leader is
+elected within 2 s, a client on any node writes and reads, every replica applies the same
+index and reports the same item versions, and a history of concurrent clients on different
+nodes is linearizable. With both followers stopped, writes to the leader fail with "outcome
+unknown" after limits.request_timeout_ms and succeed again once the followers are back. These
+tests need the replicated cluster: they fail (never skip)
+without it."""
+
+import json
+import threading
+import time
+
+import harness
+import linearizability as lin
+
+ELECTION_DEADLINE_S = 2.0
+
+
+class HealthyCluster(harness.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = harness.Cluster(nodes=3)
+        try:
+            cls.cluster.start()
+            # Time the election from the moment every node accepts clients, so that process
+            # start-up on a busy machine is not counted.
+            for n in cls.cluster.nodes:
+                harness.wait_until(lambda n=n: harness.port_open(n.memcached), 15,
+                                   what=f"node {n.id} up")
+            started = time.monotonic()
+            cls.leader = cls.cluster.wait_leader(timeout=15)
+            cls.election_s = time.monotonic() - started
+        except Exception:
+            cls.cluster.dump_logs()
+            cls.cluster.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+
+    def run(self, result=None):
+        # Node logs help whoever reads a failure.
+        before = len(result.failures) + len(result.errors) if result else 0
+        out = super().run(result)
+        if result and len(result.failures) + len(result.errors) > before:
+            self.cluster.dump_logs()
+        return out
+
+    def test_a_leader_within_2s(self):
+        self.assertLess(self.election_s, ELECTION_DEADLINE_S,
+                        f"leader agreed after {self.election_s:.2f}s")
+        leader = self.cluster.wait_leader(timeout=10)
+        roles = {n.id: n.status()["role"] for n in self.cluster.nodes}
+        self.assertEqual(roles[leader.id], "leader")
+        self.assertEqual(sorted(roles.values()), ["follower", "follower", "leader"], roles)
+        terms = {n.stats()["raft_term"] for n in self.cluster.nodes}
+        self.assertEqual(len(terms), 1, terms)
+
+    def test_memcached_client_on_any_node_writes_and_reads(self):
+        nodes = self.cluster.nodes
+        for n in nodes:
+            with harness.McClient(n.memcached) as c:
+                self.assertEqual(c.set(f"any{n.id}", f"from node {n.id}", flags=n.id), "STORED")
+                self.assertEqual(c.add(f"any{n.id}", "again"), "NOT_STORED")
+                self.assertEqual(c.set(f"ctr{n.id}", "10"), "STORED")
+                c.send(f"incr ctr{n.id} 5\r\n".encode())
+                self.assertEqual(c.read_line(), "15")
+        # Every node reads every write at once (linearizable reads, forwarded or not).
+        for reader in nodes:
+            with harness.McClient(reader.memcached) as c:
+                got = c.get_multi([f"any{n.id}" for n in nodes] + ["nope"])
+                self.assertEqual({k: (v, f) for k, (v, f, _) in got.items()},
+                                 {f"any{n.id}": (f"from node {n.id}".encode(), n.id)
+                                  for n in nodes}, f"read through node {reader.id}")
+                self.assertEqual(c.get(f"ctr{nodes[-1].id}"), b"15")
+        # cas through one follower with the unique read through another.
+        leader = self.cluster.wait_leader(timeout=10)
+        f1, f2 = [n for n in nodes if n is not leader]
+        with harness.McClient(f1.memcached) as a, harness.McClient(f2.memcached) as b:
+            value, unique = a.gets("any1")
+            self.assertEqual(b.cas("any1", "swapped", unique), "STORED")
+            self.assertEqual(a.cas("any1", "too late", unique), "EXISTS")
+            self.assertEqual(a.get("any1"), b"swapped")
+            self.assertEqual(b.delete("any1"), "DELETED")
+            self.assertIsNone(a.get("any1"))
+            self.assertEqual(a.delete("any1"), "NOT_FOUND")
+
+    def test_replicas_apply_the_same_index_and_versions(self):
+        nodes = self.cluster.nodes
+        keys = [f"ver{i}" for i in range(20)]
+        for i, key in enumerate(keys):
+            with harness.McClient(nodes[i % 3].memcached) as c:
+                self.assertEqual(c.set(key, f"v{i}"), "STORED")
+        docs = self.cluster.wait_converged(timeout=20)
+        applied = {d["applied_index"] for d in docs.values()}
+        self.assertEqual(len(applied), 1, docs)
+        # The item versions each replica holds (a gets on a follower reads its own replica
+        # after the ReadIndex barrier) are the same log indexes everywhere.
+        versions = {}
+        for n in nodes:
+            with harness.McClient(n.memcached) as c:
+                got = c.get_multi(keys, cmd="gets")
+                versions[n.id] = {k: cas for k, (_, _, cas) in got.items()}
+        self.assertEqual(len(versions[1]), len(keys))
+        self.assertEqual(versions[1], versions[2])
+        self.assertEqual(versions[1], versions[3])
+        self.assertEqual(len(set(versions[1].values())), len(keys), "versions are log indexes")
+        self.assertLessEqual(max(versions[1].values()), applied.pop())
+        # The HTTP ETag agrees with the memcached cas unique on every node.
+        for n in nodes:
+            status, headers, body = harness.http_request(n.http, "GET", "/v1/kv/ver7?meta=1")
+            self.assertEqual(status, 200, body)
+            self.assertEqual(json.loads(body)["version"], versions[1]["ver7"])
+        # memcached stats carry the Raft view; the commit indexes agree once converged.
+        stats = {n.id: n.stats() for n in nodes}
+        leader = self.cluster.wait_leader(timeout=10)
+        self.assertEqual({s["raft_leader"] for s in stats.values()}, {str(leader.id)})
+        self.assertEqual(stats[leader.id]["raft_role"], "leader")
+        commits = {int(s["raft_commit_index"]) for s in stats.values()}
+        self.assertGreaterEqual(min(commits), max(versions[1].values()))
+
+    def test_concurrent_clients_on_all_nodes_are_linearizable(self):
+        w = harness.Workload(self.cluster, clients=6, ack_writers=1, seed=11, prefix="ok")
+        with w:
+            w.wait_progress(300, timeout=40)
+        self.cluster.wait_converged(timeout=20)
+        missing = w.read_back()
+        self.assertEqual(missing, [], w.summary())
+        # A healthy cluster answers every request.
+        self.assertEqual(w.unknown_ops, 0, w.summary())
+        self.assertGreater(len(w.acked), 0)
+        result = w.check()
+        self.assertTrue(result.ok, result.explain())
+
+
+class FollowersStopped(harness.TestCase):
+    def test_writes_time_out_without_a_quorum_then_succeed(self):
+        # election_ticks is large so that the leader still believes it leads (check-quorum
+        # has not yet made it step down) when its writes reach request_timeout_ms.
+        with harness.Cluster(nodes=3, raft={"election_ticks": 200},
+                             limits={"request_timeout_ms": 1000}) as c:
+            try:
+                self.run_scenario(c)
+            except Exception:
+                c.dump_logs()
+                raise
+
+    def run_scenario(self, c):
+        leader = c.wait_ready(timeout=30)
+        followers = [n for n in c.nodes if n is not leader]
+        history = lin.History()
+
+        def write(client, key, value):
+            op = history.invoke(client, key, "set", value)
+            with harness.McClient(leader.memcached, timeout=10) as mc:
+                reply = mc.set(key, value)
+            if reply == "STORED":
+                history.complete(op, reply)
+            else:
+                history.unknown(op)
+            return reply
+
+        self.assertEqual(write(0, "q", "before"), "STORED")
+        for f in followers:
+            f.pause()
+        try:
+            replies = {}
+
+            def lost(i):
+                started = time.monotonic()
+                reply = write(i, "q", f"lost{i}")
+                replies[i] = (reply, time.monotonic() - started)
+
+            threads = [threading.Thread(target=lost, args=(i,)) for i in range(1, 4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+            for i, (reply, took) in sorted(replies.items()):
+                self.assertEqual(reply, "SERVER_ERROR timeout, outcome unknown", f"write {i}")
+                self.assertGreaterEqual(took, 0.9, f"write {i} failed before the timeout")
+                self.assertLess(took, 5.0, f"write {i} took {took:.2f}s")
+            self.assertEqual(len(replies), 3)
+            # A linearizable read cannot be served without a quorum either.
+            with harness.McClient(leader.memcached, timeout=10) as mc:
+                started = time.monotonic()
+                with self.assertRaises(harness.McServerError) as e:
+                    mc.get("q")
+                self.assertTrue(str(e.exception).startswith("SERVER_ERROR"), str(e.exception))
+                self.assertGreaterEqual(time.monotonic() - started, 0.9)
+            # Whatever the leader's role by now, it never acknowledges a write.
+            reply = write(9, "q", "lost9")
+            self.assertTrue(reply.startswith("SERVER_ERROR"), reply)
+        finally:
+            for f in followers:
+                f.resume()
+        resumed_at = time.monotonic()
+        seq = [0]
+
+        def stored_again():
+            seq[0] += 1
+            return write(10 + seq[0], "q", f"after{seq[0]}") == "STORED"
+
+        harness.wait_until(stored_again, 30, interval=0.05, what="a write to succeed again")
+        self.assertLess(time.monotonic() - resumed_at, 15)
+        c.wait_converged(timeout=20)
+        finals = set()
+        for n in c.nodes:
+            with harness.McClient(n.memcached) as mc:
+                op = history.invoke(-n.id, "q", "get")
+                got = mc.get("q")
+                history.complete(op, None if got is None else got.decode())
+                finals.add(got)
+        self.assertEqual(len(finals), 1, finals)
+        # The final value is the acknowledged one, unless a write whose outcome was
+        # unknown took effect after it: the checker decides whether that is allowed.
+        result = lin.check(history.ops())
+        self.assertTrue(result.ok, result.explain())
+
+
+if __name__ == "__main__":
+    harness.main()
