@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "net/log.h"
 #include "net/peer_frame.h"
 #include "raft/types.h"
 
@@ -89,7 +90,9 @@ struct peer_status {
 
 class peer_transport {
  public:
-  enum class log_level : std::uint8_t { debug, info, warn, error };
+  using log_level = net::log_level;
+  // Where the transport's lines go (connects, disconnects, refused frames); the node owns
+  // logging, so e.g. [](log_level l, std::string s) { net::log(l, s); }.
   using logger = std::function<void(log_level, std::string)>;
   // A whole message (reassembled if it was fragmented) from member `from`.
   using frame_handler = std::function<void(raft::node_id from, frame_kind kind, std::string payload)>;
