@@ -46,6 +46,9 @@ struct http_server::state {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::set<beast::tcp_stream*> sessions;  // open sessions, closed by stop()
   bool stopped = false;
+  // False once the http_server is destroyed: the service may be gone too, while session
+  // frames can still be destroyed later (with the io_context).
+  bool alive = true;
 };
 
 namespace {
@@ -248,7 +251,7 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
     beast::tcp_stream& stream;
     ~on_exit() {
       st.sessions.erase(&stream);
-      st.service.metrics().connection_closed(door::http);
+      if (st.alive) st.service.metrics().connection_closed(door::http);
     }
   } guard{*st, stream};
 
@@ -400,7 +403,10 @@ asio::awaitable<void> accept_loop(std::shared_ptr<http_server::state> st) {
 http_server::http_server(asio::io_context& io, kv_service& service, http_options options)
     : state_(std::make_shared<state>(io, service, std::move(options))) {}
 
-http_server::~http_server() { stop(); }
+http_server::~http_server() {
+  stop();
+  state_->alive = false;
+}
 
 void http_server::listen(const std::string& host, std::uint16_t port) {
   const tcp::endpoint endpoint(asio::ip::make_address(host), port);
