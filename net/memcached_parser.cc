@@ -182,9 +182,14 @@ parse_result parse_storage(std::string_view buffer, std::size_t consumed,
   if (*bytes < 0 || *bytes > INT_MAX - 2) return reply(consumed, bad_format, req.noreply);
   const auto length = static_cast<std::size_t>(*bytes);
   if (length > limits.max_value_bytes) {
-    // memcached reads and drops the data block so the connection stays in step.
+    // memcached reads and drops the data block so the connection stays in step. The
+    // request names its command and key: a too-large `set` also deletes the old value
+    // (memcached does so that a failed update never leaves stale data readable).
     auto r = reply(consumed, too_large, req.noreply);
     r.discard = length + 2;
+    r.req.kind = kind;
+    r.req.keys.emplace_back(words[1]);
+    r.req.noreply = req.noreply;
     return r;
   }
   if (buffer.size() < consumed + length + 2) return need_more();

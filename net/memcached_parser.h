@@ -13,7 +13,9 @@
 //  - a data block is exactly <bytes>+2 bytes; if they do not end in "\r\n" the reply is
 //    CLIENT_ERROR bad data chunk and those bytes are dropped;
 //  - the last word "noreply" suppresses every reply of the command, errors included;
-//  - "get k <251-byte key>" answers only CLIENT_ERROR bad command line format.
+//  - "get k <251-byte key>" answers only CLIENT_ERROR bad command line format;
+//  - a `set` whose value is over the limit answers SERVER_ERROR object too large for cache,
+//    drops the data block, and deletes the key's old value.
 // Deliberate differences (SPEC wins): keys with control characters are refused with
 // CLIENT_ERROR bad command line format (memcached stores them); meta commands other than
 // `mn`, and `stats <group>` other than `stats reset`, answer ERROR.
@@ -90,7 +92,8 @@ struct parse_result {
   std::size_t consumed = 0;  // bytes to drop from the front of the buffer
   std::size_t discard = 0;   // then this many more stream bytes to read and drop (the
                              // data block of an oversize value; may exceed the buffer)
-  request req;               // when what == request
+  request req;               // when what == request; for a value over the limit (reply
+                             // with discard > 0) its kind, key and noreply
   std::string reply;         // reply/close: the full text incl. "\r\n"; may be empty
 };
 

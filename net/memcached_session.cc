@@ -135,6 +135,9 @@ class session {
             co_await execute(r.req, closing);
             break;
           case mc::outcome::reply:
+            if (r.discard > 0 && r.req.kind == mc::command_kind::set && !r.req.keys.empty()) {
+              co_await drop_stale_value(r.req.keys.front());
+            }
             out_ += r.reply;
             break;
           case mc::outcome::close:
@@ -158,6 +161,16 @@ class session {
   asio::awaitable<bool> flush() {
     service_.metrics().reads().bytes_written += out_.size();
     co_return co_await write_all(socket_, out_);
+  }
+
+  // A set refused as too large deletes the key's old value, as memcached does, so a
+  // client whose update failed does not go on reading the value it meant to replace. The
+  // client hears only "too large"; a failure of this delete is not reported.
+  asio::awaitable<void> drop_stale_value(const std::string& key) {
+    kv::command cmd;
+    cmd.kind = kv::op::remove;
+    cmd.key = key;
+    co_await service_.write(std::move(cmd));
   }
 
   void emit(const mc::request& req, std::string_view text) {

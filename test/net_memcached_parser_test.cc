@@ -312,6 +312,10 @@ BOOST_AUTO_TEST_CASE(oversize_value_is_refused_and_its_block_discarded) {
   BOOST_TEST(r.reply == "SERVER_ERROR object too large for cache\r\n");
   BOOST_TEST(r.consumed == 14u);
   BOOST_TEST(r.discard == 13u);
+  // The session needs the command and key: a too-large set deletes the old value.
+  BOOST_TEST(r.req.kind == mc::command_kind::set);
+  BOOST_TEST(r.req.keys == (std::vector<std::string>{"k"}), boost::test_tools::per_element());
+  BOOST_TEST(mc::parse("append k 0 0 11\r\n", small).req.kind == mc::command_kind::append);
   r = mc::parse("set k 0 0 2000000 noreply\r\n", small);
   BOOST_TEST(r.reply.empty());
   BOOST_TEST(r.discard == 2000002u);
