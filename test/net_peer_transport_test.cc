@@ -494,3 +494,29 @@ BOOST_AUTO_TEST_CASE(a_whole_frame_larger_than_the_read_buffer_is_delivered) {
   BOOST_TEST(s->bytes_received == bytes.size());
   BOOST_TEST(s->frames_received == 2u);
 }
+
+BOOST_AUTO_TEST_CASE(a_large_message_cut_by_a_lost_connection_is_resent_whole) {
+  cluster c(2);
+  net::peer_transport_options o;
+  o.chunk_bytes = 4 << 10;
+  o.backoff_max = 100ms;
+  c.start(node_id(1), o);
+  c.start(node_id(2), o);
+  const std::string big = random_bytes(4 << 20, 11);
+  BOOST_TEST_REQUIRE(c.t(1).send(node_id(2), frame_kind::raft_message, big));
+  // Node 2 dies with part of the message read.
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] {
+    return c.t(2).status(node_id(1))->bytes_received > (256u << 10);
+  }));
+  BOOST_TEST_REQUIRE(c.n(2).got.empty());
+  const auto port = static_cast<unsigned short>(c.t(2).local_endpoint().port());
+  c.kill(node_id(2));
+  c.pending.emplace(node_id(2), listen_on(c.io, port));
+  auto& b = c.start(node_id(2), o);
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return !b.got.empty(); }));
+  BOOST_TEST(b.got.size() == 1u);
+  BOOST_TEST(b.got[0].payload.size() == big.size());
+  BOOST_TEST((b.got[0].payload == big));
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return c.t(1).status(node_id(2))->queued_frames == 0; }));
+  BOOST_TEST(c.t(1).status(node_id(2))->connects == 2u);
+}
