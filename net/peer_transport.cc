@@ -79,7 +79,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     asio::steady_timer wake;   // waited on while the queues are empty; send() cancels it
     asio::steady_timer timer;  // connect/write timeouts and reconnect backoff
     bool connected = false;
-    bool unreachable_logged = false;
+    bool unreachable_logged = false;  // "cannot reach" said for the current outage
+    bool flapping = false;            // the last connection closed right after it opened
     std::string close_reason;
     std::optional<clock::time_point> last_received;
     std::uint64_t frames_sent = 0, bytes_sent = 0, frames_received = 0, bytes_received = 0;
@@ -221,7 +222,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     auto r = co_await (asio::async_connect(p.socket, endpoints, nothrow) ||
                        p.timer.async_wait(nothrow));
     if (r.index() == 1) {
-      p.socket.close();
+      boost::system::error_code ignored;
+      p.socket.close(ignored);
       co_return make_error_code(asio::error::timed_out);
     }
     const auto cerr = std::get<0>(std::get<0>(r));
@@ -248,7 +250,9 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         p.unreachable_logged = false;
         p.connected = true;
         ++p.connects;
-        say(log_level::info,
+        // A peer that keeps closing our connections at once (e.g. it refuses our hello)
+        // would log two lines per redial: after the first such flap, only at debug level.
+        say(p.flapping ? log_level::debug : log_level::info,
             "connected to node " + std::to_string(p.id.value) + " at " + p.address);
         const auto since = clock::now();
         p.close_reason.clear();
@@ -262,11 +266,14 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
           p.bulk.front().started = false;
         }
         if (stopped) break;
-        say(log_level::info, "lost connection to node " + std::to_string(p.id.value) + ": " +
-                                 (p.close_reason.empty() ? "closed" : p.close_reason));
+        const bool short_lived = clock::now() - since < options.backoff_max;
+        say(p.flapping ? log_level::debug : log_level::info,
+            "lost connection to node " + std::to_string(p.id.value) + ": " +
+                (p.close_reason.empty() ? "closed" : p.close_reason));
+        p.flapping = short_lived;
         // A connection that lived long was healthy: redial quickly. One closed at once
-        // (e.g. the peer refuses us) backs off like a failed dial.
-        if (clock::now() - since >= options.backoff_max) backoff = options.backoff_initial;
+        // backs off like a failed dial.
+        if (!short_lived) backoff = options.backoff_initial;
       }
       p.timer.expires_after(backoff);
       co_await p.timer.async_wait(nothrow);
