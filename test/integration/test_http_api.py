@@ -285,6 +285,16 @@ class HttpApiTest(harness.TestCase):
         status, headers, _ = request(self.addr, "GET", "/v1/admin/snapshot")
         self.assertEqual((status, headers["allow"]), (405, "POST"))
 
+    def test_chunked_put(self):
+        conn = http.client.HTTPConnection(*self.addr, timeout=10)
+        conn.request("PUT", "/v1/kv/chunked", body=iter([b"abc", b"def", b"g"]),
+                     encode_chunked=True)
+        r = conn.getresponse()
+        r.read()
+        conn.close()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(request(self.addr, "GET", "/v1/kv/chunked")[2], b"abcdefg")
+
     def test_put_without_length_is_411(self):
         with socket.create_connection(self.addr, timeout=10) as s:
             s.sendall(b"PUT /v1/kv/nolen HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

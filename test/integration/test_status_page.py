@@ -35,6 +35,7 @@ class MemberRows(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
         self.rows = []
+        self.links = {}  # member id -> href of its name link
         self.leader_card = None
         self.rows_text = {}
         self._in_row = None
@@ -48,6 +49,8 @@ class MemberRows(html.parser.HTMLParser):
                               "highlighted": "leader" in classes})
             self._in_row = int(a["data-id"])
             self.rows_text[self._in_row] = ""
+        if tag == "a" and self._in_row is not None and "href" in a:
+            self.links[self._in_row] = a["href"]
         if a.get("id") == "leader":
             self._in_leader = True
             self.leader_card = {"id": int(a.get("data-leader-id") or 0), "text": ""}
@@ -109,6 +112,9 @@ class StatusPageTest(harness.TestCase):
                 self.assertEqual(page.leader_card["id"], leader.id)
                 self.assertIn(f"node {leader.id}", page.leader_card["text"])
                 self.assertIn("(this)", page.rows_text[viewer.id])
+                # Each member links to its own page.
+                for n in c.nodes:
+                    self.assertEqual(page.links.get(n.id), f"http://{n.http[0]}:{n.http[1]}/")
 
                 if SCREENSHOT:
                     # Photograph the page while a client writes, so the chart has a story.
