@@ -26,7 +26,8 @@
 // frame whose cluster id is not its own, whose sender is not a member (or is itself), whose
 // receiver is not itself, or whose sender differs from the connection's hello, and logs it
 // at most once per drop_log_interval per (reason, sender). A connection whose hello fails
-// these checks, or whose bytes do not decode, is closed.
+// these checks, or whose bytes do not decode, is closed. Inbound connections are bounded
+// (4 per member, plus 4): beyond that a new one is closed at once.
 //
 // Threading: everything runs on the io_context given at construction; no method is
 // thread-safe; handler and logger are called on that io_context and never after stop().
