@@ -132,6 +132,22 @@ class HealthyCluster(harness.TestCase):
         self.assertGreater(len(w.acked), 0)
         result = w.check()
         self.assertTrue(result.ok, result.explain())
+        # The recorded history is strong enough to catch a bad read: one read that returns
+        # a value nobody wrote, or an overwritten value long after, is rejected.
+        ops = w.history.ops()
+        reads = [op for op in ops if op.kind == "get" and op.output not in (None, lin.UNKNOWN)]
+        self.assertGreater(len(reads), 0)
+        victim = reads[len(reads) // 2]
+        saved = victim.output
+        victim.output = "never-written"
+        self.assertEqual([r.key for r in lin.check(ops).violations], [victim.key])
+        victim.output = saved
+        final_reads = [op for op in ops if op.client < 0 and op.output not in (None, lin.UNKNOWN)]
+        older = [op for op in ops if op.kind == "set" and op.output == "STORED"
+                 and op.key == final_reads[0].key and op.input != final_reads[0].output]
+        if older:  # a stale value in the read-back after the load is a violation
+            final_reads[0].output = older[0].input
+            self.assertEqual([r.key for r in lin.check(ops).violations], [final_reads[0].key])
 
 
 class FollowersStopped(harness.TestCase):

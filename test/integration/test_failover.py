@@ -5,6 +5,7 @@ an election timeout that comes back. After each: nothing acknowledged is lost, e
 serves reads, and the recorded history is linearizable. These tests need the replicated
 cluster: they fail (never skip) without it."""
 
+import sys
 import time
 
 import harness
@@ -51,6 +52,7 @@ class FailoverCase(harness.TestCase):
         killed_at = time.monotonic()
         new = c.wait_new_leader(old, timeout=15)
         elapsed = time.monotonic() - killed_at
+        sys.stderr.write(f"node {new.id} leads {elapsed:.3f}s after kill -9 of node {old.id}\n")
         self.assertLess(elapsed, NEW_LEADER_DEADLINE_S,
                         f"new leader {new.id} agreed {elapsed:.2f}s after kill -9 of node {old.id}")
         return old, new
@@ -164,9 +166,11 @@ class PausedLeader(FailoverCase):
             w.wait_progress(60, timeout=30)
             # Connections to the old leader made before it freezes; the kernel keeps
             # accepting and buffering on them while it is stopped.
-            readers = [harness.McClient(old.memcached, timeout=20).connect() for _ in range(4)]
-            writer = harness.McClient(old.memcached, timeout=20).connect()
-            probes = readers + [writer]
+            # Many of them, so that some are likely handled in the same wake-up as the first
+            # peer frames, before the old leader learns of the new term.
+            readers = [harness.McClient(old.memcached, timeout=20).connect() for _ in range(16)]
+            writers = [harness.McClient(old.memcached, timeout=20).connect() for _ in range(4)]
+            probes = readers + writers
             old.pause()
             paused_at = time.monotonic()
             new = c.wait_new_leader(old, timeout=15)
@@ -178,7 +182,8 @@ class PausedLeader(FailoverCase):
             # still believes it leads.
             for r in readers:
                 r.send(b"get reg\r\n")
-            writer.send(b"set from-old 0 0 5\r\nstale\r\n")
+            for i, writer in enumerate(writers):
+                writer.send(f"set from-old{i} 0 0 5\r\nstale\r\n".encode())
             old.resume()
             stale = []
             for r in readers:
@@ -189,7 +194,7 @@ class PausedLeader(FailoverCase):
                 if got is None or got[0] != b"new":
                     stale.append(got)
             self.assertEqual(stale, [], "the old leader answered a stale read")
-            write_reply = writer.read_line()
+            write_replies = [writer.read_line() for writer in writers]
             # More reads at it right after it woke up, on fresh connections.
             deadline = time.monotonic() + 1.0
             answers = 0
@@ -212,12 +217,13 @@ class PausedLeader(FailoverCase):
             w.stop()
         self.finish(w)
         # A write the old leader acknowledged must be a real, durable one.
-        if write_reply == "STORED":
-            for n in c.nodes:
-                with harness.McClient(n.memcached) as mc:
-                    self.assertEqual(mc.get("from-old"), b"stale", f"node {n.id}")
-        else:
-            self.assertTrue(write_reply.startswith("SERVER_ERROR"), write_reply)
+        for i, reply in enumerate(write_replies):
+            if reply == "STORED":
+                for n in c.nodes:
+                    with harness.McClient(n.memcached) as mc:
+                        self.assertEqual(mc.get(f"from-old{i}"), b"stale", f"node {n.id}")
+            else:
+                self.assertTrue(reply.startswith("SERVER_ERROR"), reply)
 
 
 if __name__ == "__main__":

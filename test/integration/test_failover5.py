@@ -4,6 +4,7 @@ of the leader, then of the next leader (a quorum of three survives both), a new 
 acknowledged is lost and the recorded history is linearizable. This test needs the
 replicated cluster: it fails (never skips) without it."""
 
+import sys
 import time
 
 import harness
@@ -33,6 +34,8 @@ class FiveNodeFailover(harness.TestCase):
                 killed_at = time.monotonic()
                 new = c.wait_new_leader(old, timeout=15)
                 elapsed = time.monotonic() - killed_at
+                sys.stderr.write(f"node {new.id} leads {elapsed:.3f}s after kill -9 of "
+                                 f"node {old.id}\n")
                 self.assertLess(elapsed, NEW_LEADER_DEADLINE_S,
                                 f"round {round_}: node {new.id} agreed {elapsed:.2f}s after "
                                 f"kill -9 of node {old.id}")
