@@ -66,11 +66,15 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   };
 
   struct peer {
-    peer(asio::any_io_executor ex, raft::node_id id_, std::string address_)
-        : id(id_), address(std::move(address_)), socket(ex), resolver(ex), wake(ex), timer(ex) {}
+    peer(asio::any_io_executor ex, raft::node_id id, std::string address)
+        : socket(ex), resolver(ex), wake(ex), timer(ex) {
+      st.id = id;
+      st.address = std::move(address);
+    }
 
-    raft::node_id id;
-    std::string address;
+    // Identity, connection state and counters, as reported; queued_* are filled in on
+    // demand from the queues.
+    peer_status st;
     std::deque<small_message> small;
     std::size_t small_bytes = 0;
     std::deque<bulk_message> bulk;
@@ -78,13 +82,9 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     tcp::resolver resolver;
     asio::steady_timer wake;   // waited on while the queues are empty; send() cancels it
     asio::steady_timer timer;  // connect/write timeouts and reconnect backoff
-    bool connected = false;
     bool unreachable_logged = false;  // "cannot reach" said for the current outage
     bool flapping = false;            // the last connection closed right after it opened
     std::string close_reason;
-    std::optional<clock::time_point> last_received;
-    std::uint64_t frames_sent = 0, bytes_sent = 0, frames_received = 0, bytes_received = 0;
-    std::uint64_t frames_dropped = 0, connects = 0;
   };
 
   struct drop_log_entry {
@@ -207,14 +207,14 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
 
   void note_dropped(peer& p, std::uint64_t dropped) {
     if (dropped == 0) return;
-    p.frames_dropped += dropped;
-    log_drop(drop_reason::queue_full, p.id,
-             "outbound queue to node " + std::to_string(p.id.value) +
+    p.st.frames_dropped += dropped;
+    log_drop(drop_reason::queue_full, p.st.id,
+             "outbound queue to node " + std::to_string(p.st.id.value) +
                  " is full: dropped the oldest message(s)");
   }
 
   asio::awaitable<boost::system::error_code> connect(peer& p) {
-    const auto [host, port] = split_host_port(p.address);
+    const auto [host, port] = split_host_port(p.st.address);
     if (host.empty()) co_return make_error_code(asio::error::invalid_argument);
     auto [rerr, endpoints] = co_await p.resolver.async_resolve(host, port, nothrow);
     if (rerr || stopped) co_return rerr ? rerr : asio::error::operation_aborted;
@@ -242,22 +242,22 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       if (stopped) break;
       if (ec) {
         if (!p.unreachable_logged) {
-          say(log_level::info, "cannot reach node " + std::to_string(p.id.value) + " at " +
-                                   p.address + ": " + ec.message() + "; retrying");
+          say(log_level::info, "cannot reach node " + std::to_string(p.st.id.value) + " at " +
+                                   p.st.address + ": " + ec.message() + "; retrying");
           p.unreachable_logged = true;
         }
       } else {
         p.unreachable_logged = false;
-        p.connected = true;
-        ++p.connects;
+        p.st.connected = true;
+        ++p.st.connects;
         // A peer that keeps closing our connections at once (e.g. it refuses our hello)
         // would log two lines per redial: after the first such flap, only at debug level.
         say(p.flapping ? log_level::debug : log_level::info,
-            "connected to node " + std::to_string(p.id.value) + " at " + p.address);
+            "connected to node " + std::to_string(p.st.id.value) + " at " + p.st.address);
         const auto since = clock::now();
         p.close_reason.clear();
         co_await (write_loop(p) || watch_closed(p));
-        p.connected = false;
+        p.st.connected = false;
         boost::system::error_code ignored;
         p.socket.close(ignored);
         // A large message cut short starts again from its first fragment next time.
@@ -268,7 +268,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         if (stopped) break;
         const bool short_lived = clock::now() - since < options.backoff_max;
         say(p.flapping ? log_level::debug : log_level::info,
-            "lost connection to node " + std::to_string(p.id.value) + ": " +
+            "lost connection to node " + std::to_string(p.st.id.value) + ": " +
                 (p.close_reason.empty() ? "closed" : p.close_reason));
         p.flapping = short_lived;
         // A connection that lived long was healthy: redial quickly. One closed at once
@@ -296,7 +296,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     co_await asio::this_coro::throw_if_cancelled(false);
     std::string batch;
     // The hello goes first, in the same write as whatever is already queued.
-    append_frame(batch, header_to(p.id, frame_kind::hello, 0), {});
+    append_frame(batch, header_to(p.st.id, frame_kind::hello, 0), {});
     for (;;) {
       while (batch.empty() && p.small.empty() && p.bulk.empty()) {
         p.wake.expires_at(asio::steady_timer::time_point::max());
@@ -306,7 +306,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       std::uint64_t messages = 0;
       while (!p.small.empty() && batch.size() < options.max_batch_bytes) {
         auto& m = p.small.front();
-        append_frame(batch, header_to(p.id, m.kind, 0), m.payload);
+        append_frame(batch, header_to(p.st.id, m.kind, 0), m.payload);
         p.small_bytes -= m.payload.size();
         p.small.pop_front();
         ++messages;
@@ -322,7 +322,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         std::uint8_t flags = frame_flags::fragment;
         if (b.offset == 0) flags |= frame_flags::first;
         if (bulk_ends) flags |= frame_flags::last;
-        append_frame(batch, header_to(p.id, b.kind, flags),
+        append_frame(batch, header_to(p.st.id, b.kind, flags),
                      std::string_view(b.payload).substr(b.offset, piece));
         b.started = true;
       }
@@ -330,15 +330,15 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       auto r = co_await (asio::async_write(p.socket, asio::buffer(batch), nothrow) ||
                          p.timer.async_wait(nothrow));
       if (r.index() == 1 || std::get<0>(std::get<0>(r))) {
-        p.frames_dropped += messages;
+        p.st.frames_dropped += messages;
         if (p.close_reason.empty()) {
           p.close_reason = r.index() == 1 ? "write timed out"
                                           : "write failed: " + std::get<0>(std::get<0>(r)).message();
         }
         co_return;
       }
-      p.bytes_sent += batch.size();
-      p.frames_sent += messages;
+      p.st.bytes_sent += batch.size();
+      p.st.frames_sent += messages;
       batch.clear();
       if (!p.bulk.empty() && p.bulk.front().started) {
         // The front message cannot have been dropped or replaced while written: started
@@ -346,7 +346,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         p.bulk.front().offset += piece;
         if (bulk_ends) {
           p.bulk.pop_front();
-          ++p.frames_sent;
+          ++p.st.frames_sent;
         }
       }
       if (stopped || cancelled(co_await asio::this_coro::cancellation_state)) co_return;
@@ -439,8 +439,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
           continue;
         }
         peer& p = *peers.at(h.from);
-        p.last_received = clock::now();
-        p.bytes_received += d.consumed;
+        p.st.last_received = clock::now();
+        p.st.bytes_received += d.consumed;
         if (h.kind == frame_kind::hello) continue;
 
         if ((h.flags & frame_flags::fragment) == 0) {
@@ -495,8 +495,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   }
 
   void deliver(peer& p, frame_kind kind, std::string payload) {
-    ++p.frames_received;
-    if (on_frame) on_frame(p.id, kind, std::move(payload));
+    ++p.st.frames_received;
+    if (on_frame) on_frame(p.st.id, kind, std::move(payload));
   }
 
   static std::string describe(const tcp::socket& socket, std::optional<raft::node_id> sender) {
@@ -534,7 +534,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     boost::system::error_code ignored;
     acceptor.close(ignored);
     for (auto& [id, p] : peers) {
-      p->connected = false;
+      p->st.connected = false;
       p->socket.close(ignored);
       p->resolver.cancel();
       p->wake.cancel();
@@ -547,17 +547,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   }
 
   peer_status status_of(const peer& p) const {
-    peer_status s;
-    s.id = p.id;
-    s.address = p.address;
-    s.connected = p.connected;
-    s.last_received = p.last_received;
-    s.frames_sent = p.frames_sent;
-    s.bytes_sent = p.bytes_sent;
-    s.frames_received = p.frames_received;
-    s.bytes_received = p.bytes_received;
-    s.frames_dropped = p.frames_dropped;
-    s.connects = p.connects;
+    peer_status s = p.st;
     s.queued_frames = p.small.size() + p.bulk.size();
     s.queued_bytes = p.small_bytes;
     for (const auto& b : p.bulk) s.queued_bytes += b.payload.size();
