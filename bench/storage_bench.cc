@@ -50,12 +50,18 @@ args parse(int argc, char** argv) {
       if (i + 1 >= argc) usage();
       return argv[++i];
     };
-    if (k == "--dir") a.dir = value();
-    else if (k == "--writers") a.writers = std::atoi(value().c_str());
-    else if (k == "--seconds") a.seconds = std::atof(value().c_str());
-    else if (k == "--entry-bytes") a.entry_bytes = static_cast<std::size_t>(std::atoll(value().c_str()));
-    else if (k == "--no-fsync") a.fsync = false;
-    else usage();
+    if (k == "--dir")
+      a.dir = value();
+    else if (k == "--writers")
+      a.writers = std::atoi(value().c_str());
+    else if (k == "--seconds")
+      a.seconds = std::atof(value().c_str());
+    else if (k == "--entry-bytes")
+      a.entry_bytes = static_cast<std::size_t>(std::atoll(value().c_str()));
+    else if (k == "--no-fsync")
+      a.fsync = false;
+    else
+      usage();
   }
   if (a.writers < 1 || a.seconds <= 0) usage();
   return a;
@@ -145,16 +151,20 @@ int main(int argc, char** argv) {
   for (auto& l : latencies_us) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
   const auto pct = [&](double p) {
-    return all.empty() ? 0.0 : all[std::min(all.size() - 1, static_cast<std::size_t>(p * all.size()))];
+    return all.empty() ? 0.0
+                       : all[std::min(all.size() - 1, static_cast<std::size_t>(p * all.size()))];
   };
   const double entries = static_cast<double>(after.entries - before.entries);
   const double commits = static_cast<double>(after.commits - before.commits);
   const double commit_ms =
-      commits > 0 ? static_cast<double>(after.commit_ns_total - before.commit_ns_total) / commits / 1e6 : 0;
+      commits > 0
+          ? static_cast<double>(after.commit_ns_total - before.commit_ns_total) / commits / 1e6
+          : 0;
   std::printf(
       "writers=%d entry_bytes=%zu fsync=%s seconds=%.2f entries/s=%.0f fsyncs/s=%.0f "
       "entries/fsync=%.1f commit_ms=%.3f latency_us p50=%.0f p99=%.0f max=%.0f\n",
-      a.writers, a.entry_bytes, a.fsync ? "on" : "off", elapsed, entries / elapsed, commits / elapsed,
-      commits > 0 ? entries / commits : 0.0, commit_ms, pct(0.50), pct(0.99), all.empty() ? 0.0 : all.back());
+      a.writers, a.entry_bytes, a.fsync ? "on" : "off", elapsed, entries / elapsed,
+      commits / elapsed, commits > 0 ? entries / commits : 0.0, commit_ms, pct(0.50), pct(0.99),
+      all.empty() ? 0.0 : all.back());
   return 0;
 }

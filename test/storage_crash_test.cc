@@ -11,13 +11,12 @@
 // changes the number of kills (default 40).
 #define BOOST_TEST_MODULE storage_crash_test
 #define BOOST_TEST_NO_MAIN
-#include <boost/test/unit_test.hpp>
-
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -81,7 +80,8 @@ int child_main(const fs::path& dir, std::uint64_t seed) {
   }
   std::mt19937_64 rng(seed);
   std::uint64_t last = loaded.value.last_index.value;
-  std::uint64_t term = std::max<std::uint64_t>(loaded.value.last_term.value, loaded.value.hard.term.value);
+  std::uint64_t term =
+      std::max<std::uint64_t>(loaded.value.last_term.value, loaded.value.hard.term.value);
   if (term == 0) term = 1;
   std::uint64_t snap_index = loaded.value.snapshot ? loaded.value.snapshot->meta.index.value : 0;
 
@@ -95,7 +95,8 @@ int child_main(const fs::path& dir, std::uint64_t seed) {
         say("error submit " + r.err.message);
       } else {
         say(what + " " + std::to_string(r.value.last_index.value) + " " +
-            std::to_string(r.value.last_term.value) + " " + std::to_string(r.value.hard.term.value));
+            std::to_string(r.value.last_term.value) + " " +
+            std::to_string(r.value.hard.term.value));
       }
       std::lock_guard lock(m);
       failed = failed || !r.ok();
@@ -158,7 +159,8 @@ int child_main(const fs::path& dir, std::uint64_t seed) {
     const auto n = 1 + rng() % 20;
     for (std::uint64_t k = 0; k < n; ++k) {
       ++last;
-      b.entries.push_back(entry{term_t{term}, index_t{last}, entry_type::normal, payload(last, term)});
+      b.entries.push_back(
+          entry{term_t{term}, index_t{last}, entry_type::normal, payload(last, term)});
     }
     b.hard = hard_state{term_t{term}, node_id{1}, index_t{0}};
     s.submit(std::move(b), on_done("persisted"));
@@ -214,8 +216,10 @@ child_run run_child(const fs::path& dir, std::uint64_t seed, std::chrono::millis
     }
     int timeout_ms = -1;
     if (!killed)
-      timeout_ms = static_cast<int>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count()) + 1;
+      timeout_ms =
+          static_cast<int>(
+              std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count()) +
+          1;
     pollfd p{fds[0], POLLIN, 0};
     const int rc = ::poll(&p, 1, timeout_ms);
     if (rc < 0 && errno == EINTR) continue;
@@ -254,8 +258,9 @@ BOOST_AUTO_TEST_CASE(every_reported_persisted_entry_survives_sigkill) {
       const auto kill_after = std::chrono::milliseconds(5 + rng() % 200);
       auto run = run_child(data, rng(), kill_after);
       BOOST_REQUIRE_MESSAGE(WIFSIGNALED(run.status) && WTERMSIG(run.status) == SIGKILL,
-                            "child ended on its own (status " << run.status << "): "
-                                << (run.lines.empty() ? "" : run.lines.back()));
+                            "child ended on its own (status "
+                                << run.status
+                                << "): " << (run.lines.empty() ? "" : run.lines.back()));
       for (const auto& line : run.lines) {
         std::istringstream in(line);
         std::string what;
@@ -303,12 +308,13 @@ BOOST_AUTO_TEST_CASE(every_reported_persisted_entry_survives_sigkill) {
       // Everything reported persisted is still there (or inside the snapshot).
       for (const auto& [index, term] : expected) {
         if (index <= snap) continue;
-        BOOST_REQUIRE_MESSAGE(index <= st.last_index.value,
-                              "reported-persisted entry " << index << " lost (log ends at "
-                                                          << st.last_index.value << ")");
+        BOOST_REQUIRE_MESSAGE(index <= st.last_index.value, "reported-persisted entry "
+                                                                << index << " lost (log ends at "
+                                                                << st.last_index.value << ")");
         BOOST_REQUIRE_MESSAGE(st.entries[index - snap - 1].term.value == term,
-                              "entry " << index << " has term " << st.entries[index - snap - 1].term.value
-                                       << ", reported " << term);
+                              "entry " << index << " has term "
+                                       << st.entries[index - snap - 1].term.value << ", reported "
+                                       << term);
       }
       BOOST_TEST(st.hard.term.value >= reported_hard_term);
       opened.store->close();

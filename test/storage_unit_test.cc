@@ -1,13 +1,12 @@
 // Unit tests of the LMDB Raft storage on temporary directories: round trips, reopen,
 // truncation, compaction, snapshot files, checksums, the lock, map growth and disk full.
 #define BOOST_TEST_MODULE storage_unit_test
-#include <boost/test/unit_test.hpp>
-
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/test/unit_test.hpp>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -63,7 +62,7 @@ entry make_entry(std::uint64_t index, std::uint64_t term, std::size_t bytes = 16
 }
 
 std::vector<entry> make_entries(std::uint64_t first, std::uint64_t last, std::uint64_t term,
-                                 std::size_t bytes = 16) {
+                                std::size_t bytes = 16) {
   std::vector<entry> out;
   for (auto i = first; i <= last; ++i) out.push_back(make_entry(i, term, bytes));
   return out;
@@ -263,8 +262,8 @@ BOOST_AUTO_TEST_CASE(corrupt_newest_snapshot_falls_back_to_the_previous_one) {
     BOOST_REQUIRE(s->write_snapshot(meta(5, 1), "snapshot five").ok());
     BOOST_REQUIRE(s->write_snapshot(meta(15, 1), "snapshot fifteen").ok());
   }
-  const fs::path newest = dir.path / "snapshots" /
-                          "snapshot-00000000000000000015-00000000000000000001.snap";
+  const fs::path newest =
+      dir.path / "snapshots" / "snapshot-00000000000000000015-00000000000000000001.snap";
   BOOST_REQUIRE(corrupt_every_copy(newest, "fifteen") == 1);
   // A torn write (never renamed) must be ignored and removed too.
   std::ofstream(dir.path / "snapshots" / "tmp-1-0-snapshot-x.snap") << "torn";
@@ -337,7 +336,8 @@ BOOST_AUTO_TEST_CASE(checksum_mismatch_in_the_hard_state_fails_open) {
   auto r = lmdb_store::open(quiet(dir.path));
   BOOST_REQUIRE(!r.store);
   BOOST_TEST((r.err.code == errc::corrupt));
-  BOOST_TEST(r.err.message.find("checksum mismatch in hard state") != std::string::npos, r.err.message);
+  BOOST_TEST(r.err.message.find("checksum mismatch in hard state") != std::string::npos,
+             r.err.message);
 }
 
 BOOST_AUTO_TEST_CASE(second_open_of_a_data_dir_is_refused_with_the_owner_pid) {
@@ -346,8 +346,9 @@ BOOST_AUTO_TEST_CASE(second_open_of_a_data_dir_is_refused_with_the_owner_pid) {
   auto second = lmdb_store::open(quiet(dir.path));
   BOOST_REQUIRE(!second.store);
   BOOST_TEST((second.err.code == errc::locked));
-  const std::string expect = "data dir " + dir.path.string() + " is locked by another process (pid " +
-                             std::to_string(::getpid()) + ")";
+  const std::string expect = "data dir " + dir.path.string() +
+                             " is locked by another process (pid " + std::to_string(::getpid()) +
+                             ")";
   BOOST_TEST(second.err.message == expect);
   first->close();
   auto third = lmdb_store::open(quiet(dir.path));  // released on close
@@ -482,7 +483,8 @@ std::uint64_t fill_until_failure(lmdb_store& s, result<persisted>& failure) {
 void check_intact(lmdb_store& s, std::uint64_t acked) {
   auto read = s.read_entries(index_t{1}, index_t{acked});
   BOOST_REQUIRE_MESSAGE(read.ok(), read.err.message);
-  for (std::uint64_t i = 1; i <= acked; ++i) BOOST_CHECK((read.value[i - 1] == make_entry(i, 1, 8 * 1024)));
+  for (std::uint64_t i = 1; i <= acked; ++i)
+    BOOST_CHECK((read.value[i - 1] == make_entry(i, 1, 8 * 1024)));
 }
 
 }  // namespace
@@ -601,5 +603,6 @@ BOOST_AUTO_TEST_CASE(replay_applies_every_entry_and_reports) {
   BOOST_TEST(sum == 5000u * 5001u / 2);
   BOOST_REQUIRE(!lines.empty());
   BOOST_TEST(lines.front().find("replayed 1024 of 5000") != std::string::npos, lines.front());
-  BOOST_TEST(lines.back().find("replayed 5000 entries up to index 5000") != std::string::npos, lines.back());
+  BOOST_TEST(lines.back().find("replayed 5000 entries up to index 5000") != std::string::npos,
+             lines.back());
 }

@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cstdint>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -26,14 +26,22 @@ namespace raft::storage {
 
 std::string_view to_string(errc e) {
   switch (e) {
-    case errc::ok: return "ok";
-    case errc::locked: return "locked";
-    case errc::io_error: return "io_error";
-    case errc::disk_full: return "disk_full";
-    case errc::corrupt: return "corrupt";
-    case errc::invalid_batch: return "invalid_batch";
-    case errc::bad_format: return "bad_format";
-    case errc::closed: return "closed";
+    case errc::ok:
+      return "ok";
+    case errc::locked:
+      return "locked";
+    case errc::io_error:
+      return "io_error";
+    case errc::disk_full:
+      return "disk_full";
+    case errc::corrupt:
+      return "corrupt";
+    case errc::invalid_batch:
+      return "invalid_batch";
+    case errc::bad_format:
+      return "bad_format";
+    case errc::closed:
+      return "closed";
   }
   return "unknown";
 }
@@ -50,13 +58,18 @@ constexpr std::string_view key_format = "format";
 constexpr std::string_view key_hard_state = "hard_state";
 constexpr std::string_view key_snapshot = "snapshot";
 
-error make_error(errc code, std::string message) { return error{code, std::move(message)}; }
+error make_error(errc code, std::string message) {
+  return error{code, std::move(message)};
+}
 
-std::string errno_text(int e) { return std::generic_category().message(e); }
+std::string errno_text(int e) {
+  return std::generic_category().message(e);
+}
 
 // An LMDB return code as an error; ENOSPC is "disk full" wherever it shows up.
 error lmdb_error(int rc, std::string_view what) {
-  if (rc == ENOSPC) return make_error(errc::disk_full, "disk full: " + std::string(what) + ": " + mdb_strerror(rc));
+  if (rc == ENOSPC)
+    return make_error(errc::disk_full, "disk full: " + std::string(what) + ": " + mdb_strerror(rc));
   if (rc == MDB_MAP_FULL)
     return make_error(errc::disk_full, "disk full: " + std::string(what) + ": LMDB map is full");
   return make_error(errc::io_error, "I/O error: " + std::string(what) + ": " + mdb_strerror(rc));
@@ -94,7 +107,8 @@ void set_u32(std::string& out, std::size_t at, std::uint32_t v) {
 struct log_key {
   unsigned char bytes[8];
   explicit log_key(index_t i) {
-    for (int k = 0; k < 8; ++k) bytes[7 - k] = static_cast<unsigned char>((i.value >> (8 * k)) & 0xFFu);
+    for (int k = 0; k < 8; ++k)
+      bytes[7 - k] = static_cast<unsigned char>((i.value >> (8 * k)) & 0xFFu);
   }
   MDB_val val() { return MDB_val{sizeof bytes, bytes}; }
 };
@@ -105,7 +119,9 @@ index_t key_index(const MDB_val& k) {
   return index_t{v};
 }
 
-MDB_val as_val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+MDB_val as_val(std::string_view s) {
+  return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
 std::string_view as_view(const MDB_val& v) {
   return {static_cast<const char*>(v.mv_data), v.mv_size};
 }
@@ -121,7 +137,8 @@ std::string seal(std::string body) {
 
 // The body of a sealed record, or an error naming it when the checksum does not match.
 result<std::string_view> unseal(std::string_view record, std::string_view name) {
-  if (record.size() < 4) return {{}, make_error(errc::corrupt, std::string(name) + ": record too short")};
+  if (record.size() < 4)
+    return {{}, make_error(errc::corrupt, std::string(name) + ": record too short")};
   const auto stored = get_u32(reinterpret_cast<const unsigned char*>(record.data()));
   const auto body = record.substr(4);
   const auto computed = crc32c(body);
@@ -159,8 +176,9 @@ result<entry> decode_entry(index_t key, std::string_view record) {
   e.term = term_t{get_u64(p + 8)};
   e.index = index_t{get_u64(p + 16)};
   if (e.index != key)
-    return {{}, make_error(errc::corrupt, name + ": stored index " + std::to_string(e.index.value) +
-                                              " does not match its key")};
+    return {{},
+            make_error(errc::corrupt, name + ": stored index " + std::to_string(e.index.value) +
+                                          " does not match its key")};
   e.data.assign(record.substr(entry_header_bytes));
   return {std::move(e), {}};
 }
@@ -193,7 +211,9 @@ std::string encode_meta_body(const snapshot_meta& m) {
 // Parses what encode_meta_body wrote; `used` receives its length.
 result<snapshot_meta> decode_meta_body(std::string_view body, std::string_view name,
                                        std::size_t* used = nullptr) {
-  const auto bad = [&] { return result<snapshot_meta>{{}, make_error(errc::corrupt, std::string(name) + ": malformed")}; };
+  const auto bad = [&] {
+    return result<snapshot_meta>{{}, make_error(errc::corrupt, std::string(name) + ": malformed")};
+  };
   if (body.size() < 20) return bad();
   const auto* p = reinterpret_cast<const unsigned char*>(body.data());
   snapshot_meta m;
@@ -262,7 +282,8 @@ std::string snapshot_file_name(const snapshot_meta& m) {
 std::optional<std::pair<index_t, term_t>> parse_snapshot_name(const std::string& name) {
   unsigned long long i = 0, t = 0;
   char tail[8] = {};
-  if (name.size() != 55 || std::sscanf(name.c_str(), "snapshot-%20llu-%20llu.%4s", &i, &t, tail) != 3 ||
+  if (name.size() != 55 ||
+      std::sscanf(name.c_str(), "snapshot-%20llu-%20llu.%4s", &i, &t, tail) != 3 ||
       std::string_view(tail) != "snap")
     return std::nullopt;
   return std::pair{index_t{i}, term_t{t}};
@@ -386,7 +407,7 @@ struct lmdb_store::impl {
   bool closed = false;
 
   mutable std::mutex state_mutex;
-  error failure;                                // set once, never cleared
+  error failure;                                 // set once, never cleared
   std::optional<snapshot_info> latest_snapshot;  // newest durable valid snapshot file
   std::atomic<std::uint64_t> commits{0}, batches{0}, entries{0}, bytes{0}, commit_ns{0}, grows{0};
 
@@ -402,14 +423,18 @@ struct lmdb_store::impl {
 
 lmdb_store::lmdb_store(options opts) : opts_(std::move(opts)), impl_(std::make_unique<impl>()) {}
 
-lmdb_store::~lmdb_store() { close(); }
+lmdb_store::~lmdb_store() {
+  close();
+}
 
 void lmdb_store::log(log_level level, std::string_view text) const {
   if (opts_.log) {
     opts_.log(level, text);
     return;
   }
-  const char* tag = level == log_level::info ? "info" : level == log_level::warning ? "WARN" : "ERROR";
+  const char* tag = level == log_level::info      ? "info"
+                    : level == log_level::warning ? "WARN"
+                                                  : "ERROR";
   std::fprintf(stderr, "storage %s: %.*s\n", tag, static_cast<int>(text.size()), text.data());
 }
 
@@ -425,7 +450,9 @@ open_result lmdb_store::open(options opts) {
 
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return fail(make_error(errc::io_error, "cannot create data dir " + dir.string() + ": " + ec.message()));
+  if (ec)
+    return fail(
+        make_error(errc::io_error, "cannot create data dir " + dir.string() + ": " + ec.message()));
 
   // One process per data dir: two writers would interleave their logs (SPEC §1.1).
   const fs::path lock_path = dir / "LOCK";
@@ -447,12 +474,15 @@ open_result lmdb_store::open(options opts) {
     return fail(errno_error(e, "lock " + lock_path.string()));
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(im.lock_fd, 0) != 0) return fail(errno_error(errno, "truncate " + lock_path.string()));
+  if (::ftruncate(im.lock_fd, 0) != 0)
+    return fail(errno_error(errno, "truncate " + lock_path.string()));
   if (auto err = write_all(im.lock_fd, pid, lock_path.string()); !err.ok()) return fail(err);
 
   im.snapshot_dir = dir / "snapshots";
   fs::create_directories(im.snapshot_dir, ec);
-  if (ec) return fail(make_error(errc::io_error, "cannot create " + im.snapshot_dir.string() + ": " + ec.message()));
+  if (ec)
+    return fail(make_error(errc::io_error,
+                           "cannot create " + im.snapshot_dir.string() + ": " + ec.message()));
   // tmp-* files are snapshots a crash interrupted before their rename: never complete.
   for (const auto& de : fs::directory_iterator(im.snapshot_dir, ec)) {
     if (de.path().filename().string().rfind("tmp-", 0) == 0) {
@@ -466,7 +496,8 @@ open_result lmdb_store::open(options opts) {
   if (int rc = mdb_env_create(&im.env); rc != 0) return fail(lmdb_error(rc, "mdb_env_create"));
   mdb_env_set_maxdbs(im.env, 4);
   im.map_bytes = std::min(o.initial_map_bytes, o.max_map_bytes);
-  if (int rc = mdb_env_set_mapsize(im.env, im.map_bytes); rc != 0) return fail(lmdb_error(rc, "mdb_env_set_mapsize"));
+  if (int rc = mdb_env_set_mapsize(im.env, im.map_bytes); rc != 0)
+    return fail(lmdb_error(rc, "mdb_env_set_mapsize"));
   // MDB_NOTLS: read transactions are not tied to a thread slot (readers come from any
   // thread). MDB_NOSYNC only when the operator asked for fsync = false.
   const unsigned flags = MDB_NOTLS | (o.fsync ? 0u : MDB_NOSYNC);
@@ -482,7 +513,8 @@ open_result lmdb_store::open(options opts) {
   // Create the databases and the format record, or check the format of an existing env.
   {
     MDB_txn* txn = nullptr;
-    if (int rc = mdb_txn_begin(im.env, nullptr, 0, &txn); rc != 0) return fail(lmdb_error(rc, "begin"));
+    if (int rc = mdb_txn_begin(im.env, nullptr, 0, &txn); rc != 0)
+      return fail(lmdb_error(rc, "begin"));
     int rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &im.meta_dbi);
     if (rc == 0) rc = mdb_dbi_open(txn, "log", MDB_CREATE, &im.log_dbi);
     if (rc != 0) {
@@ -512,9 +544,10 @@ open_result lmdb_store::open(options opts) {
                                : 0;
       if (version != format_version) {
         mdb_txn_abort(txn);
-        return fail(make_error(errc::bad_format, "data dir " + dir.string() + " has storage format " +
-                                                     std::to_string(version) + ", this build reads " +
-                                                     std::to_string(format_version)));
+        return fail(
+            make_error(errc::bad_format, "data dir " + dir.string() + " has storage format " +
+                                             std::to_string(version) + ", this build reads " +
+                                             std::to_string(format_version)));
       }
     } else {
       mdb_txn_abort(txn);
@@ -546,7 +579,8 @@ open_result lmdb_store::open(options opts) {
     im.committed.last_index = im.committed.snap.index;
     im.committed.last_term = im.committed.snap.term;
     MDB_cursor* cur = nullptr;
-    if (int rc = mdb_cursor_open(rt.txn, im.log_dbi, &cur); rc != 0) return lmdb_error(rc, "cursor");
+    if (int rc = mdb_cursor_open(rt.txn, im.log_dbi, &cur); rc != 0)
+      return lmdb_error(rc, "cursor");
     MDB_val ck{}, cv{};
     const int rc = mdb_cursor_get(cur, &ck, &cv, MDB_LAST);
     mdb_cursor_close(cur);
@@ -615,8 +649,8 @@ namespace {
 
 // Outcome of applying batches inside one write transaction.
 struct apply_outcome {
-  int rc = 0;   // an LMDB error (MDB_MAP_FULL means: grow and retry)
-  error err;    // or a validation / corruption error
+  int rc = 0;  // an LMDB error (MDB_MAP_FULL means: grow and retry)
+  error err;   // or a validation / corruption error
 };
 
 }  // namespace
@@ -663,7 +697,9 @@ void lmdb_store::writer_main() {
         MDB_val k = key.val(), v{};
         const int rc = mdb_get(txn, im.log_dbi, &k, &v);
         if (rc != 0) {
-          return {{}, make_error(errc::corrupt, "log entry " + std::to_string(i.value) + " is missing")};
+          return {
+              {},
+              make_error(errc::corrupt, "log entry " + std::to_string(i.value) + " is missing")};
         }
         auto e = decode_entry(i, as_view(v));
         if (!e.ok()) return {{}, e.err};
@@ -679,8 +715,9 @@ void lmdb_store::writer_main() {
         if (b.truncate_from) {
           const index_t from = *b.truncate_from;
           if (from <= state.snap.index) {
-            invalid("truncate_from " + std::to_string(from.value) + " is inside the snapshot (index " +
-                    std::to_string(state.snap.index.value) + ")");
+            invalid("truncate_from " + std::to_string(from.value) +
+                    " is inside the snapshot (index " + std::to_string(state.snap.index.value) +
+                    ")");
             break;
           }
           MDB_val k{}, v{};
@@ -708,8 +745,9 @@ void lmdb_store::writer_main() {
             break;
           }
           if (e.term.value == 0 || e.term < state.last_term) {
-            invalid("entry " + std::to_string(e.index.value) + " has term " + std::to_string(e.term.value) +
-                    ", below the previous term " + std::to_string(state.last_term.value));
+            invalid("entry " + std::to_string(e.index.value) + " has term " +
+                    std::to_string(e.term.value) + ", below the previous term " +
+                    std::to_string(state.last_term.value));
             break;
           }
           encode_entry(e, im.scratch);
@@ -729,8 +767,8 @@ void lmdb_store::writer_main() {
         if (b.compaction) {
           const snapshot_meta& m = *b.compaction;
           if (m.index < state.snap.index) {
-            invalid("compaction at " + std::to_string(m.index.value) + " is below the snapshot at " +
-                    std::to_string(state.snap.index.value));
+            invalid("compaction at " + std::to_string(m.index.value) +
+                    " is below the snapshot at " + std::to_string(state.snap.index.value));
             break;
           }
           if (m.index <= state.last_index && m.index > state.snap.index) {
@@ -740,8 +778,9 @@ void lmdb_store::writer_main() {
               break;
             }
             if (t.value != m.term) {
-              invalid("compaction at " + std::to_string(m.index.value) + " term " + std::to_string(m.term.value) +
-                      " conflicts with the log's term " + std::to_string(t.value.value) + " (truncate first)");
+              invalid("compaction at " + std::to_string(m.index.value) + " term " +
+                      std::to_string(m.term.value) + " conflicts with the log's term " +
+                      std::to_string(t.value.value) + " (truncate first)");
               break;
             }
           }
@@ -798,11 +837,13 @@ void lmdb_store::writer_main() {
       if (out.rc == MDB_MAP_FULL) {
         err = make_error(errc::disk_full, "disk full: the LMDB map reached max_map_bytes (" +
                                               std::to_string(opts_.max_map_bytes) + " bytes)");
-      } else if (out.rc == EIO && free_bytes(opts_.data_dir) < std::max<std::uint64_t>(1 << 20, 2 * byte_count)) {
+      } else if (out.rc == EIO &&
+                 free_bytes(opts_.data_dir) < std::max<std::uint64_t>(1 << 20, 2 * byte_count)) {
         // LMDB reports a short page write as EIO; on a full filesystem that is ENOSPC.
-        err = make_error(errc::disk_full, "disk full: commit of the Raft log failed (short write) with " +
-                                              std::to_string(free_bytes(opts_.data_dir)) +
-                                              " bytes free on the filesystem of " + opts_.data_dir.string());
+        err = make_error(errc::disk_full,
+                         "disk full: commit of the Raft log failed (short write) with " +
+                             std::to_string(free_bytes(opts_.data_dir)) +
+                             " bytes free on the filesystem of " + opts_.data_dir.string());
       } else if (out.rc != 0) {
         err = lmdb_error(out.rc, "commit of the Raft log");
       } else {
@@ -853,7 +894,8 @@ result<std::vector<entry>> lmdb_store::read_entries(index_t first, index_t last)
   read_txn rt(im.env);
   if (rt.rc != 0) return {{}, lmdb_error(rt.rc, "begin read")};
   MDB_cursor* cur = nullptr;
-  if (int rc = mdb_cursor_open(rt.txn, im.log_dbi, &cur); rc != 0) return {{}, lmdb_error(rc, "cursor")};
+  if (int rc = mdb_cursor_open(rt.txn, im.log_dbi, &cur); rc != 0)
+    return {{}, lmdb_error(rc, "cursor")};
   log_key key(first);
   MDB_val k = key.val(), v{};
   int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
@@ -905,7 +947,8 @@ result<loaded_state> lmdb_store::load() {
       recorded = m.value;
     }
     MDB_cursor* cur = nullptr;
-    if (int rc = mdb_cursor_open(rt.txn, im.log_dbi, &cur); rc != 0) return {{}, lmdb_error(rc, "cursor")};
+    if (int rc = mdb_cursor_open(rt.txn, im.log_dbi, &cur); rc != 0)
+      return {{}, lmdb_error(rc, "cursor")};
     index_t expect = recorded.index + 1;
     term_t prev_term = recorded.term;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -913,9 +956,10 @@ result<loaded_state> lmdb_store::load() {
       const index_t i = key_index(k);
       if (k.mv_size != 8 || i != expect) {
         mdb_cursor_close(cur);
-        return {{}, make_error(errc::corrupt, "log is not contiguous: expected entry " +
-                                                  std::to_string(expect.value) + ", found " +
-                                                  std::to_string(i.value))};
+        return {{},
+                make_error(errc::corrupt, "log is not contiguous: expected entry " +
+                                              std::to_string(expect.value) + ", found " +
+                                              std::to_string(i.value))};
       }
       auto e = decode_entry(i, as_view(v));
       if (!e.ok()) {
@@ -924,10 +968,11 @@ result<loaded_state> lmdb_store::load() {
       }
       if (e.value.term < prev_term) {
         mdb_cursor_close(cur);
-        return {{}, make_error(errc::corrupt, "log entry " + std::to_string(i.value) + " has term " +
-                                                  std::to_string(e.value.term.value) +
-                                                  " below its predecessor's " +
-                                                  std::to_string(prev_term.value))};
+        return {{},
+                make_error(errc::corrupt, "log entry " + std::to_string(i.value) + " has term " +
+                                              std::to_string(e.value.term.value) +
+                                              " below its predecessor's " +
+                                              std::to_string(prev_term.value))};
       }
       prev_term = e.value.term;
       log_entries.push_back(std::move(e.value));
@@ -943,12 +988,14 @@ result<loaded_state> lmdb_store::load() {
   for (const auto& f : list_snapshots(im.snapshot_dir)) {
     if (f.index < recorded.index) break;
     if (f.index == recorded.index && f.term != recorded.term) {
-      log(log_level::warning, "ignoring snapshot " + f.path.string() + ": its term disagrees with the recorded snapshot");
+      log(log_level::warning, "ignoring snapshot " + f.path.string() +
+                                  ": its term disagrees with the recorded snapshot");
       continue;
     }
     auto parsed = parse_snapshot_file(f.path);
     if (parsed.ok() && (parsed.value.meta.index != f.index || parsed.value.meta.term != f.term)) {
-      parsed.err = make_error(errc::corrupt, "snapshot file " + f.path.string() + ": name and header disagree");
+      parsed.err = make_error(errc::corrupt,
+                              "snapshot file " + f.path.string() + ": name and header disagree");
     }
     if (!parsed.ok()) {
       log(log_level::warning, "ignoring snapshot: " + parsed.err.message);
@@ -960,10 +1007,11 @@ result<loaded_state> lmdb_store::load() {
     break;
   }
   if (recorded.index.value > 0 && !chosen) {
-    return {{}, make_error(errc::corrupt, "no valid snapshot file covers index " +
-                                              std::to_string(recorded.index.value) +
-                                              " (the log starts after it); the node cannot recover "
-                                              "its state from this data dir")};
+    return {{},
+            make_error(errc::corrupt, "no valid snapshot file covers index " +
+                                          std::to_string(recorded.index.value) +
+                                          " (the log starts after it); the node cannot recover "
+                                          "its state from this data dir")};
   }
 
   snapshot_meta base = recorded;
@@ -980,7 +1028,8 @@ result<loaded_state> lmdb_store::load() {
     submit(std::move(fix), [&done](const result<persisted>& r) { done.set_value(r); });
     auto r = done.get_future().get();
     if (!r.ok()) return {{}, r.err};
-    log(log_level::info, "completed the compaction at snapshot index " + std::to_string(m.index.value));
+    log(log_level::info,
+        "completed the compaction at snapshot index " + std::to_string(m.index.value));
     base = m;
     if (conflict) log_entries.clear();
   }
@@ -1006,20 +1055,24 @@ result<loaded_state> lmdb_store::load() {
 error lmdb_store::write_snapshot(const snapshot_meta& meta, std::string_view data) {
   auto& im = *impl_;
   const std::string final_name = snapshot_file_name(meta);
-  const fs::path tmp = im.snapshot_dir / ("tmp-" + std::to_string(::getpid()) + "-" +
-                                          std::to_string(im.tmp_counter.fetch_add(1)) + "-" + final_name);
+  const fs::path tmp =
+      im.snapshot_dir / ("tmp-" + std::to_string(::getpid()) + "-" +
+                         std::to_string(im.tmp_counter.fetch_add(1)) + "-" + final_name);
   const fs::path dst = im.snapshot_dir / final_name;
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return errno_error(errno, "create " + tmp.string());
   error err = write_all(fd, encode_snapshot_header(meta, data), tmp.string());
   if (err.ok()) err = write_all(fd, data, tmp.string());
-  if (err.ok() && opts_.fsync && ::fsync(fd) != 0) err = errno_error(errno, "fsync " + tmp.string());
+  if (err.ok() && opts_.fsync && ::fsync(fd) != 0)
+    err = errno_error(errno, "fsync " + tmp.string());
   if (::close(fd) != 0 && err.ok()) err = errno_error(errno, "close " + tmp.string());
-  if (err.ok() && ::rename(tmp.c_str(), dst.c_str()) != 0) err = errno_error(errno, "rename to " + dst.string());
+  if (err.ok() && ::rename(tmp.c_str(), dst.c_str()) != 0)
+    err = errno_error(errno, "rename to " + dst.string());
   if (!err.ok()) {
     std::error_code ec;
     fs::remove(tmp, ec);
-    log(log_level::error, "snapshot at index " + std::to_string(meta.index.value) + " not written: " + err.message);
+    log(log_level::error,
+        "snapshot at index " + std::to_string(meta.index.value) + " not written: " + err.message);
     return err;
   }
   // The rename is durable only once the directory is.
@@ -1041,11 +1094,15 @@ result<std::string> lmdb_store::read_snapshot(const snapshot_info& info) const {
   auto parsed = parse_snapshot_file(info.path);
   if (!parsed.ok()) return {{}, parsed.err};
   if (parsed.value.meta != info.meta)
-    return {{}, make_error(errc::corrupt, "snapshot file " + info.path.string() + " does not hold the expected snapshot")};
+    return {{},
+            make_error(errc::corrupt, "snapshot file " + info.path.string() +
+                                          " does not hold the expected snapshot")};
   return {std::move(parsed.value.data), {}};
 }
 
-error lmdb_store::health() const { return impl_->failed(); }
+error lmdb_store::health() const {
+  return impl_->failed();
+}
 
 store_stats lmdb_store::stats() const {
   const auto& im = *impl_;
@@ -1075,11 +1132,13 @@ std::uint64_t replay(const loaded_state& state, const std::function<void(const e
     if ((done & 1023u) == 0 && clock::now() >= next_report) {
       next_report = clock::now() + progress_every;
       if (log)
-        log(log_level::info, "recovery: replayed " + std::to_string(done) + " of " + std::to_string(total) +
-                                 " entries (at index " + std::to_string(e.index.value) + ")");
+        log(log_level::info, "recovery: replayed " + std::to_string(done) + " of " +
+                                 std::to_string(total) + " entries (at index " +
+                                 std::to_string(e.index.value) + ")");
     }
   }
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start + state.took);
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start + state.took);
   if (log) {
     std::string line = "recovery: ";
     if (state.snapshot)

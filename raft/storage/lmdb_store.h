@@ -148,8 +148,8 @@ struct result {
 enum class log_level : std::uint8_t { info, warning, error };
 
 struct options {
-  std::filesystem::path data_dir;  // created if missing
-  bool fsync = true;               // false: benchmarks only (logged loudly at open)
+  std::filesystem::path data_dir;                 // created if missing
+  bool fsync = true;                              // false: benchmarks only (logged loudly at open)
   std::uint64_t initial_map_bytes = 64ull << 20;  // first LMDB map size
   std::uint64_t max_map_bytes = 16ull << 30;      // the map doubles up to this, then disk_full
   // Where the store's own lines go (open, warnings, failures, snapshot cleanup). Default:
@@ -158,8 +158,7 @@ struct options {
   // Called on the writer thread after every commit attempt that succeeded: how long
   // mdb_txn_commit (write + fsync) took, how many batches and entries it carried. For the
   // fsync latency histogram in /metrics; keep it cheap.
-  std::function<void(std::chrono::nanoseconds, std::size_t batches, std::size_t entries)>
-      on_commit;
+  std::function<void(std::chrono::nanoseconds, std::size_t batches, std::size_t entries)> on_commit;
 };
 
 // One unit of work for the writer. Every part is optional; an empty batch is a barrier
@@ -206,13 +205,13 @@ struct loaded_state {
 };
 
 struct store_stats {
-  std::uint64_t commits = 0;         // write transactions committed (= fsyncs when fsync)
-  std::uint64_t batches = 0;         // batches carried by them
-  std::uint64_t entries = 0;         // entries appended
-  std::uint64_t bytes = 0;           // entry payload bytes appended
-  std::uint64_t commit_ns_total = 0; // time spent in mdb_txn_commit
-  std::uint64_t map_grows = 0;       // times the map was enlarged
-  std::uint64_t map_bytes = 0;       // current map size
+  std::uint64_t commits = 0;          // write transactions committed (= fsyncs when fsync)
+  std::uint64_t batches = 0;          // batches carried by them
+  std::uint64_t entries = 0;          // entries appended
+  std::uint64_t bytes = 0;            // entry payload bytes appended
+  std::uint64_t commit_ns_total = 0;  // time spent in mdb_txn_commit
+  std::uint64_t map_grows = 0;        // times the map was enlarged
+  std::uint64_t map_bytes = 0;        // current map size
 };
 
 struct open_result;
