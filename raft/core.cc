@@ -676,10 +676,10 @@ bool core::maybe_commit() {
   if (cfg_.mutation != unsafe_mutation::commit_any_term && *term_at(q) != term_) return false;
   commit_ = q;
   // An entry of our term is now committed: reads waiting for it can start (thesis §6.4).
-  while (!reads_waiting_.empty()) {
-    auto r = reads_waiting_.front();
-    reads_waiting_.pop_front();
-    start_read(r.context, r.requester);
+  if (*term_at(commit_) == term_) {
+    auto waiting = std::move(reads_waiting_);
+    reads_waiting_.clear();
+    for (auto& r : waiting) start_read(r.context, r.requester);
   }
   return true;
 }
@@ -735,6 +735,10 @@ void core::start_read(std::uint64_t context, node_id requester) {
   // Until an entry of this term commits, the leader does not know the commit index.
   if (*term_at(commit_) != term_) {
     reads_waiting_.push_back(pending_read{context, commit_, 0, requester});
+    return;
+  }
+  if (cfg_.mutation == unsafe_mutation::read_without_quorum) {
+    answer_read(pending_read{context, commit_, 0, requester}, true);
     return;
   }
   // Confirm leadership with a fresh heartbeat round acknowledged by a quorum.

@@ -37,6 +37,7 @@ enum class unsafe_mutation : std::uint8_t {
   none,
   vote_ignores_log,     // grant votes without the §5.4.1 up-to-date check
   commit_any_term,      // count replicas of previous-term entries (violates §5.4.2)
+  read_without_quorum,  // answer ReadIndex without confirming leadership (violates §6.4)
 };
 
 struct config {

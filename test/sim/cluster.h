@@ -41,6 +41,7 @@ struct options {
   std::uint32_t election_ticks = 10;
   std::uint32_t heartbeat_ticks = 2;
   std::uint64_t compact_every = 16;  // entries applied beyond the snapshot before compacting
+  bool check_quorum = true;
   raft::unsafe_mutation mutation = raft::unsafe_mutation::none;
 };
 
@@ -54,6 +55,7 @@ struct result {
   std::uint64_t snapshots_installed = 0;
   std::uint64_t crashes = 0;
   std::uint64_t leaders = 0;
+  std::uint64_t retries = 0;  // healed-period proposals lost in a leader change and retried
 };
 
 class cluster {
@@ -116,6 +118,9 @@ class cluster {
         }
         continue;
       }
+      // A proposal can still be lost while leadership settles (an election that was already
+      // under way when the faults stopped); a client would retry it, and so do we.
+      if (now_ % 50 == 0) retry_overwritten();
       if (healed_proposals < 10 && now_ % 37 == 0) {
         if (client_write(true)) ++healed_proposals;
       }
@@ -126,6 +131,25 @@ class cluster {
       std::ostringstream s;
       s << "liveness: proposals of the healed period not applied everywhere (" << healed_proposals
         << " proposed, " << count_healed_applied() << " applied on all nodes)";
+      for (auto& p : healed_) {
+        auto c = committed_.find(p.index.value);
+        s << "\n    " << p.data << " at " << p.index.value << " t" << p.term.value << ": ";
+        if (c == committed_.end()) s << "not committed";
+        else if (c->second.term != p.term) s << "overwritten by t" << c->second.term.value;
+        else s << "committed";
+      }
+      for (auto& n : nodes_) {
+        s << "\n    n" << n.id.value << (n.up ? "" : " (down)") << " applied " << n.applied;
+        if (n.up) {
+          auto st = n.core->status();
+          s << " role " << raft::to_string(st.role) << " term " << st.term.value << " commit "
+            << st.commit.value << " last " << st.last_index.value << " persisted "
+            << st.persisted_index.value << " snapshot " << st.snapshot_index.value;
+          for (auto& pr : st.peers)
+            s << " [n" << pr.id.value << " match " << pr.match.value << " next " << pr.next.value << " "
+              << raft::to_string(pr.state) << "]";
+        }
+      }
       fail(s.str());
     }
     if (res_.ok && !leader_seen_at) fail("liveness: no leader after healing");
@@ -199,7 +223,7 @@ class cluster {
   }
 
   void trace(std::string what) {
-    if (trace_.size() >= 120) trace_.pop_front();
+    if (trace_.size() >= trace_limit_) trace_.pop_front();
     trace_.push_back(event{now_, std::move(what)});
   }
 
@@ -224,6 +248,7 @@ class cluster {
     c.max_entries_per_append = 8;
     c.max_bytes_per_append = 4096;
     c.seed = rng_();
+    c.check_quorum = opt_.check_quorum;
     c.mutation = opt_.mutation;
     return c;
   }
@@ -562,6 +587,22 @@ class cluster {
     }
   }
 
+  void retry_overwritten() {
+    for (auto& p : healed_) {
+      auto c = committed_.find(p.index.value);
+      if (c == committed_.end() || c->second.term == p.term) continue;
+      auto l = current_leader();
+      if (!l) return;
+      auto r = nodes_[*l].core->propose(p.data);
+      if (!r.ok()) return;
+      trace("retry " + p.data + " at " + std::to_string(r.index.value));
+      p.index = r.index;
+      p.term = r.term;
+      ++res_.retries;
+      after(*l);
+    }
+  }
+
   bool all_healed_applied() { return count_healed_applied() == healed_.size() && !healed_.empty(); }
 
   std::size_t count_healed_applied() {
@@ -580,6 +621,7 @@ class cluster {
 
  public:
   bool trace_messages_ = false;
+  std::size_t trace_limit_ = 120;
 
  private:
   options opt_;
