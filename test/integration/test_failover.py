@@ -5,6 +5,7 @@ an election timeout that comes back. After each: nothing acknowledged is lost, e
 serves reads, and the recorded history is linearizable. These tests need the replicated
 cluster: they fail (never skip) without it."""
 
+import random
 import sys
 import time
 
@@ -150,6 +151,74 @@ class KillLeader(FailoverCase):
         leader = self.cluster.wait_leader(timeout=10)
         with harness.McClient(leader.memcached) as mc:
             self.assertEqual(mc.set("after-restart", "yes"), "STORED")
+
+
+    def test_kill_all_three_with_snapshots_and_restart(self):
+        # The same with a small snapshot interval: every node restarts from its latest
+        # snapshot plus the log after it.
+        self.start_cluster(raft={"snapshot_entries": 50})
+        w = harness.Workload(self.cluster, clients=6, ack_writers=2, seed=25, prefix="kb")
+        w.start()
+        try:
+            w.wait_progress(300, timeout=40)
+            harness.wait_until(
+                lambda: all(n.status()["snapshot_index"] > 0 for n in self.cluster.nodes), 30,
+                what="every node to take a snapshot")
+            for n in self.cluster.nodes:
+                n.proc.kill()
+            for n in self.cluster.nodes:
+                n.kill()
+        finally:
+            w.stop()
+        for n in self.cluster.nodes:
+            n.restart()
+        self.cluster.wait_ready(timeout=20)
+        for n in self.cluster.nodes:
+            self.assertRegex(n.log(), r"recovered in \d+ ms: term \d+, snapshot at [1-9]")
+        self.finish(w)
+
+
+class Nemesis(FailoverCase):
+    def test_random_kills_and_pauses_under_load(self):
+        # A seeded sequence of faults (kill -9 or SIGSTOP of the leader or of a follower,
+        # at most one node down at a time, each healed after a moment of load), then a
+        # check of everything the clients saw.
+        rng = random.Random(5)
+        c = self.cluster = harness.Cluster(nodes=3, raft={"snapshot_entries": 100},
+                                           limits={"request_timeout_ms": 2000})
+        self.addCleanup(c.close)
+        c.start()
+        c.wait_ready(timeout=20)
+        w = harness.Workload(c, clients=6, ack_writers=2, seed=26, prefix="nm")
+        w.start()
+        faults = []
+        try:
+            w.wait_progress(50, timeout=30)
+            for _ in range(10):
+                leader = c.wait_leader(timeout=15)
+                victim = leader if rng.random() < 0.6 else rng.choice(
+                    [n for n in c.nodes if n is not leader])
+                pause = rng.random() < 0.5
+                faults.append(f"{'pause' if pause else 'kill'} {victim.id}"
+                              f"{' (leader)' if victim is leader else ''}")
+                if pause:
+                    victim.pause()
+                else:
+                    victim.kill()
+                if victim is leader:
+                    c.wait_new_leader(victim, timeout=15)
+                w.wait_progress(30, timeout=30)
+                time.sleep(rng.uniform(0.1, 0.8))  # let the load run against the fault
+                if pause:
+                    victim.resume()
+                else:
+                    victim.restart()
+                c.wait_ready(timeout=20)
+                w.wait_progress(30, timeout=30)
+        finally:
+            w.stop()
+            sys.stderr.write(f"faults: {faults}\n")
+        self.finish(w)
 
 
 class PausedLeader(FailoverCase):
