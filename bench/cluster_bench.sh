@@ -106,8 +106,11 @@ run() {  # run <label> <mc_load args...>
 
 run "set, leader, 1 conn:" --servers "$leader_mc" --connections 1 --op set
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, in clock ticks
 fs0=$(metric "$leader" raftkv_fsync_duration_seconds_count); ix0=$(metric "$leader" raftkv_last_log_index)
+fsum0=$(metric "$leader" raftkv_fsync_duration_seconds_sum)
 ffs0=$(metric "$follower" raftkv_fsync_duration_seconds_count)
+lcpu0=$(cpu_ticks "${pids[$((leader - 1))]}"); fcpu0=$(cpu_ticks "${pids[$((follower - 1))]}")
 t0=$(date +%s.%N)
 if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
   perf record -F 499 -g -o "$SCRATCH/raftkv-leader.perf.data" -p "${pids[$((leader - 1))]}" -- sleep $((RUN_SECONDS + 1)) 2>/dev/null &
@@ -116,10 +119,17 @@ fi
 run "set, leader, $CONNS conns:" --servers "$leader_mc" --connections "$CONNS" --op set
 t1=$(date +%s.%N)
 fs1=$(metric "$leader" raftkv_fsync_duration_seconds_count); ix1=$(metric "$leader" raftkv_last_log_index)
+fsum1=$(metric "$leader" raftkv_fsync_duration_seconds_sum)
 ffs1=$(metric "$follower" raftkv_fsync_duration_seconds_count)
-awk -v a="$fs0" -v b="$fs1" -v c="$ix0" -v d="$ix1" -v e="$ffs0" -v f="$ffs1" -v t="$t0" -v u="$t1" 'BEGIN {
-  s = u - t; printf "#   during that run: %.0f log entries/s, leader %.0f fsyncs/s (%.1f entries per fsync), follower %.0f fsyncs/s\n",
-  (d - c) / s, (b - a) / s, (b > a) ? (d - c) / (b - a) : 0, (f - e) / s }'
+lcpu1=$(cpu_ticks "${pids[$((leader - 1))]}"); fcpu1=$(cpu_ticks "${pids[$((follower - 1))]}")
+# "fsyncs" are LMDB commits (raftkv_fsync_duration_seconds counts mdb_txn_commit calls).
+awk -v a="$fs0" -v b="$fs1" -v c="$ix0" -v d="$ix1" -v e="$ffs0" -v f="$ffs1" -v t="$t0" -v u="$t1" \
+    -v g="$fsum0" -v h="$fsum1" -v lc="$((lcpu1 - lcpu0))" -v fc="$((fcpu1 - fcpu0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+  s = u - t; n = d - c
+  printf "#   during that run: %.0f log entries/s, leader %.0f commits/s (%.1f entries per commit, mean commit %.2f ms, writer busy %.0f%%), follower %.0f commits/s\n",
+    n / s, (b - a) / s, (b > a) ? n / (b - a) : 0, (b > a) ? 1000 * (h - g) / (b - a) : 0, 100 * (h - g) / s, (f - e) / s
+  printf "#   CPU: leader %.0f%% of a core (%.0f us per entry), follower %.0f%% (%.0f us per entry)\n",
+    100 * lc / hz / s, n ? 1e6 * lc / hz / n : 0, 100 * fc / hz / s, n ? 1e6 * fc / hz / n : 0 }'
 if [ -n "${perf_pid:-}" ]; then
   wait "$perf_pid" || true
   echo "#   perf profile of the leader: perf report -i $SCRATCH/raftkv-leader.perf.data"
