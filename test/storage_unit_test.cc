@@ -590,6 +590,22 @@ BOOST_AUTO_TEST_CASE(an_io_error_fails_the_store_without_damaging_it) {
   BOOST_TEST(submit_wait(*s, append({make_entry(acked + 1, 1, 8 * 1024)})).ok());
 }
 
+BOOST_AUTO_TEST_CASE(fsync_off_is_announced_loudly) {
+  temp_dir dir;
+  options o = quiet(dir.path);
+  o.fsync = false;
+  std::vector<std::pair<log_level, std::string>> lines;  // open() logs on this thread
+  o.log = [&](log_level l, std::string_view text) { lines.emplace_back(l, text); };
+  auto s = must_open(o);
+  bool warned = false;
+  for (const auto& [level, text] : lines)
+    warned =
+        warned || (level == log_level::warning && text.find("fsync = false") != std::string::npos &&
+                   text.find("NOT") != std::string::npos);
+  BOOST_TEST(warned);
+  BOOST_TEST(submit_wait(*s, append(make_entries(1, 3, 1))).ok());
+}
+
 BOOST_AUTO_TEST_CASE(replay_applies_every_entry_and_reports) {
   loaded_state st;
   st.entries = make_entries(1, 5000, 1);

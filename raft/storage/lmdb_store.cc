@@ -506,6 +506,10 @@ open_result lmdb_store::open(options opts) {
     im.env = nullptr;
     return fail(lmdb_error(rc, "open LMDB environment in " + dir.string()));
   }
+  // Reader slots left by a killed process would pin old pages forever (the file would only
+  // grow); we hold the LOCK, so every other slot is stale.
+  int stale_readers = 0;
+  mdb_reader_check(im.env, &stale_readers);
   MDB_envinfo info{};
   mdb_env_info(im.env, &info);
   im.map_bytes = info.me_mapsize;  // an existing env may already be larger

@@ -95,7 +95,8 @@
 //
 // submit, read_entries, health, stats, latest_snapshot and write_snapshot may be called from
 // any thread. load() is meant to be called once after open and before any submit. Callbacks
-// run on the writer thread: keep them short (post to the io_context). Submits after a
+// run on the writer thread: keep them short (post to the io_context), and never call close()
+// or wait for another batch from one (the writer would wait for itself). Submits after a
 // failure still run their callback on the writer thread; submits after close() run it at
 // once on the caller's thread with error `closed`.
 #pragma once
