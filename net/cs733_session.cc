@@ -70,13 +70,15 @@ class session {
           case cs::outcome::need_more:
             break;
         }
-        if (out_.size() >= flush_threshold_bytes && !co_await write_all(socket_, out_)) {
-          co_return;
+        if (out_.size() >= flush_threshold_bytes) {
+          const bool sent = co_await write_all(socket_, out_);
+          if (!sent) co_return;
         }
       }
-      if (!co_await write_all(socket_, out_)) co_return;
-      if (closing) co_return;
-      if (co_await in_.read_some(socket_) == 0) co_return;
+      const bool sent = co_await write_all(socket_, out_);
+      if (!sent || closing) co_return;
+      const std::size_t n = co_await in_.read_some(socket_);
+      if (n == 0) co_return;
     }
   }
 
@@ -122,7 +124,8 @@ class session {
   asio::awaitable<void> execute(const cs::request& req) {
     const auto started = std::chrono::steady_clock::now();
     bool ok = false;
-    if (co_await ensure_leader()) {
+    const bool serve = co_await ensure_leader();
+    if (serve) {
       switch (req.kind) {
         case cs::command_kind::get:
         case cs::command_kind::getm:

@@ -12,7 +12,8 @@
 // ERR_VERSION (cas mismatch), ERR_NOT_FOUND, ERR_CMD_ERR (malformed, or value over the
 // limit), ERR_INTERNAL (timeout, no leader, storage failure, memory quota). `noreply` on
 // set/cas suppresses the OK only: errors and redirects are still sent, since the command
-// did not take effect and the client has to know.
+// did not take effect and the client has to know. Over max_connections a new connection
+// gets ERR_INTERNAL and is closed.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>

@@ -147,10 +147,14 @@ class session {
           case mc::outcome::need_more:
             break;
         }
-        if (out_.size() >= flush_threshold_bytes && !co_await flush()) co_return;
+        if (out_.size() >= flush_threshold_bytes) {
+          const bool sent = co_await flush();
+          if (!sent) co_return;
+        }
+        if (broken_) co_return;
       }
-      if (!co_await flush()) co_return;
-      if (closing) co_return;
+      const bool sent = co_await flush();
+      if (!sent || closing) co_return;
       const std::size_t n = co_await in_.read_some(socket_);
       if (n == 0) co_return;
       service_.metrics().reads().bytes_read += n;
@@ -158,9 +162,18 @@ class session {
   }
 
  private:
+  // Sends the pending replies. Once a write has failed the connection is dead: later
+  // calls fail at once and the session ends at its next check.
   asio::awaitable<bool> flush() {
-    service_.metrics().reads().bytes_written += out_.size();
-    co_return co_await write_all(socket_, out_);
+    bool ok = false;
+    if (broken_) {
+      out_.clear();
+    } else {
+      service_.metrics().reads().bytes_written += out_.size();
+      ok = co_await write_all(socket_, out_);
+      broken_ = !ok;
+    }
+    co_return ok;
   }
 
   // A set refused as too large deletes the key's old value, as memcached does, so a
@@ -262,6 +275,12 @@ class session {
       if (auto item = service_.store().find(key, now_ms)) {
         ++reads.get_hits;
         append_value(out_, key, *item, with_cas);
+        // A multi-get of many large values is sent as it is produced, so the reply
+        // buffer stays bounded by one value plus the flush threshold.
+        if (out_.size() >= flush_threshold_bytes) {
+          const bool sent = co_await flush();
+          if (!sent) co_return false;
+        }
       } else {
         ++reads.get_misses;
       }
@@ -288,6 +307,10 @@ class session {
       if (reply.result.code == kv::status::item && reply.result.item) {
         ++reads.get_hits;
         append_value(out_, key, *reply.result.item, with_cas);
+        if (out_.size() >= flush_threshold_bytes) {
+          const bool sent = co_await flush();
+          if (!sent) co_return false;
+        }
       } else {
         ++reads.get_misses;
       }
@@ -351,6 +374,7 @@ class session {
   mc::parser_limits limits_;
   input_buffer in_;
   std::string out_;
+  bool broken_ = false;  // a write failed: the peer is gone
 };
 
 }  // namespace
