@@ -598,3 +598,23 @@ BOOST_AUTO_TEST_CASE(single_node_cluster_commits_after_persisting) {
   BOOST_REQUIRE(rd.reads.size() == 1u);
   BOOST_TEST((rd.reads[0].index == p.index));
 }
+
+// The §5.4.2 test above is sensitive: with the rule deliberately broken, the leader of term 4
+// commits the term-2 entry by counting, exactly what Figure 8 shows to be unsafe.
+BOOST_AUTO_TEST_CASE(known_bad_commit_any_term_commits_figure_8_entry) {
+  restore_state s1;
+  s1.hs.term = t(3);
+  s1.entries = log_of({1, 2});
+  auto cfg = make_config(1, 5, false);
+  cfg.mutation = unsafe_mutation::commit_any_term;
+  core leader(cfg, s1);
+  leader.campaign();
+  drain(leader);
+  for (int v : {2, 3}) leader.step(message{n(v), n(1), t(4), vote_response{true, false}});
+  drain(leader);
+  BOOST_REQUIRE(leader.role() == role::leader);
+  for (int v : {2, 3})
+    leader.step(message{n(v), n(1), t(4), append_response{false, i(2), i(0), t(0), i(0)}});
+  drain(leader);
+  BOOST_TEST((leader.commit_index() == i(2)));
+}

@@ -3,7 +3,7 @@
 // One seed determines everything: the fault schedule, message delays, drops, duplicates and
 // reordering, symmetric and one-way partitions, crashes (which lose every write storage had
 // not yet reported durable) and restarts, client proposals and ReadIndex reads. Time is a
-// logical clock in milliseconds; each node ticks every tick_ms with its own phase.
+// logical clock in milliseconds; each node ticks every tick_ms +- 1 ms (drifting clocks).
 //
 // Safety is checked after every event: at most one leader per term; log matching (same
 // index and term => same entry and same predecessor); a committed entry is never lost or
@@ -65,7 +65,9 @@ class cluster {
     nodes_.resize(opt_.nodes);
     for (int k = 0; k < opt_.nodes; ++k) {
       nodes_[k].id = raft::node_id(k + 1);
-      nodes_[k].phase = static_cast<int>(rng_() % opt_.tick_ms);
+      // Clocks drift: each node ticks every tick_ms +- 1 ms, with its own phase.
+      nodes_[k].period = opt_.tick_ms - 1 + static_cast<int>(rng_() % 3);
+      nodes_[k].phase = static_cast<int>(rng_() % nodes_[k].period);
       start(k);
     }
     blocked_.assign(opt_.nodes, std::vector<bool>(opt_.nodes, false));
@@ -94,7 +96,7 @@ class cluster {
       complete_writes();
       for (int k = 0; k < opt_.nodes && res_.ok; ++k) {
         auto& n = nodes_[k];
-        if (n.up && now_ % opt_.tick_ms == n.phase) {
+        if (n.up && now_ % n.period == n.phase) {
           n.core->tick();
           after(k);
         }
@@ -173,6 +175,7 @@ class cluster {
   };
   struct node {
     raft::node_id id;
+    int period = 10;
     int phase = 0;
     bool up = false;
     std::unique_ptr<raft::core> core;
