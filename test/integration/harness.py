@@ -344,7 +344,10 @@ class Cluster:
 
     def dump_logs(self):
         for n in self.nodes:
-            sys.stderr.write(f"----- node {n.id} log ({n.log_path}) -----\n")
+            state = ("not started" if n.proc is None else
+                     "running" + (" (paused)" if n.paused else "") if n.proc.poll() is None else
+                     f"exited with {n.proc.returncode}")
+            sys.stderr.write(f"----- node {n.id} log ({n.log_path}), {state} -----\n")
             log = n.log()
             sys.stderr.write(log[-20000:] + "\n")
 
@@ -504,7 +507,7 @@ class Workload:
     nothing)."""
 
     def __init__(self, cluster, clients=6, ack_writers=1, seed=1, live_keys=6,
-                 max_ops_per_key=120, op_timeout=None, prefix="lin"):
+                 max_ops_per_key=120, op_timeout=None, prefix="lin", counter_clients=0):
         import linearizability  # noqa: PLC0415 - only tests that run workloads need it
         import random  # noqa: PLC0415
         import threading  # noqa: PLC0415
@@ -534,6 +537,13 @@ class Workload:
         self.ok_ops = 0          # operations with a definite outcome
         self.unknown_ops = 0
         self.errors = []         # a sample of error texts seen
+        # `incr` on one shared counter: each acknowledged incr returns a distinct value, and
+        # the final value lies between the acknowledged count and that plus the unknown
+        # ones (a retried increment applied twice breaks this: at-most-once).
+        self.counter_clients = counter_clients
+        self.counter_key = f"{prefix}-counter"
+        self.counter_acked = []  # values returned by acknowledged incrs
+        self.counter_unknown = 0
 
     def _new_key(self):
         key = f"{self.prefix}{self._next_key}"
@@ -559,6 +569,14 @@ class Workload:
                     self.errors.append(error)
 
     def start(self):
+        if self.counter_clients:
+            leader = self.cluster.wait_leader(timeout=15)
+            with McClient(leader.memcached, timeout=self.op_timeout) as c:
+                assert c.set(self.counter_key, "0") == "STORED"
+        for i in range(self.counter_clients):
+            t = self._threading.Thread(target=self._counter, args=(i,), daemon=True)
+            t.start()
+            self._threads.append(t)
         for i in range(self.clients):
             t = self._threading.Thread(target=self._client, args=(i,), daemon=True)
             t.start()
@@ -703,6 +721,53 @@ class Workload:
                     self.acked[key] = value
                 else:
                     self.ack_unknown += 1
+
+    def _counter(self, i):
+        client = McClient(None, timeout=self.op_timeout)
+        try:
+            while not self._stop.is_set():
+                if self._connection(i + 2, client) is None:
+                    self._stop.wait(0.05)
+                    continue
+                try:
+                    client.send(f"incr {self.counter_key} 1\r\n".encode())
+                    reply = client.read_line()
+                except OSError:
+                    client.close()
+                    reply = None
+                with self._lock:
+                    if reply is not None and reply.isdigit():
+                        self.counter_acked.append(int(reply))
+                    else:
+                        self.counter_unknown += 1
+                        if reply is not None and not reply.startswith("SERVER_ERROR"):
+                            self.errors.append(f"incr: {reply}")
+        finally:
+            client.close()
+
+    def check_counter(self, node=None):
+        """Returns a list of problems with the counter (empty when it is consistent)."""
+        if not self.counter_clients:
+            return []
+        node = node or self.cluster.wait_leader(timeout=15)
+        with McClient(node.memcached, timeout=self.op_timeout) as c:
+            got = c.get(self.counter_key)
+        final = int(got) if got is not None else None
+        acked, unknown = sorted(self.counter_acked), self.counter_unknown
+        problems = []
+        if final is None:
+            problems.append("the counter is gone")
+        elif not len(acked) <= final <= len(acked) + unknown:
+            problems.append(f"counter is {final}, expected between {len(acked)} (acknowledged) "
+                            f"and {len(acked) + unknown} (+ unknown outcomes)")
+        dup = [v for a, v in zip(acked, acked[1:]) if a == v]
+        if dup:
+            problems.append(f"two acknowledged incrs returned the same value: {dup[:5]}")
+        if final is not None and acked and acked[-1] > final:
+            problems.append(f"an incr returned {acked[-1]} > the final value {final}")
+        sys.stderr.write(f"counter: final {final}, {len(acked)} acknowledged incrs, "
+                         f"{unknown} unknown\n")
+        return problems
 
     def read_back(self, nodes=None):
         """After the load: reads every key of the history through every node (recorded in

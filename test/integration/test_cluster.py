@@ -121,12 +121,14 @@ class HealthyCluster(harness.TestCase):
         self.assertGreaterEqual(min(commits), max(versions[1].values()))
 
     def test_concurrent_clients_on_all_nodes_are_linearizable(self):
-        w = harness.Workload(self.cluster, clients=6, ack_writers=1, seed=11, prefix="ok")
+        w = harness.Workload(self.cluster, clients=6,
+                             ack_writers=1, counter_clients=2, seed=11, prefix="ok")
         with w:
             w.wait_progress(300, timeout=40)
         self.cluster.wait_converged(timeout=20)
         missing = w.read_back()
         self.assertEqual(missing, [], w.summary())
+        self.assertEqual(w.check_counter(), [])
         # A healthy cluster answers every request.
         self.assertEqual(w.unknown_ops, 0, w.summary())
         self.assertGreater(len(w.acked), 0)

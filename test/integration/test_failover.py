@@ -41,6 +41,7 @@ class FailoverCase(harness.TestCase):
         self.cluster.wait_converged(timeout=30)
         missing = w.read_back()
         self.assertEqual(missing[:10], [], f"acknowledged writes lost: {w.summary()}")
+        self.assertEqual(w.check_counter(), [])
         self.assertGreater(len(w.acked), 0, w.summary())
         result = w.check()
         self.assertTrue(result.ok, result.explain())
@@ -69,7 +70,8 @@ class FailoverCase(harness.TestCase):
 class KillLeader(FailoverCase):
     def test_kill_leader_under_load_then_restart_catches_up_by_log(self):
         self.start_cluster()
-        w = harness.Workload(self.cluster, clients=6, ack_writers=2, seed=21, prefix="kl")
+        w = harness.Workload(self.cluster, clients=6,
+                             ack_writers=2, counter_clients=2, seed=21, prefix="kl")
         w.start()
         try:
             w.wait_progress(100, timeout=30)
@@ -96,7 +98,8 @@ class KillLeader(FailoverCase):
         # A small snapshot interval: the survivors compact their logs past what the dead node
         # has, so the leader has to send it a snapshot (InstallSnapshot).
         self.start_cluster(raft={"snapshot_entries": 50})
-        w = harness.Workload(self.cluster, clients=6, ack_writers=2, seed=22, prefix="ks")
+        w = harness.Workload(self.cluster, clients=6,
+                             ack_writers=2, counter_clients=2, seed=22, prefix="ks")
         w.start()
         try:
             w.wait_progress(100, timeout=30)
@@ -130,7 +133,8 @@ class KillLeader(FailoverCase):
 
     def test_kill_all_three_and_restart_loses_nothing_acknowledged(self):
         self.start_cluster()
-        w = harness.Workload(self.cluster, clients=6, ack_writers=2, seed=23, prefix="ka")
+        w = harness.Workload(self.cluster, clients=6,
+                             ack_writers=2, counter_clients=2, seed=23, prefix="ka")
         w.start()
         try:
             w.wait_progress(200, timeout=30)
@@ -157,7 +161,8 @@ class KillLeader(FailoverCase):
         # The same with a small snapshot interval: every node restarts from its latest
         # snapshot plus the log after it.
         self.start_cluster(raft={"snapshot_entries": 50})
-        w = harness.Workload(self.cluster, clients=6, ack_writers=2, seed=25, prefix="kb")
+        w = harness.Workload(self.cluster, clients=6,
+                             ack_writers=2, counter_clients=2, seed=25, prefix="kb")
         w.start()
         try:
             w.wait_progress(300, timeout=40)
@@ -189,7 +194,7 @@ class Nemesis(FailoverCase):
         self.addCleanup(c.close)
         c.start()
         c.wait_ready(timeout=20)
-        w = harness.Workload(c, clients=6, ack_writers=2, seed=26, prefix="nm")
+        w = harness.Workload(c, clients=6, ack_writers=2, counter_clients=2, seed=26, prefix="nm")
         w.start()
         faults = []
         try:
@@ -228,7 +233,7 @@ class PausedLeader(FailoverCase):
         old = c.wait_leader(timeout=10)
         with harness.McClient(old.memcached) as mc:
             self.assertEqual(mc.set("reg", "old"), "STORED")
-        w = harness.Workload(c, clients=6, ack_writers=1, seed=24, prefix="pl")
+        w = harness.Workload(c, clients=6, ack_writers=1, counter_clients=2, seed=24, prefix="pl")
         w.start()
         probes = []
         try:

@@ -23,7 +23,7 @@ class FiveNodeFailover(harness.TestCase):
 
     def run_scenario(self, c):
         c.wait_ready(timeout=30)
-        w = harness.Workload(c, clients=6, ack_writers=2, seed=51, prefix="f5")
+        w = harness.Workload(c, clients=6, ack_writers=2, counter_clients=2, seed=51, prefix="f5")
         w.start()
         dead = []
         try:
@@ -60,6 +60,7 @@ class FiveNodeFailover(harness.TestCase):
         c.wait_converged(timeout=30)
         missing = w.read_back()
         self.assertEqual(missing[:10], [], f"acknowledged writes lost: {w.summary()}")
+        self.assertEqual(w.check_counter(), [])
         self.assertGreater(len(w.acked), 0)
         result = w.check()
         self.assertTrue(result.ok, result.explain())
