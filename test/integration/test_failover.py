@@ -16,23 +16,17 @@ NEW_LEADER_DEADLINE_S = 2.0
 
 class FailoverCase(harness.TestCase):
     def start_cluster(self, **kwargs):
-        c = harness.Cluster(nodes=3, **kwargs)
-        self.cluster = c
-        self.addCleanup(c.close)
+        c = self.cluster = harness.Cluster(nodes=3, **kwargs)
+        self.addCleanup(self.close_cluster, c)
         c.start()
-        try:
-            return c.wait_ready(timeout=20)
-        except Exception:
-            c.dump_logs()
-            raise
+        return c.wait_ready(timeout=20)
 
-    def run(self, result=None):
-        before = len(result.failures) + len(result.errors) if result else 0
-        out = super().run(result)
-        cluster = getattr(self, "cluster", None)
-        if cluster is not None and result and len(result.failures) + len(result.errors) > before:
-            cluster.dump_logs()
-        return out
+    def close_cluster(self, c):
+        # Node logs help whoever reads a failure; print them before the temp dir goes.
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result is not None and any(t is self for t, _ in result.failures + result.errors):
+            c.dump_logs()
+        c.close()
 
     def finish(self, w):
         """Stops the load, waits for the replicas to agree, reads everything back through
@@ -189,11 +183,8 @@ class Nemesis(FailoverCase):
         # at most one node down at a time, each healed after a moment of load), then a
         # check of everything the clients saw.
         rng = random.Random(5)
-        c = self.cluster = harness.Cluster(nodes=3, raft={"snapshot_entries": 100},
-                                           limits={"request_timeout_ms": 2000})
-        self.addCleanup(c.close)
-        c.start()
-        c.wait_ready(timeout=20)
+        self.start_cluster(raft={"snapshot_entries": 100}, limits={"request_timeout_ms": 2000})
+        c = self.cluster
         w = harness.Workload(c, clients=6, ack_writers=2, counter_clients=2, seed=26, prefix="nm")
         w.start()
         faults = []
