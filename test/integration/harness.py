@@ -792,6 +792,18 @@ class Workload:
                             missing.append((node.id, k, v, got))
         return missing
 
+    def versions(self, node):
+        """{key: (value, flags, cas unique)} of every key the load touched, as `node`'s
+        replica holds them (gets runs a ReadIndex barrier, then reads the local store)."""
+        keys = self.history.keys() + sorted(self.acked)
+        if self.counter_clients:
+            keys.append(self.counter_key)
+        out = {}
+        with McClient(node.memcached, timeout=self.op_timeout) as c:
+            for start in range(0, len(keys), 50):
+                out.update(c.get_multi(keys[start:start + 50], cmd="gets"))
+        return out
+
     def check(self, max_steps_per_key=2_000_000):
         result = self._lin.check(self.history.ops(), max_steps_per_key=max_steps_per_key)
         sys.stderr.write(f"workload: {self.summary()}\nchecker: {result.summary()}\n")

@@ -37,6 +37,12 @@ class FailoverCase(harness.TestCase):
         self.assertEqual(missing[:10], [], f"acknowledged writes lost: {w.summary()}")
         self.assertEqual(w.check_counter(), [])
         self.assertGreater(len(w.acked), 0, w.summary())
+        # Every replica holds the same items with the same versions.
+        replicas = {n.id: w.versions(n) for n in self.cluster.nodes}
+        first = replicas[self.cluster.nodes[0].id]
+        for node_id, items in replicas.items():
+            diff = sorted(k for k in set(first) | set(items) if first.get(k) != items.get(k))
+            self.assertEqual(diff[:10], [], f"node {node_id} differs from node 1")
         result = w.check()
         self.assertTrue(result.ok, result.explain())
         return result

@@ -62,6 +62,9 @@ class FiveNodeFailover(harness.TestCase):
         self.assertEqual(missing[:10], [], f"acknowledged writes lost: {w.summary()}")
         self.assertEqual(w.check_counter(), [])
         self.assertGreater(len(w.acked), 0)
+        replicas = {n.id: w.versions(n) for n in c.nodes}
+        for node_id, items in replicas.items():
+            self.assertEqual(items, replicas[1], f"node {node_id} differs from node 1")
         result = w.check()
         self.assertTrue(result.ok, result.explain())
 
