@@ -3,10 +3,10 @@ elected within 2 s, a client on any node writes and reads, every replica applies
 index and reports the same item versions, and a history of concurrent clients on different
 nodes is linearizable. With both followers stopped, writes to the leader fail with "outcome
 unknown" after limits.request_timeout_ms and succeed again once the followers are back. These
-tests need the replicated cluster: they fail (never skip)
-without it."""
+tests need the replicated cluster: they fail (never skip) without it."""
 
 import json
+import sys
 import threading
 import time
 
@@ -21,15 +21,19 @@ class HealthyCluster(harness.TestCase):
     def setUpClass(cls):
         cls.cluster = harness.Cluster(nodes=3)
         try:
+            launched = time.monotonic()
             cls.cluster.start()
-            # Time the election from the moment every node accepts clients, so that process
-            # start-up on a busy machine is not counted.
             for n in cls.cluster.nodes:
                 harness.wait_until(lambda n=n: harness.port_open(n.memcached), 15,
                                    what=f"node {n.id} up")
-            started = time.monotonic()
+            up = time.monotonic()
             cls.leader = cls.cluster.wait_leader(timeout=15)
-            cls.election_s = time.monotonic() - started
+            # From the launch of the processes, and from the moment all of them accept
+            # clients (what the cluster itself controls).
+            cls.election_s = time.monotonic() - launched
+            cls.election_after_up_s = time.monotonic() - up
+            sys.stderr.write(f"leader agreed {cls.election_s:.3f}s after launch, "
+                             f"{cls.election_after_up_s:.3f}s after every node was up\n")
         except Exception:
             cls.cluster.dump_logs()
             cls.cluster.close()
@@ -49,7 +53,7 @@ class HealthyCluster(harness.TestCase):
 
     def test_a_leader_within_2s(self):
         self.assertLess(self.election_s, ELECTION_DEADLINE_S,
-                        f"leader agreed after {self.election_s:.2f}s")
+                        f"leader agreed {self.election_s:.2f}s after launch")
         leader = self.cluster.wait_leader(timeout=10)
         roles = {n.id: n.status()["role"] for n in self.cluster.nodes}
         self.assertEqual(roles[leader.id], "leader")
