@@ -1,9 +1,10 @@
 """Failures of a 3-node cluster of the real binary under a load of concurrent memcached
 clients on every node: kill -9 of the leader (catch-up by log, and by snapshot with a small
-raft.snapshot_entries), kill -9 of every node at once, and a leader frozen with SIGSTOP past
-an election timeout that comes back. After each: nothing acknowledged is lost, every node
-serves reads, and the recorded history is linearizable. These tests need the replicated
-cluster: they fail (never skip) without it."""
+raft.snapshot_entries), kill -9 of every node at once (with and without snapshots), a follower
+frozen with SIGSTOP past several snapshots, a leader frozen past an election timeout that
+comes back, and a seeded mix of kills and pauses. After each: nothing acknowledged is lost,
+every node serves reads and holds the same versions, and the recorded history is
+linearizable. These tests need the replicated cluster: they fail (never skip) without it."""
 
 import random
 import sys
@@ -220,6 +221,35 @@ class Nemesis(FailoverCase):
         finally:
             w.stop()
             sys.stderr.write(f"faults: {faults}\n")
+        self.finish(w)
+
+
+class PausedFollower(FailoverCase):
+    def test_follower_stopped_past_snapshots_catches_up_after_sigcont(self):
+        # The follower keeps its in-memory state while stopped; the leader compacts past it
+        # and has to replace that state with a snapshot when it wakes up.
+        self.start_cluster(raft={"snapshot_entries": 50})
+        leader = self.cluster.wait_leader(timeout=10)
+        f = next(n for n in self.cluster.nodes if n is not leader)
+        w = harness.Workload(self.cluster, clients=6, ack_writers=2, counter_clients=2,
+                             seed=27, prefix="pf")
+        w.start()
+        try:
+            w.wait_progress(50, timeout=30)
+            behind = f.status()["applied_index"]
+            f.pause()
+            harness.wait_until(lambda: leader.status()["snapshot_index"] > behind + 120, 60,
+                               interval=0.1, what="the leader to compact past the follower")
+            f.resume()
+            self.wait_caught_up(f, leader)
+            harness.wait_until(lambda: "installed snapshot from the leader" in f.log(), 10,
+                               what=f"node {f.id} to log the snapshot install")
+            with harness.McClient(f.memcached) as mc:
+                for key, value in list(w.acked.items())[-20:]:
+                    self.assertEqual(mc.get(key), value.encode(), key)
+            w.wait_progress(100, timeout=30)
+        finally:
+            w.stop()
         self.finish(w)
 
 
