@@ -154,6 +154,7 @@ void core::reset(term_t term) {
   transfer_elapsed_ = 0;
   drop_all_reads();
   progress_.clear();
+  append_due_ = false;
 }
 
 void core::become_follower(term_t term, node_id leader) {
@@ -697,7 +698,9 @@ propose_result core::propose(std::string data) {
   res.index = last_index() + 1;
   res.term = term_;
   append_local(entry{term_, res.index, entry_type::normal, std::move(data)});
-  broadcast_append();
+  // Replicate when the batch is taken: proposals made together share one AppendEntries
+  // per peer.
+  append_due_ = true;
   maybe_commit();
   return res;
 }
@@ -741,9 +744,14 @@ void core::start_read(std::uint64_t context, node_id requester) {
     answer_read(pending_read{context, commit_, 0, requester}, true);
     return;
   }
-  // Confirm leadership with a fresh heartbeat round acknowledged by a quorum.
+  // Confirm leadership with a fresh heartbeat round acknowledged by a quorum. Reads started
+  // together share the round, which is sent when the batch is taken (or by the next tick).
   reads_.push_back(pending_read{context, commit_, read_seq_ + 1, requester});
-  broadcast_heartbeat();
+  if (voters_.size() == 1) broadcast_heartbeat();
+}
+
+bool core::read_round_due() const {
+  return role_ == role::leader && !reads_.empty() && reads_.back().seq > read_seq_;
 }
 
 void core::release_reads() {
@@ -821,11 +829,17 @@ void core::on_persisted(index_t index, term_t term) {
 }
 
 bool core::has_ready() const {
-  return !out_.empty() || unstable_from_ <= last_index() || applied_ < commit_ ||
+  return !out_.empty() || append_due_ || read_round_due() || unstable_from_ <= last_index() ||
+         applied_ < commit_ ||
          last_hs_ != hard_state{term_, vote_, commit_};
 }
 
 ready core::take_ready() {
+  if (role_ == role::leader && append_due_) {
+    for (auto& [id, pr] : progress_) send_append(id, pr, false);
+  }
+  append_due_ = false;
+  if (read_round_due()) broadcast_heartbeat();
   ready r = std::move(out_);
   out_ = ready{};
   for (index_t i = unstable_from_; i <= last_index(); ++i) r.entries.push_back(*entry_at(i));

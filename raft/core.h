@@ -191,7 +191,8 @@ class core {
   bool compact(index_t index, std::shared_ptr<const std::string> data);
 
   bool has_ready() const;
-  // Take the pending output batch (see struct ready for what to do with it).
+  // Take the pending output batch (see struct ready for what to do with it). Proposals and
+  // reads made since the previous call are replicated / confirmed by this batch's messages.
   ready take_ready();
   // Storage has made every entry up to (index, term) durable (and the hard state and
   // snapshot of the same batches). Stale notices (the entry was since overwritten) are
@@ -276,6 +277,7 @@ class core {
   void release_reads();
   void answer_read(const pending_read& r, bool ok);
   void drop_all_reads();
+  bool read_round_due() const;
 
   // Log.
   bool up_to_date(index_t last_index, term_t last_term) const;
@@ -319,6 +321,7 @@ class core {
   node_id transferee_;
   std::uint64_t transfer_elapsed_ = 0;
   std::uint64_t read_seq_ = 0;
+  bool append_due_ = false;  // proposals appended since the last batch: replicate them
   std::deque<pending_read> reads_;           // confirmed in order of seq
   std::deque<pending_read> reads_waiting_;   // until an entry of this term commits
 
