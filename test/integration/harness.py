@@ -21,14 +21,18 @@ import ctypes
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
+
+import linearizability
 
 BINARY = None
 _live_clusters = []
@@ -508,12 +512,6 @@ class Workload:
 
     def __init__(self, cluster, clients=6, ack_writers=1, seed=1, live_keys=6,
                  max_ops_per_key=120, op_timeout=None, prefix="lin", counter_clients=0):
-        import linearizability  # noqa: PLC0415 - only tests that run workloads need it
-        import random  # noqa: PLC0415
-        import threading  # noqa: PLC0415
-        self._lin = linearizability
-        self._random = random
-        self._threading = threading
         self.cluster = cluster
         self.history = linearizability.History()
         self.clients = clients
@@ -574,15 +572,15 @@ class Workload:
             with McClient(leader.memcached, timeout=self.op_timeout) as c:
                 assert c.set(self.counter_key, "0") == "STORED"
         for i in range(self.counter_clients):
-            t = self._threading.Thread(target=self._counter, args=(i,), daemon=True)
+            t = threading.Thread(target=self._counter, args=(i,), daemon=True)
             t.start()
             self._threads.append(t)
         for i in range(self.clients):
-            t = self._threading.Thread(target=self._client, args=(i,), daemon=True)
+            t = threading.Thread(target=self._client, args=(i,), daemon=True)
             t.start()
             self._threads.append(t)
         for i in range(self.ack_writers):
-            t = self._threading.Thread(target=self._ack_writer, args=(i,), daemon=True)
+            t = threading.Thread(target=self._ack_writer, args=(i,), daemon=True)
             t.start()
             self._threads.append(t)
         return self
@@ -633,7 +631,7 @@ class Workload:
             client.close()
 
     def _client_loop(self, i, client):
-        rng = self._random.Random(self.seed * 1000 + i)
+        rng = random.Random(self.seed * 1000 + i)
         seq = 0
         h = self.history
         while not self._stop.is_set():
@@ -805,7 +803,7 @@ class Workload:
         return out
 
     def check(self, max_steps_per_key=2_000_000):
-        result = self._lin.check(self.history.ops(), max_steps_per_key=max_steps_per_key)
+        result = linearizability.check(self.history.ops(), max_steps_per_key=max_steps_per_key)
         sys.stderr.write(f"workload: {self.summary()}\nchecker: {result.summary()}\n")
         return result
 

@@ -45,7 +45,6 @@ import time
 UNKNOWN = "<unknown>"  # the output of an operation whose outcome the client does not know
 INFINITY = float("inf")
 
-WRITE_KINDS = ("set", "add", "cas", "delete")
 READ_KINDS = ("get",)
 
 
