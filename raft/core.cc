@@ -24,37 +24,54 @@ const char* message_name(const message& m) {
   return std::visit(
       [](const auto& b) -> const char* {
         using T = std::decay_t<decltype(b)>;
-        if constexpr (std::is_same_v<T, append_request>) return "append";
-        else if constexpr (std::is_same_v<T, append_response>) return "append_resp";
-        else if constexpr (std::is_same_v<T, vote_request>) return b.pre_vote ? "prevote" : "vote";
+        if constexpr (std::is_same_v<T, append_request>)
+          return "append";
+        else if constexpr (std::is_same_v<T, append_response>)
+          return "append_resp";
+        else if constexpr (std::is_same_v<T, vote_request>)
+          return b.pre_vote ? "prevote" : "vote";
         else if constexpr (std::is_same_v<T, vote_response>)
           return b.pre_vote ? "prevote_resp" : "vote_resp";
-        else if constexpr (std::is_same_v<T, heartbeat_request>) return "heartbeat";
-        else if constexpr (std::is_same_v<T, heartbeat_response>) return "heartbeat_resp";
-        else if constexpr (std::is_same_v<T, snapshot_request>) return "snapshot";
-        else if constexpr (std::is_same_v<T, timeout_now>) return "timeout_now";
-        else if constexpr (std::is_same_v<T, read_index_request>) return "read_index";
-        else if constexpr (std::is_same_v<T, read_index_response>) return "read_index_resp";
-        else static_assert(always_false<T>, "unnamed message type");
+        else if constexpr (std::is_same_v<T, heartbeat_request>)
+          return "heartbeat";
+        else if constexpr (std::is_same_v<T, heartbeat_response>)
+          return "heartbeat_resp";
+        else if constexpr (std::is_same_v<T, snapshot_request>)
+          return "snapshot";
+        else if constexpr (std::is_same_v<T, timeout_now>)
+          return "timeout_now";
+        else if constexpr (std::is_same_v<T, read_index_request>)
+          return "read_index";
+        else if constexpr (std::is_same_v<T, read_index_response>)
+          return "read_index_resp";
+        else
+          static_assert(always_false<T>, "unnamed message type");
       },
       m.body);
 }
 
 const char* to_string(role r) {
   switch (r) {
-    case role::follower: return "follower";
-    case role::pre_candidate: return "pre-candidate";
-    case role::candidate: return "candidate";
-    case role::leader: return "leader";
+    case role::follower:
+      return "follower";
+    case role::pre_candidate:
+      return "pre-candidate";
+    case role::candidate:
+      return "candidate";
+    case role::leader:
+      return "leader";
   }
   return "?";
 }
 
 const char* to_string(progress_state s) {
   switch (s) {
-    case progress_state::probe: return "probe";
-    case progress_state::replicate: return "replicate";
-    case progress_state::snapshot: return "snapshot";
+    case progress_state::probe:
+      return "probe";
+    case progress_state::replicate:
+      return "replicate";
+    case progress_state::snapshot:
+      return "snapshot";
   }
   return "?";
 }
@@ -336,23 +353,36 @@ void core::step(const message& m) {
   std::visit(
       [&](const auto& b) {
         using T = std::decay_t<decltype(b)>;
-        if constexpr (std::is_same_v<T, append_request>) handle_append(m, b);
-        else if constexpr (std::is_same_v<T, append_response>) handle_append_response(m, b);
-        else if constexpr (std::is_same_v<T, vote_request>) handle_vote(m, b);
-        else if constexpr (std::is_same_v<T, vote_response>) handle_vote_response(m, b);
-        else if constexpr (std::is_same_v<T, heartbeat_request>) handle_heartbeat(m, b);
-        else if constexpr (std::is_same_v<T, heartbeat_response>) handle_heartbeat_response(m, b);
-        else if constexpr (std::is_same_v<T, snapshot_request>) handle_snapshot(m, b);
-        else if constexpr (std::is_same_v<T, timeout_now>) handle_timeout_now(m);
-        else if constexpr (std::is_same_v<T, read_index_request>) handle_read_index_request(m, b);
-        else if constexpr (std::is_same_v<T, read_index_response>) handle_read_index_response(m, b);
-        else static_assert(always_false<T>, "message type without a handler");
+        if constexpr (std::is_same_v<T, append_request>)
+          handle_append(m, b);
+        else if constexpr (std::is_same_v<T, append_response>)
+          handle_append_response(m, b);
+        else if constexpr (std::is_same_v<T, vote_request>)
+          handle_vote(m, b);
+        else if constexpr (std::is_same_v<T, vote_response>)
+          handle_vote_response(m, b);
+        else if constexpr (std::is_same_v<T, heartbeat_request>)
+          handle_heartbeat(m, b);
+        else if constexpr (std::is_same_v<T, heartbeat_response>)
+          handle_heartbeat_response(m, b);
+        else if constexpr (std::is_same_v<T, snapshot_request>)
+          handle_snapshot(m, b);
+        else if constexpr (std::is_same_v<T, timeout_now>)
+          handle_timeout_now(m);
+        else if constexpr (std::is_same_v<T, read_index_request>)
+          handle_read_index_request(m, b);
+        else if constexpr (std::is_same_v<T, read_index_response>)
+          handle_read_index_response(m, b);
+        else
+          static_assert(always_false<T>, "message type without a handler");
       },
       m.body);
 }
 
 // Same term, from the leader: follow it.
-static bool is_follower_of(role r) { return r != role::leader; }
+static bool is_follower_of(role r) {
+  return r != role::leader;
+}
 
 void core::handle_append(const message& m, const append_request& r) {
   if (!is_follower_of(role_)) return;  // two leaders in one term cannot happen
@@ -377,7 +407,8 @@ void core::handle_append(const message& m, const append_request& r) {
     } else {
       resp.conflict_term = *prev_term;
       index_t first = r.prev_index;
-      while (first - 1 > commit_ && first - 1 > snapshot_index_ && *term_at(first - 1) == *prev_term)
+      while (first - 1 > commit_ && first - 1 > snapshot_index_ &&
+             *term_at(first - 1) == *prev_term)
         --first;
       resp.conflict_index = first;
     }
@@ -433,7 +464,7 @@ void core::handle_append_response(const message& m, const append_response& r) {
   pr.ticks_since_contact = 0;
 
   if (r.reject) {
-    if (r.rejected_index <= pr.match) return;  // stale
+    if (r.rejected_index <= pr.match) return;                                          // stale
     if (pr.state == progress_state::probe && r.rejected_index != pr.next - 1) return;  // stale
     if (pr.state == progress_state::snapshot) return;
     // Fast back-tracking: skip whole terms instead of one entry per round trip.
@@ -480,8 +511,8 @@ void core::handle_append_response(const message& m, const append_response& r) {
 }
 
 void core::handle_vote(const message& m, const vote_request& r) {
-  bool log_ok = up_to_date(r.last_index, r.last_term) ||
-                cfg_.mutation == unsafe_mutation::vote_ignores_log;
+  bool log_ok =
+      up_to_date(r.last_index, r.last_term) || cfg_.mutation == unsafe_mutation::vote_ignores_log;
   if (r.pre_vote) {
     // Thesis §9.6: grant a pre-vote if we would grant the real vote in the proposed term.
     bool grant = m.term > term_ && log_ok;
@@ -597,9 +628,12 @@ void core::handle_timeout_now(const message& m) {
 
 bool core::paused(const progress& pr) const {
   switch (pr.state) {
-    case progress_state::probe: return pr.probe_sent;
-    case progress_state::replicate: return pr.inflight.size() >= cfg_.max_inflight;
-    case progress_state::snapshot: return true;
+    case progress_state::probe:
+      return pr.probe_sent;
+    case progress_state::replicate:
+      return pr.inflight.size() >= cfg_.max_inflight;
+    case progress_state::snapshot:
+      return true;
   }
   return true;
 }
@@ -662,7 +696,9 @@ void core::broadcast_heartbeat() {
 }
 
 // The leader counts its own log only up to what it has persisted (thesis §10.2.1).
-index_t core::self_match() const { return std::min(persisted_, last_index()); }
+index_t core::self_match() const {
+  return std::min(persisted_, last_index());
+}
 
 // Paper §5.3/§5.4.2: an entry is committed once stored on a majority, but only entries of
 // the current term are committed by counting replicas; earlier ones commit indirectly.
@@ -830,8 +866,7 @@ void core::on_persisted(index_t index, term_t term) {
 
 bool core::has_ready() const {
   return !out_.empty() || append_due_ || read_round_due() || unstable_from_ <= last_index() ||
-         applied_ < commit_ ||
-         last_hs_ != hard_state{term_, vote_, commit_};
+         applied_ < commit_ || last_hs_ != hard_state{term_, vote_, commit_};
 }
 
 ready core::take_ready() {

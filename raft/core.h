@@ -48,18 +48,18 @@ struct config {
   std::uint32_t max_inflight = 64;    // AppendEntries in flight per peer (pipelining)
   std::uint32_t max_entries_per_append = 256;
   std::uint64_t max_bytes_per_append = 1 << 20;  // at least one entry is always sent
-  std::uint64_t seed = 1;             // seeds the election-timeout randomisation
-  bool pre_vote = true;               // thesis §9.6
-  bool check_quorum = true;           // thesis §6.2 leader step-down + §4.2.3 vote lease
+  std::uint64_t seed = 1;                        // seeds the election-timeout randomisation
+  bool pre_vote = true;                          // thesis §9.6
+  bool check_quorum = true;  // thesis §6.2 leader step-down + §4.2.3 vote lease
   unsafe_mutation mutation = unsafe_mutation::none;
 };
 
 // What was loaded from stable storage at start-up.
 struct restore_state {
-  hard_state hs;                                  // term, vote, commit as persisted
-  std::optional<snapshot_meta> snapshot;          // latest snapshot, if any
+  hard_state hs;                                     // term, vote, commit as persisted
+  std::optional<snapshot_meta> snapshot;             // latest snapshot, if any
   std::shared_ptr<const std::string> snapshot_data;  // its bytes (to send to laggards)
-  std::vector<entry> entries;                     // log after the snapshot, contiguous
+  std::vector<entry> entries;                        // log after the snapshot, contiguous
 };
 
 // A linearizable read point: once the state machine has applied `index`, a read for
@@ -122,8 +122,8 @@ struct ready {
 
 enum class propose_error : std::uint8_t {
   none,
-  not_leader,           // redirect to leader_id() if known
-  transfer_in_progress, // leadership is being handed over: retry shortly
+  not_leader,            // redirect to leader_id() if known
+  transfer_in_progress,  // leadership is being handed over: retry shortly
 };
 
 struct propose_result {
@@ -157,7 +157,7 @@ struct status {
   node_id vote;
   node_id leader;
   index_t commit;
-  index_t applied;  // last index handed out in ready::committed
+  index_t applied;      // last index handed out in ready::committed
   index_t first_index;  // first entry held in memory (snapshot_index + 1)
   index_t last_index;
   index_t snapshot_index;
@@ -225,20 +225,20 @@ class core {
     index_t match;
     index_t next{1};
     progress_state state = progress_state::probe;
-    bool probe_sent = false;          // probe: one request outstanding, wait
-    std::deque<index_t> inflight;     // replicate: last index of each request in flight
-    index_t pending_snapshot;         // snapshot: index of the snapshot sent
-    std::uint64_t ticks_in_state = 0; // to retry a lost snapshot
-    bool recent_active = false;       // heard from in the current check-quorum period
+    bool probe_sent = false;           // probe: one request outstanding, wait
+    std::deque<index_t> inflight;      // replicate: last index of each request in flight
+    index_t pending_snapshot;          // snapshot: index of the snapshot sent
+    std::uint64_t ticks_in_state = 0;  // to retry a lost snapshot
+    bool recent_active = false;        // heard from in the current check-quorum period
     std::uint64_t ticks_since_contact = 0;
-    std::uint64_t read_ack_seq = 0;   // highest heartbeat read_seq it acknowledged
+    std::uint64_t read_ack_seq = 0;  // highest heartbeat read_seq it acknowledged
   };
 
   struct pending_read {
     std::uint64_t context;
     index_t index;
-    std::uint64_t seq;   // heartbeat round that must be acknowledged by a quorum
-    node_id requester;   // self, or a follower that forwarded it
+    std::uint64_t seq;  // heartbeat round that must be acknowledged by a quorum
+    node_id requester;  // self, or a follower that forwarded it
   };
 
   // Roles.
@@ -321,9 +321,9 @@ class core {
   node_id transferee_;
   std::uint64_t transfer_elapsed_ = 0;
   std::uint64_t read_seq_ = 0;
-  bool append_due_ = false;  // proposals appended since the last batch: replicate them
-  std::deque<pending_read> reads_;           // confirmed in order of seq
-  std::deque<pending_read> reads_waiting_;   // until an entry of this term commits
+  bool append_due_ = false;         // proposals appended since the last batch: replicate them
+  std::deque<pending_read> reads_;  // confirmed in order of seq
+  std::deque<pending_read> reads_waiting_;  // until an entry of this term commits
 
   // Follower: reads forwarded to the leader and not yet answered.
   std::vector<std::uint64_t> forwarded_reads_;

@@ -27,9 +27,9 @@ struct append_request {
 
 // Reply to append_request and to snapshot_request.
 struct append_response {
-  bool reject = false;   // true: the log-matching check failed at rejected_index
-  index_t match_index;   // success: the follower's log matches the leader's up to here
-  index_t rejected_index;// reject: the prev_index of the refused request (to spot stale replies)
+  bool reject = false;     // true: the log-matching check failed at rejected_index
+  index_t match_index;     // success: the follower's log matches the leader's up to here
+  index_t rejected_index;  // reject: the prev_index of the refused request (to spot stale replies)
   // Fast back-tracking hints (thesis §5.3 optimisation, used on reject):
   // conflict_term == 0: the follower's log ends before rejected_index, and conflict_index
   // is its last index + 1. Otherwise conflict_term is the follower's term at rejected_index
@@ -61,7 +61,7 @@ struct vote_response {
 
 // Leader heartbeat: keeps followers from campaigning and confirms leadership for ReadIndex.
 struct heartbeat_request {
-  index_t commit;           // min(follower's match index, leader commit): safe to adopt
+  index_t commit;              // min(follower's match index, leader commit): safe to adopt
   std::uint64_t read_seq = 0;  // latest ReadIndex round; echoed in the response
 
   bool operator==(const heartbeat_request&) const = default;
@@ -75,8 +75,8 @@ struct heartbeat_response {
 
 // InstallSnapshot (paper §7), sent whole: the snapshot bytes are shared, never copied.
 struct snapshot_request {
-  snapshot_meta meta;                          // what the snapshot covers
-  std::shared_ptr<const std::string> data;     // state-machine snapshot bytes (never null)
+  snapshot_meta meta;                       // what the snapshot covers
+  std::shared_ptr<const std::string> data;  // state-machine snapshot bytes (never null)
 
   bool operator==(const snapshot_request& o) const {
     return meta == o.meta && ((data == o.data) || (data && o.data && *data == *o.data));
@@ -104,10 +104,9 @@ struct read_index_response {
   bool operator==(const read_index_response&) const = default;
 };
 
-using message_body =
-    std::variant<append_request, append_response, vote_request, vote_response,
-                 heartbeat_request, heartbeat_response, snapshot_request, timeout_now,
-                 read_index_request, read_index_response>;
+using message_body = std::variant<append_request, append_response, vote_request, vote_response,
+                                  heartbeat_request, heartbeat_response, snapshot_request,
+                                  timeout_now, read_index_request, read_index_response>;
 
 // One Raft message. Invariant: from != to, both nonzero.
 struct message {

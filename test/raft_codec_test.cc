@@ -1,6 +1,5 @@
 #define BOOST_TEST_MODULE raft_codec
 #include <boost/test/unit_test.hpp>
-
 #include <random>
 
 #include "raft/codec.h"
@@ -11,7 +10,9 @@ namespace {
 
 std::vector<message> samples() {
   std::vector<message> out;
-  auto hdr = [](message_body b) { return message{node_id(1), node_id(2), term_t(7), std::move(b)}; };
+  auto hdr = [](message_body b) {
+    return message{node_id(1), node_id(2), term_t(7), std::move(b)};
+  };
   append_request a;
   a.prev_index = index_t(4);
   a.prev_term = term_t(3);
@@ -27,8 +28,9 @@ std::vector<message> samples() {
   out.push_back(hdr(vote_response{true, true}));
   out.push_back(hdr(heartbeat_request{index_t(3), 99}));
   out.push_back(hdr(heartbeat_response{99}));
-  out.push_back(hdr(snapshot_request{snapshot_meta{index_t(50), term_t(4), {node_id(1), node_id(2), node_id(3)}},
-                                     std::make_shared<const std::string>("state bytes")}));
+  out.push_back(hdr(
+      snapshot_request{snapshot_meta{index_t(50), term_t(4), {node_id(1), node_id(2), node_id(3)}},
+                       std::make_shared<const std::string>("state bytes")}));
   out.push_back(hdr(timeout_now{}));
   out.push_back(hdr(read_index_request{12345}));
   out.push_back(hdr(read_index_response{12345, index_t(77), true}));
@@ -75,8 +77,9 @@ BOOST_AUTO_TEST_CASE(huge_length_fields_do_not_allocate) {
   // count is the last 8 bytes.
   bytes[bytes.size() - 1] = 0x10;
   BOOST_TEST(!decode(bytes).has_value());
-  auto snap = encode(message{node_id(1), node_id(2), term_t(1),
-                             snapshot_request{snapshot_meta{}, std::make_shared<const std::string>()}});
+  auto snap =
+      encode(message{node_id(1), node_id(2), term_t(1),
+                     snapshot_request{snapshot_meta{}, std::make_shared<const std::string>()}});
   snap[snap.size() - 1] = 0x40;
   BOOST_TEST(!decode(snap).has_value());
 }

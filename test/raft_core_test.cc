@@ -1,7 +1,6 @@
 // Unit tests of the Raft core, one per rule of the paper / thesis.
 #define BOOST_TEST_MODULE raft_core
 #include <boost/test/unit_test.hpp>
-
 #include <deque>
 #include <map>
 #include <memory>
@@ -13,9 +12,15 @@ using namespace raft;
 
 namespace {
 
-node_id n(std::uint64_t v) { return node_id(v); }
-term_t t(std::uint64_t v) { return term_t(v); }
-index_t i(std::uint64_t v) { return index_t(v); }
+node_id n(std::uint64_t v) {
+  return node_id(v);
+}
+term_t t(std::uint64_t v) {
+  return term_t(v);
+}
+index_t i(std::uint64_t v) {
+  return index_t(v);
+}
 
 config make_config(std::uint64_t id, int nodes, bool pre_vote = true) {
   config c;
@@ -32,7 +37,8 @@ config make_config(std::uint64_t id, int nodes, bool pre_vote = true) {
 std::vector<entry> log_of(std::initializer_list<std::uint64_t> terms) {
   std::vector<entry> out;
   std::uint64_t idx = 0;
-  for (auto tm : terms) out.push_back(entry{t(tm), i(++idx), entry_type::normal, "e" + std::to_string(idx)});
+  for (auto tm : terms)
+    out.push_back(entry{t(tm), i(++idx), entry_type::normal, "e" + std::to_string(idx)});
   return out;
 }
 
@@ -57,8 +63,10 @@ drained drain(core& c, bool persist = true) {
     for (auto& x : r.dropped_reads) d.dropped.push_back(x);
     if (r.snapshot) d.snapshot = r.snapshot;
     if (persist) {
-      if (!r.entries.empty()) c.on_persisted(r.entries.back().index, r.entries.back().term);
-      else if (r.snapshot) c.on_persisted(r.snapshot->meta.index, r.snapshot->meta.term);
+      if (!r.entries.empty())
+        c.on_persisted(r.entries.back().index, r.entries.back().term);
+      else if (r.snapshot)
+        c.on_persisted(r.snapshot->meta.index, r.snapshot->meta.term);
     }
   }
   return d;
@@ -188,7 +196,8 @@ BOOST_AUTO_TEST_CASE(reject_stale_terms) {
   restore_state rs;
   rs.hs.term = t(5);
   core c(make_config(1, 3), rs);
-  c.step(message{n(2), n(1), t(3), append_request{i(0), t(0), {entry{t(3), i(1), entry_type::normal, "x"}}, i(1)}});
+  c.step(message{n(2), n(1), t(3),
+                 append_request{i(0), t(0), {entry{t(3), i(1), entry_type::normal, "x"}}, i(1)}});
   auto d = drain(c);
   BOOST_TEST((c.term() == t(5)));
   BOOST_TEST((c.last_index() == i(0)));
@@ -290,8 +299,9 @@ BOOST_AUTO_TEST_CASE(figure_8_scenario) {
   BOOST_REQUIRE(a);
   BOOST_TEST(a->granted);
   // S5 as leader of term 5 replaces S2's index 2.
-  follower.step(message{n(5), n(2), t(5),
-                        append_request{i(1), t(1), {entry{t(3), i(2), entry_type::normal, "s5"}}, i(0)}});
+  follower.step(
+      message{n(5), n(2), t(5),
+              append_request{i(1), t(1), {entry{t(3), i(2), entry_type::normal, "s5"}}, i(0)}});
   auto r = follower.take_ready();
   BOOST_REQUIRE(r.truncate_from.has_value());
   BOOST_TEST((*r.truncate_from == i(2)));
@@ -333,7 +343,7 @@ BOOST_AUTO_TEST_CASE(pre_vote_does_not_disturb_stable_leader_when_partitioned_no
   cl.elect(1);
   term_t term = cl[1].term();
   cl.isolate(3);
-  cl.tick_all(100);  // node 3 times out many times
+  cl.tick_all(100);                    // node 3 times out many times
   BOOST_TEST((cl[3].term() == term));  // pre-vote never won, so its term never grew
   BOOST_TEST((cl[1].role() == role::leader));
   cl.heal();

@@ -9,7 +9,6 @@
 //   RAFTKV_SIM_CHECK_QUORUM=0  disable check-quorum (and with it the vote lease)
 #define BOOST_TEST_MODULE sim_cluster
 #include <boost/test/unit_test.hpp>
-
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -34,7 +33,8 @@ sim::options opts(std::uint64_t seed) {
     if (v == "commit_any_term") o.mutation = raft::unsafe_mutation::commit_any_term;
     if (v == "read_without_quorum") o.mutation = raft::unsafe_mutation::read_without_quorum;
   }
-  if (const char* q = std::getenv("RAFTKV_SIM_CHECK_QUORUM")) o.check_quorum = std::string(q) != "0";
+  if (const char* q = std::getenv("RAFTKV_SIM_CHECK_QUORUM"))
+    o.check_quorum = std::string(q) != "0";
   return o;
 }
 
@@ -43,9 +43,9 @@ void report_failure(const sim::options& o, const sim::result& r) {
   sim::cluster c(o);
   c.trace_messages_ = true;
   auto again = c.run();
-  std::cerr << "FAILED " << r.failure << "\nlast events:\n" << again.trace
-            << "replay: RAFTKV_SIM_SEED=" << o.seed << " RAFTKV_SIM_NODES=" << o.nodes
-            << " sim_cluster_test --run_test=replay\n";
+  std::cerr << "FAILED " << r.failure << "\nlast events:\n"
+            << again.trace << "replay: RAFTKV_SIM_SEED=" << o.seed
+            << " RAFTKV_SIM_NODES=" << o.nodes << " sim_cluster_test --run_test=replay\n";
 }
 
 }  // namespace
@@ -93,7 +93,8 @@ BOOST_AUTO_TEST_CASE(many_seeds) {
   std::cerr << "sim: " << count << " seeds from " << first << ", " << failures << " failed, "
             << committed << " entries committed, " << reads << " reads served, " << snapshots
             << " snapshots installed, " << crashes << " crashes, " << retries
-            << " healed-period proposals retried after a leader change, " << secs << " s" << std::endl;
+            << " healed-period proposals retried after a leader change, " << secs << " s"
+            << std::endl;
   BOOST_TEST(failures == 0u);
 }
 

@@ -33,8 +33,8 @@ namespace sim {
 struct options {
   std::uint64_t seed = 1;
   int nodes = 3;
-  std::int64_t fault_ms = 4000;     // fault phase
-  std::int64_t heal_ms = 6000;      // healed phase bound (leader + commit everything)
+  std::int64_t fault_ms = 4000;         // fault phase
+  std::int64_t heal_ms = 6000;          // healed phase bound (leader + commit everything)
   std::int64_t leader_bound_ms = 3000;  // after healing, a leader within this
   int tick_ms = 10;
   bool faults = true;
@@ -136,9 +136,12 @@ class cluster {
       for (auto& p : healed_) {
         auto c = committed_.find(p.index.value);
         s << "\n    " << p.data << " at " << p.index.value << " t" << p.term.value << ": ";
-        if (c == committed_.end()) s << "not committed";
-        else if (c->second.term != p.term) s << "overwritten by t" << c->second.term.value;
-        else s << "committed";
+        if (c == committed_.end())
+          s << "not committed";
+        else if (c->second.term != p.term)
+          s << "overwritten by t" << c->second.term.value;
+        else
+          s << "committed";
       }
       for (auto& n : nodes_) {
         s << "\n    n" << n.id.value << (n.up ? "" : " (down)") << " applied " << n.applied;
@@ -148,8 +151,8 @@ class cluster {
             << st.commit.value << " last " << st.last_index.value << " persisted "
             << st.persisted_index.value << " snapshot " << st.snapshot_index.value;
           for (auto& pr : st.peers)
-            s << " [n" << pr.id.value << " match " << pr.match.value << " next " << pr.next.value << " "
-              << raft::to_string(pr.state) << "]";
+            s << " [n" << pr.id.value << " match " << pr.match.value << " next " << pr.next.value
+              << " " << raft::to_string(pr.state) << "]";
         }
       }
       fail(s.str());
@@ -384,7 +387,8 @@ class cluster {
           n.log.clear();
         }
         if (w.truncate_from) n.log.erase(n.log.lower_bound(w.truncate_from->value), n.log.end());
-        if (!w.entries.empty()) n.log.erase(n.log.lower_bound(w.entries.front().index.value), n.log.end());
+        if (!w.entries.empty())
+          n.log.erase(n.log.lower_bound(w.entries.front().index.value), n.log.end());
         for (auto& e : w.entries) n.log[e.index.value] = e;
         if (w.hs) n.hs = *w.hs;
         for (auto& m : w.after) send(m);
@@ -420,8 +424,8 @@ class cluster {
     std::string data = "w" + std::to_string(opt_.seed) + "-" + std::to_string(++write_seq_);
     auto r = core->propose(data);
     if (!r.ok()) return false;
-    trace("n" + std::to_string(k + 1) + " propose " + data + " at " + std::to_string(r.index.value) +
-          " t" + std::to_string(r.term.value));
+    trace("n" + std::to_string(k + 1) + " propose " + data + " at " +
+          std::to_string(r.index.value) + " t" + std::to_string(r.term.value));
     if (healed) healed_.push_back(proposal{r.index, r.term, data});
     after(k);
     return true;
@@ -456,7 +460,8 @@ class cluster {
         if (it == seen_.end()) {
           seen_[key] = std::make_pair(h, prev ? prev->value : ~0ull);
         } else {
-          if (it->second.first != h) fail("log matching: two different entries at the same index and term");
+          if (it->second.first != h)
+            fail("log matching: two different entries at the same index and term");
           if (prev && it->second.second != ~0ull && it->second.second != prev->value)
             fail("log matching: same (index, term) with different predecessor terms");
         }
@@ -540,7 +545,8 @@ class cluster {
       }
       // Snapshot now and then, so laggards need InstallSnapshot.
       if (n.applied >= n.core->snapshot_index().value + opt_.compact_every &&
-          n.applied <= n.core->persisted_index().value && n.applied == n.core->applied_index().value) {
+          n.applied <= n.core->persisted_index().value &&
+          n.applied == n.core->applied_index().value) {
         raft::index_t at(n.applied);
         auto t = n.core->term_at(at);
         std::ostringstream s;
@@ -575,7 +581,8 @@ class cluster {
       }
       if (inserted) {
         ++res_.leaders;
-        trace("n" + std::to_string(c.id().value) + " LEADER term " + std::to_string(c.term().value));
+        trace("n" + std::to_string(c.id().value) + " LEADER term " +
+              std::to_string(c.term().value));
         // Leader completeness (§5.4): a new leader holds every committed entry.
         for (auto& [idx, ce] : committed_) {
           if (idx <= c.snapshot_index().value) continue;
@@ -612,7 +619,8 @@ class cluster {
     std::size_t done = 0;
     for (auto& p : healed_) {
       auto c = committed_.find(p.index.value);
-      if (c == committed_.end() || c->second.term != p.term || c->second.data_hash != hash_bytes(p.data))
+      if (c == committed_.end() || c->second.term != p.term ||
+          c->second.data_hash != hash_bytes(p.data))
         continue;
       bool everywhere = true;
       for (auto& n : nodes_)
@@ -645,6 +653,8 @@ class cluster {
   std::uint64_t read_seq_ = 0;
 };
 
-inline result run_seed(options o) { return cluster(o).run(); }
+inline result run_seed(options o) {
+  return cluster(o).run();
+}
 
 }  // namespace sim
