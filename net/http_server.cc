@@ -218,6 +218,10 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
   co_return error_response(500, "internal", "unhandled route");
 }
 
+// What is read and thrown away after an answer that ends a connection whose request was not
+// read completely (a header too large, a malformed message).
+constexpr std::uint64_t max_discard_bytes = 1 << 20;
+
 // Writes a response that ends the connection, then drains (bounded) what the client is
 // still sending, so that closing does not reset the connection before it reads the answer.
 asio::awaitable<void> answer_and_close(http_server::state& st, beast::tcp_stream& stream,
@@ -280,13 +284,13 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
           co_await answer_and_close(*st, stream,
                                     error_response(431, "header_too_large",
                                                    "request header fields too large"),
-                                    0);
+                                    max_discard_bytes);
           break;
         }
         if (ec && connection_gone(ec)) break;
         if (ec) {
           co_await answer_and_close(*st, stream, error_response(400, "bad_request", ec.message()),
-                                    0);
+                                    max_discard_bytes);
           break;
         }
       }
@@ -313,13 +317,13 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
         if (ec == http::error::body_limit) {
           co_await answer_and_close(
               *st, stream, error_response(413, "too_large", "value larger than max_value_bytes"),
-              0);
+              max_discard_bytes);
           break;
         }
         if (ec && connection_gone(ec)) break;
         if (ec) {
           co_await answer_and_close(*st, stream, error_response(400, "bad_request", ec.message()),
-                                    0);
+                                    max_discard_bytes);
           break;
         }
       }

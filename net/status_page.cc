@@ -179,14 +179,12 @@ function render(self, views) {
     tbody.appendChild(row);
   });
 
-  const leaderMember = members.find((m) => m.id === leaderId);
   $("leader").textContent = leaderId ? "node " + leaderId : "none";
   $("leader").dataset.leaderId = leaderId || 0;
   $("term").textContent = (leaderView || self).term;
   $("commit").textContent = maxCommit;
   $("items").textContent = self.kv ? self.kv.items : "\u2013";
-  $("self").textContent = "node " + self.id + " \u00b7 " + self.role + " \u00b7 v" + self.version +
-      (leaderMember && leaderMember.id !== self.id && baseOf(leaderMember) ? "" : "");
+  $("self").textContent = "node " + self.id + " \u00b7 " + self.role + " \u00b7 v" + self.version;
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
 
   const now = Date.now();
