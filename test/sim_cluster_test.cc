@@ -1,7 +1,8 @@
 // Runs the seeded cluster simulator (test/sim/cluster.h) over many seeds.
 //
 // Environment knobs:
-//   RAFTKV_SIM_SEED=N          replay one seed (test case "replay") with a message trace
+//   RAFTKV_SIM_SEED=N          replay one seed (test case "replay") with a message trace;
+//                              same as `--run_test=replay -- --seed N`
 //   RAFTKV_SIM_SEEDS=first:n   seeds run by "many_seeds" (default 1:2000)
 //   RAFTKV_SIM_NODES=3|5       force the cluster size (default: odd seeds 3, even seeds 5)
 //   RAFTKV_SIM_MUTATION=vote_ignores_log|commit_any_term|read_without_quorum
@@ -44,8 +45,8 @@ void report_failure(const sim::options& o, const sim::result& r) {
   c.trace_messages_ = true;
   auto again = c.run();
   std::cerr << "FAILED " << r.failure << "\nlast events:\n"
-            << again.trace << "replay: RAFTKV_SIM_SEED=" << o.seed
-            << " RAFTKV_SIM_NODES=" << o.nodes << " sim_cluster_test --run_test=replay\n";
+            << again.trace << "replay: RAFTKV_SIM_NODES=" << o.nodes
+            << " sim_cluster_test --run_test=replay -- --seed " << o.seed << "\n";
 }
 
 }  // namespace
@@ -98,9 +99,13 @@ BOOST_AUTO_TEST_CASE(many_seeds) {
   BOOST_TEST(failures == 0u);
 }
 
+// `sim_cluster_test --run_test=replay -- --seed N` (or RAFTKV_SIM_SEED=N).
 BOOST_AUTO_TEST_CASE(replay) {
   const char* s = std::getenv("RAFTKV_SIM_SEED");
   std::uint64_t seed = s ? std::stoull(s) : 1;
+  auto& suite = boost::unit_test::framework::master_test_suite();
+  for (int k = 1; k + 1 < suite.argc; ++k)
+    if (std::string(suite.argv[k]) == "--seed") seed = std::stoull(suite.argv[k + 1]);
   auto o = opts(seed);
   sim::cluster c(o);
   c.trace_messages_ = true;
