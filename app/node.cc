@@ -367,6 +367,17 @@ void node::note_role_changes() {
     } else {
       net::log(log_level::info, "leader is now node ", leader.value, " (term ", term.value, ")");
     }
+    // Requests forwarded to the old leader may never be answered: retry them with the new
+    // one now rather than at the deadline. Their request id keeps the retry at-most-once.
+    for (auto it = forwards_.begin(); it != forwards_.end();) {
+      if (it->second->target == leader) {
+        ++it;
+        continue;
+      }
+      it->second->reply = net::write_reply{service_error::not_leader, {}};
+      it->second->timer.cancel();
+      it = forwards_.erase(it);
+    }
     wake_leader_waiters();
   }
   last_role_ = role;
@@ -540,6 +551,7 @@ asio::awaitable<net::write_reply> node::forward_to(raft::node_id leader,
   net::forward_request req = request;
   req.call_id = next_call_id_++;
   auto w = std::make_shared<write_waiter>(io_);
+  w->target = leader;
   if (!transport_->send(leader, net::frame_kind::forward_request, net::encode(req))) {
     co_return net::write_reply{service_error::not_leader, {}};
   }

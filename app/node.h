@@ -86,7 +86,8 @@ class node final : public net::kv_service {
   // deadline and as the wake-up (cancelled when the answer arrives).
   struct write_waiter {
     explicit write_waiter(boost::asio::io_context& io) : timer(io) {}
-    raft::term_t term;
+    raft::term_t term;      // proposals: the term the entry was appended in
+    raft::node_id target;   // forwards: the leader the request was sent to
     std::optional<net::write_reply> reply;
     boost::asio::steady_timer timer;
   };

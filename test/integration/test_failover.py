@@ -327,5 +327,25 @@ class PausedLeader(FailoverCase):
                 self.assertTrue(reply.startswith("SERVER_ERROR"), reply)
 
 
+class ForwardedWrite(FailoverCase):
+    def test_write_forwarded_to_a_frozen_leader_is_retried_with_the_new_one(self):
+        # A follower that forwarded a write to a leader that then stops answering must not
+        # wait out the whole request timeout: when a new leader is elected it re-sends the
+        # write (same request id, so it still applies at most once).
+        self.start_cluster(limits={"request_timeout_ms": 4000})
+        c = self.cluster
+        old = c.wait_leader(timeout=10)
+        follower = next(n for n in c.nodes if n is not old)
+        with harness.McClient(follower.memcached, timeout=10) as mc:
+            self.assertEqual(mc.set("fw", "1"), "STORED")
+            old.pause()
+            started = time.monotonic()
+            self.assertEqual(mc.set("fw", "2"), "STORED")
+            took = time.monotonic() - started
+            self.assertLess(took, 3.0, "the forwarded write waited for the request timeout")
+            old.resume()
+            self.assertEqual(mc.get("fw"), b"2")
+
+
 if __name__ == "__main__":
     harness.main()
