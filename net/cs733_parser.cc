@@ -1,5 +1,7 @@
 #include "net/cs733_parser.h"
 
+#include "net/text_words.h"
+
 #include <limits>
 #include <optional>
 #include <vector>
@@ -20,29 +22,6 @@ std::optional<std::uint64_t> parse_digits(std::string_view s) {
     v = v * 10 + d;
   }
   return v;
-}
-
-std::vector<std::string_view> tokenize(std::string_view line) {
-  std::vector<std::string_view> out;
-  std::size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && line[i] == ' ') ++i;
-    if (i == line.size()) break;
-    std::size_t j = i;
-    while (j < line.size() && line[j] != ' ') ++j;
-    out.push_back(line.substr(i, j - i));
-    i = j;
-  }
-  return out;
-}
-
-bool valid_key(std::string_view key, std::size_t max_key_bytes) {
-  if (key.empty() || key.size() > max_key_bytes) return false;
-  for (char c : key) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) return false;
-  }
-  return true;
 }
 
 parse_result reply(std::size_t consumed, std::string_view text) {
@@ -133,7 +112,7 @@ parse_result parse(std::string_view buffer, const parser_limits& limits) {
   const std::size_t consumed = newline + 1;
   auto line = buffer.substr(0, newline);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  const auto words = tokenize(line);
+  const auto words = split_words(line);
   if (words.empty()) return reply(consumed, "");
 
   const std::string_view name = words[0];

@@ -1,5 +1,7 @@
 #include "net/http_api.h"
 
+#include "net/text_words.h"
+
 #include <boost/json.hpp>
 #include <charconv>
 #include <limits>
@@ -54,13 +56,6 @@ std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space
     }
   }
   return out;
-}
-
-bool valid_key(std::string_view key, std::size_t max_key_bytes) {
-  if (key.empty() || key.size() > max_key_bytes) return false;
-  for (unsigned char c : key)
-    if (c <= 0x20 || c == 0x7f) return false;
-  return true;
 }
 
 bool valid_utf8(std::string_view s) {

@@ -149,8 +149,6 @@ std::string json_text(const boost::json::value& v);
 // %XX decoding; '+' means space only when plus_is_space (query strings). nullopt on a bad
 // escape.
 std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space);
-// The memcached key rules: 1..max_key_bytes bytes, no space or control characters.
-bool valid_key(std::string_view key, std::size_t max_key_bytes);
 bool valid_utf8(std::string_view s);
 std::string base64_encode(std::string_view bytes);
 // Unix seconds from Unix ms, rounded up; 0 stays 0 (never).

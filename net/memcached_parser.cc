@@ -1,5 +1,7 @@
 #include "net/memcached_parser.h"
 
+#include "net/text_words.h"
+
 #include <climits>
 #include <limits>
 #include <optional>
@@ -80,21 +82,6 @@ std::optional<std::int32_t> parse_i32(std::string_view s) {
   }
   const std::uint64_t bits = n->negative ? 0 - n->magnitude : n->magnitude;
   return static_cast<std::int32_t>(static_cast<std::uint32_t>(bits));
-}
-
-// Splits on runs of spaces (only ' ' separates, as in memcached's tokenizer).
-std::vector<std::string_view> tokenize(std::string_view line) {
-  std::vector<std::string_view> out;
-  std::size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && line[i] == ' ') ++i;
-    if (i == line.size()) break;
-    std::size_t j = i;
-    while (j < line.size() && line[j] != ' ') ++j;
-    out.push_back(line.substr(i, j - i));
-    i = j;
-  }
-  return out;
 }
 
 // Does the (possibly incomplete) line start a get/gets? memcached lets only those grow
@@ -312,15 +299,6 @@ std::string_view to_string(command_kind k) {
   return "unknown";
 }
 
-bool valid_key(std::string_view key, std::size_t max_key_bytes) {
-  if (key.empty() || key.size() > max_key_bytes) return false;
-  for (char c : key) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) return false;
-  }
-  return true;
-}
-
 parse_result parse(std::string_view buffer, const parser_limits& limits) {
   const auto newline = buffer.find('\n');
   if (newline == std::string_view::npos) {
@@ -337,7 +315,7 @@ parse_result parse(std::string_view buffer, const parser_limits& limits) {
   // memcached strips the '\r' only from a line longer than one byte.
   if (line.size() > 1 && line.back() == '\r') line.remove_suffix(1);
 
-  const auto words = tokenize(line);
+  const auto words = split_words(line);
   if (words.empty() || words[0].size() < 2) return reply(consumed, error_reply);
   const std::string_view name = words[0];
 

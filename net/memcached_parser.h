@@ -100,7 +100,4 @@ struct parse_result {
 // Parses the first request in `buffer`.
 parse_result parse(std::string_view buffer, const parser_limits& limits);
 
-// Keys: 1..max_key_bytes bytes, no control characters (spaces cannot occur: they split).
-bool valid_key(std::string_view key, std::size_t max_key_bytes);
-
 }  // namespace net::memcached
