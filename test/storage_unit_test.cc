@@ -17,7 +17,6 @@
 #include <mutex>
 #include <string>
 
-#include "raft/storage/crc32c.h"
 #include "raft/storage/lmdb_store.h"
 
 namespace fs = std::filesystem;
@@ -102,15 +101,6 @@ int corrupt_every_copy(const fs::path& file, const std::string& needle) {
 }
 
 }  // namespace
-
-BOOST_AUTO_TEST_CASE(crc32c_matches_the_standard_check_value) {
-  BOOST_TEST(crc32c("123456789") == 0xE3069283u);
-  BOOST_TEST(crc32c("") == 0u);
-  const std::string long_text(1000, 'x');
-  // Incremental and one-shot computations agree across the 8-byte fast path.
-  BOOST_TEST(crc32c_extend(crc32c(long_text.substr(0, 13)), long_text.data() + 13, 987) ==
-             crc32c(long_text));
-}
 
 BOOST_AUTO_TEST_CASE(append_read_round_trip_and_reopen) {
   temp_dir dir;

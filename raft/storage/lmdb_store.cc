@@ -20,9 +20,12 @@
 #include <shared_mutex>
 #include <system_error>
 
-#include "raft/storage/crc32c.h"
+#include "kv/crc32c.h"
 
 namespace raft::storage {
+
+// Every record carries the same CRC-32C the kv snapshots and peer frames use.
+using kv::crc32c;
 
 std::string_view to_string(errc e) {
   switch (e) {
