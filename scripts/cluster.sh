@@ -8,8 +8,11 @@ scripts/build.sh release
 binary=build/release/app/raftkv
 mkdir -p var
 pids=()
+stopped=0
 stop() {
   trap - INT TERM
+  ((stopped)) && return 0
+  stopped=1
   echo "raftkv: stopping the cluster" >&2
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true

@@ -878,10 +878,8 @@ void lmdb_store::writer_main() {
     im.bytes += byte_count;
     im.commit_ns += static_cast<std::uint64_t>(commit_time.count());
     if (opts_.on_commit) opts_.on_commit(commit_time, work.size(), entry_count);
-    for (std::size_t n = 0; n < work.size(); ++n)
-      if (work[n].cb) work[n].cb(result<persisted>{outs[n], {}});
-
-    // Older snapshot files are useless once the log prefix after them is gone.
+    // Older snapshot files are useless once the log prefix after them is gone. Removed
+    // before the callbacks run, so a caller told "compacted" never still sees them.
     if (state.snap.index > old_snap.index) {
       for (const auto& f : list_snapshots(im.snapshot_dir)) {
         if (f.index < state.snap.index) {
@@ -890,6 +888,9 @@ void lmdb_store::writer_main() {
         }
       }
     }
+
+    for (std::size_t n = 0; n < work.size(); ++n)
+      if (work[n].cb) work[n].cb(result<persisted>{outs[n], {}});
   }
 }
 
