@@ -134,8 +134,9 @@ void input_buffer::consume(std::size_t n) {
   if (pos_ >= data_.size()) {
     pos_ = 0;
     data_.clear();
-    // Idle: give the memory back; the next read allocates once data has arrived.
-    std::string().swap(data_);
+    // Drained. A busy connection keeps a small buffer so that the next request costs no
+    // allocation; a large one (a big value went through) is given back at once.
+    if (data_.capacity() > retained_bytes) std::string().swap(data_);
   }
 }
 
@@ -144,16 +145,23 @@ asio::awaitable<std::size_t> input_buffer::read_some(tcp::socket& socket, std::s
     auto [ec] = co_await socket.async_wait(tcp::socket::wait_read,
                                            asio::as_tuple(asio::use_awaitable));
     if (ec) co_return 0;
-    boost::system::error_code avail_ec;
-    std::size_t wanted = socket.available(avail_ec);
-    if (avail_ec) co_return 0;
-    wanted = std::clamp<std::size_t>(wanted, 4096, max_read);
     if (pos_ > 0) {
       // Move the unparsed tail to the front before growing, so the buffer stays bounded
       // by what one request needs.
       data_.erase(0, pos_);
       pos_ = 0;
     }
+    // Room left in the buffer is read into directly; only a full (or never allocated)
+    // buffer asks the kernel how much is waiting, so an idle connection that never sent
+    // anything holds no buffer at all.
+    std::size_t wanted = data_.capacity() - data_.size();
+    if (wanted < 1024) {
+      boost::system::error_code avail_ec;
+      wanted = socket.available(avail_ec);
+      if (avail_ec) co_return 0;
+      wanted = std::clamp<std::size_t>(wanted, 4096, max_read);
+    }
+    wanted = std::min(wanted, max_read);
     const std::size_t old_size = data_.size();
     data_.resize(old_size + wanted);
     boost::system::error_code read_ec;

@@ -71,11 +71,14 @@ class listener {
 };
 
 // The input side of a text-protocol connection: bytes read and not yet parsed.
-// An idle connection (everything parsed) holds no buffer memory: the storage is released,
-// and reads wait for readability before allocating, so thousands of idle clients cost only
-// their socket and coroutine frame.
+// Reads wait for readability before allocating, so a connection that never sent anything
+// holds no buffer: thousands of idle clients cost only their socket and coroutine frame. A
+// connection in use keeps a buffer of up to retained_bytes between requests (no allocation
+// per request); anything larger is released as soon as it has been parsed.
 class input_buffer {
  public:
+  static constexpr std::size_t retained_bytes = 16 * 1024;
+
   // Unparsed bytes.
   std::string_view view() const { return std::string_view(data_).substr(pos_); }
   std::size_t size() const { return data_.size() - pos_; }
