@@ -401,7 +401,10 @@ void node::on_tick() {
   }
   maybe_purge_expired();
   schedule_ready();
-  tick_timer_.expires_at(tick_timer_.expiry() + std::chrono::milliseconds(config_.raft.tick_ms));
+  // Steady ticks without drift; after a stall (a paused process, a long GC-like hiccup) do
+  // not replay the missed ticks in a burst: Raft only needs time to move on, not to catch up.
+  const auto tick = std::chrono::milliseconds(config_.raft.tick_ms);
+  tick_timer_.expires_at(std::max(tick_timer_.expiry() + tick, clock::now()));
   tick_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) on_tick();
   });
