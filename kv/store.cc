@@ -51,16 +51,32 @@ std::uint64_t accounted(std::size_t key_bytes, std::size_t value_bytes) {
          store::item_overhead_bytes;
 }
 
-// memcached incr/decr accept only a value that is entirely a decimal u64 (at most 20 digits,
-// no sign, no spaces, no overflow).
-std::optional<std::uint64_t> parse_u64(std::string_view s) {
-  if (s.empty() || s.size() > 20) return std::nullopt;
+bool c_space(char ch) {
+  return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\v' || ch == '\f' || ch == '\r';
+}
+
+// The number in an item's value the way memcached 1.6 reads it for incr/decr (strtoull, then
+// its safe_strtoull checks): optional leading whitespace, an optional sign, decimal digits,
+// then the end or whitespace (anything after that is ignored). Out of u64 range, or a
+// negative number, is not a number. So " 12", "+12" and "12 abc" are 12; "-1" and "1.5" are not.
+std::optional<std::uint64_t> memcached_number(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size() && c_space(s[i])) ++i;
+  bool negative = false;
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) negative = s[i++] == '-';
+  const std::size_t first_digit = i;
   std::uint64_t v = 0;
-  for (char ch : s) {
-    if (ch < '0' || ch > '9') return std::nullopt;
-    const auto digit = static_cast<std::uint64_t>(ch - '0');
-    if (v > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) return std::nullopt;
+  bool overflow = false;
+  for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+    const auto digit = static_cast<std::uint64_t>(s[i] - '0');
+    if (v > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) overflow = true;
     v = v * 10 + digit;
+  }
+  if (i == first_digit || overflow) return std::nullopt;
+  if (i < s.size() && !c_space(s[i])) return std::nullopt;
+  if (negative) {
+    v = 0 - v;  // strtoull negates in unsigned arithmetic
+    if (static_cast<std::int64_t>(v) < 0) return std::nullopt;
   }
   return v;
 }
@@ -247,7 +263,7 @@ result store::arith_op(std::uint64_t index, const command& c) {
     if (pos != items_.end()) erase_item(pos);
     return outcome(status::not_found);
   }
-  const auto old_value = parse_u64(pos->second.value);
+  const auto old_value = memcached_number(pos->second.value);
   if (!old_value) return outcome(status::non_numeric);
   // Unsigned arithmetic wraps at 2^64 for incr, as memcached does; decr stops at 0.
   const std::uint64_t value =
@@ -255,6 +271,8 @@ result store::arith_op(std::uint64_t index, const command& c) {
 
   stored_item next = pos->second;  // flags and expiry are kept
   next.value = std::to_string(value);
+  // memcached rewrites a result that fits in place, padded with spaces to the old length.
+  if (next.value.size() < pos->second.value.size()) next.value.resize(pos->second.value.size(), ' ');
   next.version = index;
   next.written_at_ms = c.timestamp_ms;
   if (over_quota(accounted(pos->first.size(), pos->second.value.size()),

@@ -3,6 +3,8 @@
 #define BOOST_TEST_MODULE kv_store
 #include <boost/test/unit_test.hpp>
 
+#include <tuple>
+
 #include <limits>
 #include <map>
 #include <optional>
@@ -278,7 +280,7 @@ BOOST_AUTO_TEST_CASE(incr_wraps_at_two_to_the_64) {
   auto r = f.incr(kv::op::incr, "n", 1);
   BOOST_TEST((r.code == kv::status::number));
   BOOST_TEST(r.number == 0u);
-  BOOST_TEST(f.get("n")->value == "0");
+  BOOST_TEST(f.get("n")->value == "0                   ");  // padded in place, as memcached
   r = f.incr(kv::op::incr, "n", max_u64);
   BOOST_TEST(r.number == max_u64);
   BOOST_TEST(f.incr(kv::op::incr, "n", 2).number == 1u);
@@ -291,14 +293,14 @@ BOOST_AUTO_TEST_CASE(decr_stops_at_zero) {
   auto r = f.incr(kv::op::decr, "n", 100);
   BOOST_TEST((r.code == kv::status::number));
   BOOST_TEST(r.number == 0u);
-  BOOST_TEST(f.get("n")->value == "0");
+  BOOST_TEST(f.get("n")->value == "0 ");
   BOOST_TEST(f.s.stats().decr_hits == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(incr_and_decr_of_a_non_numeric_value_fail_and_change_nothing) {
   fixture f;
-  const std::vector<std::string> bad = {"",   "abc", "12a", " 1",  "1 ", "-1", "+1",
-                                        "1.5", "18446744073709551616", "000000000000000000001"};
+  const std::vector<std::string> bad = {"",    "abc", "12a",  "-1", "- 1", "1.5", "+",
+                                        " ",   "18446744073709551616", "1x 2"};
   for (const auto& v : bad) {
     f.set("n", v);
     const auto before = *f.get("n");
@@ -311,6 +313,34 @@ BOOST_AUTO_TEST_CASE(incr_and_decr_of_a_non_numeric_value_fail_and_change_nothin
   // Leading zeros within 20 digits are still a number.
   f.set("n", "00000000000000000007");
   BOOST_TEST(f.incr(kv::op::incr, "n", 1).number == 8u);
+}
+
+// memcached reads the value with strtoull: blanks before, a sign, digits, then the end or a
+// blank (the rest is ignored); a result no longer than the old value is padded with spaces.
+// The expectations below are what memcached 1.6.18 answers.
+BOOST_AUTO_TEST_CASE(incr_reads_and_pads_numbers_as_memcached_does) {
+  fixture f;
+  const std::vector<std::tuple<std::string, std::uint64_t, std::string>> cases = {
+      {" 1", 2, "2 "},
+      {"1 ", 2, "2 "},
+      {"+1", 2, "2 "},
+      {"\t5", 6, "6 "},
+      {"-0", 1, "1 "},
+      {"12 abc", 13, "13    "},
+      {"000000000000000000001", 2, "2                    "},
+      {"99", 100, "100"},
+      {"100", 101, "101"},
+  };
+  for (const auto& [value, number, stored] : cases) {
+    f.set("n", value);
+    const auto r = f.incr(kv::op::incr, "n", 1);
+    BOOST_TEST((r.code == kv::status::number), "value '" << value << "'");
+    BOOST_TEST(r.number == number, "value '" << value << "'");
+    BOOST_TEST(f.get("n")->value == stored, "value '" << value << "'");
+  }
+  f.set("n", "100");
+  BOOST_TEST(f.incr(kv::op::decr, "n", 1).number == 99u);
+  BOOST_TEST(f.get("n")->value == "99 ");
 }
 
 BOOST_AUTO_TEST_CASE(incr_and_decr_on_a_missing_key_are_not_found) {
