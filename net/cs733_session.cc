@@ -42,20 +42,14 @@ class session {
   }
 
   asio::awaitable<void> run() {
-    std::size_t discard = 0;
     bool closing = false;
     for (;;) {
       while (!closing) {
-        if (discard > 0) {
-          const std::size_t n = std::min(discard, in_.size());
-          in_.consume(n);
-          discard -= n;
-          if (discard > 0) break;
-        }
+        if (in_.skipping()) break;  // the rest of a refused data block is still coming
         auto r = cs::parse(in_.view(), limits_);
         if (r.what == cs::outcome::need_more) break;
         in_.consume(std::min(r.consumed, in_.size()));
-        discard = r.discard;
+        in_.skip(r.discard);
         switch (r.what) {
           case cs::outcome::request:
             co_await execute(r.req);

@@ -140,6 +140,13 @@ void input_buffer::consume(std::size_t n) {
   }
 }
 
+void input_buffer::skip(std::size_t n) {
+  skip_ += n;
+  const std::size_t now = std::min(skip_, size());
+  skip_ -= now;
+  consume(now);
+}
+
 asio::awaitable<std::size_t> input_buffer::read_some(tcp::socket& socket, std::size_t max_read) {
   for (;;) {
     auto [ec] = co_await socket.async_wait(tcp::socket::wait_read,
@@ -170,6 +177,7 @@ asio::awaitable<std::size_t> input_buffer::read_some(tcp::socket& socket, std::s
     data_.resize(old_size + n);
     if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) continue;
     if (read_ec) co_return 0;
+    if (skip_ > 0) skip(0);  // drop what arrived of a block being discarded
     co_return n;
   }
 }

@@ -84,6 +84,11 @@ class input_buffer {
   std::size_t size() const { return data_.size() - pos_; }
   // Drops n bytes (n <= size()) from the front.
   void consume(std::size_t n);
+  // Drops the next n bytes, also those not read yet (the data block of a refused request:
+  // memcached reads and discards it). While bytes remain to be dropped, skipping() is true
+  // and view() holds nothing to parse.
+  void skip(std::size_t n);
+  bool skipping() const { return skip_ > 0; }
   // Waits until the socket is readable, then reads what is there (at most max_read
   // bytes). Returns the number of bytes added; 0 means end of stream or an error.
   boost::asio::awaitable<std::size_t> read_some(boost::asio::ip::tcp::socket& socket,
@@ -92,6 +97,7 @@ class input_buffer {
  private:
   std::string data_;
   std::size_t pos_ = 0;  // bytes of data_ already consumed
+  std::size_t skip_ = 0; // bytes still to drop as they arrive
 };
 
 // Writes all of `out` and clears it (releasing a large buffer). Returns false on error.
