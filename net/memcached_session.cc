@@ -255,6 +255,16 @@ class session {
         code != kv::status::bad_command;
   }
 
+  // Appends one VALUE block. A multi-get of many large values is sent as it is produced, so
+  // the reply buffer stays bounded by one value plus the flush threshold.
+  asio::awaitable<bool> add_hit(std::string_view key, const kv::item_view& item, bool with_cas) {
+    ++service_.metrics().reads().get_hits;
+    append_value(out_, key, item, with_cas);
+    if (out_.size() < flush_threshold_bytes) co_return true;
+    const bool sent = co_await flush();
+    co_return sent;
+  }
+
   asio::awaitable<bool> get(const mc::request& req) {
     auto& reads = service_.metrics().reads();
     reads.cmd_get += req.keys.size();
@@ -267,14 +277,8 @@ class session {
     const auto now_ms = service_.now_ms();
     for (const auto& key : req.keys) {
       if (auto item = service_.store().find(key, now_ms)) {
-        ++reads.get_hits;
-        append_value(out_, key, *item, with_cas);
-        // A multi-get of many large values is sent as it is produced, so the reply
-        // buffer stays bounded by one value plus the flush threshold.
-        if (out_.size() >= flush_threshold_bytes) {
-          const bool sent = co_await flush();
-          if (!sent) co_return false;
-        }
+        const bool sent = co_await add_hit(key, *item, with_cas);
+        if (!sent) co_return false;
       } else {
         ++reads.get_misses;
       }
@@ -299,12 +303,8 @@ class session {
         co_return false;
       }
       if (reply.result.code == kv::status::item && reply.result.item) {
-        ++reads.get_hits;
-        append_value(out_, key, *reply.result.item, with_cas);
-        if (out_.size() >= flush_threshold_bytes) {
-          const bool sent = co_await flush();
-          if (!sent) co_return false;
-        }
+        const bool sent = co_await add_hit(key, *reply.result.item, with_cas);
+        if (!sent) co_return false;
       } else {
         ++reads.get_misses;
       }
