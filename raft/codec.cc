@@ -97,9 +97,6 @@ class reader {
 
 constexpr std::size_t min_entry_bytes = 8 + 8 + 1 + 8;
 
-template <typename T>
-constexpr bool always_false = false;
-
 void write_body(writer& w, const message_body& body) {
   std::visit(
       [&](const auto& b) {

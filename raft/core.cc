@@ -8,8 +8,6 @@
 namespace raft {
 
 namespace {
-template <typename T>
-constexpr bool always_false = false;
 
 // Messages that only the leader sends to replicate; they can go before the leader's own
 // disk write completes (thesis §10.2.1). Everything else promises persisted state.

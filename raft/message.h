@@ -118,6 +118,11 @@ struct message {
   bool operator==(const message&) const = default;
 };
 
+// For the static_assert catch-all of a visitor over message_body: a new message type that
+// nobody handles does not compile.
+template <typename T>
+inline constexpr bool always_false = false;
+
 // Short name of the body type, for traces and logs.
 const char* message_name(const message& m);
 
