@@ -296,6 +296,18 @@ class Cluster:
         for n in self.nodes:
             n.start()
 
+    def start_ready(self, timeout=15.0):
+        """start() and wait_ready(); on failure prints the node logs, closes the cluster and
+        re-raises (for setUpClass, where no tearDown runs after a failure). Returns the
+        leader."""
+        self.start()
+        try:
+            return self.wait_ready(timeout=timeout)
+        except Exception:
+            self.dump_logs()
+            self.close()
+            raise
+
     def wait_ready(self, timeout=15.0):
         """Every running node accepts connections and, for a cluster, knows the same leader."""
         for n in self.nodes:

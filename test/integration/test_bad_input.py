@@ -49,13 +49,7 @@ class BadInput(harness.TestCase):
         cls.cluster = harness.Cluster(nodes=1, raft={"fsync": False},
                                       limits={"max_connections": 6000,
                                               "max_value_bytes": 100000})
-        cls.cluster.start()
-        try:
-            cls.cluster.wait_ready()
-        except Exception:
-            cls.cluster.dump_logs()
-            cls.cluster.close()
-            raise
+        cls.cluster.start_ready()
         cls.node = cls.cluster.nodes[0]
         cls.mc = cls.node.memcached
         cls.cs = cls.node.cs733

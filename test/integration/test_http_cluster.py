@@ -22,13 +22,7 @@ class ForwardingTest(harness.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.cluster = harness.Cluster(nodes=3)
-        cls.cluster.start()
-        try:
-            cls.leader = cls.cluster.wait_ready(timeout=20)
-        except Exception:
-            cls.cluster.dump_logs()
-            cls.cluster.close()
-            raise
+        cls.leader = cls.cluster.start_ready(timeout=20)
 
     @classmethod
     def tearDownClass(cls):

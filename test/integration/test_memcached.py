@@ -28,13 +28,7 @@ class OneNode(harness.TestCase):
     def setUpClass(cls):
         cls.cluster = harness.Cluster(nodes=1, raft={"fsync": False},
                                       limits={"max_connections": 20})
-        cls.cluster.start()
-        try:
-            cls.cluster.wait_ready()
-        except Exception:
-            cls.cluster.dump_logs()
-            cls.cluster.close()
-            raise
+        cls.cluster.start_ready()
         cls.addr = cls.cluster.nodes[0].memcached
 
     @classmethod
