@@ -221,14 +221,18 @@ std::string metrics::render_prometheus(const node_status& node,
   append_histogram(out, "raftkv_fsync_duration_seconds", "", fsync_);
 
   // Requests per door and command.
+  const auto request_labels = [](door d, std::string_view command) {
+    std::string labels = door_label(d);
+    labels += ",command=\"";
+    append_label_value(labels, command);
+    labels += '"';
+    return labels;
+  };
   append_header(out, "raftkv_requests_total", "counter",
                 "Requests served, by door, command and outcome.");
   for (std::size_t d = 0; d < door_count; ++d) {
     for (const auto& [command, series] : requests_[d]) {
-      std::string base = door_label(static_cast<door>(d));
-      base += ",command=\"";
-      append_label_value(base, command);
-      base += '"';
+      const std::string base = request_labels(static_cast<door>(d), command);
       append_sample(out, "raftkv_requests_total", base + ",outcome=\"ok\"", series.ok);
       append_sample(out, "raftkv_requests_total", base + ",outcome=\"failed\"", series.failed);
     }
@@ -237,10 +241,7 @@ std::string metrics::render_prometheus(const node_status& node,
                 "Time from a parsed request to its reply, by door and command.");
   for (std::size_t d = 0; d < door_count; ++d) {
     for (const auto& [command, series] : requests_[d]) {
-      std::string base = door_label(static_cast<door>(d));
-      base += ",command=\"";
-      append_label_value(base, command);
-      base += '"';
+      const std::string base = request_labels(static_cast<door>(d), command);
       append_histogram(out, "raftkv_request_duration_seconds", base, series.latency);
     }
   }
