@@ -3,6 +3,8 @@
 #include "net/text_words.h"
 
 #include <boost/json.hpp>
+
+#include <algorithm>
 #include <charconv>
 #include <limits>
 
@@ -198,21 +200,39 @@ http_response method_not_allowed(std::string_view allow) {
 
 route parse_kv_item(http_request&& req, std::string_view raw_key,
                     const std::vector<query_param>& params, const limits& lim) {
-  if (req.method != "GET" && req.method != "PUT" && req.method != "DELETE")
-    return method_not_allowed("GET, PUT, DELETE");
+  if (req.method != "GET" && req.method != "HEAD" && req.method != "PUT" &&
+      req.method != "DELETE")
+    return method_not_allowed("GET, HEAD, PUT, DELETE");
   auto key = percent_decode(raw_key, false);
   if (!key) return bad_request("bad percent-encoding in key");
   if (!valid_key(*key, lim.max_key_bytes))
     return bad_request("key must be 1.." + std::to_string(lim.max_key_bytes) +
                        " bytes without spaces or control characters");
 
-  if (req.method == "GET") {
-    route_kv_get r{std::move(*key), false};
+  if (req.method == "GET" || req.method == "HEAD") {
+    route_kv_get r;
+    r.key = std::move(*key);
     if (const auto* meta = find_param(params, "meta")) {
       if (*meta == "1" || *meta == "true") {
         r.meta = true;
       } else if (*meta != "0" && *meta != "false") {
         return bad_request("meta must be 1 or 0");
+      }
+    }
+    if (req.if_none_match) {
+      // A list of entity tags (RFC 9110 §13.1.2) or "*".
+      std::string_view tags = *req.if_none_match;
+      while (!tags.empty()) {
+        const auto comma = tags.find(',');
+        const auto tag = tags.substr(0, comma);
+        tags = comma == std::string_view::npos ? std::string_view{} : tags.substr(comma + 1);
+        if (is_star(std::string(tag))) {
+          r.not_modified_any = true;
+        } else if (const auto v = parse_etag(tag)) {
+          r.not_modified_versions.push_back(*v);
+        } else {
+          return bad_request("If-None-Match must be \"*\" or versions: \"<n>\"");
+        }
       }
     }
     return r;
@@ -478,6 +498,20 @@ http_response stored_response(std::uint64_t version) {
   json::object o;
   o["version"] = version;
   r.body = json_text(o);
+  return r;
+}
+
+bool route_kv_get::not_modified(std::uint64_t version) const {
+  return not_modified_any ||
+         std::find(not_modified_versions.begin(), not_modified_versions.end(), version) !=
+             not_modified_versions.end();
+}
+
+http_response not_modified_response(std::uint64_t version) {
+  http_response r;
+  r.status = 304;
+  r.content_type.clear();
+  r.headers.emplace_back("ETag", etag(version));
   return r;
 }
 

@@ -46,6 +46,13 @@ struct http_response {
 struct route_kv_get {
   std::string key;
   bool meta = false;  // ?meta=1: JSON with metadata instead of raw bytes
+  // If-None-Match on a GET/HEAD: the versions the client already has ("*" = any); a match
+  // answers 304 Not Modified.
+  std::vector<std::uint64_t> not_modified_versions;
+  bool not_modified_any = false;
+
+  // True when the client's copy is current: answer 304.
+  bool not_modified(std::uint64_t version) const;
 };
 
 struct route_kv_put {
@@ -126,6 +133,8 @@ http_response error_response(const http_error& e);
 http_response item_response(std::string_view key, const kv::item_view& item, bool meta);
 // PUT: {"version": N} + ETag.
 http_response stored_response(std::uint64_t version);
+// 304 for a conditional GET whose If-None-Match matches the item's version.
+http_response not_modified_response(std::uint64_t version);
 // DELETE: {"deleted": true}.
 http_response deleted_response();
 // GET /v1/kv: keys holds at most limit+1 entries; the extra one means there is a next page.

@@ -63,11 +63,13 @@ http::response<http::string_body> to_beast(http_response&& r, unsigned version, 
                                            bool head) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
   res.set(http::field::server, "raftkv");
-  res.set(http::field::content_type, r.content_type);
+  if (!r.content_type.empty()) res.set(http::field::content_type, r.content_type);
   for (auto& [name, value] : r.headers) res.insert(name, value);
   res.body() = std::move(r.body);
   res.keep_alive(keep_alive && !r.close);
   res.prepare_payload();
+  // A 304 has no body by definition; a Content-Length there would have to be the 200's.
+  if (r.status == 304) res.erase(http::field::content_length);
   // HEAD: the same headers (Content-Length included) and no body.
   if (head) res.body().clear();
   return res;
@@ -101,6 +103,7 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
       co_return error_response(map_error(kv::status::not_found));
     }
     ++reads.get_hits;
+    if (get->not_modified(item->version)) co_return not_modified_response(item->version);
     co_return item_response(get->key, *item, get->meta);
   }
 

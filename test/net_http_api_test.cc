@@ -144,7 +144,7 @@ BOOST_AUTO_TEST_CASE(unknown_paths_and_methods) {
   const auto post = parse(req("POST", "/v1/kv/k", "x"));
   BOOST_CHECK_EQUAL(error_status(post), 405u);
   BOOST_CHECK_EQUAL(std::get<net::http_response>(post).header("allow").value_or(""),
-                    "GET, PUT, DELETE");
+                    "GET, HEAD, PUT, DELETE");
   BOOST_CHECK_EQUAL(error_status(parse(req("DELETE", "/v1/status"))), 405u);
   BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/admin/snapshot"))), 405u);
   BOOST_CHECK(std::holds_alternative<net::route_snapshot>(parse(req("POST", "/v1/admin/snapshot"))));

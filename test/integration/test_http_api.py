@@ -277,7 +277,7 @@ class HttpApiTest(harness.TestCase):
         self.assertEqual(error_of(body), "not_found")
         status, headers, body = request(self.addr, "POST", "/v1/kv/k", body=b"v")
         self.assertEqual(status, 405)
-        self.assertEqual(headers["allow"], "GET, PUT, DELETE")
+        self.assertEqual(headers["allow"], "GET, HEAD, PUT, DELETE")
         self.assertEqual(error_of(body), "method_not_allowed")
         status, headers, _ = request(self.addr, "PUT", "/v1/status", body=b"")
         self.assertEqual(status, 405)
@@ -294,6 +294,30 @@ class HttpApiTest(harness.TestCase):
         conn.close()
         self.assertEqual(r.status, 200)
         self.assertEqual(request(self.addr, "GET", "/v1/kv/chunked")[2], b"abcdefg")
+
+    def test_head_and_conditional_get(self):
+        status, headers, body = request(self.addr, "PUT", "/v1/kv/cond", body=b"abc")
+        version = json.loads(body)["version"]
+        # HEAD: the GET's headers, no body.
+        status, headers, body = request(self.addr, "HEAD", "/v1/kv/cond")
+        self.assertEqual((status, body), (200, b""))
+        self.assertEqual(headers["etag"], f'"{version}"')
+        self.assertEqual(headers["content-length"], "3")
+        status, _, _ = request(self.addr, "HEAD", "/v1/kv/missing-cond")
+        self.assertEqual(status, 404)
+        # If-None-Match with the current version (alone, in a list, or *): 304, no body.
+        for tag in (f'"{version}"', f'"1", W/"{version}"', "*"):
+            status, headers, body = request(self.addr, "GET", "/v1/kv/cond",
+                                            headers={"If-None-Match": tag})
+            self.assertEqual((status, body), (304, b""), tag)
+            self.assertEqual(headers["etag"], f'"{version}"')
+        # An older version: the current value.
+        status, _, body = request(self.addr, "GET", "/v1/kv/cond",
+                                  headers={"If-None-Match": f'"{version - 1}"'})
+        self.assertEqual((status, body), (200, b"abc"))
+        status, _, body = request(self.addr, "GET", "/v1/kv/cond",
+                                  headers={"If-None-Match": "yesterday"})
+        self.assertEqual((status, error_of(body)), (400, "bad_request"))
 
     def test_put_without_length_is_411(self):
         with socket.create_connection(self.addr, timeout=10) as s:
