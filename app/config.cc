@@ -228,7 +228,7 @@ config build(const toml::table& root, const std::filesystem::path& source) {
   if (const toml::table* limits = v.table_at(root, "limits", "limits")) {
     v.only_keys(*limits, "limits",
                 {"max_connections", "max_key_bytes", "max_value_bytes", "max_memory_mb",
-                 "request_timeout_ms"});
+                 "request_timeout_ms", "http_read_timeout_ms", "http_idle_timeout_ms"});
     if (auto x = v.integer(*limits, "max_connections", "limits.max_connections", 1, 1000000))
       c.limits.max_connections = *x;
     if (auto x = v.integer(*limits, "max_key_bytes", "limits.max_key_bytes", 1, 250))
@@ -240,6 +240,12 @@ config build(const toml::table& root, const std::filesystem::path& source) {
     if (auto x = v.integer(*limits, "request_timeout_ms", "limits.request_timeout_ms", 10,
                            3600000))
       c.limits.request_timeout_ms = *x;
+    if (auto x = v.integer(*limits, "http_read_timeout_ms", "limits.http_read_timeout_ms", 100,
+                           3600000))
+      c.limits.http_read_timeout_ms = *x;
+    if (auto x = v.integer(*limits, "http_idle_timeout_ms", "limits.http_idle_timeout_ms", 100,
+                           86400000))
+      c.limits.http_idle_timeout_ms = *x;
   }
   return c;
 }
@@ -323,7 +329,9 @@ std::string render_config(const config& c) {
       << "\nmax_key_bytes = " << c.limits.max_key_bytes
       << "\nmax_value_bytes = " << c.limits.max_value_bytes
       << "\nmax_memory_mb = " << c.limits.max_memory_mb
-      << "\nrequest_timeout_ms = " << c.limits.request_timeout_ms << "\n";
+      << "\nrequest_timeout_ms = " << c.limits.request_timeout_ms
+      << "\nhttp_read_timeout_ms = " << c.limits.http_read_timeout_ms
+      << "\nhttp_idle_timeout_ms = " << c.limits.http_idle_timeout_ms << "\n";
   return out.str();
 }
 

@@ -44,6 +44,10 @@ struct limits_config {
   std::uint64_t max_value_bytes = 1048576;
   std::uint64_t max_memory_mb = 1024;
   std::uint64_t request_timeout_ms = 5000;
+  // HTTP sessions (raftkv's own keys): a whole request must arrive within the read timeout
+  // (slow clients), a keep-alive connection may idle this long between requests.
+  std::uint64_t http_read_timeout_ms = 10000;
+  std::uint64_t http_idle_timeout_ms = 30000;
 };
 
 struct config {

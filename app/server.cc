@@ -71,6 +71,8 @@ int run_server(const config& c) {
   net::cs733_options cs_options;
   net::http_options http_options;
   http_options.version = RAFTKV_VERSION;
+  http_options.read_timeout = std::chrono::milliseconds(c.limits.http_read_timeout_ms);
+  http_options.idle_timeout = std::chrono::milliseconds(c.limits.http_idle_timeout_ms);
   std::unique_ptr<net::memcached_server> memcached;
   std::unique_ptr<net::cs733_server> cs733;
   std::unique_ptr<net::http_server> http;

@@ -52,6 +52,17 @@ BOOST_AUTO_TEST_CASE(minimal_config_is_a_cluster_of_one_with_defaults) {
   BOOST_TEST(c.limits.max_connections == 4096u);
   BOOST_TEST(c.limits.max_value_bytes == 1048576u);
   BOOST_TEST(c.limits.request_timeout_ms == 5000u);
+  BOOST_TEST(c.limits.http_read_timeout_ms == 10000u);
+  BOOST_TEST(c.limits.http_idle_timeout_ms == 30000u);
+}
+
+BOOST_AUTO_TEST_CASE(http_timeouts_are_read_and_bounded) {
+  auto r = parse(minimal + "[limits]\nhttp_read_timeout_ms = 500\nhttp_idle_timeout_ms = 700\n");
+  BOOST_REQUIRE(std::holds_alternative<app::config>(r));
+  BOOST_TEST(std::get<app::config>(r).limits.http_read_timeout_ms == 500u);
+  BOOST_TEST(std::get<app::config>(r).limits.http_idle_timeout_ms == 700u);
+  BOOST_TEST(error_of(minimal + "[limits]\nhttp_read_timeout_ms = 5\n").find(
+                 "limits.http_read_timeout_ms") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(members_are_sorted_and_addresses_parsed) {

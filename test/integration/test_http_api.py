@@ -570,5 +570,28 @@ class CasRaceTest(harness.TestCase):
                                  f"client{winner}".encode())
 
 
+
+class ConfiguredTimeouts(harness.TestCase):
+    def test_http_timeouts_come_from_the_config(self):
+        with harness.Cluster(nodes=1, limits={"http_read_timeout_ms": 400,
+                                              "http_idle_timeout_ms": 600}) as c:
+            c.wait_ready()
+            node = c.nodes[0]
+            # A request that never completes is cut after the read timeout...
+            partial = socket.create_connection(node.http, timeout=10)
+            partial.sendall(b"GET /v1/kv/a HTTP/1.1\r\n")
+            started = time.monotonic()
+            self.assertEqual(partial.recv(65536), b"")
+            self.assertLess(time.monotonic() - started, 3.0)
+            partial.close()
+            # ...and an idle keep-alive connection after the idle timeout.
+            idle = socket.create_connection(node.http, timeout=10)
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertIn(b"200 OK", idle.recv(65536))
+            started = time.monotonic()
+            self.assertEqual(idle.recv(65536), b"")
+            self.assertLess(time.monotonic() - started, 3.0)
+            idle.close()
+
 if __name__ == "__main__":
     harness.main()
