@@ -8,15 +8,15 @@
 #include <random>
 #include <thread>
 
-#include "net/log.h"
-#include "net/peer_transport.h"
+#include "base/log.h"
+#include "net/peer/transport.h"
 #include "raft/codec.h"
 #include "raft/storage/lmdb_store.h"
 
 namespace app {
 
 namespace asio = boost::asio;
-using net::log_level;
+using base::log_level;
 using net::service_error;
 
 namespace {
@@ -66,7 +66,7 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
     const auto l = level == raft::storage::log_level::info      ? log_level::info
                    : level == raft::storage::log_level::warning ? log_level::warn
                                                                 : log_level::error;
-    net::log(l, "storage: ", text);
+    base::log(l, "storage: ", text);
   };
   node* self = n.get();
   opts.on_commit = [self, &io](std::chrono::nanoseconds took, std::size_t, std::size_t) {
@@ -106,14 +106,14 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
     ++replayed;
     if (clock::now() - last_progress > std::chrono::seconds(3)) {
       last_progress = clock::now();
-      net::log(log_level::info, "recovery: replayed ", replayed, " entries, at index ",
+      base::log(log_level::info, "recovery: replayed ", replayed, " entries, at index ",
                e.index.value, " of ", state.hard.commit.value);
     }
   }
   const auto took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            clock::now() - recovery_started + state.took)
                            .count();
-  net::log(log_level::info, "recovered in ", took_ms, " ms: term ", state.hard.term.value,
+  base::log(log_level::info, "recovered in ", took_ms, " ms: term ", state.hard.term.value,
            ", snapshot at ", n->last_snapshot_index_, ", replayed ", replayed,
            " entries, applied ", n->store_.applied_index(), ", log up to ",
            state.last_index.value);
@@ -148,7 +148,7 @@ void node::start(std::optional<asio::ip::tcp::acceptor> peer_acceptor) {
                      : level == pl::info ? log_level::info
                      : level == pl::warn ? log_level::warn
                                          : log_level::error;
-      net::log(l, text);
+      base::log(l, text);
     };
     transport_ = std::make_unique<net::peer_transport>(
         io_.get_executor(), self_, net::peer_transport::derive_cluster_id(peers), peers,
@@ -254,7 +254,7 @@ void node::persist(raft::ready& rd) {
         if (error) on_storage_error(error.message);
       });
     });
-    net::log(log_level::info, "installed snapshot from the leader at index ", meta.index.value,
+    base::log(log_level::info, "installed snapshot from the leader at index ", meta.index.value,
              " (term ", meta.term.value, ", ", rd.snapshot->data->size(), " bytes)");
   }
 
@@ -302,7 +302,7 @@ void node::on_persisted(bool had_log_write, raft::index_t index, raft::term_t te
 void node::on_storage_error(const std::string& why) {
   if (!storage_error_.empty()) return;
   storage_error_ = why;
-  net::log(log_level::error, "storage failed, no more writes are acknowledged: ", why);
+  base::log(log_level::error, "storage failed, no more writes are acknowledged: ", why);
 }
 
 void node::send(const std::vector<raft::message>& messages) {
@@ -322,7 +322,7 @@ void node::apply(const std::vector<raft::entry>& committed) {
       if (auto cmd = kv::decode_command(e.data)) {
         result = store_.apply(e.index.value, *cmd);
       } else {
-        net::log(log_level::warn, "entry ", e.index.value, " holds no valid command; skipped");
+        base::log(log_level::warn, "entry ", e.index.value, " holds no valid command; skipped");
         store_.skip(e.index.value);
       }
     } else {
@@ -348,24 +348,24 @@ void node::note_role_changes() {
   const auto term = core_->term();
   const auto leader = core_->leader();
   if (term != last_term_) {
-    net::log(log_level::info, "term ", last_term_.value, " -> ", term.value, " (",
+    base::log(log_level::info, "term ", last_term_.value, " -> ", term.value, " (",
              role_name(role), ")");
   }
   if (role != last_role_) {
     if (role == raft::role::leader) {
-      net::log(log_level::info, "won the election: leader for term ", term.value);
+      base::log(log_level::info, "won the election: leader for term ", term.value);
     } else if (last_role_ == raft::role::leader) {
-      net::log(log_level::info, "stepped down in term ", term.value, ", now ", role_name(role));
+      base::log(log_level::info, "stepped down in term ", term.value, ", now ", role_name(role));
     } else if (role == raft::role::candidate) {
-      net::log(log_level::info, "campaigning in term ", term.value);
+      base::log(log_level::info, "campaigning in term ", term.value);
     }
   }
   if (leader != last_leader_) {
     ++leader_changes_;
     if (leader == raft::no_node) {
-      net::log(log_level::info, "leader ", last_leader_.value, " lost (term ", term.value, ")");
+      base::log(log_level::info, "leader ", last_leader_.value, " lost (term ", term.value, ")");
     } else {
-      net::log(log_level::info, "leader is now node ", leader.value, " (term ", term.value, ")");
+      base::log(log_level::info, "leader is now node ", leader.value, " (term ", term.value, ")");
     }
     // Requests forwarded to the old leader may never be answered: retry them with the new
     // one now rather than at the deadline. Their request id keeps the retry at-most-once.
@@ -419,7 +419,7 @@ void node::on_frame(raft::node_id from, net::frame_kind kind, std::string payloa
     case net::frame_kind::raft_message: {
       auto m = raft::decode(payload);
       if (!m || m->from != from) {
-        net::log(log_level::warn, "dropped an undecodable raft message from node ", from.value);
+        base::log(log_level::warn, "dropped an undecodable raft message from node ", from.value);
         return;
       }
       core_->step(*m);
@@ -429,7 +429,7 @@ void node::on_frame(raft::node_id from, net::frame_kind kind, std::string payloa
     case net::frame_kind::forward_request: {
       auto req = net::decode_forward_request(payload);
       if (!req) {
-        net::log(log_level::warn, "dropped an undecodable forward request from node ",
+        base::log(log_level::warn, "dropped an undecodable forward request from node ",
                  from.value);
         return;
       }
@@ -684,7 +684,7 @@ void node::on_snapshot_written(raft::snapshot_meta meta, std::shared_ptr<const s
   snapshot_in_progress_ = false;
   if (stopped_) return;
   if (!error.empty()) {
-    net::log(log_level::warn, "snapshot at index ", meta.index.value, " failed: ", error);
+    base::log(log_level::warn, "snapshot at index ", meta.index.value, " failed: ", error);
   } else if (meta.index > stored_snapshot_index_) {
     last_snapshot_index_ = meta.index.value;
     core_->compact(meta.index, data);
@@ -698,7 +698,7 @@ void node::on_snapshot_written(raft::snapshot_meta meta, std::shared_ptr<const s
         if (error) on_storage_error(error.message);
       });
     });
-    net::log(log_level::info, "snapshot at index ", meta.index.value, " (", data->size(),
+    base::log(log_level::info, "snapshot at index ", meta.index.value, " (", data->size(),
              " bytes); log compacted");
   }
   for (auto& t : snapshot_waiters_) t->cancel();

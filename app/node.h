@@ -36,7 +36,7 @@
 #include "app/config.h"
 #include "kv/store.h"
 #include "net/metrics.h"
-#include "net/peer_frame.h"
+#include "net/peer/frame.h"
 #include "net/service.h"
 #include "raft/core.h"
 

@@ -8,34 +8,34 @@
 #include <memory>
 
 #include "app/node.h"
-#include "net/cs733_session.h"
-#include "net/http_server.h"
-#include "net/log.h"
-#include "net/memcached_session.h"
+#include "net/cs733/session.h"
+#include "net/http/server.h"
+#include "base/log.h"
+#include "net/memcached/session.h"
 
 namespace app {
 
 namespace asio = boost::asio;
-using net::log_level;
+using base::log_level;
 
 namespace {
 
 constexpr int exit_fatal = 1;
 
 void log_config(const config& c) {
-  net::log(log_level::info, "raftkv ", RAFTKV_VERSION, " starting: config ", c.source.string(),
+  base::log(log_level::info, "raftkv ", RAFTKV_VERSION, " starting: config ", c.source.string(),
            ", data_dir ", c.data_dir.string(), ", ", c.members.size(), " member(s), tick ",
            c.raft.tick_ms, " ms, heartbeat ", c.raft.heartbeat_ticks, " ticks, election ",
            c.raft.election_ticks, " ticks");
   auto door = [](const char* name, const std::optional<endpoint>& e) {
-    net::log(log_level::info, "  ", name, ": ", e ? e->text : std::string("disabled"));
+    base::log(log_level::info, "  ", name, ": ", e ? e->text : std::string("disabled"));
   };
   door("memcached", c.listen_memcached);
   door("cs733", c.listen_cs733);
   door("http", c.listen_http);
   door("peer", c.listen_peer);
   if (!c.raft.fsync) {
-    net::log(log_level::warn,
+    base::log(log_level::warn,
              "raft.fsync = false: acknowledged writes can be LOST on power failure or kernel "
              "crash. Use this for throwaway benchmarks only.");
   }
@@ -55,13 +55,13 @@ asio::ip::tcp::acceptor bind_acceptor(asio::io_context& io, const endpoint& e) {
 }  // namespace
 
 int run_server(const config& c) {
-  net::set_log_node_id(c.node_id);
+  base::set_log_node_id(c.node_id);
   log_config(c);
 
   asio::io_context io;
   auto opened = node::open(io, c);
   if (auto* why = std::get_if<std::string>(&opened)) {
-    net::log(log_level::error, "fatal: ", *why);
+    base::log(log_level::error, "fatal: ", *why);
     return exit_fatal;
   }
   std::unique_ptr<node> n = std::move(std::get<std::unique_ptr<node>>(opened));
@@ -105,7 +105,7 @@ int run_server(const config& c) {
       http->listen(c.listen_http->host, c.listen_http->port);
     }
   } catch (const boost::system::system_error& e) {
-    net::log(log_level::error, "fatal: cannot listen on ", binding, " address ",
+    base::log(log_level::error, "fatal: cannot listen on ", binding, " address ",
              binding_at ? binding_at->text : std::string("?"), ": ", e.code().message());
     n->stop();
     return exit_fatal;
@@ -115,7 +115,7 @@ int run_server(const config& c) {
   if (memcached) memcached->start();
   if (cs733) cs733->start();
   if (http) http->start();
-  net::log(log_level::info, "serving");
+  base::log(log_level::info, "serving");
 
   // SIGINT/SIGTERM: stop accepting, fail what is in flight with "stopped", flush and close
   // storage, then give sessions a moment to write their last replies.
@@ -123,7 +123,7 @@ int run_server(const config& c) {
   asio::steady_timer grace(io);
   signals.async_wait([&](boost::system::error_code ec, int signo) {
     if (ec) return;
-    net::log(log_level::info, "signal ", signo, ": shutting down");
+    base::log(log_level::info, "signal ", signo, ": shutting down");
     if (memcached) memcached->stop();
     if (cs733) cs733->stop();
     if (http) http->stop();
@@ -135,12 +135,12 @@ int run_server(const config& c) {
   try {
     io.run();
   } catch (const std::exception& e) {
-    net::log(log_level::error, "fatal: ", e.what());
+    base::log(log_level::error, "fatal: ", e.what());
     n->stop();
     return exit_fatal;
   }
   n->stop();
-  net::log(log_level::info, "stopped cleanly");
+  base::log(log_level::info, "stopped cleanly");
   return 0;
 }
 

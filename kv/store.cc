@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "kv/codec.h"
-#include "kv/crc32c.h"
+#include "base/crc32c.h"
 
 namespace kv {
 namespace {
@@ -532,7 +532,7 @@ std::string store::snapshot() const {
       w.bytes(encode(rem.outcome));
     }
   }
-  w.u32(crc32c(out));
+  w.u32(base::crc32c(out));
   return out;
 }
 
@@ -541,7 +541,7 @@ bool store::restore(std::string_view bytes) {
   const std::string_view body = bytes.substr(0, bytes.size() - 4);
   {
     detail::byte_reader trailer(bytes.substr(bytes.size() - 4));
-    if (trailer.u32() != crc32c(body)) return false;
+    if (trailer.u32() != base::crc32c(body)) return false;
   }
   if (!body.starts_with(snapshot_magic)) return false;
   detail::byte_reader r(body.substr(snapshot_magic.size()));

@@ -10,7 +10,7 @@
 #include <boost/asio/write.hpp>
 #include <list>
 
-#include "net/log.h"
+#include "base/log.h"
 
 namespace net {
 
@@ -62,7 +62,7 @@ void start_connection(const std::shared_ptr<listener::state>& s, tcp::socket soc
           try {
             std::rethrow_exception(e);
           } catch (const std::exception& ex) {
-            log(log_level::warn, to_string(s->options.which), " session ended: ", ex.what());
+            base::log(base::log_level::warn, to_string(s->options.which), " session ended: ", ex.what());
           }
         }
         boost::system::error_code ignored;
@@ -79,7 +79,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<listener::state> s) {
     if (ec) {
       // Typically EMFILE/ENFILE: the connection stays queued in the kernel. Back off a
       // little so a full descriptor table does not turn this loop into a busy spin.
-      log(log_level::warn, to_string(s->options.which), " accept failed: ", ec.message());
+      base::log(base::log_level::warn, to_string(s->options.which), " accept failed: ", ec.message());
       asio::steady_timer pause(s->io, std::chrono::milliseconds(50));
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "kv/crc32c.h"
+#include "base/crc32c.h"
 #include "kv/store.h"
 
 namespace {
@@ -888,7 +888,7 @@ BOOST_AUTO_TEST_CASE(random_bytes_with_a_valid_checksum_never_restore_garbage) {
     body.push_back(1);
     const auto n = rng() % 400;
     for (std::size_t j = 0; j < n; ++j) body.push_back(static_cast<char>(rng()));
-    const std::uint32_t crc = kv::crc32c(body);
+    const std::uint32_t crc = base::crc32c(body);
     for (int k = 0; k < 4; ++k) body.push_back(static_cast<char>((crc >> (8 * k)) & 0xff));
     if (target.restore(body)) {
       // Whatever was accepted must be a consistent state.

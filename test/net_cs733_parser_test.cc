@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "net/cs733_parser.h"
+#include "net/cs733/parser.h"
 
 namespace cs = net::cs733;
 

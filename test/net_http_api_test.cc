@@ -4,7 +4,7 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
-#include "net/http_api.h"
+#include "net/http/api.h"
 
 namespace json = boost::json;
 

@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "app/local_service.h"
-#include "net/http_server.h"
+#include "net/http/server.h"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "net/memcached_parser.h"
+#include "net/memcached/parser.h"
 
 namespace mc = net::memcached;
 

@@ -5,7 +5,7 @@
 #include <random>
 #include <string>
 
-#include "net/peer_frame.h"
+#include "net/peer/frame.h"
 
 namespace net {
 // Lets Boost.Test print the values it compares.

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "net/peer_frame.h"
-#include "net/peer_transport.h"
+#include "net/peer/frame.h"
+#include "net/peer/transport.h"
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -81,7 +81,7 @@ struct test_node {
     for (const auto& [level, line] : logs) n += line.find(text) != std::string::npos;
     return n;
   }
-  std::size_t logs_at(net::log_level at, const std::string& text) const {
+  std::size_t logs_at(base::log_level at, const std::string& text) const {
     std::size_t n = 0;
     for (const auto& [level, line] : logs) n += level == at && line.find(text) != std::string::npos;
     return n;
@@ -325,8 +325,8 @@ BOOST_AUTO_TEST_CASE(frames_from_strangers_and_other_clusters_are_dropped_and_lo
   BOOST_TEST(a.logs_containing("is not ours") == 1u);
   // The refused side says so once at info level, then only at debug level while it redials.
   BOOST_TEST(stranger.logs_containing("lost connection to node 1") >= 2u);
-  BOOST_TEST(stranger.logs_at(net::log_level::info, "lost connection to node 1") == 1u);
-  BOOST_TEST(stranger.logs_at(net::log_level::info, "connected to node 1") == 1u);
+  BOOST_TEST(stranger.logs_at(base::log_level::info, "lost connection to node 1") == 1u);
+  BOOST_TEST(stranger.logs_at(base::log_level::info, "connected to node 1") == 1u);
   BOOST_TEST(a.transport->status(node_id(2))->frames_received == 0u);
   BOOST_TEST(!a.transport->status(node_id(2))->last_received.has_value());
 }

@@ -20,12 +20,12 @@
 #include <shared_mutex>
 #include <system_error>
 
-#include "kv/crc32c.h"
+#include "base/crc32c.h"
 
 namespace raft::storage {
 
 // Every record carries the same CRC-32C the kv snapshots and peer frames use.
-using kv::crc32c;
+using base::crc32c;
 
 std::string_view to_string(errc e) {
   switch (e) {

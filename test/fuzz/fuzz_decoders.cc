@@ -11,7 +11,7 @@
 
 #include "kv/command.h"
 #include "kv/store.h"
-#include "net/peer_frame.h"
+#include "net/peer/frame.h"
 #include "raft/codec.h"
 
 namespace {

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "kv/command.h"
-#include "net/peer_frame.h"
+#include "net/peer/frame.h"
 #include "raft/codec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);

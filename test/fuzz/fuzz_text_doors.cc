@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "net/cs733_parser.h"
-#include "net/memcached_parser.h"
+#include "net/cs733/parser.h"
+#include "net/memcached/parser.h"
 
 namespace {
 

@@ -8,7 +8,7 @@ and pipelined commands inside a step are kept. A step may contain `{CAS}`, repla
 last cas unique that server returned in this case (cas numbers differ between the servers).
 A step that makes the server close the connection is read to EOF.
 
-Known, deliberate differences are not tested here (see net/memcached_parser.h): keys with
+Known, deliberate differences are not tested here (see net/memcached/parser.h): keys with
 control characters (SPEC §3 refuses them), meta commands other than mn, `stats` output."""
 
 import os

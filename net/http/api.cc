@@ -1,4 +1,4 @@
-#include "net/http_api.h"
+#include "net/http/api.h"
 
 #include "net/text_words.h"
 

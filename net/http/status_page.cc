@@ -3,7 +3,7 @@
 // every member it lists (cross-origin: the API answers with Access-Control-Allow-Origin: *),
 // and renders the members as the leader sees them (match index, last contact) together with
 // what each member says about itself (role, term, commit and applied index).
-#include "net/status_page.h"
+#include "net/http/status_page.h"
 
 namespace net {
 

@@ -1,4 +1,4 @@
-#include "net/log.h"
+#include "base/log.h"
 
 #include <unistd.h>
 
@@ -6,7 +6,7 @@
 #include <chrono>
 #include <ctime>
 
-namespace net {
+namespace base {
 namespace {
 std::atomic<std::uint64_t> node_id_for_log{0};
 std::atomic<log_level> min_level_for_log{log_level::info};
@@ -53,4 +53,4 @@ void log_line(log_level level, std::string_view message) {
   }
 }
 
-}  // namespace net
+}  // namespace base

@@ -8,10 +8,10 @@
 #include <cstdint>
 #include <string_view>
 
-namespace kv {
+namespace base {
 
 // Extends `crc` (the value returned for the bytes before) with `bytes`. Start with 0.
 // crc32c("123456789") == 0xE3069283.
 std::uint32_t crc32c(std::string_view bytes, std::uint32_t crc = 0);
 
-}  // namespace kv
+}  // namespace base

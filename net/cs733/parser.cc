@@ -1,4 +1,4 @@
-#include "net/cs733_parser.h"
+#include "net/cs733/parser.h"
 
 #include "net/text_words.h"
 

@@ -16,7 +16,7 @@
 //   24     8     receiver node id
 //   32     4     payload length in bytes (<= the reader's max_frame_bytes)
 //   36     n     payload (opaque to this layer; e.g. an encoded Raft message)
-//   36+n   4     CRC32C (kv/crc32c.h) of bytes [0, 36+n)
+//   36+n   4     CRC32C (base/crc32c.h) of bytes [0, 36+n)
 //
 // Large messages (snapshots) are split by the sender into fragments so that small frames
 // (heartbeats, votes) can be interleaved with them on the same connection; see frame_flags.

@@ -45,7 +45,7 @@ struct memcached_options {
   std::string version = "unknown";
   // Process start, for `stats uptime`.
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  // Command-line bounds (see net/memcached_parser.h); key/value bounds come from the
+  // Command-line bounds (see net/memcached/parser.h); key/value bounds come from the
   // service's request_limits().
   std::size_t max_line_bytes = 2048;
   std::size_t max_get_line_bytes = 65536;

@@ -1,4 +1,4 @@
-#include "net/memcached_session.h"
+#include "net/memcached/session.h"
 
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "kv/store.h"
-#include "net/memcached_parser.h"
+#include "net/memcached/parser.h"
 #include "net/metrics.h"
 #include "net/service.h"
 

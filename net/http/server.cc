@@ -1,10 +1,10 @@
 // Beast sessions for the HTTP door. One coroutine per connection on the node's io_context:
 // wait for the first byte (idle timeout), read one request under a deadline that covers its
 // header and body (so a slow client cannot hold the session), route it through
-// net/http_api.h, submit through the kv_service, write the answer (write deadline), repeat.
+// net/http/api.h, submit through the kv_service, write the answer (write deadline), repeat.
 // Requests on one connection are handled one at a time, so pipelined requests are answered
 // in order: Beast keeps the bytes of the next request in the buffer.
-#include "net/http_server.h"
+#include "net/http/server.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -19,11 +19,11 @@
 #include <set>
 
 #include "kv/store.h"
-#include "net/http_api.h"
-#include "net/log.h"
+#include "net/http/api.h"
+#include "base/log.h"
 #include "net/metrics.h"
 #include "net/service.h"
-#include "net/status_page.h"
+#include "net/http/status_page.h"
 
 namespace net {
 
@@ -353,7 +353,7 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
       try {
         resp = co_await execute(*st, r);
       } catch (const std::exception& e) {
-        log(log_level::error, "http: request failed: ", e.what());
+        base::log(base::log_level::error, "http: request failed: ", e.what());
         resp = error_response(500, "internal", "internal error");
       }
       m.observe_request(door::http, name, counts_as_ok(resp.status),
@@ -367,7 +367,7 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
       if (ec || close) break;
     }
   } catch (const std::exception& e) {
-    log(log_level::warn, "http: session ended: ", e.what());
+    base::log(base::log_level::warn, "http: session ended: ", e.what());
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -389,7 +389,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<http_server::state> st) {
     if (st->stopped || ec == asio::error::operation_aborted) co_return;
     if (ec) {
       // Out of file descriptors and the like: back off briefly instead of spinning.
-      log(log_level::warn, "http: accept failed: ", ec.message());
+      base::log(base::log_level::warn, "http: accept failed: ", ec.message());
       asio::steady_timer backoff(st->io, std::chrono::milliseconds(100));
       co_await backoff.async_wait(use_tuple);
       continue;

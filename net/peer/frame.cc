@@ -1,6 +1,6 @@
-#include "net/peer_frame.h"
+#include "net/peer/frame.h"
 
-#include "kv/crc32c.h"
+#include "base/crc32c.h"
 
 #include <algorithm>
 #include <array>
@@ -79,7 +79,7 @@ void append_frame(std::string& out, const frame_header& h, std::string_view payl
   put_u32(p + 32, static_cast<std::uint32_t>(payload.size()));
   out.append(payload);
   const std::uint32_t crc =
-      kv::crc32c(std::string_view(out).substr(start, frame_header_bytes + payload.size()));
+      base::crc32c(std::string_view(out).substr(start, frame_header_bytes + payload.size()));
   char trailer[frame_trailer_bytes];
   put_u32(trailer, crc);
   out.append(trailer, sizeof trailer);
@@ -118,7 +118,7 @@ decode_outcome decode_frame(std::string_view bytes, std::size_t max_payload_byte
   if (bytes.size() < total) return need_more{total};
 
   const std::size_t covered = frame_header_bytes + payload_bytes;
-  if (kv::crc32c(bytes.substr(0, covered)) != get_u32(p + covered)) return frame_error::bad_checksum;
+  if (base::crc32c(bytes.substr(0, covered)) != get_u32(p + covered)) return frame_error::bad_checksum;
 
   decoded_frame d;
   d.value.header.kind = static_cast<frame_kind>(p[5]);

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace net {
+namespace base {
 
 enum class log_level : std::uint8_t { debug = 0, info = 1, warn = 2, error = 3 };
 
@@ -26,4 +26,4 @@ void log(log_level level, const Args&... args) {
   log_line(level, out.str());
 }
 
-}  // namespace net
+}  // namespace base

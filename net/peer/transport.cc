@@ -1,4 +1,4 @@
-#include "net/peer_transport.h"
+#include "net/peer/transport.h"
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>

@@ -1,8 +1,8 @@
-#include "kv/crc32c.h"
+#include "base/crc32c.h"
 
 #include <array>
 
-namespace kv {
+namespace base {
 namespace {
 
 // Reflected Castagnoli polynomial.
@@ -46,4 +46,4 @@ std::uint32_t crc32c(std::string_view bytes, std::uint32_t crc) {
   return ~crc;
 }
 
-}  // namespace kv
+}  // namespace base

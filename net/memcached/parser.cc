@@ -1,4 +1,4 @@
-#include "net/memcached_parser.h"
+#include "net/memcached/parser.h"
 
 #include "net/text_words.h"
 

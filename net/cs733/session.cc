@@ -1,11 +1,11 @@
-#include "net/cs733_session.h"
+#include "net/cs733/session.h"
 
 #include <boost/asio/io_context.hpp>
 #include <optional>
 #include <string_view>
 
 #include "kv/store.h"
-#include "net/cs733_parser.h"
+#include "net/cs733/parser.h"
 #include "net/metrics.h"
 #include "net/service.h"
 

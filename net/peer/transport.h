@@ -1,5 +1,5 @@
 // The peer transport: carries opaque payloads between cluster members over TCP, in frames
-// (net/peer_frame.h). It knows nothing about Raft; the node hands it encoded messages.
+// (net/peer/frame.h). It knows nothing about Raft; the node hands it encoded messages.
 //
 // Shape. Every ordered pair of nodes uses its own connection: node A dials B and only
 // writes on it; B only reads. So each node runs one outbound coroutine per peer (dial,
@@ -44,8 +44,8 @@
 #include <string>
 #include <vector>
 
-#include "net/log.h"
-#include "net/peer_frame.h"
+#include "base/log.h"
+#include "net/peer/frame.h"
 #include "raft/types.h"
 
 namespace net {
@@ -91,9 +91,9 @@ struct peer_status {
 
 class peer_transport {
  public:
-  using log_level = net::log_level;
+  using log_level = base::log_level;
   // Where the transport's lines go (connects, disconnects, refused frames); the node owns
-  // logging, so e.g. [](log_level l, std::string s) { net::log(l, s); }.
+  // logging, so e.g. [](log_level l, std::string s) { base::log(l, s); }.
   using logger = std::function<void(log_level, std::string)>;
   // A whole message (reassembled if it was fragmented) from member `from`.
   using frame_handler = std::function<void(raft::node_id from, frame_kind kind, std::string payload)>;

@@ -1,5 +1,5 @@
 // The HTTP door (SPEC §5): Beast sessions on the node's io_context, one coroutine per
-// connection, routing through net/http_api.h, and every KV request submitted through the
+// connection, routing through net/http/api.h, and every KV request submitted through the
 // kv_service like the other doors (so a follower forwards writes to the leader).
 //
 // Usage from app/:
