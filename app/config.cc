@@ -1,4 +1,5 @@
 #include "app/config.h"
+#include "base/host_port.h"
 
 #include <toml++/toml.h>
 
@@ -88,24 +89,16 @@ class validator {
                                   const std::string& name) const {
     auto text = string(t, key, name);
     if (!text) return std::nullopt;
-    const auto colon = text->rfind(':');
     endpoint e;
     e.text = *text;
+    const auto colon = text->rfind(':');
     if (colon == std::string::npos || colon == 0) {
       fail(t.get(key), name, "must be \"host:port\" (got \"" + *text + "\")");
     }
-    e.host = text->substr(0, colon);
-    if (e.host.size() >= 2 && e.host.front() == '[' && e.host.back() == ']') {
-      e.host = e.host.substr(1, e.host.size() - 2);  // [::1]:port
-    }
-    unsigned port = 0;
-    const char* first = text->data() + colon + 1;
-    const char* last = text->data() + text->size();
-    auto [ptr, ec] = std::from_chars(first, last, port);
-    if (ec != std::errc{} || ptr != last || port == 0 || port > 65535) {
-      fail(t.get(key), name, "port must be 1..65535 (got \"" + *text + "\")");
-    }
-    e.port = static_cast<std::uint16_t>(port);
+    const auto parsed = base::split_host_port(*text);
+    if (!parsed) fail(t.get(key), name, "port must be 1..65535 (got \"" + *text + "\")");
+    e.host = parsed->host;
+    e.port = parsed->number;
     return e;
   }
 

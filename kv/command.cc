@@ -15,7 +15,7 @@
 //   | bit2 item: varint len + value, flags u32, version u64, expires_at_ms i64
 #include "kv/command.h"
 
-#include "kv/codec.h"
+#include "base/bytes.h"
 
 namespace kv {
 namespace {
@@ -68,7 +68,7 @@ bool read_present(std::uint8_t mask, std::uint8_t bit, T& out, Read read) {
 std::string encode(const command& c) {
   std::string out;
   out.reserve(16 + c.key.size() + c.value.size() + 8 * 8);
-  detail::byte_writer w(out);
+  base::byte_writer w(out);
   std::uint8_t mask = 0;
   if (c.flags != 0) mask |= f_flags;
   if (c.exptime != 0) mask |= f_exptime;
@@ -97,7 +97,7 @@ std::string encode(const command& c) {
 }
 
 std::optional<command> decode_command(std::string_view bytes) {
-  detail::byte_reader r(bytes);
+  base::byte_reader r(bytes);
   auto format = r.u8();
   if (!format || *format != command_format) return std::nullopt;
   auto kind = r.u8();
@@ -133,7 +133,7 @@ std::optional<command> decode_command(std::string_view bytes) {
 
 std::string encode(const result& res) {
   std::string out;
-  detail::byte_writer w(out);
+  base::byte_writer w(out);
   std::uint8_t mask = 0;
   if (res.version != 0) mask |= r_version;
   if (res.number != 0) mask |= r_number;
@@ -153,7 +153,7 @@ std::string encode(const result& res) {
 }
 
 std::optional<result> decode_result(std::string_view bytes) {
-  detail::byte_reader r(bytes);
+  base::byte_reader r(bytes);
   auto format = r.u8();
   if (!format || *format != result_format) return std::nullopt;
   auto code = r.u8();

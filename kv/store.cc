@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <limits>
 
-#include "kv/codec.h"
+#include "base/bytes.h"
 #include "base/crc32c.h"
 
 namespace kv {
@@ -505,7 +505,7 @@ std::string store::snapshot() const {
   std::string out;
   std::size_t estimate = 64 + stats_.bytes;
   out.reserve(estimate);
-  detail::byte_writer w(out);
+  base::byte_writer w(out);
   out.append(snapshot_magic);
   w.u8(snapshot_format);
   w.u64(applied_index_);
@@ -540,11 +540,11 @@ bool store::restore(std::string_view bytes) {
   if (bytes.size() < snapshot_magic.size() + 1 + 4) return false;
   const std::string_view body = bytes.substr(0, bytes.size() - 4);
   {
-    detail::byte_reader trailer(bytes.substr(bytes.size() - 4));
+    base::byte_reader trailer(bytes.substr(bytes.size() - 4));
     if (trailer.u32() != base::crc32c(body)) return false;
   }
   if (!body.starts_with(snapshot_magic)) return false;
-  detail::byte_reader r(body.substr(snapshot_magic.size()));
+  base::byte_reader r(body.substr(snapshot_magic.size()));
 
   // Build the new state aside; *this changes only once everything checked out.
   store fresh(options_);

@@ -192,14 +192,4 @@ asio::awaitable<bool> write_all(tcp::socket& socket, std::string& out) {
   co_return !ec;
 }
 
-bool split_host_port(std::string_view address, std::string& host, std::string& port) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == address.size()) return false;
-  auto h = address.substr(0, colon);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  host.assign(h);
-  port.assign(address.substr(colon + 1));
-  return true;
-}
-
 }  // namespace net

@@ -103,7 +103,4 @@ class input_buffer {
 // Writes all of `out` and clears it (releasing a large buffer). Returns false on error.
 boost::asio::awaitable<bool> write_all(boost::asio::ip::tcp::socket& socket, std::string& out);
 
-// "host:port" / "[v6]:port" → host (without brackets) and port text; false if malformed.
-bool split_host_port(std::string_view address, std::string& host, std::string& port);
-
 }  // namespace net

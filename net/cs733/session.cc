@@ -1,4 +1,5 @@
 #include "net/cs733/session.h"
+#include "base/host_port.h"
 
 #include <boost/asio/io_context.hpp>
 #include <optional>
@@ -80,16 +81,15 @@ class session {
   // Appends the redirect to the known leader, or ERR_INTERNAL when there is none or it
   // has no CS733 address.
   void redirect(const std::optional<member_address>& leader) {
-    std::string host;
-    std::string port;
-    if (!leader || !split_host_port(leader->cs733, host, port)) {
+    const auto address = leader ? base::split_host_port(leader->cs733) : std::nullopt;
+    if (!address) {
       out_ += err_internal;
       return;
     }
     out_ += "ERR_REDIRECT ";
-    out_ += host;
+    out_ += address->host;
     out_ += ' ';
-    out_ += port;
+    out_ += address->port;
     out_ += "\r\n";
   }
 

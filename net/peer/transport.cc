@@ -1,4 +1,5 @@
 #include "net/peer/transport.h"
+#include "base/host_port.h"
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
@@ -38,16 +39,6 @@ enum class drop_reason : std::uint8_t {
   queue_full,
 };
 
-// Splits "host:port" or "[v6]:port". Empty host or port on malformed input.
-std::pair<std::string, std::string> split_host_port(const std::string& address) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return {};
-  std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  return {host, address.substr(colon + 1)};
-}
 
 bool cancelled(asio::cancellation_state s) { return s.cancelled() != asio::cancellation_type::none; }
 
@@ -214,9 +205,10 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   }
 
   asio::awaitable<boost::system::error_code> connect(peer& p) {
-    const auto [host, port] = split_host_port(p.st.address);
-    if (host.empty()) co_return make_error_code(asio::error::invalid_argument);
-    auto [rerr, endpoints] = co_await p.resolver.async_resolve(host, port, nothrow);
+    const auto address = base::split_host_port(p.st.address);
+    if (!address) co_return make_error_code(asio::error::invalid_argument);
+    auto [rerr, endpoints] =
+        co_await p.resolver.async_resolve(address->host, address->port, nothrow);
     if (rerr || stopped) co_return rerr ? rerr : asio::error::operation_aborted;
     p.timer.expires_after(options.connect_timeout);
     auto r = co_await (asio::async_connect(p.socket, endpoints, nothrow) ||

@@ -1,4 +1,5 @@
-// Byte-level helpers shared by the kv encodings (commands, results, snapshots).
+// Little-endian byte readers and writers: the one implementation behind every encoding of
+// raftkv (kv commands, results and snapshots; Raft messages; peer frames; storage records).
 //
 // Fixed-width integers are little-endian; lengths are LEB128 varints so that short keys and
 // values cost one length byte while nothing limits a length to 32 bits. The reader never
@@ -13,7 +14,28 @@
 #include <string>
 #include <string_view>
 
-namespace kv::detail {
+namespace base {
+
+// Fixed-width little-endian loads and stores at a position the caller has bounds-checked.
+inline void store_le32(char* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+inline void store_le64(char* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+inline std::uint32_t load_le32(const void* at) {
+  const auto* p = static_cast<const unsigned char*>(at);
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+inline std::uint64_t load_le64(const void* at) {
+  const auto* p = static_cast<const unsigned char*>(at);
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
 
 class byte_writer {
  public:
@@ -110,4 +132,4 @@ class byte_reader {
   std::size_t pos_ = 0;
 };
 
-}  // namespace kv::detail
+}  // namespace base
