@@ -9,6 +9,8 @@ packages=(
   libboost1.81-all-dev libboost-json1.81-dev libtomlplusplus-dev liblmdb-dev libcli11-dev
   # tests: a reference memcached, a real memcached client, curl, a browser for the status page
   python3 python3-pymemcache memcached curl chromium fonts-liberation
+  # partition tests: network namespaces, veth, netem (iproute2) and cuts (iptables)
+  iproute2 iptables
   # the README examples
   netcat-openbsd
   # benchmarks

@@ -195,8 +195,12 @@ class Node:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.cluster.binary, "serve", "--config", self.config_path],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=self.preexec)
         log.close()
+
+    def preexec(self):
+        """Runs in the child between fork and exec (a subclass may also enter a namespace)."""
+        _die_with_parent()
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -272,6 +276,8 @@ class Node:
 class Cluster:
     """N raftkv processes on free loopback ports in a fresh temp dir."""
 
+    node_class = Node  # a subclass may place its nodes elsewhere (netns.py)
+
     def __init__(self, nodes=1, binary=None, raft=None, limits=None):
         self.binary = binary or BINARY
         assert self.binary, "pass --binary PATH to the test"
@@ -279,7 +285,7 @@ class Cluster:
         self.raft = dict(raft or {})
         self.limits = dict(limits or {})
         self.nodes = []
-        self.nodes = [Node(self, i + 1) for i in range(nodes)]
+        self.nodes = [self.node_class(self, i + 1) for i in range(nodes)]
         _live_clusters.append(self)
 
     def __enter__(self):
