@@ -11,60 +11,57 @@
 //   store->write_snapshot(meta, bytes);       // on the caller's thread (blocking file I/O)
 //   store->close();                           // drain, join the writer, close the env
 //
+// ## Where each part lives
+//
+//   types.h           the words: batch, persisted, error, result; the store's contract
+//   log_shape.h       pure rules: what a batch may contain, how last index/term, snapshot
+//                     and hard state advance (unit-tested without LMDB)
+//   records.h         the on-disk records and their codecs (CRC-32C framing, entries, hard
+//                     state, snapshot record, format record, log keys)
+//   snapshot_files.h  snapshot files: atomic write, verify, newest valid, cleanup
+//   lmdb_env.h        the LMDB environment: open, reads, one commit, map growth, errors
+//   writer.h          the writer thread: group commit, one sync per commit, callbacks,
+//                     failure
+//   file_io.h         POSIX helpers (errno errors, whole reads/writes, directory fsync)
+//   lmdb_store.h/.cc  this file: the data dir (LOCK, layout), open/load/close, and the parts
+//                     glued into one object
+//
 // ## Files under data_dir
 //
 //   LOCK                  flock(LOCK_EX) held while open; contains the owner's pid. A second
 //                         process (or a second open in this process) fails with
 //                         "data dir D is locked by another process (pid N)".
-//   data.mdb, lock.mdb    the LMDB environment (lock.mdb is LMDB's reader table, not ours).
-//   snapshots/snapshot-<index:20>-<term:20>.snap   complete, fsynced snapshot files
-//   snapshots/tmp-*       a snapshot being written; never read, removed at open.
+//   data.mdb, lock.mdb    the LMDB environment (lock.mdb is LMDB's reader table, not ours);
+//                         its records are described in records.h.
+//   snapshots/            snapshot files (snapshot_files.h).
 //
-// ## LMDB layout (three named databases, every value starts with a CRC-32C of the rest)
-//
-//   "meta"  "format"     -> crc32c u32 | version u32 (= 1)
-//           "hard_state" -> crc32c u32 | term u64 | vote u64 | commit u64
-//           "snapshot"   -> crc32c u32 | index u64 | term u64 | n u32 | n x voter u64
-//                           (the log prefix up to index has been dropped: the state machine
-//                           must come from a snapshot file with at least this index)
-//   "log"   key = index as 8 big-endian bytes (memcmp order = numeric order)
-//           value = crc32c u32 | type u8 | 0 u8 x3 | term u64 | index u64 | data
-//   Integers are little-endian. The CRC covers everything after it; an entry repeats its
-//   index inside the checksummed value so a record under the wrong key is caught too.
-//   Invariant between transactions: the log holds exactly the indexes snap+1 .. last with
-//   no hole, where snap is the "snapshot" index (0 when there is none); terms never
-//   decrease along the log.
-//
-// Every read verifies the checksum. A mismatch is an error naming the record ("checksum
-// mismatch in log entry 42"): load() fails, so the node refuses to start rather than
-// truncating a committed entry away and possibly leading without it (§5.4.1 relies on every
-// committed entry being present on whoever becomes leader).
+// Invariant between transactions: the log holds exactly the indexes snap+1 .. last with no
+// hole, where snap is the "snapshot" record's index (0 when there is none); terms never
+// decrease along the log. Every read verifies checksums; a corrupt or missing record makes
+// load() fail naming it, so the node refuses to start rather than lose a committed entry.
 //
 // ## Writing: one writer thread, group commit (thesis §10.2.1)
 //
-// submit() only queues. The writer thread owns every LMDB write transaction: it takes every
-// batch queued so far, applies them in order inside ONE transaction and commits it; the
-// commit is the fsync. Under load many batches (and entries) share one fsync; a lone write
-// still costs exactly one. Within a batch the order is: truncate_from, append entries,
-// compaction, hard state. After the commit each batch's callback runs on the writer thread,
-// in submission order, with what that batch made durable: the log's last (index, term) and
-// the hard state. The node posts that to its io_context (on_persisted). A leader may send
-// AppendEntries before its own write is durable; it counts itself towards a quorum only up
-// to the persisted index (§10.2.1).
+// submit() only queues; the writer (writer.h) commits everything queued so far in ONE LMDB
+// transaction, so under load many batches share one commit. Within a batch the order is:
+// truncate_from, append entries, compaction, hard state (log_shape.h). A commit costs one
+// fdatasync; its batches are reported durable after the NEXT sync (the next commit's, or an
+// explicit one as soon as nothing else is queued), so under load each commit's single sync
+// also completes the commit before it, and a lone write costs two syncs as it always did.
+// The data file is kept pre-sized with written zeros (lmdb_env.h), so that sync does not
+// also have to journal a change of the file's size.
+// Each batch's callback runs on the writer thread, in submission order, with what that
+// batch made durable: the log's last (index, term) and the hard state. The node posts that
+// to its io_context (on_persisted). A leader may send AppendEntries before its own write is
+// durable; it counts itself towards a quorum only up to the persisted index (§10.2.1).
 //
-// If the map is full (MDB_MAP_FULL) the transaction is aborted, the map doubled (up to
-// max_map_bytes) and the whole transaction retried. Beyond max_map_bytes, on ENOSPC, EIO or
-// any other failure, the transaction is aborted (LMDB leaves the last committed state intact)
-// and the store becomes *failed*: every callback of that transaction and every later submit
-// reports the error (e.g. "disk full: ..."), health() returns it for the status page and the
-// node stops acknowledging writes. Reads (read_entries, the in-memory kv) keep working.
-// The failure is permanent for this process even if the cause goes away: after a failed
-// write or fsync the kernel may already have dropped the dirty pages, so a retry could
-// report durable what is not; a restart reopens from what LMDB last committed. (LMDB reports
-// a short page write as EIO; on a filesystem with almost no space left that is classified
-// as disk_full.)
-// A batch that breaks the log invariant (a hole, overwriting without truncate_from, a
-// truncation below the snapshot) is a caller bug and fails the store the same way.
+// Failures (lmdb_env.h, writer.h): a full map is doubled up to max_map_bytes and the commit
+// retried. Beyond that, on ENOSPC, EIO or any other failure, the transaction is aborted and
+// the store becomes *failed* for good: every callback of that transaction and every later
+// submit reports the error (e.g. "disk full: ..."), health() returns it for the status page
+// and the node stops acknowledging writes. Reads (read_entries, the in-memory kv) keep
+// working. A batch that breaks the log invariant (a hole, overwriting without truncate_from,
+// a truncation below the snapshot) is a caller bug and fails the store the same way.
 //
 // `fsync = false` opens the env with MDB_NOSYNC and skips snapshot fsyncs: commits are then
 // NOT durable across a power loss or kernel crash (they still survive a process kill, as the
@@ -72,15 +69,30 @@
 //
 // ## What a crash at each step leaves behind
 //
-//   - Before mdb_txn_commit returns: LMDB writes the new pages, fsyncs, then writes and
-//     fsyncs the meta page. A crash anywhere before the meta page is durable leaves the
-//     previous commit; no callback of that transaction ran, so nothing was reported
-//     persisted. A crash after leaves the new commit (its callbacks may or may not have run;
-//     reporting less than is durable is safe).
-//   - Snapshot files: written to tmp-*, fsynced, renamed, directory fsynced. A crash before
-//     the rename leaves a tmp-* file that is removed at the next open; after the rename the
-//     file is complete. A file whose checksum fails later (bit rot) is ignored in favour of
-//     the previous one when the log still reaches back to it, otherwise load() fails.
+//   - A commit N (lmdb_env.h, writer.h): LMDB writes N's pages, fdatasyncs, then writes
+//     N's meta page without syncing it (MDB_NOMETASYNC). N's callbacks run only after the
+//     next fdatasync of the data file has returned: the one inside commit N+1 (when the
+//     queue was not empty), an explicit one (when it was), or a pre-size's. So:
+//       * crash before N's fdatasync returns: the disk's newest valid meta is N-1's (or
+//         N-2's, if N-1's meta was still unsynced: N-1 was not reported either). LMDB only
+//         reuses pages freed before the previous commit, so N wrote none of the pages those
+//         states use: they are intact. Nothing of N was reported.
+//       * crash between N's fdatasync and the covering sync: N's meta may or may not have
+//         reached the disk; N or N-1 reopens, both whole (LMDB documents NOMETASYNC as
+//         keeping atomicity and consistency, not durability of the last commit). N's
+//         callbacks have not run, so nobody was told N is durable.
+//       * crash after the covering sync: N's pages and meta are on disk, and so is every
+//         batch whose callback ran. (A meta page write torn by power loss is the risk LMDB
+//         runs without the flag too: its O_DSYNC meta write can tear the same way.)
+//       * a commit or sync that fails: the held callbacks get the error rather than
+//         "persisted" (they may be durable after all; reporting less than is durable is
+//         safe) and the store fails.
+//     A process kill (no power loss) loses nothing the kernel accepted: the page cache
+//     survives, and a batch is reported only later still.
+//   - Snapshot files (snapshot_files.h): tmp file, fsync, rename, directory fsync; a torn
+//     tmp-* file is removed at the next open. A file whose checksum fails later (bit rot) is
+//     ignored in favour of the previous one when the log still reaches back to it, otherwise
+//     load() fails.
 //   - Compaction: the node writes the snapshot file first, then submits a batch with
 //     `compaction`; it records the snapshot metadata and deletes the covered log prefix in
 //     one transaction. Only after that commit are older snapshot files deleted. A crash
@@ -112,41 +124,11 @@
 #include <thread>
 #include <vector>
 
+#include "raft/storage/snapshot_files.h"
+#include "raft/storage/types.h"
 #include "raft/types.h"
 
 namespace raft::storage {
-
-enum class errc : std::uint8_t {
-  ok = 0,
-  locked,         // data_dir held by another process (or another open in this one)
-  io_error,       // open/read/write/fsync failed; message has the errno text
-  disk_full,      // ENOSPC, or the LMDB map reached max_map_bytes
-  corrupt,        // a checksum mismatch or a broken invariant in what is on disk
-  invalid_batch,  // a submitted batch would break the log invariant (caller bug)
-  bad_format,     // data written by an unknown format version
-  closed,         // the store was closed
-};
-
-std::string_view to_string(errc e);
-
-// An error as a value: a code for the program and one line of text for a human.
-struct error {
-  errc code = errc::ok;
-  std::string message;
-
-  bool ok() const { return code == errc::ok; }
-  explicit operator bool() const { return !ok(); }  // true when there IS an error
-};
-
-// Either a value or an error (std::expected arrives with C++23).
-template <typename T>
-struct result {
-  T value{};
-  error err;
-  bool ok() const { return err.ok(); }
-};
-
-enum class log_level : std::uint8_t { info, warning, error };
 
 struct options {
   std::filesystem::path data_dir;                 // created if missing
@@ -157,42 +139,9 @@ struct options {
   // stderr. Called from the thread doing the work (caller or writer).
   std::function<void(log_level, std::string_view)> log;
   // Called on the writer thread after every commit attempt that succeeded: how long
-  // mdb_txn_commit (write + fsync) took, how many batches and entries it carried. For the
-  // fsync latency histogram in /metrics; keep it cheap.
+  // mdb_txn_commit (page writes + one fdatasync) took, how many batches and entries it
+  // carried. For the fsync latency histogram in /metrics; keep it cheap.
   std::function<void(std::chrono::nanoseconds, std::size_t batches, std::size_t entries)> on_commit;
-};
-
-// One unit of work for the writer. Every part is optional; an empty batch is a barrier
-// (its callback runs once everything before it is durable).
-struct batch {
-  // Delete every entry with index >= truncate_from before appending (a follower dropping a
-  // conflicting suffix, paper §5.3). Must be > the snapshot index.
-  std::optional<index_t> truncate_from;
-  // Appended in order; the first must be last_index + 1 (after truncation), indexes
-  // consecutive, terms > 0 and not decreasing.
-  std::vector<entry> entries;
-  // Record this snapshot as the log's base and delete entries <= its index. Its snapshot
-  // file must already be durable (write_snapshot). If the log holds meta.index its term must
-  // equal meta.term (else truncate first). Must not go below the current snapshot.
-  std::optional<snapshot_meta> compaction;
-  // New term / vote / commit (paper Figure 2): durable before the callback runs.
-  std::optional<hard_state> hard;
-};
-
-// What a batch made durable (the state right after it, within its transaction).
-struct persisted {
-  index_t last_index;  // last entry in the log (the snapshot index when the log is empty)
-  term_t last_term;    // its term
-  hard_state hard;     // the hard state on disk
-};
-
-// Runs on the writer thread (or on the caller's after close()).
-using submit_callback = std::function<void(const result<persisted>&)>;
-
-struct snapshot_info {
-  snapshot_meta meta;
-  std::filesystem::path path;
-  std::uint64_t data_bytes = 0;  // size of the state-machine bytes inside the file
 };
 
 struct loaded_state {
@@ -206,7 +155,8 @@ struct loaded_state {
 };
 
 struct store_stats {
-  std::uint64_t commits = 0;          // write transactions committed (= fsyncs when fsync)
+  std::uint64_t commits = 0;          // write transactions committed
+  std::uint64_t syncs = 0;            // fdatasyncs of the data file (writer.h: ~1 per commit)
   std::uint64_t batches = 0;          // batches carried by them
   std::uint64_t entries = 0;          // entries appended
   std::uint64_t bytes = 0;            // entry payload bytes appended
@@ -262,12 +212,10 @@ class lmdb_store {
   struct impl;
   explicit lmdb_store(options opts);
 
-  void writer_main();
   void log(log_level level, std::string_view text) const;
 
   options opts_;
   std::unique_ptr<impl> impl_;
-  std::thread writer_;
 };
 
 struct open_result {

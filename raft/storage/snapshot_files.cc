@@ -1,0 +1,171 @@
+#include "raft/storage/snapshot_files.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+
+#include "base/bytes.h"
+#include "base/crc32c.h"
+#include "raft/storage/file_io.h"
+#include "raft/storage/records.h"
+
+namespace raft::storage {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr std::string_view snapshot_magic = "RKVSNAP1";
+}
+
+std::string snapshot_file_name(const snapshot_meta& m) {
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "snapshot-%020llu-%020llu.snap",
+                static_cast<unsigned long long>(m.index.value),
+                static_cast<unsigned long long>(m.term.value));
+  return buf;
+}
+
+std::optional<std::pair<index_t, term_t>> parse_snapshot_name(const std::string& name) {
+  unsigned long long i = 0, t = 0;
+  char tail[8] = {};
+  if (name.size() != 55 ||
+      std::sscanf(name.c_str(), "snapshot-%20llu-%20llu.%4s", &i, &t, tail) != 3 ||
+      std::string_view(tail) != "snap")
+    return std::nullopt;
+  return std::pair{index_t{i}, term_t{t}};
+}
+
+std::string encode_snapshot_header(const snapshot_meta& meta, std::string_view data) {
+  std::string header;
+  base::byte_writer h(header);
+  write_meta_body(h, meta);
+  h.u64(data.size());
+  h.u32(base::crc32c(data));
+  std::string out(snapshot_magic);
+  base::byte_writer w(out);
+  w.u32(static_cast<std::uint32_t>(header.size()));
+  w.u32(base::crc32c(header));
+  out += header;
+  return out;
+}
+
+result<parsed_snapshot> parse_snapshot_bytes(std::string_view bytes, const std::string& name) {
+  const auto bad = [&](std::string why) {
+    return result<parsed_snapshot>{{}, make_error(errc::corrupt, name + ": " + why)};
+  };
+  if (bytes.size() < 16 || bytes.substr(0, 8) != snapshot_magic) return bad("bad magic");
+  const std::uint32_t header_len = base::load_le32(bytes.data() + 8);
+  const std::uint32_t header_crc = base::load_le32(bytes.data() + 12);
+  if (bytes.size() < 16ull + header_len) return bad("truncated header");
+  const auto header = bytes.substr(16, header_len);
+  if (base::crc32c(header) != header_crc) return bad("checksum mismatch in header");
+  base::byte_reader r(header);
+  auto meta = read_meta_body(r, name);
+  if (!meta.ok()) return {{}, meta.err};
+  const auto data_len = r.u64();
+  const auto data_crc = r.u32();
+  if (!data_len || !data_crc || !r.at_end()) return bad("malformed header");
+  const auto data = bytes.substr(16 + header_len);
+  if (data.size() != *data_len) return bad("size mismatch (torn or truncated)");
+  if (base::crc32c(data) != *data_crc) return bad("checksum mismatch in data");
+  return {parsed_snapshot{std::move(meta.value), std::string(data)}, {}};
+}
+
+result<std::vector<fs::path>> snapshot_dir::prepare() {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec)
+    return {{}, make_error(errc::io_error, "cannot create " + dir_.string() + ": " + ec.message())};
+  // tmp-* files are snapshots a crash interrupted before their rename: never complete.
+  std::vector<fs::path> removed;
+  for (const auto& de : fs::directory_iterator(dir_, ec)) {
+    if (de.path().filename().string().rfind("tmp-", 0) == 0) {
+      std::error_code rm_ec;
+      fs::remove(de.path(), rm_ec);
+      removed.push_back(de.path());
+    }
+  }
+  return {std::move(removed), {}};
+}
+
+result<snapshot_info> snapshot_dir::write(const snapshot_meta& meta, std::string_view data) {
+  const std::string final_name = snapshot_file_name(meta);
+  const fs::path tmp = dir_ / ("tmp-" + std::to_string(::getpid()) + "-" +
+                               std::to_string(tmp_counter_.fetch_add(1)) + "-" + final_name);
+  const fs::path dst = dir_ / final_name;
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return {{}, errno_error(errno, "create " + tmp.string())};
+  error err = write_all(fd, encode_snapshot_header(meta, data), tmp.string());
+  if (err.ok()) err = write_all(fd, data, tmp.string());
+  if (err.ok() && fsync_ && ::fsync(fd) != 0) err = errno_error(errno, "fsync " + tmp.string());
+  if (::close(fd) != 0 && err.ok()) err = errno_error(errno, "close " + tmp.string());
+  if (err.ok() && ::rename(tmp.c_str(), dst.c_str()) != 0)
+    err = errno_error(errno, "rename to " + dst.string());
+  if (!err.ok()) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    return {{}, err};
+  }
+  // The rename is durable only once the directory is.
+  if (fsync_) {
+    if (err = fsync_dir(dir_); !err.ok()) return {{}, err};
+  }
+  return {snapshot_info{meta, dst, data.size()}, {}};
+}
+
+std::vector<snapshot_file> snapshot_dir::list() const {
+  std::vector<snapshot_file> out;
+  std::error_code ec;
+  for (const auto& de : fs::directory_iterator(dir_, ec)) {
+    if (auto parsed = parse_snapshot_name(de.path().filename().string()))
+      out.push_back({parsed->first, parsed->second, de.path()});
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::pair(a.index, a.term) > std::pair(b.index, b.term);
+  });
+  return out;
+}
+
+result<parsed_snapshot> snapshot_dir::read(const snapshot_file& f) const {
+  auto file = read_file(f.path);
+  if (!file.ok()) return {{}, file.err};
+  const std::string name = "snapshot file " + f.path.string();
+  auto parsed = parse_snapshot_bytes(file.value, name);
+  if (parsed.ok() && (parsed.value.meta.index != f.index || parsed.value.meta.term != f.term))
+    return {{}, make_error(errc::corrupt, name + ": name and header disagree")};
+  return parsed;
+}
+
+std::optional<std::pair<snapshot_info, std::string>> snapshot_dir::newest_valid(
+    const snapshot_meta& recorded, const std::function<void(std::string)>& skipped) const {
+  for (const auto& f : list()) {
+    if (f.index < recorded.index) break;
+    if (f.index == recorded.index && f.term != recorded.term) {
+      skipped("ignoring snapshot " + f.path.string() +
+              ": its term disagrees with the recorded snapshot");
+      continue;
+    }
+    auto parsed = read(f);
+    if (!parsed.ok()) {
+      skipped("ignoring snapshot: " + parsed.err.message);
+      continue;
+    }
+    snapshot_info info{parsed.value.meta, f.path, parsed.value.data.size()};
+    return std::pair{std::move(info), std::move(parsed.value.data)};
+  }
+  return std::nullopt;
+}
+
+void snapshot_dir::remove_older_than(index_t index) const {
+  for (const auto& f : list()) {
+    if (f.index < index) {
+      std::error_code ec;
+      fs::remove(f.path, ec);
+    }
+  }
+}
+
+}  // namespace raft::storage

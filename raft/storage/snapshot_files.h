@@ -1,0 +1,92 @@
+// Snapshot files: the state machine's bytes at some (index, term), one file each, beside the
+// LMDB environment in data_dir/snapshots/.
+//
+//   snapshot-<index:20>-<term:20>.snap   complete, fsynced snapshot files
+//   tmp-<pid>-<n>-<final name>          a snapshot being written; never read, removed at open
+//
+// File layout: magic "RKVSNAP1" (8) | header_len u32 | header_crc u32 | header | data, where
+// header = snapshot-meta body (records.h) | data_len u64 | data_crc u32. Both the header and
+// the data are checksummed, and the name must agree with the header.
+//
+// Writing is atomic: tmp file, write, fsync, rename to the final name, fsync the directory.
+// A crash before the rename leaves a tmp-* file (removed at the next open); after the rename
+// the file is complete. A file that later fails its checksum (bit rot) is skipped in favour
+// of the next older one, never served: newest_valid() returns the newest file that verifies.
+// Whether an older one is still usable (does the log reach back to it?) is the caller's
+// question: lmdb_store::load() refuses to start when none covers the recorded snapshot.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "raft/storage/types.h"
+
+namespace raft::storage {
+
+struct snapshot_info {
+  snapshot_meta meta;
+  std::filesystem::path path;
+  std::uint64_t data_bytes = 0;  // size of the state-machine bytes inside the file
+};
+
+struct snapshot_file {
+  index_t index;
+  term_t term;
+  std::filesystem::path path;
+};
+
+struct parsed_snapshot {
+  snapshot_meta meta;
+  std::string data;
+};
+
+std::string snapshot_file_name(const snapshot_meta& m);
+// (index, term) from a snapshot file name, if it is one.
+std::optional<std::pair<index_t, term_t>> parse_snapshot_name(const std::string& name);
+
+// Everything of a file except the data bytes that follow it.
+std::string encode_snapshot_header(const snapshot_meta& meta, std::string_view data);
+// A whole file's bytes, verified; `name` goes into the errors.
+result<parsed_snapshot> parse_snapshot_bytes(std::string_view bytes, const std::string& name);
+
+class snapshot_dir {
+ public:
+  snapshot_dir() = default;
+  snapshot_dir(std::filesystem::path dir, bool fsync) : dir_(std::move(dir)), fsync_(fsync) {}
+
+  const std::filesystem::path& path() const { return dir_; }
+
+  // Creates the directory if missing; removes tmp-* files, returning their paths.
+  result<std::vector<std::filesystem::path>> prepare();
+
+  // Writes the file atomically (see above) on the caller's thread.
+  result<snapshot_info> write(const snapshot_meta& meta, std::string_view data);
+
+  // Every complete snapshot file by name, newest first.
+  std::vector<snapshot_file> list() const;
+
+  // A file's meta and verified data; `corrupt` if its name and header disagree.
+  result<parsed_snapshot> read(const snapshot_file& f) const;
+
+  // The newest file that verifies, not older than `recorded` (at recorded.index only with
+  // recorded.term). Files skipped on the way are reported to `skipped` with the reason.
+  std::optional<std::pair<snapshot_info, std::string>> newest_valid(
+      const snapshot_meta& recorded, const std::function<void(std::string)>& skipped) const;
+
+  // Removes every file older than index (best effort: a leftover is only wasted space).
+  void remove_older_than(index_t index) const;
+
+ private:
+  std::filesystem::path dir_;
+  bool fsync_ = true;
+  std::atomic<std::uint64_t> tmp_counter_{0};
+};
+
+}  // namespace raft::storage
