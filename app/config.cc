@@ -4,7 +4,9 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
@@ -12,6 +14,10 @@
 
 namespace app {
 namespace {
+
+constexpr std::size_t max_cluster_token_bytes = 128;
+constexpr std::size_t min_admin_token_bytes = 16;
+constexpr std::size_t max_admin_token_bytes = 4096;
 
 // Thrown inside the validator only; load_config turns it into a config_error.
 struct invalid {
@@ -102,6 +108,21 @@ class validator {
     return e;
   }
 
+  // The whole of a file a key names; a missing or unreadable one fails on that key.
+  std::string read_file(const toml::node* where, const std::string& name,
+                        const std::string& path) const {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) fail(where, name, path + " is a directory");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      fail(where, name, "cannot read " + path + ": " + std::strerror(errno));
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) fail(where, name, "cannot read " + path);
+    return text.str();
+  }
+
  private:
   std::string source_;
 };
@@ -110,7 +131,7 @@ config build(const toml::table& root, const std::filesystem::path& source) {
   validator v(source.string());
   config c;
   c.source = source;
-  v.only_keys(root, "", {"node", "listen", "cluster", "raft", "limits"});
+  v.only_keys(root, "", {"node", "listen", "cluster", "raft", "limits", "http", "memcached"});
 
   const toml::table* node = v.table_at(root, "node", "node");
   if (node == nullptr) v.fail(nullptr, "node", "missing table [node]");
@@ -139,7 +160,19 @@ config build(const toml::table& root, const std::filesystem::path& source) {
   }
 
   if (const toml::table* cluster = v.table_at(root, "cluster", "cluster")) {
-    v.only_keys(*cluster, "cluster", {"member"});
+    v.only_keys(*cluster, "cluster", {"member", "token"});
+    if (auto token = v.string(*cluster, "token", "cluster.token")) {
+      // Visible ASCII only: a token is copied between files and shells by hand, where a
+      // trailing space or a look-alike character would split a cluster silently.
+      const bool visible =
+          std::all_of(token->begin(), token->end(), [](char ch) { return ch > ' ' && ch < 0x7f; });
+      if (token->empty() || token->size() > max_cluster_token_bytes || !visible) {
+        v.fail(cluster->get("token"), "cluster.token",
+               "must be 1 to " + std::to_string(max_cluster_token_bytes) +
+                   " visible ASCII characters (no spaces)");
+      }
+      c.cluster_token = *token;
+    }
     const toml::node* members = cluster->get("member");
     if (members != nullptr) {
       if (!members->is_array_of_tables()) {
@@ -221,7 +254,8 @@ config build(const toml::table& root, const std::filesystem::path& source) {
   if (const toml::table* limits = v.table_at(root, "limits", "limits")) {
     v.only_keys(*limits, "limits",
                 {"max_connections", "max_key_bytes", "max_value_bytes", "max_memory_mb",
-                 "request_timeout_ms", "http_read_timeout_ms", "http_idle_timeout_ms"});
+                 "request_timeout_ms", "http_read_timeout_ms", "http_idle_timeout_ms",
+                 "max_writes_in_flight", "max_write_bytes_in_flight"});
     if (auto x = v.integer(*limits, "max_connections", "limits.max_connections", 1, 1000000))
       c.limits.max_connections = *x;
     if (auto x = v.integer(*limits, "max_key_bytes", "limits.max_key_bytes", 1, 250))
@@ -239,6 +273,81 @@ config build(const toml::table& root, const std::filesystem::path& source) {
     if (auto x = v.integer(*limits, "http_idle_timeout_ms", "limits.http_idle_timeout_ms", 100,
                            86400000))
       c.limits.http_idle_timeout_ms = *x;
+    if (auto x =
+            v.integer(*limits, "max_writes_in_flight", "limits.max_writes_in_flight", 1, 10000000))
+      c.limits.max_writes_in_flight = *x;
+    if (auto x = v.integer(*limits, "max_write_bytes_in_flight", "limits.max_write_bytes_in_flight",
+                           1024, 1ull << 40))
+      c.limits.max_write_bytes_in_flight = *x;
+  }
+
+  if (const toml::table* http = v.table_at(root, "http", "http")) {
+    v.only_keys(*http, "http", {"tls_cert", "tls_key", "admin_token_file"});
+    auto cert = v.string(*http, "tls_cert", "http.tls_cert");
+    auto key = v.string(*http, "tls_key", "http.tls_key");
+    if (cert.has_value() != key.has_value()) {
+      v.fail(http, cert ? "http.tls_key" : "http.tls_cert",
+             "missing: http.tls_cert and http.tls_key go together");
+    }
+    if (cert) {
+      // Read here so that a missing or unreadable file is a config error; the PEM contents
+      // are checked when the TLS context is built (app/server.cc), also with exit 2.
+      v.read_file(http->get("tls_cert"), "http.tls_cert", *cert);
+      v.read_file(http->get("tls_key"), "http.tls_key", *key);
+      c.http.tls_cert = *cert;
+      c.http.tls_key = *key;
+    }
+    if (auto file = v.string(*http, "admin_token_file", "http.admin_token_file")) {
+      const std::string text =
+          v.read_file(http->get("admin_token_file"), "http.admin_token_file", *file);
+      // The first line, without its line end: `echo secret > file` is the usual way to
+      // write one. A token is sent in a header, so it must be visible ASCII.
+      std::string token = text.substr(0, text.find('\n'));
+      if (!token.empty() && token.back() == '\r') token.pop_back();
+      const bool visible =
+          std::all_of(token.begin(), token.end(), [](char ch) { return ch > ' ' && ch < 0x7f; });
+      if (token.size() < min_admin_token_bytes || token.size() > max_admin_token_bytes ||
+          !visible) {
+        // The message never quotes the file's contents.
+        v.fail(http->get("admin_token_file"), "http.admin_token_file",
+               "the first line of " + *file + " must be a token of " +
+                   std::to_string(min_admin_token_bytes) + " to " +
+                   std::to_string(max_admin_token_bytes) + " visible ASCII characters (no spaces)");
+      }
+      c.http.admin_token_file = *file;
+      c.http.admin_token = std::move(token);
+    }
+  }
+
+  if (const toml::table* mc = v.table_at(root, "memcached", "memcached")) {
+    v.only_keys(*mc, "memcached", {"auth_file"});
+    if (auto file = v.string(*mc, "auth_file", "memcached.auth_file")) {
+      const std::string text = v.read_file(mc->get("auth_file"), "memcached.auth_file", *file);
+      std::istringstream lines(text);
+      std::string line;
+      std::size_t number = 0;
+      while (std::getline(lines, line)) {
+        ++number;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.empty()) continue;
+        // memcached's format: `user:password`, split at the first colon. Spaces cannot be
+        // sent (the credential is `<user> <password>` on the wire), so a line with one
+        // could never match: refused rather than silently useless.
+        const auto colon = line.find(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == line.size() ||
+            line.find(' ') != std::string::npos) {
+          v.fail(mc->get("auth_file"), "memcached.auth_file",
+                 *file + " line " + std::to_string(number) +
+                     ": must be user:password (non-empty, no spaces)");
+        }
+        c.memcached.users.emplace_back(line.substr(0, colon), line.substr(colon + 1));
+      }
+      if (c.memcached.users.empty()) {
+        v.fail(mc->get("auth_file"), "memcached.auth_file",
+               *file + " holds no user:password line (nobody could authenticate)");
+      }
+      c.memcached.auth_file = *file;
+    }
   }
   return c;
 }
@@ -273,6 +382,8 @@ net::limits config::door_limits() const {
   l.max_key_bytes = limits.max_key_bytes;
   l.max_value_bytes = limits.max_value_bytes;
   l.request_timeout = std::chrono::milliseconds(limits.request_timeout_ms);
+  l.max_writes_in_flight = limits.max_writes_in_flight;
+  l.max_write_bytes_in_flight = limits.max_write_bytes_in_flight;
   return l;
 }
 
@@ -306,6 +417,7 @@ std::string render_config(const config& c) {
   if (c.listen_cs733) out << "cs733 = " << quoted(c.listen_cs733->text) << "\n";
   if (c.listen_http) out << "http = " << quoted(c.listen_http->text) << "\n";
   if (c.listen_peer) out << "peer = " << quoted(c.listen_peer->text) << "\n";
+  if (!c.cluster_token.empty()) out << "\n[cluster]\ntoken = " << quoted(c.cluster_token) << "\n";
   for (const auto& m : c.members) {
     out << "\n[[cluster.member]]\nid = " << m.id << "\n";
     if (!m.peer.text.empty()) out << "peer = " << quoted(m.peer.text) << "\n";
@@ -324,7 +436,21 @@ std::string render_config(const config& c) {
       << "\nmax_memory_mb = " << c.limits.max_memory_mb
       << "\nrequest_timeout_ms = " << c.limits.request_timeout_ms
       << "\nhttp_read_timeout_ms = " << c.limits.http_read_timeout_ms
-      << "\nhttp_idle_timeout_ms = " << c.limits.http_idle_timeout_ms << "\n";
+      << "\nhttp_idle_timeout_ms = " << c.limits.http_idle_timeout_ms
+      << "\nmax_writes_in_flight = " << c.limits.max_writes_in_flight
+      << "\nmax_write_bytes_in_flight = " << c.limits.max_write_bytes_in_flight << "\n";
+  // File names only: the token and the passwords are never printed.
+  if (c.http.tls() || !c.http.admin_token_file.empty()) {
+    out << "\n[http]\n";
+    if (c.http.tls()) {
+      out << "tls_cert = " << quoted(c.http.tls_cert.string())
+          << "\ntls_key = " << quoted(c.http.tls_key.string()) << "\n";
+    }
+    if (!c.http.admin_token_file.empty())
+      out << "admin_token_file = " << quoted(c.http.admin_token_file.string()) << "\n";
+  }
+  if (!c.memcached.auth_file.empty())
+    out << "\n[memcached]\nauth_file = " << quoted(c.memcached.auth_file.string()) << "\n";
   return out.str();
 }
 

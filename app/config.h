@@ -1,4 +1,4 @@
-// The node's configuration: a TOML file (SPEC §1.2) read with tomlplusplus, validated
+// The node's configuration: a TOML file (docs/config.md) read with tomlplusplus, validated
 // completely before anything starts, so a bad file exits with code 2 and a message that names
 // the file, the key and the line.
 #pragma once
@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -34,7 +35,7 @@ struct raft_config {
   std::uint32_t heartbeat_ticks = 5;
   std::uint32_t election_ticks = 30;
   bool fsync = true;
-  std::uint64_t snapshot_entries = 10000;  // take a snapshot after this many applied entries
+  std::uint64_t snapshot_entries = 500000;  // upper bound on entries between snapshots
   std::uint64_t max_disk_mb = 8192;        // upper bound for the LMDB map (grows up to it)
 };
 
@@ -48,6 +49,30 @@ struct limits_config {
   // (slow clients), a keep-alive connection may idle this long between requests.
   std::uint64_t http_read_timeout_ms = 10000;
   std::uint64_t http_idle_timeout_ms = 30000;
+  // Node-wide bound on the client writes this node has submitted and not yet answered
+  // (count, and bytes of their encoded commands): beyond either, a write is refused at once
+  // with "busy" instead of queueing without limit (docs/config.md, "Limits and overload").
+  std::uint64_t max_writes_in_flight = 10000;
+  std::uint64_t max_write_bytes_in_flight = 64ull << 20;
+};
+
+// [http] (docs/config.md): HTTPS and the admin token. Files are read while the config is
+// validated, so a missing or unreadable one is a config error (exit 2) naming its key.
+struct http_config {
+  std::filesystem::path tls_cert;  // both set: the HTTP door serves HTTPS only
+  std::filesystem::path tls_key;
+  std::filesystem::path admin_token_file;
+  // The token itself (the file's first line). Never printed or logged.
+  std::string admin_token;
+
+  bool tls() const { return !tls_cert.empty(); }
+};
+
+// [memcached] (docs/config.md): memcached 1.6's ASCII authentication.
+struct memcached_config {
+  std::filesystem::path auth_file;
+  // The `user:password` lines of auth_file. Never printed or logged.
+  std::vector<std::pair<std::string, std::string>> users;
 };
 
 struct config {
@@ -61,8 +86,14 @@ struct config {
   // Initial voting members, sorted by id. A config without [[cluster.member]] is a cluster of
   // one: this node alone, advertising its listen addresses.
   std::vector<member_config> members;
+  // [cluster] token: mixed into the cluster id with the member list (app/cluster_id.h), so
+  // that a cluster rebuilt at the same addresses with a new token refuses the nodes of the
+  // old one. Empty: not set (the id then depends on the member list alone).
+  std::string cluster_token;
   raft_config raft;
   limits_config limits;
+  http_config http;
+  memcached_config memcached;
 
   net::limits door_limits() const;
   std::vector<net::member_address> member_addresses() const;

@@ -2,10 +2,14 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/system_error.hpp>
 #include <exception>
 #include <memory>
+#include <string_view>
+#include <utility>
+#include <variant>
 
 #include "app/node.h"
 #include "net/cs733/session.h"
@@ -21,6 +25,13 @@ using base::log_level;
 namespace {
 
 constexpr int exit_fatal = 1;
+constexpr int exit_bad_config = 2;
+
+bool is_loopback(const endpoint& e) {
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(e.host, ec);
+  return !ec && address.is_loopback();
+}
 
 void log_config(const config& c) {
   base::log(log_level::info, "raftkv ", RAFTKV_VERSION, " starting: config ", c.source.string(),
@@ -34,6 +45,27 @@ void log_config(const config& c) {
   door("cs733", c.listen_cs733);
   door("http", c.listen_http);
   door("peer", c.listen_peer);
+  if (c.listen_http) {
+    base::log(log_level::info, "  http: ", c.http.tls() ? "HTTPS only" : "plain HTTP",
+              c.http.admin_token.empty() ? ", admin endpoints open"
+                                         : ", admin endpoints need the admin token");
+  }
+  if (c.listen_memcached && !c.memcached.users.empty()) {
+    base::log(log_level::info, "  memcached: authentication required (", c.memcached.users.size(),
+              " user(s) from ", c.memcached.auth_file.string(), ")");
+  }
+  // Peer traffic has no TLS yet ([tls] is not implemented): anything that reaches a door
+  // bound beyond loopback reads and writes in clear text, and the peer port trusts any
+  // client that knows the cluster id.
+  for (const auto& [name, e] : {std::pair{"memcached", &c.listen_memcached},
+                                {"cs733", &c.listen_cs733},
+                                {"http", &c.listen_http},
+                                {"peer", &c.listen_peer}}) {
+    if (!*e || is_loopback(**e)) continue;
+    if (std::string_view(name) == "http" && c.http.tls()) continue;
+    base::log(log_level::warn, name, " is bound to non-loopback address ", (*e)->text,
+              " without [tls]: its traffic is not encrypted and peers are not authenticated");
+  }
   if (!c.raft.fsync) {
     base::log(log_level::warn,
              "raft.fsync = false: acknowledged writes can be LOST on power failure or kernel "
@@ -58,6 +90,19 @@ int run_server(const config& c) {
   base::set_log_node_id(c.node_id);
   log_config(c);
 
+  // Certificates and keys are read before anything else (the data dir included) is
+  // touched: one that does not load is a config error.
+  std::shared_ptr<asio::ssl::context> https;
+  if (c.http.tls()) {
+    auto made = net::make_https_context(c.http.tls_cert.string(), c.http.tls_key.string());
+    if (auto* why = std::get_if<std::string>(&made)) {
+      base::log(log_level::error, c.source.string(),
+                ": key 'http.tls_cert'/'http.tls_key': ", *why);
+      return exit_bad_config;
+    }
+    https = std::get<std::shared_ptr<asio::ssl::context>>(std::move(made));
+  }
+
   asio::io_context io;
   auto opened = node::open(io, c);
   if (auto* why = std::get_if<std::string>(&opened)) {
@@ -73,6 +118,9 @@ int run_server(const config& c) {
   http_options.version = RAFTKV_VERSION;
   http_options.read_timeout = std::chrono::milliseconds(c.limits.http_read_timeout_ms);
   http_options.idle_timeout = std::chrono::milliseconds(c.limits.http_idle_timeout_ms);
+  http_options.tls = https;
+  http_options.admin_token = c.http.admin_token;
+  mc_options.auth_users = c.memcached.users;
   std::unique_ptr<net::memcached_server> memcached;
   std::unique_ptr<net::cs733_server> cs733;
   std::unique_ptr<net::http_server> http;

@@ -1,4 +1,4 @@
-// Human-readable log lines on stderr: time, level, node id, message (SPEC §1.3).
+// Human-readable log lines on stderr: time, level, node id, message (docs/config.md).
 // One process is one node, so the node id is process-wide. Called on any thread: each line is
 // written with a single write(2) so lines from the storage thread never interleave.
 #pragma once

@@ -20,12 +20,6 @@
 // Output: one summary line per run, e.g.
 //   op=set conns=32 ops=41234 secs=10.00 ops_per_s=4123 p50_us=... p90_us=... p99_us=...
 #include <algorithm>
-// g++ 12 reports a false "mismatched new/delete" on Asio's coroutine frame allocator once the
-// client coroutine grows past some inlining threshold (aligned_alloc paired with its own
-// operator delete, which frees with std::free); the pairing is Asio's and correct.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>

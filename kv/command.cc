@@ -8,12 +8,17 @@
 //     bit4 delay_s i64, bit5 timestamp_ms i64, bit6 id.client u64, bit7 id.seq u64
 // A field is present exactly when it is non-zero, so a typical set costs a few bytes plus
 // key and value, and every command has one encoding (the decoder rejects a present zero).
+// op::set_limits (added later, same format: an older decoder rejects the unknown op and
+// the entry is skipped) has no key and its value is the 24-byte encode_limits() payload.
 //
 // result (format 1):
-//   u8 format(=1) | u8 status | u8 present-mask (bits above 2 must be clear)
+//   u8 format(=1) | u8 status | u8 present-mask (bits above 3 must be clear)
 //   | bit0 version u64 | bit1 number u64
 //   | bit2 item: varint len + value, flags u32, version u64, expires_at_ms i64
+//   | bit3 (only with bit2) item meta u8, non-zero
 #include "kv/command.h"
+
+#include <limits>
 
 #include "base/bytes.h"
 
@@ -24,7 +29,7 @@ constexpr std::uint8_t command_format = 1;
 constexpr std::uint8_t result_format = 1;
 
 bool valid_op(std::uint8_t v) {
-  return v >= static_cast<std::uint8_t>(op::set) && v <= static_cast<std::uint8_t>(op::purge_expired);
+  return v >= static_cast<std::uint8_t>(op::set) && v <= static_cast<std::uint8_t>(op::meta_arith);
 }
 bool valid_kind(std::uint8_t v) {
   return v == static_cast<std::uint8_t>(expiry_kind::memcached) ||
@@ -32,7 +37,7 @@ bool valid_kind(std::uint8_t v) {
 }
 bool valid_status(std::uint8_t v) {
   return v >= static_cast<std::uint8_t>(status::stored) &&
-         v <= static_cast<std::uint8_t>(status::bad_command);
+         v <= static_cast<std::uint8_t>(status::outcome_unknown);
 }
 
 enum command_field : std::uint8_t {
@@ -50,7 +55,8 @@ enum result_field : std::uint8_t {
   r_version = 1u << 0,
   r_number = 1u << 1,
   r_item = 1u << 2,
-  r_all = r_version | r_number | r_item,
+  r_item_meta = 1u << 3,
+  r_all = r_version | r_number | r_item | r_item_meta,
 };
 
 // Reads a field that the mask says is present; a present field must be non-zero.
@@ -125,6 +131,7 @@ std::optional<command> decode_command(std::string_view bytes) {
       !read_present(m, f_seq, c.id.seq, [&] { return r.u64(); }))
     return std::nullopt;
   if (!r.at_end()) return std::nullopt;
+  if (c.kind == op::set_limits && (!key->empty() || !decode_limits(*value))) return std::nullopt;
   // Only now, with the whole input validated, copy key and value (bounded by the input).
   c.key.assign(*key);
   c.value.assign(*value);
@@ -138,6 +145,7 @@ std::string encode(const result& res) {
   if (res.version != 0) mask |= r_version;
   if (res.number != 0) mask |= r_number;
   if (res.item) mask |= r_item;
+  if (res.item && res.item->meta != 0) mask |= r_item_meta;
   w.u8(result_format);
   w.u8(static_cast<std::uint8_t>(res.code));
   w.u8(mask);
@@ -148,6 +156,7 @@ std::string encode(const result& res) {
     w.u32(res.item->flags);
     w.u64(res.item->version);
     w.i64(res.item->expires_at_ms);
+    if (mask & r_item_meta) w.u8(res.item->meta);
   }
   return out;
 }
@@ -172,11 +181,45 @@ std::optional<result> decode_result(std::string_view bytes) {
     auto version = flags ? r.u64() : std::nullopt;
     auto expires = version ? r.i64() : std::nullopt;
     if (!expires) return std::nullopt;
+    std::uint8_t meta = 0;
+    if (!read_present(*mask, r_item_meta, meta, [&] { return r.u8(); })) return std::nullopt;
     if (!r.at_end()) return std::nullopt;
-    res.item = item_view{std::string(*value), *flags, *version, *expires};
+    res.item = item_view{std::string(*value), *flags, *version, *expires, meta};
+  } else if (*mask & r_item_meta) {
+    return std::nullopt;
   }
   if (!r.at_end()) return std::nullopt;
   return res;
+}
+
+std::string encode_limits(const store_options& limits) {
+  std::string out;
+  base::byte_writer w(out);
+  w.u64(limits.max_key_bytes);
+  w.u64(limits.max_value_bytes);
+  w.u64(limits.max_memory_bytes);
+  return out;
+}
+
+std::optional<store_options> decode_limits(std::string_view bytes) {
+  base::byte_reader r(bytes);
+  auto key = r.u64();
+  auto value = key ? r.u64() : std::nullopt;
+  auto memory = value ? r.u64() : std::nullopt;
+  if (!memory || !r.at_end()) return std::nullopt;
+  // A zero limit would refuse every write: no configuration can ask for it.
+  if (*key == 0 || *value == 0 || *memory == 0) return std::nullopt;
+  if (*key > std::numeric_limits<std::size_t>::max() ||
+      *value > std::numeric_limits<std::size_t>::max())
+    return std::nullopt;
+  return store_options{static_cast<std::size_t>(*key), static_cast<std::size_t>(*value), *memory};
+}
+
+command set_limits_command(const store_options& limits) {
+  command c;
+  c.kind = op::set_limits;
+  c.value = encode_limits(limits);
+  return c;
 }
 
 }  // namespace kv

@@ -9,6 +9,7 @@
 // encoded result back to its client.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -30,7 +31,64 @@ enum class op : std::uint8_t {
   touch,        // change expiry only; version kept
   get_and_touch,// memcached gat/gats: touch and return the item
   flush_all,    // invalidate every item stored before now + delay_s
-  purge_expired // leader-proposed reclamation of expired items' memory
+  purge_expired,// leader-proposed reclamation of expired items' memory
+  set_limits,   // leader-proposed: adopt the limits in `value` (see encode_limits)
+  // The memcached meta commands that need more than the ops above (see "Meta commands").
+  meta_get,     // mg with T, N or R, or on a stale item: touch / vivify / win a recache
+  meta_delete,  // md: delete, compare cas, or (I) mark stale
+  meta_arith,   // ma: incr/decr with compare cas, vivify on miss, new TTL
+};
+
+// Meta commands (memcached mg/ms/md/ma). The stale-while-revalidate state they use lives
+// in the item (item_view::meta bits) and changes only through the log, so every replica
+// agrees. The command fields carry their arguments as follows (the binary format is the
+// one of every command; these fields are otherwise unused by these ops):
+//  - storage ops (ms): delta bit meta_key_binary = the key was sent base64 (`b`), bit
+//    meta_invalidate = `I` (with op::cas: a cas older than the item's stores the value
+//    marked stale instead of failing; a cas of 0 never does); append/prepend with cas_unique != 0 store only if
+//    it equals the item's version (`C`).
+//  - meta_get: flags bits meta_has_ttl (`T`, exptime), meta_vivify (`N`, delay_s = its
+//    TTL; meta_vivify_after_ttl: N came after T, so on a vivified item N's TTL is the
+//    final one), meta_recache (`R`, cas_unique = its TTL as two's complement;
+//    meta_recache_after_ttl: R came after T, so it judges the new TTL). The result
+//    is status::item with the item after the command (number bits meta_won: this request
+//    won the recache token, `W`; meta_created: vivified now; version: the item's expiry
+//    before the command, two's complement, for `t` shown ahead of `T`) or not_found.
+//  - meta_delete: flags bits meta_has_cas (cas_unique compared, 0 included),
+//    meta_invalidate (mark stale and take a new version instead of deleting),
+//    meta_has_ttl (with invalidate: new exptime). Result deleted / not_found / exists.
+//  - meta_arith: delta, flags bits meta_decr, meta_has_cas (cas_unique compared when
+//    non-zero, as memcached does), meta_has_ttl (exptime), meta_vivify (delay_s = TTL;
+//    value = the initial value in decimal). Result number (+ item; stored when N created
+//    it) / not_found / exists / non_numeric / out_of_memory.
+inline constexpr std::uint64_t meta_key_binary = 1;
+inline constexpr std::uint64_t meta_invalidate = 2;
+inline constexpr std::uint32_t meta_has_ttl = 1;
+inline constexpr std::uint32_t meta_vivify = 2;
+inline constexpr std::uint32_t meta_recache = 4;
+inline constexpr std::uint32_t meta_has_cas = 8;
+inline constexpr std::uint32_t meta_stale_flag = 16;  // meta_delete: I
+inline constexpr std::uint32_t meta_decr = 32;
+inline constexpr std::uint32_t meta_vivify_after_ttl = 64;    // meta_get: N came after T
+inline constexpr std::uint32_t meta_recache_after_ttl = 128;  // meta_get: R came after T
+inline constexpr std::uint64_t meta_won = 1;      // meta_get result.number bits
+inline constexpr std::uint64_t meta_created = 2;
+
+// item_view::meta bits.
+inline constexpr std::uint8_t item_stale = 1;       // invalidated (md I / ms I): mg shows X
+inline constexpr std::uint8_t item_token_sent = 2;  // a recache token was handed out: Z
+inline constexpr std::uint8_t item_key_binary = 4;  // stored by ms with a base64 key
+
+// The limits that decide the outcome of an apply (too_large, out_of_memory). They are part
+// of the replicated state: a node's configured values are only what its store starts with
+// and what it proposes (op::set_limits) when it leads, so replicas whose config files
+// differ still make the same decisions (docs/semantics.md).
+struct store_options {
+  std::size_t max_key_bytes = 250;
+  std::size_t max_value_bytes = 1048576;
+  std::uint64_t max_memory_bytes = 1024ull << 20;  // quota for keys + values + overhead
+
+  bool operator==(const store_options&) const = default;
 };
 
 // How `exptime` is to be read.
@@ -51,7 +109,7 @@ struct request_id {
 
 struct command {
   op kind = op::set;
-  std::string key;                        // <= max_key_bytes, no spaces/control chars
+  std::string key;                        // 1..max_key_bytes, no space, CR, LF or NUL
   std::string value;                      // data block for storage commands
   std::uint32_t flags = 0;                // opaque client flags
   std::int64_t exptime = 0;               // see kind_of_expiry
@@ -80,6 +138,9 @@ enum class status : std::uint8_t {
   too_large,       // value over max_value_bytes
   out_of_memory,   // the write would take the store over its memory quota
   bad_command,     // the command could not be decoded or is invalid
+  outcome_unknown, // a retry older than the at-most-once window: it may or may not have
+                   // been applied earlier, and it was not applied now (memcached
+                   // SERVER_ERROR ... outcome unknown, CS733 ERR_INTERNAL, HTTP 504)
 };
 
 // An item as returned by reads and by get_and_touch.
@@ -88,6 +149,7 @@ struct item_view {
   std::uint32_t flags = 0;
   std::uint64_t version = 0;     // log index of the write that set value/flags (= cas unique)
   std::int64_t expires_at_ms = 0;// Unix ms; 0 = never
+  std::uint8_t meta = 0;         // item_stale | item_token_sent | item_key_binary
 
   bool operator==(const item_view&) const = default;
 };
@@ -107,5 +169,12 @@ std::string encode(const command& c);
 std::optional<command> decode_command(std::string_view bytes);
 std::string encode(const result& r);
 std::optional<result> decode_result(std::string_view bytes);
+
+// The payload of op::set_limits: max_key_bytes, max_value_bytes and max_memory_bytes as
+// three u64 little-endian. decode_limits accepts exactly that, with every limit non-zero.
+std::string encode_limits(const store_options& limits);
+std::optional<store_options> decode_limits(std::string_view bytes);
+// A set_limits command carrying `limits` (no key, no timestamp, no request id).
+command set_limits_command(const store_options& limits);
 
 }  // namespace kv

@@ -103,15 +103,26 @@ bool is_storage(op k) {
   }
 }
 
-// Snapshot layout (format 1), all integers little-endian, lengths LEB128:
+// Snapshot layout (format 3), all integers little-endian, lengths LEB128:
 //   "RKVS" | u8 format | u64 applied_index | i64 flush_at_ms | 17 x u64 stats (field order)
 //   | varint n_items, n x (bytes key, bytes value, u32 flags, u64 version, i64 expires_at_ms,
-//     i64 written_at_ms) in strictly increasing key order
+//     i64 written_at_ms, u8 meta bits) in strictly increasing key order
 //   | varint n_clients, n x (u64 client, u64 last_index, u64 floor_seq, varint n_results,
 //     n x (u64 seq, u64 index, bytes encoded result)) in increasing client / seq order
+//   | u8 limits_replicated (0 or 1), and if 1: u64 max_key_bytes, u64 max_value_bytes,
+//     u64 max_memory_bytes (the encode_limits payload)
 //   | u32 CRC-32C of every byte before it
+// Format 2 is format 3 without the per-item meta byte (every item has meta 0); it is what
+// a store writes while no item carries meta marks.
+// Format 1 is format 2 without the limits section; it still restores, as "no replicated
+// limits" (the restoring node's configured limits stay in force). Limits that were never
+// replicated are not written: they are the node's own config, not replicated state, and
+// two replicas with different configs must still write identical snapshots.
 constexpr std::string_view snapshot_magic = "RKVS";
-constexpr std::uint8_t snapshot_format = 1;
+constexpr std::uint8_t snapshot_format = 3;
+constexpr std::uint8_t snapshot_format_without_meta = 2;
+constexpr std::uint8_t snapshot_format_without_limits = 1;
+constexpr std::size_t limits_payload_bytes = 3 * 8;
 
 constexpr std::uint64_t store_stats::*stat_fields[] = {
     &store_stats::curr_items,  &store_stats::total_items,  &store_stats::bytes,
@@ -127,7 +138,7 @@ static_assert(sizeof(stat_fields) / sizeof(stat_fields[0]) * sizeof(std::uint64_
 
 }  // namespace
 
-store::store(store_options options) : options_(options) {}
+store::store(store_options local) : local_(local), limits_(local) {}
 
 // ---------------------------------------------------------------------------------------
 // Applying commands
@@ -168,6 +179,21 @@ result store::execute(std::uint64_t index, const command& c) {
     case op::purge_expired:
       purge(c.timestamp_ms);
       return outcome(status::ok);
+    case op::meta_get:
+      return meta_get_op(index, c);
+    case op::meta_delete:
+      return meta_delete_op(index, c);
+    case op::meta_arith:
+      return meta_arith_op(index, c);
+    case op::set_limits: {
+      // From here on every replica decides with the leader's limits. Items already stored
+      // stay even if a lowered limit would refuse them now (nothing is ever evicted).
+      const auto limits = decode_limits(c.value);
+      if (!limits) return outcome(status::bad_command);
+      limits_ = *limits;
+      limits_replicated_ = true;
+      return outcome(status::ok);
+    }
     default:
       return outcome(status::bad_command);
   }
@@ -175,7 +201,7 @@ result store::execute(std::uint64_t index, const command& c) {
 
 result store::store_op(std::uint64_t index, const command& c) {
   const std::int64_t now = c.timestamp_ms;
-  if (c.key.size() > options_.max_key_bytes || c.value.size() > options_.max_value_bytes)
+  if (c.key.size() > limits_.max_key_bytes || c.value.size() > limits_.max_value_bytes)
     return outcome(status::too_large);
   ++stats_.cmd_set;
   auto pos = items_.find(c.key);
@@ -186,6 +212,7 @@ result store::store_op(std::uint64_t index, const command& c) {
     if (pos != items_.end()) erase_item(pos);
     return outcome(s);
   };
+  bool stale_store = false;
 
   switch (c.kind) {
     case op::add:
@@ -203,6 +230,13 @@ result store::store_op(std::uint64_t index, const command& c) {
       }
       // memcached never hands out cas 0, so 0 never matches.
       if (c.cas_unique == 0 || c.cas_unique != pos->second.version) {
+        // meta `ms ... I`: a cas older than the item's still stores, marked stale (the
+        // writer raced an invalidation; readers see X and one of them wins a recache).
+        if ((c.delta & meta_invalidate) != 0 && c.cas_unique != 0 &&
+            c.cas_unique < pos->second.version) {
+          stale_store = true;
+          break;
+        }
         ++stats_.cas_badval;
         return outcome(status::exists);
       }
@@ -210,11 +244,15 @@ result store::store_op(std::uint64_t index, const command& c) {
     default:
       break;
   }
+  // meta `ms MA/MP ... C<cas>`: append/prepend only onto the version the client saw.
+  if ((c.kind == op::append || c.kind == op::prepend) && c.cas_unique != 0 &&
+      c.cas_unique != pos->second.version)
+    return outcome(status::exists);
 
   stored_item next;
   if (c.kind == op::append || c.kind == op::prepend) {
     const stored_item& old = pos->second;
-    if (old.value.size() + c.value.size() > options_.max_value_bytes)
+    if (old.value.size() + c.value.size() > limits_.max_value_bytes)
       return outcome(status::too_large);
     next.value.reserve(old.value.size() + c.value.size());
     next.value = c.kind == op::append ? old.value : c.value;
@@ -228,6 +266,15 @@ result store::store_op(std::uint64_t index, const command& c) {
   }
   next.version = index;
   next.written_at_ms = now;
+  // A base64 key is remembered by the item it stored; append/prepend build a new item
+  // from the old one, which memcached does not mark binary.
+  const bool concatenated = c.kind == op::append || c.kind == op::prepend;
+  next.meta = (c.delta & meta_key_binary) != 0 && !concatenated ? item_key_binary : 0;
+  if (stale_store) {
+    // memcached keeps the old item's TTL and its token-sent mark.
+    next.expires_at_ms = pos->second.expires_at_ms;
+    next.meta |= item_stale | (pos->second.meta & item_token_sent);
+  }
 
   const std::uint64_t old_bytes =
       pos != items_.end() ? accounted(pos->first.size(), pos->second.value.size()) : 0;
@@ -240,7 +287,7 @@ result store::store_op(std::uint64_t index, const command& c) {
 }
 
 result store::remove_op(const command& c) {
-  if (c.key.size() > options_.max_key_bytes) return outcome(status::too_large);
+  if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   auto pos = items_.find(c.key);
   if (pos == items_.end() || dead(pos->second, c.timestamp_ms)) {
     ++stats_.delete_misses;
@@ -255,7 +302,7 @@ result store::remove_op(const command& c) {
 }
 
 result store::arith_op(std::uint64_t index, const command& c) {
-  if (c.key.size() > options_.max_key_bytes) return outcome(status::too_large);
+  if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   const bool incr = c.kind == op::incr;
   auto pos = items_.find(c.key);
   if (pos == items_.end() || dead(pos->second, c.timestamp_ms)) {
@@ -263,28 +310,166 @@ result store::arith_op(std::uint64_t index, const command& c) {
     if (pos != items_.end()) erase_item(pos);
     return outcome(status::not_found);
   }
+  return add_delta(index, pos, incr, c.delta, c.timestamp_ms);
+}
+
+result store::add_delta(std::uint64_t index, item_map::iterator pos, bool incr,
+                        std::uint64_t delta, std::int64_t now_ms) {
   const auto old_value = memcached_number(pos->second.value);
   if (!old_value) return outcome(status::non_numeric);
   // Unsigned arithmetic wraps at 2^64 for incr, as memcached does; decr stops at 0.
   const std::uint64_t value =
-      incr ? *old_value + c.delta : (c.delta > *old_value ? 0 : *old_value - c.delta);
+      incr ? *old_value + delta : (delta > *old_value ? 0 : *old_value - delta);
 
   stored_item next = pos->second;  // flags and expiry are kept
   next.value = std::to_string(value);
-  // memcached rewrites a result that fits in place, padded with spaces to the old length.
+  // memcached rewrites a result that fits in place, padded with spaces to the old length
+  // (the item keeps its meta marks); a longer one is a new item (without them).
   if (next.value.size() < pos->second.value.size()) next.value.resize(pos->second.value.size(), ' ');
+  if (next.value.size() > pos->second.value.size()) next.meta = 0;
   next.version = index;
-  next.written_at_ms = c.timestamp_ms;
+  next.written_at_ms = now_ms;
   if (over_quota(accounted(pos->first.size(), pos->second.value.size()),
                  accounted(pos->first.size(), next.value.size())))
     return outcome(status::out_of_memory);
-  write_item(pos, c.key, std::move(next));
+  write_item(pos, pos->first, std::move(next));
   ++(incr ? stats_.incr_hits : stats_.decr_hits);
   return outcome(status::number, index, value);
 }
 
+// memcached mg with T/N/R (or on a stale item): one atomic decision at apply time.
+result store::meta_get_op(std::uint64_t index, const command& c) {
+  if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
+  const std::int64_t now = c.timestamp_ms;
+  const bool has_ttl = (c.flags & meta_has_ttl) != 0;
+  auto pos = items_.find(c.key);
+  if (pos != items_.end() && dead(pos->second, now)) {
+    erase_item(pos);
+    pos = items_.end();
+  }
+  bool won = false;
+  bool created = false;
+  if (pos == items_.end()) {
+    if ((c.flags & meta_vivify) == 0) {
+      if (has_ttl) {
+        ++stats_.cmd_touch;
+        ++stats_.touch_misses;
+      }
+      return outcome(status::not_found);
+    }
+    // Vivify on miss: an empty item whose first reader wins the right to fill it.
+    command ttl = c;
+    ttl.exptime = c.delay_s;
+    stored_item fresh;
+    fresh.version = index;
+    fresh.written_at_ms = now;
+    fresh.expires_at_ms = expiry_from(ttl, now);
+    if (over_quota(0, accounted(c.key.size(), 0))) return outcome(status::not_found);
+    write_item(pos, c.key, std::move(fresh));
+    pos = items_.find(c.key);
+    ++stats_.total_items;
+    created = true;
+    won = true;
+  }
+  stored_item& it = pos->second;
+  const std::int64_t expiry_before = created ? 0 : it.expires_at_ms;
+  if (has_ttl) {
+    // On a vivified item, an N after T has the last word.
+    if (!created || (c.flags & meta_vivify_after_ttl) == 0) set_expiry(pos, expiry_from(c, now));
+    ++stats_.cmd_touch;
+    ++stats_.touch_hits;
+  }
+  // R judges the TTL as of its place among the flags: before or after T.
+  const std::int64_t expiry_for_recache =
+      (c.flags & meta_recache_after_ttl) != 0 ? it.expires_at_ms : expiry_before;
+  if ((c.flags & meta_recache) != 0 && !created && (it.meta & item_token_sent) == 0 &&
+      expiry_for_recache != 0) {
+    command recache = c;
+    recache.exptime = static_cast<std::int64_t>(c.cas_unique);
+    const std::int64_t at = recache.exptime == 0 ? 0 : expiry_from(recache, now);
+    if (at != 0 && expiry_for_recache < at) won = true;
+  }
+  if ((it.meta & item_stale) != 0 && (it.meta & item_token_sent) == 0) won = true;
+  // A token already sent is reported (Z) by the reader; only the winner sets it.
+  const bool token_was_sent = (it.meta & item_token_sent) != 0;
+  if (won) it.meta |= item_token_sent;
+  result r = outcome(status::item, static_cast<std::uint64_t>(expiry_before),
+                     (won ? meta_won : 0) | (created ? meta_created : 0));
+  r.item = view_of(it);
+  if (token_was_sent) r.item->meta |= item_token_sent;
+  return r;
+}
+
+result store::meta_delete_op(std::uint64_t index, const command& c) {
+  if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
+  auto pos = items_.find(c.key);
+  if (pos == items_.end() || dead(pos->second, c.timestamp_ms)) {
+    ++stats_.delete_misses;
+    if (pos != items_.end()) erase_item(pos);
+    return outcome(status::not_found);
+  }
+  if ((c.flags & meta_has_cas) != 0 && c.cas_unique != pos->second.version) {
+    ++stats_.delete_misses;
+    return outcome(status::exists);
+  }
+  if ((c.flags & meta_stale_flag) != 0) {
+    // Invalidate: the item stays, marked stale, with a new version; the next reader wins
+    // the recache token.
+    if ((c.flags & meta_has_ttl) != 0) set_expiry(pos, expiry_from(c, c.timestamp_ms));
+    pos->second.meta = (pos->second.meta | item_stale) & ~item_token_sent;
+    pos->second.version = index;
+    return outcome(status::deleted, index);
+  }
+  erase_item(pos);
+  ++stats_.delete_hits;
+  return outcome(status::deleted);
+}
+
+result store::meta_arith_op(std::uint64_t index, const command& c) {
+  if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
+  const std::int64_t now = c.timestamp_ms;
+  const bool incr = (c.flags & meta_decr) == 0;
+  auto pos = items_.find(c.key);
+  if (pos != items_.end() && dead(pos->second, now)) {
+    erase_item(pos);
+    pos = items_.end();
+  }
+  result r;
+  if (pos == items_.end()) {
+    if ((c.flags & meta_vivify) == 0) {
+      ++(incr ? stats_.incr_misses : stats_.decr_misses);
+      return outcome(status::not_found);
+    }
+    const auto initial = memcached_number(c.value);
+    stored_item fresh;
+    fresh.value = std::to_string(initial.value_or(0));
+    fresh.version = index;
+    fresh.written_at_ms = now;
+    command ttl = c;
+    ttl.exptime = c.delay_s;
+    fresh.expires_at_ms = expiry_from(ttl, now);
+    if (over_quota(0, accounted(c.key.size(), fresh.value.size())))
+      return outcome(status::out_of_memory);
+    const std::uint64_t number = initial.value_or(0);
+    write_item(pos, c.key, std::move(fresh));
+    pos = items_.find(c.key);
+    ++stats_.total_items;
+    r = outcome(status::stored, index, number);
+  } else {
+    // memcached compares a non-zero cas only.
+    if ((c.flags & meta_has_cas) != 0 && c.cas_unique != 0 &&
+        c.cas_unique != pos->second.version)
+      return outcome(status::exists);
+    r = add_delta(index, pos, incr, c.delta, now);
+    if (r.code != status::number) return r;
+  }
+  if ((c.flags & meta_has_ttl) != 0) set_expiry(pos, expiry_from(c, now));
+  r.item = view_of(pos->second);
+  return r;
+}
+
 result store::touch_op(const command& c) {
-  if (c.key.size() > options_.max_key_bytes) return outcome(status::too_large);
+  if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   ++stats_.cmd_touch;
   auto pos = items_.find(c.key);
   if (pos == items_.end() || dead(pos->second, c.timestamp_ms)) {
@@ -298,7 +483,7 @@ result store::touch_op(const command& c) {
   const stored_item& it = pos->second;
   if (c.kind == op::touch) return outcome(status::touched, it.version);
   result r = outcome(status::item, it.version);
-  r.item = item_view{it.value, it.flags, it.version, it.expires_at_ms};
+  r.item = view_of(it);
   return r;
 }
 
@@ -357,7 +542,7 @@ bool store::over_quota(std::uint64_t old_bytes, std::uint64_t new_bytes) const {
   // Only growth is refused: a write that shrinks or keeps the footprint always goes ahead,
   // even if the store is already above a (since lowered) quota.
   if (new_bytes <= old_bytes) return false;
-  return stats_.bytes - old_bytes + new_bytes > options_.max_memory_bytes;
+  return stats_.bytes - old_bytes + new_bytes > limits_.max_memory_bytes;
 }
 
 void store::write_item(item_map::iterator pos, const std::string& key, stored_item item) {
@@ -400,8 +585,11 @@ void store::erase_all() {
 std::optional<item_view> store::find(std::string_view key, std::int64_t now_ms) const {
   auto pos = items_.find(key);
   if (pos == items_.end() || dead(pos->second, now_ms)) return std::nullopt;
-  const stored_item& it = pos->second;
-  return item_view{it.value, it.flags, it.version, it.expires_at_ms};
+  return view_of(pos->second);
+}
+
+item_view store::view_of(const stored_item& it) {
+  return item_view{it.value, it.flags, it.version, it.expires_at_ms, it.meta};
 }
 
 std::vector<key_info> store::list(std::string_view prefix, std::string_view after,
@@ -451,8 +639,9 @@ std::optional<result> store::dedup_lookup(const request_id& id, std::uint64_t in
   clients_by_age_.emplace(w.last_index, id.client);
   if (auto r = w.results.find(id.seq); r != w.results.end()) return r->second.outcome;
   // Older than the window: it may have been applied and forgotten. Applying it again could
-  // apply it twice, so refuse it; the client learns its retry came too late.
-  if (id.seq <= w.floor_seq) return outcome(status::bad_command);
+  // apply it twice, so it is not applied, and the answer says that its outcome is unknown
+  // (not that the command was bad: the first attempt may well have succeeded).
+  if (id.seq <= w.floor_seq) return outcome(status::outcome_unknown);
   return std::nullopt;
 }
 
@@ -502,12 +691,38 @@ void store::forget(client_window& w, std::map<std::uint64_t, remembered>::iterat
 // Snapshots
 
 std::string store::snapshot() const {
+  std::string all;
+  all.reserve(64 + stats_.bytes);
+  snapshot_to([&all](std::string_view chunk) {
+    all.append(chunk);
+    return true;
+  });
+  return all;
+}
+
+bool store::snapshot_to(const std::function<bool(std::string_view)>& sink) const {
+  // Serialised into a bounded buffer handed to `sink` whenever it fills, with the trailer's
+  // CRC carried across chunks: the bytes are exactly those of one contiguous snapshot, and
+  // memory stays flat whatever the store's size (this runs in a forked child too, where
+  // every page it touches beyond the parent's is extra RSS).
+  constexpr std::size_t chunk_bytes = 1 << 20;
   std::string out;
-  std::size_t estimate = 64 + stats_.bytes;
-  out.reserve(estimate);
+  out.reserve(chunk_bytes + 4096);
+  std::uint32_t crc = 0;
+  bool ok = true;
+  const auto flush = [&] {
+    if (!ok || out.empty()) return;
+    crc = base::crc32c(out, crc);
+    ok = sink(out);
+    out.clear();
+  };
   base::byte_writer w(out);
   out.append(snapshot_magic);
-  w.u8(snapshot_format);
+  // Format 3 only when some item carries meta marks, so a store that never saw a meta
+  // command writes the same bytes as before (the format still follows from the state).
+  const bool with_meta = std::any_of(items_.begin(), items_.end(),
+                                     [](const auto& kv) { return kv.second.meta != 0; });
+  w.u8(with_meta ? snapshot_format : snapshot_format_without_meta);
   w.u64(applied_index_);
   w.i64(flush_at_ms_);
   for (auto field : stat_fields) w.u64(stats_.*field);
@@ -519,6 +734,9 @@ std::string store::snapshot() const {
     w.u64(it.version);
     w.i64(it.expires_at_ms);
     w.i64(it.written_at_ms);
+    if (with_meta) w.u8(it.meta);
+    if (out.size() >= chunk_bytes) flush();
+    if (!ok) return false;
   }
   w.varint(clients_.size());
   for (const auto& [client, cw] : clients_) {
@@ -531,9 +749,15 @@ std::string store::snapshot() const {
       w.u64(rem.index);
       w.bytes(encode(rem.outcome));
     }
+    if (out.size() >= chunk_bytes) flush();
+    if (!ok) return false;
   }
-  w.u32(base::crc32c(out));
-  return out;
+  w.u8(limits_replicated_ ? 1 : 0);
+  if (limits_replicated_) out += encode_limits(limits_);
+  flush();
+  if (!ok) return false;
+  w.u32(crc);
+  return sink(out);
 }
 
 bool store::restore(std::string_view bytes) {
@@ -547,8 +771,11 @@ bool store::restore(std::string_view bytes) {
   base::byte_reader r(body.substr(snapshot_magic.size()));
 
   // Build the new state aside; *this changes only once everything checked out.
-  store fresh(options_);
-  if (r.u8() != snapshot_format) return false;
+  store fresh(local_);
+  const auto format = r.u8();
+  if (format != snapshot_format && format != snapshot_format_without_meta &&
+      format != snapshot_format_without_limits)
+    return false;
   auto applied = r.u64();
   auto flush_at = r.i64();
   if (!applied || !flush_at) return false;
@@ -571,10 +798,16 @@ bool store::restore(std::string_view bytes) {
     auto expires = version ? r.i64() : std::nullopt;
     auto written = expires ? r.i64() : std::nullopt;
     if (!written) return false;
+    std::uint8_t meta = 0;
+    if (format == snapshot_format) {
+      auto m = r.u8();
+      if (!m || (*m & ~(item_stale | item_token_sent | item_key_binary)) != 0) return false;
+      meta = *m;
+    }
     // Strictly increasing keys: one encoding per state, and appending at the end is cheap.
     if (!fresh.items_.empty() && !(fresh.items_.rbegin()->first < *key)) return false;
     fresh.items_.emplace_hint(fresh.items_.end(), std::string(*key),
-                              stored_item{std::string(*value), *flags, *version, *expires, *written});
+                              stored_item{std::string(*value), *flags, *version, *expires, *written, meta});
   }
 
   auto n_clients = r.varint();
@@ -601,6 +834,19 @@ bool store::restore(std::string_view bytes) {
     }
     fresh.clients_.emplace_hint(fresh.clients_.end(), *client, std::move(cw));
   }
+  if (format != snapshot_format_without_limits) {
+    const auto replicated = r.u8();
+    if (!replicated || *replicated > 1) return false;
+    if (*replicated == 1) {
+      const std::string_view rest = body.substr(body.size() - r.remaining());
+      if (rest.size() < limits_payload_bytes) return false;
+      auto limits = decode_limits(rest.substr(0, limits_payload_bytes));
+      if (!limits) return false;
+      for (int i = 0; i < 3; ++i) r.u64();  // the payload just decoded
+      fresh.limits_ = *limits;
+      fresh.limits_replicated_ = true;
+    }
+  }
   if (!r.at_end()) return false;
 
   fresh.rebuild_indexes();
@@ -617,6 +863,11 @@ bool store::restore(std::string_view bytes) {
   fresh.stats_ = stats;
   *this = std::move(fresh);
   return true;
+}
+
+std::optional<command> limits_command_if_needed(const store& s, const store_options& local) {
+  if (s.limits_replicated() && s.options() == local) return std::nullopt;
+  return set_limits_command(local);
 }
 
 void store::rebuild_indexes() {

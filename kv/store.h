@@ -4,9 +4,18 @@
 // writes it is the leader's timestamp carried in the command (so every replica makes the
 // same decision), for reads it is the reader's clock (only used to hide expired items).
 // The same sequence of apply() calls gives byte-identical snapshots on every replica.
+//
+// The limits that decide too_large and out_of_memory are replicated state too: a store
+// starts with the node's configured limits (`local`), and from the first applied
+// op::set_limits entry on it uses the limits carried by the log, whatever its own config
+// says. The leader proposes its configured limits whenever limits_command_if_needed() says
+// the replicated ones differ (or were never set), so replicas with different config files
+// cannot diverge. Until a cluster's first set_limits entry is applied, each replica uses
+// its own config (as every replica did before limits were replicated).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -17,12 +26,6 @@
 #include "kv/command.h"
 
 namespace kv {
-
-struct store_options {
-  std::size_t max_key_bytes = 250;
-  std::size_t max_value_bytes = 1048576;
-  std::uint64_t max_memory_bytes = 1024ull << 20;  // quota for keys + values + overhead
-};
 
 // Counters maintained by apply() (replicated, identical on every replica).
 struct store_stats {
@@ -57,13 +60,16 @@ struct key_info {
 
 class store {
  public:
-  explicit store(store_options options = {});
+  // `local` is the node's configured limits: in force until a set_limits entry is applied
+  // (and again after restoring a snapshot that carries no replicated limits).
+  explicit store(store_options local = {});
 
   // Applies the command of the log entry at `index` (> applied_index()). The item version
   // of a write is `index`. Uses c.timestamp_ms as "now". An index at or below
   // applied_index() is a replay: it returns bad_command and changes nothing. A command with
   // id.client != 0 that was already applied returns its remembered result and changes
-  // nothing but applied_index(); one older than the remembered window returns bad_command.
+  // nothing but applied_index(); one older than the remembered window returns
+  // outcome_unknown (it may have been applied before; it is not applied again).
   result apply(std::uint64_t index, const command& c);
 
   // Records that the entry at `index` carried no command for the store (a Raft no-op or an
@@ -83,11 +89,20 @@ class store {
 
   std::uint64_t applied_index() const { return applied_index_; }
   const store_stats& stats() const { return stats_; }
-  const store_options& options() const { return options_; }
+  // The limits in force: the replicated ones once a set_limits entry was applied, else the
+  // local ones. Apply decisions use exactly these.
+  const store_options& options() const { return limits_; }
+  // True once a set_limits entry was applied (or restored from a snapshot).
+  bool limits_replicated() const { return limits_replicated_; }
+  const store_options& local_options() const { return local_; }
 
-  // Serialises the whole state (items, counters, flush deadline, dedup table, applied index)
-  // with a format version header and a checksum trailer.
+  // Serialises the whole state (items, counters, flush deadline, dedup table, applied index,
+  // replicated limits) with a format version header and a checksum trailer.
   std::string snapshot() const;
+  // The same bytes as snapshot(), handed to `sink` in consecutive chunks of about 1 MiB (so
+  // a snapshot can go to a file without a second copy of the state in memory). Stops and
+  // returns false as soon as sink returns false.
+  bool snapshot_to(const std::function<bool(std::string_view)>& sink) const;
   // Replaces this store's state with a snapshot; returns false (and leaves the store
   // unchanged) if the bytes are malformed or the checksum does not match.
   bool restore(std::string_view bytes);
@@ -113,6 +128,7 @@ class store {
     std::uint64_t version = 0;
     std::int64_t expires_at_ms = 0;  // 0 = never
     std::int64_t written_at_ms = 0;  // leader time of the last write (for flush_all)
+    std::uint8_t meta = 0;           // item_stale | item_token_sent | item_key_binary
   };
   using item_map = std::map<std::string, stored_item, std::less<>>;
 
@@ -130,6 +146,13 @@ class store {
   result store_op(std::uint64_t index, const command& c);
   result remove_op(const command& c);
   result arith_op(std::uint64_t index, const command& c);
+  // incr/decr of the live item at pos (shared by incr/decr and meta_arith).
+  result add_delta(std::uint64_t index, item_map::iterator pos, bool incr, std::uint64_t delta,
+                   std::int64_t now_ms);
+  result meta_get_op(std::uint64_t index, const command& c);
+  result meta_delete_op(std::uint64_t index, const command& c);
+  result meta_arith_op(std::uint64_t index, const command& c);
+  static item_view view_of(const stored_item& it);
   result touch_op(const command& c);
   result flush_op(const command& c);
   void purge(std::int64_t now_ms);
@@ -148,7 +171,9 @@ class store {
   void forget(client_window& w, std::map<std::uint64_t, remembered>::iterator pos);
   void rebuild_indexes();
 
-  store_options options_;
+  store_options local_;   // configured limits (the bootstrap values)
+  store_options limits_;  // limits in force (see options())
+  bool limits_replicated_ = false;
   item_map items_;  // ordered: cheap prefix listing
   // (expires_at_ms, key) of every item with an expiry: purge and expired_keys in O(expired).
   std::set<std::pair<std::int64_t, std::string>> expiry_index_;
@@ -162,5 +187,11 @@ class store {
   std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> remembered_items_;
   std::uint64_t remembered_item_bytes_ = 0;
 };
+
+// For the leader's drive loop (after each election and at bootstrap): the set_limits
+// command to propose so that the replicated limits become the node's configured `local`
+// ones, or nullopt when they already are. Proposing it twice is harmless (the second
+// application changes nothing).
+std::optional<command> limits_command_if_needed(const store& s, const store_options& local);
 
 }  // namespace kv

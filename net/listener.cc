@@ -1,14 +1,16 @@
 #include "net/listener.h"
 
+#include <algorithm>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <algorithm>
 #include <boost/asio/write.hpp>
 #include <list>
+#include <tuple>
 
 #include "base/log.h"
 
@@ -18,8 +20,7 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 struct listener::state {
-  state(asio::io_context& io_in, listener_options options_in, net::metrics* metrics_in,
-        handler h)
+  state(asio::io_context& io_in, listener_options options_in, net::metrics* metrics_in, handler h)
       : io(io_in),
         acceptor(io_in),
         options(std::move(options_in)),
@@ -37,16 +38,33 @@ struct listener::state {
 
 namespace {
 
-// Turns away a connection over the limit. The socket is fresh, so its send buffer is
-// empty and a short non-blocking write goes through at once; no coroutine is needed.
-void refuse(tcp::socket& socket, const std::string& text) {
+constexpr auto wait_token = asio::as_tuple(asio::use_awaitable);
+
+// Turns away a connection over the limit: sends the door's refusal, then reads and drops
+// what the client sends (bounded in bytes and time) before closing, so that a client that
+// had already sent a request (HTTP) reads the refusal instead of a connection reset.
+// Refused connections are not counted: the time bound is what limits them.
+asio::awaitable<void> refuse(std::shared_ptr<tcp::socket> socket, std::string text) {
+  asio::steady_timer deadline(socket->get_executor(), std::chrono::seconds(1));
+  deadline.async_wait([socket](const boost::system::error_code& ec) {
+    boost::system::error_code ignored;
+    if (!ec) socket->close(ignored);  // fails the pending write or read
+  });
   boost::system::error_code ec;
-  if (!text.empty()) {
-    socket.non_blocking(true, ec);
-    socket.write_some(asio::buffer(text), ec);
+  if (!text.empty())
+    std::tie(ec, std::ignore) = co_await asio::async_write(*socket, asio::buffer(text), wait_token);
+  if (!ec && socket->is_open()) {
+    socket->shutdown(tcp::socket::shutdown_send, ec);
+    std::array<char, 4096> sink;
+    std::size_t drained = 0;
+    while (drained < 64 * 1024 && socket->is_open()) {
+      auto [rec, n] = co_await socket->async_read_some(asio::buffer(sink), wait_token);
+      if (rec) break;
+      drained += n;
+    }
   }
-  socket.shutdown(tcp::socket::shutdown_both, ec);
-  socket.close(ec);
+  deadline.cancel();
+  socket->close(ec);
 }
 
 void start_connection(const std::shared_ptr<listener::state>& s, tcp::socket socket) {
@@ -62,7 +80,8 @@ void start_connection(const std::shared_ptr<listener::state>& s, tcp::socket soc
           try {
             std::rethrow_exception(e);
           } catch (const std::exception& ex) {
-            base::log(base::log_level::warn, to_string(s->options.which), " session ended: ", ex.what());
+            base::log(base::log_level::warn, to_string(s->options.which),
+                      " session ended: ", ex.what());
           }
         }
         boost::system::error_code ignored;
@@ -79,13 +98,16 @@ asio::awaitable<void> accept_loop(std::shared_ptr<listener::state> s) {
     if (ec) {
       // Typically EMFILE/ENFILE: the connection stays queued in the kernel. Back off a
       // little so a full descriptor table does not turn this loop into a busy spin.
-      base::log(base::log_level::warn, to_string(s->options.which), " accept failed: ", ec.message());
+      base::log(base::log_level::warn, to_string(s->options.which),
+                " accept failed: ", ec.message());
       asio::steady_timer pause(s->io, std::chrono::milliseconds(50));
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
     }
     if (s->sockets.size() >= s->options.max_connections) {
-      refuse(socket, s->options.refusal);
+      asio::co_spawn(s->io,
+                     refuse(std::make_shared<tcp::socket>(std::move(socket)), s->options.refusal),
+                     asio::detached);
       continue;
     }
     start_connection(s, std::move(socket));
@@ -98,7 +120,9 @@ listener::listener(asio::io_context& io, listener_options options, net::metrics*
                    handler on_connection)
     : state_(std::make_shared<state>(io, std::move(options), metrics, std::move(on_connection))) {}
 
-listener::~listener() { stop(); }
+listener::~listener() {
+  stop();
+}
 
 void listener::listen(const std::string& host, std::uint16_t port) {
   tcp::endpoint endpoint(asio::ip::make_address(host), port);
@@ -108,7 +132,9 @@ void listener::listen(const std::string& host, std::uint16_t port) {
   state_->acceptor.listen(asio::socket_base::max_listen_connections);
 }
 
-std::uint16_t listener::port() const { return state_->acceptor.local_endpoint().port(); }
+std::uint16_t listener::port() const {
+  return state_->acceptor.local_endpoint().port();
+}
 
 void listener::start() {
   asio::co_spawn(state_->io, accept_loop(state_), asio::detached);
@@ -127,7 +153,9 @@ void listener::stop() {
   }
 }
 
-std::size_t listener::connections() const { return state_->sockets.size(); }
+std::size_t listener::connections() const {
+  return state_->sockets.size();
+}
 
 void input_buffer::consume(std::size_t n) {
   pos_ += n;
@@ -149,8 +177,8 @@ void input_buffer::skip(std::size_t n) {
 
 asio::awaitable<std::size_t> input_buffer::read_some(tcp::socket& socket, std::size_t max_read) {
   for (;;) {
-    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read,
-                                           asio::as_tuple(asio::use_awaitable));
+    auto [ec] =
+        co_await socket.async_wait(tcp::socket::wait_read, asio::as_tuple(asio::use_awaitable));
     if (ec) co_return 0;
     if (pos_ > 0) {
       // Move the unparsed tail to the front before growing, so the buffer stays bounded
@@ -184,8 +212,8 @@ asio::awaitable<std::size_t> input_buffer::read_some(tcp::socket& socket, std::s
 
 asio::awaitable<bool> write_all(tcp::socket& socket, std::string& out) {
   if (out.empty()) co_return true;
-  auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out),
-                                            asio::as_tuple(asio::use_awaitable));
+  auto [ec, n] =
+      co_await asio::async_write(socket, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
   (void)n;
   out.clear();
   if (out.capacity() > 64 * 1024) std::string().swap(out);

@@ -1,9 +1,10 @@
-// A TCP accept loop shared by the memcached and CS733 doors.
+// The TCP accept loop shared by every client door (memcached, CS733, HTTP).
 //
 // It binds, accepts, and runs one coroutine per connection on the io_context. It enforces
 // max_connections the way memcached does: a connection over the limit is still accepted,
-// given the door's refusal text (if any) and closed at once, so the client learns why
-// instead of hanging in the kernel's backlog; existing connections are unaffected.
+// given the door's refusal text (if any) and closed, so the client learns why instead of
+// hanging in the kernel's backlog; existing connections are unaffected. A failing accept
+// (out of descriptors) backs off briefly instead of spinning.
 // stop() closes the acceptor and every open connection, which makes each session's
 // pending read or write fail so its coroutine ends.
 //
@@ -35,9 +36,10 @@ class io_context;
 namespace net {
 
 struct listener_options {
-  door which = door::memcached;     // for connection metrics and log lines
+  door which = door::memcached;  // for connection metrics and log lines
   std::size_t max_connections = 4096;
-  std::string refusal;              // sent to a connection over the limit; may be empty
+  std::string refusal;  // sent to a connection over the limit; may be empty
+                        // (HTTP: a whole 503 response)
 };
 
 class listener {
@@ -96,8 +98,8 @@ class input_buffer {
 
  private:
   std::string data_;
-  std::size_t pos_ = 0;  // bytes of data_ already consumed
-  std::size_t skip_ = 0; // bytes still to drop as they arrive
+  std::size_t pos_ = 0;   // bytes of data_ already consumed
+  std::size_t skip_ = 0;  // bytes still to drop as they arrive
 };
 
 // Writes all of `out` and clears it (releasing a large buffer). Returns false on error.

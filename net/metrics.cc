@@ -44,7 +44,8 @@ void metrics::observe_request(door d, std::string_view command, bool ok,
                               std::chrono::nanoseconds latency) {
   auto& series_by_command = requests_[static_cast<std::size_t>(d)];
   auto it = series_by_command.find(command);
-  if (it == series_by_command.end()) it = series_by_command.emplace(std::string(command), request_series{}).first;
+  if (it == series_by_command.end())
+    it = series_by_command.emplace(std::string(command), request_series{}).first;
   if (ok) {
     ++it->second.ok;
   } else {
@@ -63,7 +64,9 @@ void metrics::connection_closed(door d) {
   if (current > 0) --current;
 }
 
-void metrics::observe_fsync(std::chrono::nanoseconds latency) { fsync_.observe(latency); }
+void metrics::observe_fsync(std::chrono::nanoseconds latency) {
+  fsync_.observe(latency);
+}
 
 std::uint64_t metrics::current_connections(door d) const {
   return current_connections_[static_cast<std::size_t>(d)];
@@ -215,6 +218,29 @@ std::string metrics::render_prometheus(const node_status& node,
                 std::uint64_t{node.storage_error.empty() ? 1u : 0u});
   append_single(out, "raftkv_members", "gauge", "Members in the configuration this node knows.",
                 static_cast<std::uint64_t>(node.members.size()));
+  append_header(out, "raftkv_snapshot_transfers_total", "counter",
+                "Snapshot streams to followers this node ended as leader, by result.");
+  append_sample(out, "raftkv_snapshot_transfers_total", "result=\"done\"",
+                node.snapshot_transfers_done);
+  append_sample(out, "raftkv_snapshot_transfers_total", "result=\"failed\"",
+                node.snapshot_transfers_failed);
+  append_sample(out, "raftkv_snapshot_transfers_total", "result=\"aborted\"",
+                node.snapshot_transfers_aborted);
+  append_header(out, "raftkv_snapshot_transfer_bytes", "gauge",
+                "The latest snapshot stream to each member: bytes acknowledged and total.");
+  for (const auto& m : node.members) {
+    if (m.snapshot_state.empty()) continue;
+    const std::string peer = "peer=\"" + std::to_string(m.address.id.value) + "\"";
+    append_sample(out, "raftkv_snapshot_transfer_bytes", peer + ",kind=\"acked\"",
+                  m.snapshot_bytes_acked);
+    append_sample(out, "raftkv_snapshot_transfer_bytes", peer + ",kind=\"total\"",
+                  m.snapshot_bytes_total);
+  }
+  append_header(out, "raftkv_resident_memory_bytes", "gauge",
+                "Resident memory of the process, by kind (anon: heap; file: mapped files).");
+  append_sample(out, "raftkv_resident_memory_bytes", "kind=\"anon\"", node.rss_anon_bytes);
+  append_sample(out, "raftkv_resident_memory_bytes", "kind=\"file\"", node.rss_file_bytes);
+  append_sample(out, "raftkv_resident_memory_bytes", "kind=\"shmem\"", node.rss_shmem_bytes);
 
   append_header(out, "raftkv_fsync_duration_seconds", "histogram",
                 "Latency of the storage fsync (group commit) of the Raft log.");
@@ -263,8 +289,8 @@ std::string metrics::render_prometheus(const node_status& node,
                 reads_.get_hits);
   append_single(out, "raftkv_get_misses_total", "counter", "Reads that did not find the key.",
                 reads_.get_misses);
-  append_single(out, "raftkv_client_read_bytes_total", "counter",
-                "Bytes received from clients.", reads_.bytes_read);
+  append_single(out, "raftkv_client_read_bytes_total", "counter", "Bytes received from clients.",
+                reads_.bytes_read);
   append_single(out, "raftkv_client_written_bytes_total", "counter", "Bytes sent to clients.",
                 reads_.bytes_written);
 
@@ -274,8 +300,7 @@ std::string metrics::render_prometheus(const node_status& node,
                 store.total_items);
   append_single(out, "raftkv_bytes", "gauge",
                 "Bytes the memory quota counts (keys, values and overhead).", store.bytes);
-  append_single(out, "raftkv_cmd_set_total", "counter", "Storage commands applied.",
-                store.cmd_set);
+  append_single(out, "raftkv_cmd_set_total", "counter", "Storage commands applied.", store.cmd_set);
   append_header(out, "raftkv_store_ops_total", "counter",
                 "Applied commands by operation and hit/miss outcome.");
   const auto op = [&](std::string_view name, std::string_view outcome, std::uint64_t v) {

@@ -1,7 +1,15 @@
 // The boundary between the doors (memcached, CS733, HTTP) and the node that owns the
 // replicated store. Doors parse requests, call this interface, and format replies; they
-// never touch Raft directly. The single-node runtime and the replicated cluster runtime
-// both implement it, so the doors do not change when replication arrives.
+// never touch Raft directly. The replicated node (app/node.h) implements it for every
+// cluster size; tests use a single-process double (test/support/local_service.h).
+//
+// Reads are linearizable by construction: the only way a door can look at the store is
+// linearizable_read(), which passes the ReadIndex barrier first and hands back a read_view
+// (the store plus the "now" that judges expiry) only when the barrier held. The pieces it
+// is built from — read_barrier(), store(), now_ms() — are what an implementation provides,
+// and they are not public here, so no door can read the store without the barrier (or
+// forget to judge expiry by the right clock). Counters and limits for status pages, which
+// promise nothing about recency, have their own accessors.
 //
 // Everything here runs on the one io_context thread; no method is thread-safe.
 #pragma once
@@ -11,78 +19,50 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kv/command.h"
+#include "net/service_types.h"
 #include "raft/types.h"
 
 namespace kv {
 class store;
-}
+struct store_stats;
+struct key_info;
+}  // namespace kv
 
 namespace net {
 
 class metrics;
 
-// Why a request could not be served. Tells the client what to do next.
-enum class service_error : std::uint8_t {
-  none = 0,
-  not_leader,    // this node is not the leader (CS733: redirect)
-  no_leader,     // no leader known: retry later (HTTP 503, memcached SERVER_ERROR)
-  timeout,       // not committed within request_timeout_ms: outcome unknown (HTTP 504)
-  stopped,       // the node is shutting down
-  unavailable,   // storage failed (disk full, fsync error): writes refused
-};
+// The store as a linearizable read may see it. Obtained only from
+// kv_service::linearizable_read(); valid until the caller next suspends (applies may change
+// the store in between; a read that suspends and looks again sees a later state, which is
+// still linearizable, but the view must not be kept across the node's shutdown).
+class read_view {
+ public:
+  // none when the barrier held; otherwise why not (and the view holds nothing).
+  service_error error() const { return error_; }
+  bool ok() const { return error_ == service_error::none; }
 
-// Short stable text for logs and error bodies, e.g. "no leader".
-std::string_view to_string(service_error e);
+  // The live item under key, judged by now_ms(); nullopt when absent or expired.
+  // Only when ok().
+  std::optional<kv::item_view> find(std::string_view key) const;
+  // Live keys that start with prefix and sort after `after`, at most limit. Only when ok().
+  std::vector<kv::key_info> list(std::string_view prefix, std::string_view after,
+                                 std::size_t limit) const;
+  // The wall clock (Unix ms) that decides what has expired for this read.
+  std::int64_t now_ms() const { return now_ms_; }
 
-// Advertised addresses of one cluster member (config [[cluster.member]]).
-struct member_address {
-  raft::node_id id;
-  std::string peer;       // "host:port", may be empty if not configured
-  std::string memcached;
-  std::string cs733;
-  std::string http;
-};
+ private:
+  friend class kv_service;
+  read_view(service_error e, const kv::store* s, std::int64_t now_ms)
+      : error_(e), store_(s), now_ms_(now_ms) {}
 
-// Size and time bounds every door enforces (config [limits]).
-struct limits {
-  std::size_t max_connections = 4096;
-  std::size_t max_key_bytes = 250;
-  std::size_t max_value_bytes = 1048576;
-  std::chrono::milliseconds request_timeout{5000};
-};
-
-struct write_reply {
-  service_error error = service_error::none;  // when not none, result is meaningless
-  kv::result result;
-};
-
-// One member as this node sees it (leader's view of match/next; 0 when unknown).
-struct member_status {
-  member_address address;
-  bool voter = true;
-  std::uint64_t match_index = 0;
-  std::uint64_t next_index = 0;
-  std::int64_t last_contact_ms = -1;  // ms since last message from it; -1 unknown
-};
-
-// A snapshot of this node's state for /v1/status, /metrics, memcached `stats`.
-struct node_status {
-  std::uint64_t id = 0;
-  std::string role;  // "leader", "follower", "candidate", "pre-candidate"
-  std::uint64_t term = 0;
-  std::uint64_t leader_id = 0;  // 0 = none known
-  std::uint64_t commit_index = 0;
-  std::uint64_t applied_index = 0;
-  std::uint64_t last_log_index = 0;
-  std::uint64_t snapshot_index = 0;
-  std::uint64_t leader_changes = 0;
-  std::uint64_t proposals_ok = 0;
-  std::uint64_t proposals_failed = 0;
-  std::string storage_error;  // empty when storage is healthy
-  std::vector<member_status> members;
+  service_error error_;
+  const kv::store* store_;  // null unless ok()
+  std::int64_t now_ms_;
 };
 
 class kv_service {
@@ -94,9 +74,10 @@ class kv_service {
   // request_timeout_ms (outcome unknown), no_leader, stopped or unavailable.
   virtual boost::asio::awaitable<write_reply> write(kv::command cmd) = 0;
 
-  // Completes with none once the local store reflects every write acknowledged anywhere
-  // before the call (ReadIndex). Reads done right after it are linearizable.
-  virtual boost::asio::awaitable<service_error> read_barrier() = 0;
+  // Waits for the ReadIndex barrier (every write acknowledged anywhere before the call is
+  // in the local store), then returns a view of the local store. Reads made through the
+  // view are linearizable. Fails with the barrier's error (no_leader, timeout, stopped).
+  boost::asio::awaitable<read_view> linearizable_read();
 
   // Waits up to `wait` for a leader to be known; returns it (possibly this node).
   virtual boost::asio::awaitable<std::optional<member_address>> wait_for_leader(
@@ -106,12 +87,12 @@ class kv_service {
   virtual std::optional<member_address> leader() const = 0;
   virtual bool is_leader() const = 0;
 
-  // The local replica of the store; read it only right after read_barrier() for
-  // linearizable reads.
-  virtual const kv::store& store() const = 0;
-
-  // Wall clock in Unix ms used for read-time expiry checks.
-  virtual std::int64_t now_ms() const = 0;
+  // Counters and limits of the local replica, for `stats`, /metrics and /v1/status. Not a
+  // read of the data: they may lag the cluster.
+  const kv::store_stats& store_stats() const;
+  const kv::store_options& store_options() const;
+  // This node's wall clock in Unix ms, for status output (`stats time`, /v1/status).
+  std::int64_t wall_ms() const { return now_ms(); }
 
   virtual const net::limits& request_limits() const = 0;
   virtual node_status status() const = 0;
@@ -122,6 +103,25 @@ class kv_service {
   // Admin actions (HTTP POST /v1/admin/...). Both run on the leader's behalf where needed.
   virtual boost::asio::awaitable<service_error> transfer_leadership(raft::node_id to) = 0;
   virtual boost::asio::awaitable<service_error> take_snapshot() = 0;
+
+ protected:
+  // What an implementation provides for linearizable_read(). Callers outside this class
+  // go through linearizable_read(), so the barrier cannot be skipped.
+
+  // What the barrier established: error none once the local store reflects every write
+  // acknowledged anywhere before the call (ReadIndex), and the wall clock (Unix ms) that
+  // judges expiry for the read: the leader's (the ReadIndex answer carries it), never
+  // earlier than the last stamp applied here — so a node whose own clock is hours off
+  // answers exactly as the leader would (docs/semantics.md, "Time and expiry").
+  struct read_point {
+    service_error error = service_error::none;
+    std::int64_t now_ms = 0;
+  };
+  virtual boost::asio::awaitable<read_point> read_barrier() = 0;
+  // The local replica of the store.
+  virtual const kv::store& store() const = 0;
+  // Wall clock in Unix ms used for read-time expiry checks.
+  virtual std::int64_t now_ms() const = 0;
 };
 
 }  // namespace net

@@ -4,11 +4,7 @@ namespace net {
 
 bool valid_key(std::string_view key, std::size_t max_key_bytes) {
   if (key.empty() || key.size() > max_key_bytes) return false;
-  for (char c : key) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f) return false;
-  }
-  return true;
+  return key.find_first_of(std::string_view(" \r\n\0", 4)) == std::string_view::npos;
 }
 
 std::vector<std::string_view> split_words(std::string_view line) {

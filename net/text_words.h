@@ -8,8 +8,12 @@
 
 namespace net {
 
-// The memcached key rules (SPEC §3), used by every door: 1..max_key_bytes bytes, no space
-// and no control characters.
+// The memcached key rules (docs/memcached.md), used by every door: 1..max_key_bytes bytes of
+// any value except space, CR, LF and NUL, exactly what memcached 1.6.18 stores. Other control
+// bytes, DEL and bytes >= 0x80 (not necessarily UTF-8) are valid key bytes: standard tools
+// such as memcaslap send them. The four excluded bytes are the ones that cannot survive the
+// text protocols (space separates words, LF ends a line, CR is stripped before it, NUL ends
+// memcached's C string of the line).
 bool valid_key(std::string_view key, std::size_t max_key_bytes);
 
 // Splits on runs of spaces (only ' ' separates, as in memcached's tokenizer).

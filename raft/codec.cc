@@ -32,6 +32,7 @@ class reader {
  public:
   explicit reader(std::string_view in) : in_(in) {}
   bool ok() const { return ok_; }
+  void fail() { ok_ = false; }
   bool at_end() const { return pos_ == in_.size(); }
   std::size_t remaining() const { return in_.size() - pos_; }
 
@@ -132,6 +133,23 @@ void write_body(writer& w, const message_body& body) {
           w.u64(b.meta.voters.size());
           for (auto v : b.meta.voters) w.u64(v.value);
           w.str(b.data ? std::string_view(*b.data) : std::string_view());
+        } else if constexpr (std::is_same_v<T, snapshot_chunk>) {
+          w.u64(b.meta.index.value);
+          w.u64(b.meta.term.value);
+          w.u64(b.meta.voters.size());
+          for (auto v : b.meta.voters) w.u64(v.value);
+          w.u64(b.offset);
+          w.u64(b.total);
+          w.u64(b.checksum);
+          w.boolean(b.last);
+          w.str(b.data);
+        } else if constexpr (std::is_same_v<T, snapshot_chunk_response>) {
+          w.u64(b.index.value);
+          w.u64(b.snapshot_term.value);
+          w.u64(b.offset);
+          w.u64(b.next);
+          w.boolean(b.done);
+          w.boolean(b.failed);
         } else if constexpr (std::is_same_v<T, timeout_now>) {
           // no fields
         } else if constexpr (std::is_same_v<T, read_index_request>) {
@@ -140,6 +158,7 @@ void write_body(writer& w, const message_body& body) {
           w.u64(b.context);
           w.u64(b.index.value);
           w.boolean(b.ok);
+          w.u64(static_cast<std::uint64_t>(b.leader_time_ms));
         } else {
           static_assert(always_false<T>, "message type without an encoding");
         }
@@ -183,6 +202,28 @@ T read_one(reader& r) {
     b.meta.voters.reserve(n);
     for (std::uint64_t k = 0; k < n && r.ok(); ++k) b.meta.voters.push_back(node_id(r.u64()));
     b.data = std::make_shared<const std::string>(r.str());
+  } else if constexpr (std::is_same_v<T, snapshot_chunk>) {
+    b.meta.index = index_t(r.u64());
+    b.meta.term = term_t(r.u64());
+    std::uint64_t n = r.count(8);
+    b.meta.voters.reserve(n);
+    for (std::uint64_t k = 0; k < n && r.ok(); ++k) b.meta.voters.push_back(node_id(r.u64()));
+    b.offset = r.u64();
+    b.total = r.u64();
+    const std::uint64_t crc = r.u64();
+    b.checksum = static_cast<std::uint32_t>(crc);
+    b.last = r.boolean();
+    b.data = r.str();
+    if (b.offset > b.total || b.data.size() > b.total - b.offset ||
+        b.last != (b.offset + b.data.size() == b.total) || crc > 0xffffffffull)
+      r.fail();
+  } else if constexpr (std::is_same_v<T, snapshot_chunk_response>) {
+    b.index = index_t(r.u64());
+    b.snapshot_term = term_t(r.u64());
+    b.offset = r.u64();
+    b.next = r.u64();
+    b.done = r.boolean();
+    b.failed = r.boolean();
   } else if constexpr (std::is_same_v<T, timeout_now>) {
   } else if constexpr (std::is_same_v<T, read_index_request>) {
     b.context = r.u64();
@@ -190,6 +231,7 @@ T read_one(reader& r) {
     b.context = r.u64();
     b.index = index_t(r.u64());
     b.ok = r.boolean();
+    b.leader_time_ms = static_cast<std::int64_t>(r.u64());
   } else {
     static_assert(always_false<T>, "message type without a decoding");
   }

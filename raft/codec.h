@@ -1,7 +1,7 @@
 // Binary encoding of Raft messages for the peer transport.
 //
 // Layout (all integers little-endian, fixed width):
-//   u8 version (=1) | u8 body tag (index in message_body) | u64 from | u64 to | u64 term | body
+//   u8 version (=2) | u8 body tag (index in message_body) | u64 from | u64 to | u64 term | body
 // Strings are u64 length + bytes; vectors are u64 count + elements. decode() checks every
 // length against the bytes that remain before allocating, so garbage input can never make it
 // allocate more than the input size, and rejects trailing bytes.
@@ -15,7 +15,8 @@
 
 namespace raft {
 
-inline constexpr std::uint8_t codec_version = 1;
+// 2: read_index_response carries leader_time_ms; 3: snapshots travel as snapshot_chunk
+inline constexpr std::uint8_t codec_version = 3;
 
 std::string encode(const message& m);
 std::optional<message> decode(std::string_view bytes);

@@ -42,6 +42,10 @@ const char* message_name(const message& m) {
           return "read_index";
         else if constexpr (std::is_same_v<T, read_index_response>)
           return "read_index_resp";
+        else if constexpr (std::is_same_v<T, snapshot_chunk>)
+          return "snapshot_chunk";
+        else if constexpr (std::is_same_v<T, snapshot_chunk_response>)
+          return "snapshot_chunk_resp";
         else
           static_assert(always_false<T>, "unnamed message type");
       },
@@ -88,7 +92,6 @@ core::core(config cfg, restore_state restored)
   if (restored.snapshot) {
     snapshot_index_ = restored.snapshot->index;
     snapshot_term_ = restored.snapshot->term;
-    snapshot_data_ = restored.snapshot_data;
   }
   for (auto& e : restored.entries) {
     if (e.index <= snapshot_index_) continue;
@@ -246,8 +249,27 @@ void core::start_campaign(bool pre_vote, bool transfer) {
 }
 
 void core::campaign() {
-  if (role_ == role::leader) return;
+  if (role_ == role::leader || standing_down_) return;
   start_campaign(cfg_.pre_vote, false);
+}
+
+void core::stand_down() {
+  if (standing_down_) return;
+  standing_down_ = true;
+  stand_down_elapsed_ = 0;
+  if (role_ != role::leader) return;
+  // The voter with the longest log needs the fewest entries to become eligible; the
+  // transfer sends them and then TimeoutNow.
+  node_id best;
+  index_t best_match;
+  for (const auto& [id, pr] : progress_) {
+    if (std::find(voters_.begin(), voters_.end(), id) == voters_.end()) continue;
+    if (best == no_node || pr.match > best_match) {
+      best = id;
+      best_match = pr.match;
+    }
+  }
+  if (best != no_node) transfer_leadership(best);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -265,6 +287,12 @@ void core::tick() {
         become_probe(pr);
         send_append(id, pr, true);
       }
+    }
+    if (standing_down_ && ++stand_down_elapsed_ >= cfg_.election_ticks) {
+      // The hand-over did not happen within an election timeout (no voter reachable or
+      // caught up): step down anyway, so the others elect a leader once our lease expires.
+      become_follower(term_, no_node);
+      return;
     }
     if (transferee_ != no_node && ++transfer_elapsed_ >= cfg_.election_ticks) {
       // Thesis §3.10: abort a transfer that does not complete within an election timeout.
@@ -296,7 +324,7 @@ void core::tick() {
   ++election_elapsed_;
   if (election_elapsed_ >= randomized_timeout_) {
     election_elapsed_ = 0;
-    start_campaign(cfg_.pre_vote, false);
+    if (!standing_down_) start_campaign(cfg_.pre_vote, false);
   }
 }
 
@@ -331,7 +359,8 @@ void core::step(const message& m) {
     } else {
       bool from_leader = std::holds_alternative<append_request>(m.body) ||
                          std::holds_alternative<heartbeat_request>(m.body) ||
-                         std::holds_alternative<snapshot_request>(m.body);
+                         std::holds_alternative<snapshot_request>(m.body) ||
+                         std::holds_alternative<snapshot_chunk>(m.body);
       // Paper Figure 2, all servers: a higher term converts us to follower.
       become_follower(m.term, from_leader ? m.from : no_node);
     }
@@ -340,7 +369,8 @@ void core::step(const message& m) {
     // down (with pre-vote it may otherwise never learn a newer term exists).
     if (std::holds_alternative<append_request>(m.body) ||
         std::holds_alternative<heartbeat_request>(m.body) ||
-        std::holds_alternative<snapshot_request>(m.body)) {
+        std::holds_alternative<snapshot_request>(m.body) ||
+        std::holds_alternative<snapshot_chunk>(m.body)) {
       send(m.from, append_response{true, index_t{}, index_t{}, term_t{}, index_t{}});
     } else if (vreq && vreq->pre_vote) {
       send(m.from, vote_response{false, true});
@@ -371,6 +401,10 @@ void core::step(const message& m) {
           handle_read_index_request(m, b);
         else if constexpr (std::is_same_v<T, read_index_response>)
           handle_read_index_response(m, b);
+        else if constexpr (std::is_same_v<T, snapshot_chunk>)
+          handle_snapshot_chunk(m);
+        else if constexpr (std::is_same_v<T, snapshot_chunk_response>)
+          handle_snapshot_chunk_response(m);
         else
           static_assert(always_false<T>, "message type without a handler");
       },
@@ -602,7 +636,6 @@ void core::handle_snapshot(const message& m, const snapshot_request& r) {
   entries_.clear();
   snapshot_index_ = r.meta.index;
   snapshot_term_ = r.meta.term;
-  snapshot_data_ = r.data;
   commit_ = r.meta.index;
   applied_ = r.meta.index;
   if (persisted_ > snapshot_index_) persisted_ = snapshot_index_;
@@ -615,8 +648,38 @@ void core::handle_snapshot(const message& m, const snapshot_request& r) {
   send(m.from, resp);
 }
 
+// A piece of a streamed snapshot: the drive loop keeps the bytes (raft/replica.h); here it
+// only proves the leader alive, so that a transfer longer than an election timeout starts
+// no election.
+void core::handle_snapshot_chunk(const message& m) {
+  if (!is_follower_of(role_)) return;
+  if (role_ != role::follower || leader_ != m.from) become_follower(term_, m.from);
+  election_elapsed_ = 0;
+}
+
+// The follower is alive and receiving: keep check-quorum content and do not restart the
+// transfer while it progresses (tick() retries a snapshot that went silent).
+void core::handle_snapshot_chunk_response(const message& m) {
+  if (role_ != role::leader) return;
+  auto it = progress_.find(m.from);
+  if (it == progress_.end()) return;
+  progress& pr = it->second;
+  pr.recent_active = true;
+  pr.ticks_since_contact = 0;
+  if (pr.state == progress_state::snapshot) pr.ticks_in_state = 0;
+}
+
+void core::report_snapshot(node_id to, bool ok) {
+  if (role_ != role::leader) return;
+  auto it = progress_.find(to);
+  if (it == progress_.end() || it->second.state != progress_state::snapshot) return;
+  // Failed: probe again (a later send_append starts a new transfer). Done: the follower's
+  // append_response moves it to replicate; nothing to do until it arrives.
+  if (!ok) become_probe(it->second);
+}
+
 void core::handle_timeout_now(const message& m) {
-  if (role_ == role::leader || m.from != leader_) return;
+  if (role_ == role::leader || m.from != leader_ || standing_down_) return;
   // Thesis §3.10: the leader asked us to take over; skip pre-vote and the lease.
   start_campaign(false, true);
 }
@@ -641,14 +704,14 @@ void core::send_append(node_id to, progress& pr, bool allow_empty) {
   index_t prev = pr.next - 1;
   auto prev_term = term_at(prev);
   if (!prev_term) {
-    // Paper §7: the entries it needs are compacted away: send the snapshot instead.
-    if (!snapshot_data_) return;  // cannot happen: compaction always provides the bytes
+    // Paper §7: the entries it needs are compacted away: send the snapshot instead. The
+    // request carries the metadata only; the drive loop streams the bytes from storage.
     snapshot_meta meta{snapshot_index_, snapshot_term_, voters_};
     pr.state = progress_state::snapshot;
     pr.pending_snapshot = snapshot_index_;
     pr.ticks_in_state = 0;
     pr.inflight.clear();
-    send(to, snapshot_request{std::move(meta), snapshot_data_});
+    send(to, snapshot_request{std::move(meta), nullptr});
     return;
   }
   append_request req;
@@ -803,12 +866,12 @@ void core::release_reads() {
 void core::answer_read(const pending_read& r, bool ok) {
   if (r.requester == cfg_.id) {
     if (ok) {
-      out_.read_states.push_back(read_state{r.context, r.index});
+      out_.read_states.push_back(read_state{r.context, r.index, wall_ms_});
     } else {
       out_.dropped_reads.push_back(r.context);
     }
   } else {
-    send(r.requester, read_index_response{r.context, r.index, ok});
+    send(r.requester, read_index_response{r.context, r.index, ok, ok ? wall_ms_ : 0});
   }
 }
 
@@ -834,7 +897,7 @@ void core::handle_read_index_response(const message&, const read_index_response&
   if (it == forwarded_reads_.end()) return;  // duplicate or already dropped
   forwarded_reads_.erase(it);
   if (r.ok) {
-    out_.read_states.push_back(read_state{r.context, r.index});
+    out_.read_states.push_back(read_state{r.context, r.index, r.leader_time_ms});
   } else {
     out_.dropped_reads.push_back(r.context);
   }
@@ -843,13 +906,12 @@ void core::handle_read_index_response(const message&, const read_index_response&
 // ---------------------------------------------------------------------------------------
 // Snapshots and persistence.
 
-bool core::compact(index_t index, std::shared_ptr<const std::string> data) {
-  if (index <= snapshot_index_ || index > applied_ || index > persisted_ || !data) return false;
+bool core::compact(index_t index, std::shared_ptr<const std::string>) {
+  if (index <= snapshot_index_ || index > applied_ || index > persisted_) return false;
   term_t t = *term_at(index);
   entries_.erase(entries_.begin(), entries_.begin() + (index.value - snapshot_index_.value));
   snapshot_index_ = index;
   snapshot_term_ = t;
-  snapshot_data_ = std::move(data);
   return true;
 }
 
@@ -910,7 +972,20 @@ raft::status core::status() const {
 }
 
 std::optional<std::string> core::check_invariants() const {
-  std::ostringstream err;
+  // Called after every event by the simulator: a plain string, no stream, in the common case
+  // of nothing to report.
+  struct text {
+    std::string s;
+    text& operator<<(const char* v) {
+      s += v;
+      return *this;
+    }
+    text& operator<<(std::uint64_t v) {
+      s += std::to_string(v);
+      return *this;
+    }
+    std::string str() const { return s; }
+  } err;
   for (std::size_t k = 0; k < entries_.size(); ++k) {
     const entry& e = entries_[k];
     if (e.index != snapshot_index_ + (k + 1)) err << "log index gap at " << e.index.value << "; ";

@@ -58,7 +58,7 @@ struct config {
 struct restore_state {
   hard_state hs;                                     // term, vote, commit as persisted
   std::optional<snapshot_meta> snapshot;             // latest snapshot, if any
-  std::shared_ptr<const std::string> snapshot_data;  // its bytes (to send to laggards)
+  std::shared_ptr<const std::string> snapshot_data;  // its bytes (the core does not keep them)
   std::vector<entry> entries;                        // log after the snapshot, contiguous
 };
 
@@ -67,6 +67,10 @@ struct restore_state {
 struct read_state {
   std::uint64_t context = 0;
   index_t index;
+  // The leader's wall clock (Unix ms, from set_wall_clock_ms) when it confirmed the read;
+  // 0 if unknown. A reader judges expiry by the later of this and its last applied stamp,
+  // so a node whose own clock is skewed answers as the leader would.
+  std::int64_t leader_time_ms = 0;
 
   bool operator==(const read_state&) const = default;
 };
@@ -182,13 +186,29 @@ class core {
   // Hand leadership to `to` (thesis §3.10). Ignored unless leader and `to` is a peer.
   // While in progress (at most one election timeout), proposals are refused.
   void transfer_leadership(node_id to);
-  // Start an election now (tests and operators); ignored on a leader.
+  // Start an election now (tests and operators); ignored on a leader or a node standing down.
   void campaign();
+  // This node can no longer make anything durable (disk full, I/O error): it must not hold
+  // on to leadership, or the whole cluster waits behind it. A leader hands over to its most
+  // up-to-date voter (thesis §3.10) and steps down after an election timeout whatever
+  // happened; from now on the node never campaigns (a vote it granted could not be
+  // persisted either, and the environment sends none). Irreversible for this process.
+  void stand_down();
+  bool standing_down() const { return standing_down_; }
+  // The wall clock (Unix ms) as the environment sees it, stamped on read answers this node
+  // gives as leader. The core never reads a clock; call it before step()/tick()/read_index().
+  void set_wall_clock_ms(std::int64_t ms) { wall_ms_ = ms; }
 
-  // The state machine has a snapshot covering every entry up to `index`: drop that log
-  // prefix and keep `data` to send to peers that fall behind. Returns false (and does
-  // nothing) unless snapshot_index < index <= min(applied, persisted).
-  bool compact(index_t index, std::shared_ptr<const std::string> data);
+  // The state machine has a snapshot covering every entry up to `index`, durable in storage:
+  // drop that log prefix. Peers that fall behind get a snapshot_request with its metadata,
+  // which the drive loop streams from storage (the bytes are not kept here; `data` is
+  // accepted and ignored). Returns false (and does nothing) unless
+  // snapshot_index < index <= min(applied, persisted).
+  bool compact(index_t index, std::shared_ptr<const std::string> data = {});
+  // The drive loop's transfer of a snapshot to `to` ended: ok = the follower verified it
+  // (its append_response follows), else it failed for good (no file, too many stalls) and
+  // the peer goes back to probing, which asks for a new transfer.
+  void report_snapshot(node_id to, bool ok);
 
   bool has_ready() const;
   // Take the pending output batch (see struct ready for what to do with it). Proposals and
@@ -261,6 +281,8 @@ class core {
   void handle_timeout_now(const message& m);
   void handle_read_index_request(const message& m, const read_index_request& r);
   void handle_read_index_response(const message& m, const read_index_response& r);
+  void handle_snapshot_chunk(const message& m);
+  void handle_snapshot_chunk_response(const message& m);
 
   // Leader replication.
   void send_append(node_id to, progress& pr, bool allow_empty);
@@ -309,7 +331,6 @@ class core {
   // The log since the last snapshot: entries_[k].index == snapshot_index_ + 1 + k.
   index_t snapshot_index_;
   term_t snapshot_term_;
-  std::shared_ptr<const std::string> snapshot_data_;
   std::deque<entry> entries_;
 
   index_t applied_;           // last index handed out for apply
@@ -327,6 +348,11 @@ class core {
 
   // Follower: reads forwarded to the leader and not yet answered.
   std::vector<std::uint64_t> forwarded_reads_;
+
+  // Storage failed: never campaign; a leader steps down (stand_down()).
+  bool standing_down_ = false;
+  std::uint64_t stand_down_elapsed_ = 0;
+  std::int64_t wall_ms_ = 0;  // set_wall_clock_ms()
 
   // Pending output.
   ready out_;

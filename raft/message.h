@@ -73,14 +73,46 @@ struct heartbeat_response {
   bool operator==(const heartbeat_response&) const = default;
 };
 
-// InstallSnapshot (paper §7), sent whole: the snapshot bytes are shared, never copied.
+// InstallSnapshot (paper §7). The leader's core emits it with metadata only (data null): the
+// drive loop (raft/replica.h, "Snapshot transfer") turns it into a stream of snapshot_chunk
+// messages read from the snapshot file, and never puts it on the network as such. The
+// receiving drive loop hands its core one with the reassembled bytes, verified.
 struct snapshot_request {
   snapshot_meta meta;                       // what the snapshot covers
-  std::shared_ptr<const std::string> data;  // state-machine snapshot bytes (never null)
+  std::shared_ptr<const std::string> data;  // state-machine snapshot bytes (null: metadata only)
 
   bool operator==(const snapshot_request& o) const {
     return meta == o.meta && ((data == o.data) || (data && o.data && *data == *o.data));
   }
+};
+
+// One piece of a snapshot being streamed by the leader (raft/replica.h, "Snapshot
+// transfer"). Bounded by the sender's chunk size, so heartbeats and appends queued behind it
+// on the same connection wait for at most a few chunks.
+struct snapshot_chunk {
+  snapshot_meta meta;          // which snapshot
+  std::uint64_t offset = 0;    // of `data` within the snapshot's bytes
+  std::uint64_t total = 0;     // size of the whole snapshot
+  std::uint32_t checksum = 0;  // CRC-32C of the whole snapshot (the same in every chunk)
+  bool last = false;           // offset + data.size() == total
+  std::string data;
+
+  bool operator==(const snapshot_chunk&) const = default;
+};
+
+// The follower's answer to a chunk: it holds the bytes [0, next) of that snapshot. A next
+// other than the chunk's end tells the leader to resend from there (a chunk was lost, or the
+// follower started over). `done`: the whole snapshot verified and was handed to the core;
+// `failed`: it did not verify (size or checksum) and the follower dropped it.
+struct snapshot_chunk_response {
+  index_t index;  // the chunk's snapshot (index, term)
+  term_t snapshot_term;
+  std::uint64_t offset = 0;  // the chunk answered
+  std::uint64_t next = 0;
+  bool done = false;
+  bool failed = false;
+
+  bool operator==(const snapshot_chunk_response&) const = default;
 };
 
 // Leadership transfer (thesis §3.10): "start an election now, skipping pre-vote".
@@ -100,13 +132,17 @@ struct read_index_response {
   std::uint64_t context = 0;
   index_t index;
   bool ok = false;  // false: the leader could not serve it (e.g. lost leadership)
+  // The leader's wall clock (Unix ms) when it confirmed the read: the follower judges
+  // expiry by it, not by its own clock (docs/semantics.md, "Time and expiry").
+  std::int64_t leader_time_ms = 0;
 
   bool operator==(const read_index_response&) const = default;
 };
 
-using message_body = std::variant<append_request, append_response, vote_request, vote_response,
-                                  heartbeat_request, heartbeat_response, snapshot_request,
-                                  timeout_now, read_index_request, read_index_response>;
+using message_body =
+    std::variant<append_request, append_response, vote_request, vote_response, heartbeat_request,
+                 heartbeat_response, snapshot_request, timeout_now, read_index_request,
+                 read_index_response, snapshot_chunk, snapshot_chunk_response>;
 
 // One Raft message. Invariant: from != to, both nonzero.
 struct message {

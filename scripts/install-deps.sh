@@ -7,10 +7,13 @@ packages=(
   # build
   g++ cmake ninja-build pkg-config ccache
   libboost1.81-all-dev libboost-json1.81-dev libtomlplusplus-dev liblmdb-dev libcli11-dev
+  libssl-dev openssl
   # tests: a reference memcached, a real memcached client, curl, a browser for the status page
   python3 python3-pymemcache memcached curl chromium fonts-liberation
   # partition tests: network namespaces, veth, netem (iproute2) and cuts (iptables)
   iproute2 iptables
+  # fault tests: skewed wall clocks for one node (libfaketime)
+  faketime
   # the README examples
   netcat-openbsd
   # benchmarks

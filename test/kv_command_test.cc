@@ -21,7 +21,7 @@ const std::vector<kv::status> all_statuses = {
     kv::status::not_found,   kv::status::deleted,    kv::status::touched,
     kv::status::number,      kv::status::item,       kv::status::ok,
     kv::status::non_numeric, kv::status::too_large,  kv::status::out_of_memory,
-    kv::status::bad_command};
+    kv::status::bad_command, kv::status::outcome_unknown};
 
 kv::command full_command(kv::op kind) {
   kv::command c;
@@ -163,7 +163,7 @@ BOOST_AUTO_TEST_CASE(decode_rejects_unknown_format_op_kind_and_status) {
   BOOST_TEST(kv::decode_command(good).has_value());
   BOOST_TEST(!kv::decode_command(with(0, 2)).has_value());   // format version
   BOOST_TEST(!kv::decode_command(with(1, 0)).has_value());   // op below range
-  BOOST_TEST(!kv::decode_command(with(1, 14)).has_value());  // op above range
+  BOOST_TEST(!kv::decode_command(with(1, 18)).has_value());  // op above range
   BOOST_TEST(!kv::decode_command(with(2, 2)).has_value());   // expiry kind
   BOOST_TEST(kv::decode_command(with(1, 13)).has_value());   // purge_expired is valid
 
@@ -175,8 +175,42 @@ BOOST_AUTO_TEST_CASE(decode_rejects_unknown_format_op_kind_and_status) {
   };
   BOOST_TEST(!kv::decode_result(res_with(0, 0)).has_value());
   BOOST_TEST(!kv::decode_result(res_with(1, 0)).has_value());
-  BOOST_TEST(!kv::decode_result(res_with(1, 14)).has_value());
+  BOOST_TEST(kv::decode_result(res_with(1, 14)).has_value());  // outcome_unknown
+  BOOST_TEST(!kv::decode_result(res_with(1, 15)).has_value());
   BOOST_TEST(!kv::decode_result(res_with(2, 8)).has_value());  // unknown field bit
+}
+
+BOOST_AUTO_TEST_CASE(set_limits_round_trips_and_only_with_a_valid_payload) {
+  const kv::store_options limits{100, 5000, 1ull << 30};
+  const kv::command c = kv::set_limits_command(limits);
+  BOOST_TEST((c.kind == kv::op::set_limits));
+  BOOST_TEST(c.value.size() == 24u);
+  BOOST_TEST((kv::decode_limits(c.value) == limits));
+  auto stamped = c;
+  stamped.timestamp_ms = 1'790'000'000'000;
+  for (const auto& cmd : {c, stamped}) {
+    auto back = kv::decode_command(kv::encode(cmd));
+    BOOST_REQUIRE(back.has_value());
+    BOOST_TEST((*back == cmd));
+  }
+  // A payload of the wrong size, a zero limit or a key make the entry undecodable (it is
+  // then skipped by every replica alike).
+  auto bad = c;
+  bad.value.pop_back();
+  BOOST_TEST(!kv::decode_command(kv::encode(bad)).has_value());
+  bad.value = c.value + '\0';
+  BOOST_TEST(!kv::decode_command(kv::encode(bad)).has_value());
+  for (int field = 0; field < 3; ++field) {
+    kv::store_options zero = limits;
+    if (field == 0) zero.max_key_bytes = 0;
+    if (field == 1) zero.max_value_bytes = 0;
+    if (field == 2) zero.max_memory_bytes = 0;
+    BOOST_TEST(!kv::decode_limits(kv::encode_limits(zero)).has_value());
+    BOOST_TEST(!kv::decode_command(kv::encode(kv::set_limits_command(zero))).has_value());
+  }
+  bad = c;
+  bad.key = "k";
+  BOOST_TEST(!kv::decode_command(kv::encode(bad)).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(decode_rejects_a_length_past_the_end_without_allocating_it) {

@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE kv_store
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <tuple>
 
 #include <limits>
@@ -617,6 +618,238 @@ BOOST_AUTO_TEST_CASE(incr_that_grows_the_value_past_the_quota_is_refused) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Replicated limits
+
+BOOST_AUTO_TEST_CASE(replicas_with_different_local_limits_agree_once_set_limits_is_applied) {
+  kv::store_options small;
+  small.max_value_bytes = 1000;
+  small.max_key_bytes = 10;
+  small.max_memory_bytes = 1ull << 20;
+  kv::store_options large;
+  large.max_value_bytes = 100'000;
+  large.max_key_bytes = 250;
+  large.max_memory_bytes = 64ull << 20;
+  kv::store_options leader;  // what the leader's config says: between the two
+  leader.max_value_bytes = 5000;
+  leader.max_key_bytes = 100;
+  leader.max_memory_bytes = 10'000;
+  kv::store a(small), b(large);
+  BOOST_TEST(!a.limits_replicated());
+
+  // Without replicated limits the two configs decide differently: this is the divergence.
+  {
+    kv::store a0(small), b0(large);
+    const auto c = make(kv::op::set, "k", std::string(3000, 'v'));
+    BOOST_TEST((a0.apply(1, c).code == kv::status::too_large));
+    BOOST_TEST((b0.apply(1, c).code == kv::status::stored));
+  }
+
+  std::uint64_t index = 0;
+  auto both = [&](const kv::command& c) {
+    ++index;
+    const auto ra = a.apply(index, c);
+    BOOST_TEST((ra == b.apply(index, c)), "index " << index);
+    return ra.code;
+  };
+  auto limits = kv::set_limits_command(leader);
+  limits.timestamp_ms = t0;
+  BOOST_TEST((both(limits) == kv::status::ok));
+  BOOST_TEST((a.options() == leader));
+  BOOST_TEST((b.options() == leader));
+  BOOST_TEST(a.limits_replicated());
+  BOOST_TEST((a.local_options() == small));
+
+  // A value between the two local limits: both store it (the small node used to refuse it).
+  BOOST_TEST((both(make(kv::op::set, "k", std::string(3000, 'v'))) == kv::status::stored));
+  // Over the replicated limit: both refuse it (the large node used to store it).
+  BOOST_TEST((both(make(kv::op::set, "big", std::string(6000, 'v'))) == kv::status::too_large));
+  BOOST_TEST((both(make(kv::op::append, "k", std::string(2001, 'v'))) == kv::status::too_large));
+  // The key limit and the memory quota are replicated too.
+  BOOST_TEST((both(make(kv::op::set, std::string(50, 'k'), "v")) == kv::status::stored));
+  BOOST_TEST((both(make(kv::op::set, std::string(101, 'k'), "v")) == kv::status::too_large));
+  BOOST_TEST((both(make(kv::op::remove, std::string(101, 'k'))) == kv::status::too_large));
+  BOOST_TEST((both(make(kv::op::set, "m1", std::string(4000, 'v'))) == kv::status::stored));
+  BOOST_TEST((both(make(kv::op::set, "m2", std::string(4000, 'v'))) == kv::status::out_of_memory));
+  BOOST_TEST(a.snapshot() == b.snapshot());
+
+  // A later set_limits (the new leader's config) takes over on both.
+  leader.max_value_bytes = 2000;
+  leader.max_memory_bytes = 1 << 20;
+  BOOST_TEST((both(kv::set_limits_command(leader)) == kv::status::ok));
+  BOOST_TEST((both(make(kv::op::set, "x", std::string(2500, 'v'))) == kv::status::too_large));
+  BOOST_TEST((both(make(kv::op::set, "m2", std::string(1500, 'v'))) == kv::status::stored));
+  // Nothing already stored is dropped when a limit is lowered.
+  BOOST_TEST(a.find("k", t0)->value.size() == 3000u);
+  BOOST_TEST(a.snapshot() == b.snapshot());
+}
+
+BOOST_AUTO_TEST_CASE(a_set_limits_entry_with_a_bad_payload_changes_nothing) {
+  fixture f;
+  auto c = kv::set_limits_command({1, 1, 1});
+  c.value = "short";  // the decoder refuses it; the store stays safe on its own anyway
+  BOOST_TEST((f.apply(c).code == kv::status::bad_command));
+  BOOST_TEST(!f.s.limits_replicated());
+  BOOST_TEST((f.s.options() == kv::store_options{}));
+}
+
+BOOST_AUTO_TEST_CASE(limits_command_if_needed_proposes_the_local_limits_until_replicated) {
+  kv::store_options local;
+  local.max_value_bytes = 4096;
+  kv::store s(local);
+  // Never replicated: propose, even though the limits in force already equal the local ones,
+  // so that followers with other configs adopt them.
+  auto c = kv::limits_command_if_needed(s, local);
+  BOOST_REQUIRE(c.has_value());
+  BOOST_TEST((c->kind == kv::op::set_limits));
+  BOOST_TEST((kv::decode_limits(c->value) == local));
+  s.apply(1, *c);
+  BOOST_TEST(!kv::limits_command_if_needed(s, local).has_value());
+  // Applying it twice (two proposals before the first was applied) is harmless.
+  BOOST_TEST((s.apply(2, *c).code == kv::status::ok));
+  BOOST_TEST((s.options() == local));
+  BOOST_TEST(!kv::limits_command_if_needed(s, local).has_value());
+  // A leader whose config differs from the replicated limits proposes its own.
+  kv::store_options other = local;
+  other.max_memory_bytes = 123456;
+  auto d = kv::limits_command_if_needed(s, other);
+  BOOST_REQUIRE(d.has_value());
+  BOOST_TEST((kv::decode_limits(d->value) == other));
+  s.apply(3, *d);
+  BOOST_TEST((s.options() == other));
+  BOOST_TEST(!kv::limits_command_if_needed(s, other).has_value());
+  BOOST_TEST(kv::limits_command_if_needed(s, local).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_snapshot_carries_the_replicated_limits) {
+  kv::store_options leader;
+  leader.max_value_bytes = 300;
+  leader.max_key_bytes = 20;
+  leader.max_memory_bytes = 50'000;
+  kv::store_options mine;  // the restoring node's config differs
+  mine.max_value_bytes = 10;
+  fixture f;
+  f.apply(kv::set_limits_command(leader));
+  f.set("a", std::string(200, 'x'));
+  const auto snap = f.s.snapshot();
+
+  kv::store other(mine);
+  BOOST_REQUIRE(other.restore(snap));
+  BOOST_TEST(other.limits_replicated());
+  BOOST_TEST((other.options() == leader));
+  BOOST_TEST((other.local_options() == mine));
+  BOOST_TEST(other.snapshot() == snap);
+  // Decisions after the restore use the replicated limits, not the local ones.
+  const auto c = make(kv::op::set, "b", std::string(250, 'y'));
+  BOOST_TEST((other.apply(10, c) == f.s.apply(10, c)));
+  BOOST_TEST((other.find("b", t0).has_value()));
+  BOOST_TEST(other.snapshot() == f.s.snapshot());
+
+  // A snapshot without replicated limits leaves the restoring node's own in force.
+  kv::store unset;
+  unset.apply(1, make(kv::op::set, "k", "v"));
+  kv::store target(mine);
+  target.apply(1, kv::set_limits_command(leader));
+  BOOST_REQUIRE(target.restore(unset.snapshot()));
+  BOOST_TEST(!target.limits_replicated());
+  BOOST_TEST((target.options() == mine));
+  BOOST_TEST(target.snapshot() == unset.snapshot());
+}
+
+namespace {
+
+// The format-1 form (before limits were replicated) of a format-2 snapshot: the same body
+// without the limits section, with format byte 1 and its own checksum.
+std::string as_format_1(const std::string& snap, bool had_limits) {
+  std::string body = snap.substr(0, snap.size() - 4);
+  body.resize(body.size() - (had_limits ? 25 : 1));
+  BOOST_REQUIRE(body[4] == 2);
+  body[4] = 1;
+  const std::uint32_t crc = base::crc32c(body);
+  for (int k = 0; k < 4; ++k) body.push_back(static_cast<char>((crc >> (8 * k)) & 0xff));
+  return body;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_format_1_snapshot_still_restores_without_replicated_limits) {
+  kv::store_options mine;
+  mine.max_value_bytes = 777;
+  for (bool had_limits : {false, true}) {
+    fixture f;
+    if (had_limits) f.apply(kv::set_limits_command(mine));
+    f.set("a", "1", 1, 100);
+    f.set("b", std::string(500, 'x'));
+    auto c = make(kv::op::incr, "a");
+    c.id = {4, 4};
+    f.apply(c);
+    const auto old = as_format_1(f.s.snapshot(), had_limits);
+    kv::store target(mine);
+    BOOST_REQUIRE(target.restore(old));
+    BOOST_TEST(!target.limits_replicated());
+    BOOST_TEST((target.options() == mine));
+    BOOST_TEST(target.applied_index() == f.s.applied_index());
+    BOOST_TEST((target.stats() == f.s.stats()));
+    BOOST_TEST((target.find("b", t0) == f.get("b")));
+    BOOST_TEST((target.apply(20, c) == f.s.apply(20, c)));  // the dedup table came along
+    // A corrupted old snapshot is still refused.
+    std::string bad = old;
+    bad[6] ^= 1;
+    BOOST_TEST(!target.restore(bad));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_snapshot_with_a_bad_limits_section_is_rejected) {
+  fixture f;
+  f.apply(kv::set_limits_command({}));
+  f.set("k", "v");
+  const std::string snap = f.s.snapshot();
+  const std::size_t flag_at = snap.size() - 4 - 25;
+  auto reseal = [](std::string body) {
+    const std::uint32_t crc = base::crc32c(body);
+    for (int k = 0; k < 4; ++k) body.push_back(static_cast<char>((crc >> (8 * k)) & 0xff));
+    return body;
+  };
+  const std::string body = snap.substr(0, snap.size() - 4);
+  kv::store target;
+  BOOST_TEST(target.restore(reseal(body)));
+  std::string flag2 = body;
+  flag2[flag_at] = 2;
+  BOOST_TEST(!target.restore(reseal(flag2)));
+  std::string zero_key = body;
+  for (int i = 0; i < 8; ++i) zero_key[flag_at + 1 + i] = 0;  // max_key_bytes 0
+  BOOST_TEST(!target.restore(reseal(zero_key)));
+  BOOST_TEST(!target.restore(reseal(body.substr(0, body.size() - 1))));
+  BOOST_TEST(!target.restore(reseal(body + '\0')));
+  // Flag 0 followed by the payload is not one encoding of "no limits".
+  std::string flag0 = body;
+  flag0[flag_at] = 0;
+  BOOST_TEST(!target.restore(reseal(flag0)));
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys are bytes
+
+BOOST_AUTO_TEST_CASE(keys_may_hold_any_bytes) {
+  fixture f;
+  const std::vector<std::string> keys = {std::string("\x01\x02", 2), "a\tb", "\x7f",
+                                         std::string("\xff\xfe", 2), std::string("z\0z", 3),
+                                         "\xc3\xa9t\xc3\xa9"};
+  for (const auto& k : keys) BOOST_TEST((f.set(k, "v:" + k).code == kv::status::stored));
+  for (const auto& k : keys) BOOST_TEST(f.get(k)->value == "v:" + k);
+  // Listed in byte order (unsigned), as std::string compares.
+  std::vector<std::string> sorted = keys;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<std::string> listed;
+  for (const auto& info : f.s.list("", "", 100, t0)) listed.push_back(info.key);
+  BOOST_TEST(listed == sorted, boost::test_tools::per_element());
+  BOOST_TEST(f.s.list(std::string("\xff", 1), "", 10, t0).size() == 1u);
+  kv::store copy;
+  BOOST_REQUIRE(copy.restore(f.s.snapshot()));
+  for (const auto& k : keys) BOOST_TEST((copy.find(k, t0) == f.get(k)));
+  BOOST_TEST((f.op(kv::op::remove, std::string("\xff\xfe", 2)).code == kv::status::deleted));
+}
+
+// ---------------------------------------------------------------------------------------
 // At-most-once
 
 BOOST_AUTO_TEST_CASE(a_repeated_request_returns_the_same_result_without_applying_again) {
@@ -657,7 +890,7 @@ BOOST_AUTO_TEST_CASE(a_repeated_set_keeps_its_first_version) {
   BOOST_TEST(f.s.stats().cmd_set == 2u);
 }
 
-BOOST_AUTO_TEST_CASE(a_request_older_than_the_window_is_refused_not_reapplied) {
+BOOST_AUTO_TEST_CASE(a_request_older_than_the_window_is_not_reapplied_and_its_outcome_unknown) {
   fixture f;
   f.set("n", "0");
   auto c = make(kv::op::incr, "n");
@@ -669,7 +902,10 @@ BOOST_AUTO_TEST_CASE(a_request_older_than_the_window_is_refused_not_reapplied) {
   }
   BOOST_TEST(f.get("n")->value == std::to_string(total));
   c.id = {5, 1};  // forgotten: might have been applied, so it must not apply again
-  BOOST_TEST((f.apply(c).code == kv::status::bad_command));
+  const auto stats = f.s.stats();
+  // Not "bad command": the first attempt was applied; the client cannot learn its result.
+  BOOST_TEST((f.apply(c).code == kv::status::outcome_unknown));
+  BOOST_TEST((f.s.stats() == stats));
   c.id = {5, total - kv::store::dedup_window_per_client + 1};  // oldest still remembered
   BOOST_TEST(f.apply(c).number == total - kv::store::dedup_window_per_client + 1);
   BOOST_TEST(f.get("n")->value == std::to_string(total));
@@ -706,7 +942,7 @@ BOOST_AUTO_TEST_CASE(remembered_get_and_touch_values_are_bounded_in_bytes) {
   }
   // The oldest results were dropped to stay within the byte bound and are refused now.
   c.id = {3, 1};
-  BOOST_TEST((f.apply(c).code == kv::status::bad_command));
+  BOOST_TEST((f.apply(c).code == kv::status::outcome_unknown));
   c.id = {3, n};
   auto again = f.apply(c);
   BOOST_TEST((again.code == kv::status::item));
@@ -898,3 +1134,145 @@ BOOST_AUTO_TEST_CASE(random_bytes_with_a_valid_checksum_never_restore_garbage) {
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// Meta commands (memcached mg/ms/md/ma): the stale-while-revalidate state is replicated.
+
+BOOST_AUTO_TEST_SUITE(meta_commands)
+
+kv::command meta(kv::op kind, std::string key, std::uint32_t flags, std::int64_t now = t0) {
+  auto c = make(kind, std::move(key), {}, now);
+  c.flags = flags;
+  return c;
+}
+
+BOOST_AUTO_TEST_CASE(invalidate_marks_stale_and_one_reader_wins_the_token) {
+  fixture f;
+  f.set("k", "v", 0, 100);
+  const auto version = f.get("k")->version;
+  auto md = meta(kv::op::meta_delete, "k", kv::meta_stale_flag | kv::meta_has_ttl);
+  md.exptime = 30;
+  const auto r = f.apply(md);
+  BOOST_TEST((r.code == kv::status::deleted));
+  auto item = f.get("k");
+  BOOST_REQUIRE(item.has_value());
+  BOOST_TEST(item->version > version);  // a new cas
+  BOOST_TEST(item->meta == kv::item_stale);
+  BOOST_TEST(item->expires_at_ms == t0 + 30000);
+  // The first meta_get wins, the next sees the token already sent.
+  auto first = f.apply(meta(kv::op::meta_get, "k", 0));
+  BOOST_TEST((first.code == kv::status::item));
+  BOOST_TEST(first.number == kv::meta_won);
+  BOOST_TEST(first.item->meta == (kv::item_stale | kv::item_token_sent));
+  auto second = f.apply(meta(kv::op::meta_get, "k", 0));
+  BOOST_TEST(second.number == 0u);
+  // A new value clears the marks.
+  f.set("k", "fresh");
+  BOOST_TEST(f.get("k")->meta == 0);
+}
+
+BOOST_AUTO_TEST_CASE(vivify_creates_an_empty_item_and_wins) {
+  fixture f;
+  auto c = meta(kv::op::meta_get, "v", kv::meta_vivify);
+  c.delay_s = 30;
+  auto r = f.apply(c);
+  BOOST_TEST((r.code == kv::status::item));
+  BOOST_TEST(r.number == (kv::meta_won | kv::meta_created));
+  BOOST_TEST(r.item->value.empty());
+  BOOST_TEST(r.item->expires_at_ms == t0 + 30000);
+  r = f.apply(c);
+  BOOST_TEST(r.number == 0u);
+  BOOST_TEST((r.item->meta & kv::item_token_sent) != 0);
+  BOOST_TEST(f.s.stats().total_items == 1u);
+  // Without N a miss stays a miss.
+  BOOST_TEST((f.apply(meta(kv::op::meta_get, "none", 0)).code == kv::status::not_found));
+}
+
+BOOST_AUTO_TEST_CASE(recache_wins_when_the_ttl_is_below_the_threshold) {
+  fixture f;
+  f.set("r", "v", 0, 20);
+  auto c = meta(kv::op::meta_get, "r", kv::meta_recache);
+  c.cas_unique = 10;
+  BOOST_TEST(f.apply(c).number == 0u);  // 20 s left, threshold 10
+  c.cas_unique = 30;
+  BOOST_TEST(f.apply(c).number == kv::meta_won);
+  BOOST_TEST(f.apply(c).number == 0u);  // token already sent
+  f.set("n", "v");                      // no TTL: never wins
+  c.key = "n";
+  BOOST_TEST(f.apply(c).number == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(meta_delete_compares_cas_including_zero) {
+  fixture f;
+  f.set("d", "v");
+  auto c = meta(kv::op::meta_delete, "d", kv::meta_has_cas);
+  c.cas_unique = 0;
+  BOOST_TEST((f.apply(c).code == kv::status::exists));
+  c.cas_unique = f.get("d")->version;
+  BOOST_TEST((f.apply(c).code == kv::status::deleted));
+  BOOST_TEST((f.apply(c).code == kv::status::not_found));
+}
+
+BOOST_AUTO_TEST_CASE(meta_arith_vivifies_compares_and_sets_ttl) {
+  fixture f;
+  auto c = meta(kv::op::meta_arith, "n", kv::meta_vivify);
+  c.value = "7";
+  c.delta = 1;
+  auto r = f.apply(c);
+  BOOST_TEST((r.code == kv::status::stored));
+  BOOST_TEST(r.number == 7u);
+  r = f.apply(c);
+  BOOST_TEST((r.code == kv::status::number));
+  BOOST_TEST(r.number == 8u);
+  auto d = meta(kv::op::meta_arith, "n", kv::meta_decr | kv::meta_has_cas | kv::meta_has_ttl);
+  d.delta = 100;
+  d.cas_unique = 1;  // not its version
+  BOOST_TEST((f.apply(d).code == kv::status::exists));
+  d.cas_unique = 0;  // 0 is not compared (memcached)
+  d.exptime = 50;
+  r = f.apply(d);
+  BOOST_TEST(r.number == 0u);
+  BOOST_TEST(r.item->expires_at_ms == t0 + 50000);
+  BOOST_TEST((f.apply(meta(kv::op::meta_arith, "none", 0)).code == kv::status::not_found));
+}
+
+BOOST_AUTO_TEST_CASE(cas_with_invalidate_stores_an_older_cas_as_stale) {
+  fixture f;
+  f.set("c", "v", 0, 100);
+  const auto version = f.get("c")->version;
+  auto c = make(kv::op::cas, "c", "late");
+  c.delta = kv::meta_invalidate;
+  f.set("c", "v2", 0, 100);  // the item moves on
+  c.cas_unique = version;    // now older than the item's
+  BOOST_TEST((f.apply(c).code == kv::status::stored));
+  auto item = f.get("c");
+  BOOST_TEST(item->value == "late");
+  BOOST_TEST(item->meta == kv::item_stale);
+  BOOST_TEST(item->expires_at_ms == t0 + 100000);  // the old TTL is kept
+  c.cas_unique = 0;  // cas 0 never stores
+  BOOST_TEST((f.apply(c).code == kv::status::exists));
+}
+
+BOOST_AUTO_TEST_CASE(meta_marks_survive_snapshots_and_results_round_trip) {
+  fixture f;
+  f.set("a", "1");
+  const auto plain = f.s.snapshot();
+  BOOST_TEST(plain[4] == 2);  // no meta marks: format 2, as before
+  f.apply(meta(kv::op::meta_delete, "a", kv::meta_stale_flag));
+  auto ms = make(kv::op::set, "b", "2");
+  ms.delta = kv::meta_key_binary;
+  f.apply(ms);
+  const auto snap = f.s.snapshot();
+  BOOST_TEST(snap[4] == 3);
+  kv::store other;
+  BOOST_REQUIRE(other.restore(snap));
+  BOOST_TEST(other.find("a", t0)->meta == kv::item_stale);
+  BOOST_TEST(other.find("b", t0)->meta == kv::item_key_binary);
+  BOOST_TEST(other.snapshot() == snap);
+  BOOST_REQUIRE(other.restore(plain));
+  BOOST_TEST(other.find("a", t0)->meta == 0);
+  const auto r = f.apply(meta(kv::op::meta_get, "a", 0));
+  BOOST_TEST((kv::decode_result(kv::encode(r)) == r));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -136,10 +136,24 @@ BOOST_AUTO_TEST_CASE(malformed_lines_are_ERR_CMD_ERR) {
   for (std::string_view s :
        {"bogus\r\n", "SET k 0 1\r\n", "get\r\n", "get a b\r\n", "getm\r\n", "delete\r\n",
         "delete a noreply\r\n", "set k 0\r\n", "set k 0 x\r\n", "set k 0 -1\r\n",
-        "cas k 0 1\r\n", "cas k 0 1 2 noreply x\r\n", "get a\x01\r\n"}) {
+        "cas k 0 1\r\n", "cas k 0 1 2 noreply x\r\n", "get a\rb\r\n"}) {
     BOOST_TEST(parse_reply(s) == cmd_err, "input: " << s);
   }
   BOOST_TEST(parse_reply("get " + key251 + "\r\n") == cmd_err);
+  BOOST_TEST(parse_reply(std::string("get a\0\r\n", 8)) == cmd_err);
+}
+
+BOOST_AUTO_TEST_CASE(keys_are_any_bytes_but_space_cr_lf_and_nul) {
+  // The memcached key rules: control bytes, DEL and bytes >= 0x80 (not only UTF-8) are valid.
+  for (std::string key : {"\x01\x02", "a\tb", "\x7f", "\xff\xfe", "\xc3\xa9", "\x1b"}) {
+    BOOST_TEST(parse_request("get " + key + "\r\n").key == key);
+    BOOST_TEST(parse_request("getm " + key + "\r\n").key == key);
+    BOOST_TEST(parse_request("delete " + key + "\r\n").key == key);
+    auto set = parse_request("set " + key + " 0 2\r\nxy\r\n");
+    BOOST_TEST(set.key == key);
+    BOOST_TEST(set.value == "xy");
+    BOOST_TEST(parse_request("cas " + key + " 0 3 1\r\nx\r\n").key == key);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_bad_set_line_with_a_readable_length_drops_its_block) {

@@ -1,5 +1,5 @@
 // The pure HTTP router: request -> route or error answer, routes -> commands, outcomes ->
-// statuses (SPEC §5), and the JSON bodies.
+// statuses (docs/http-api.md), and the JSON bodies.
 #define BOOST_TEST_MODULE net_http_api
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
@@ -54,6 +54,54 @@ BOOST_AUTO_TEST_CASE(bad_keys_and_escapes_are_400) {
   BOOST_CHECK(std::holds_alternative<net::route_kv_get>(parse(req("GET", "/v1/kv/" + std::string(250, 'k')))));
   BOOST_CHECK_EQUAL(error_code(parse(req("GET", "/v1/kv/%"))), "bad_request");
   BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/kv/a?meta=maybe"))), 400u);
+}
+
+BOOST_AUTO_TEST_CASE(keys_are_any_bytes_but_space_cr_lf_and_nul) {
+  // The memcached key rules: control bytes, DEL and bytes that are not UTF-8 are key bytes.
+  for (auto [raw, key] : std::vector<std::pair<std::string, std::string>>{
+           {"%01%02", "\x01\x02"}, {"a%09b", "a\tb"}, {"%7F", "\x7f"},
+           {"%FF%FE", "\xff\xfe"}, {"caf%C3%A9", "caf\xc3\xa9"}, {"%1B", "\x1b"}}) {
+    auto r = parse(req("GET", "/v1/kv/" + raw));
+    BOOST_REQUIRE(std::holds_alternative<net::route_kv_get>(r));
+    BOOST_CHECK(std::get<net::route_kv_get>(r).key == key);
+    auto put = parse(req("PUT", "/v1/kv/" + raw, "v"));
+    BOOST_REQUIRE(std::holds_alternative<net::route_kv_put>(put));
+    BOOST_CHECK(net::to_command(std::get<net::route_kv_put>(put)).key == key);
+    BOOST_CHECK(std::holds_alternative<net::route_kv_delete>(parse(req("DELETE", "/v1/kv/" + raw))));
+  }
+  for (std::string bad : {"a%00b", "a%0Db", "%0D", "a%0A", "a%20b"})
+    BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/kv/" + bad))), 400u);
+  const auto list = parse(req("GET", "/v1/kv?prefix=%FF%01&after=%01"));
+  BOOST_REQUIRE(std::holds_alternative<net::route_kv_list>(list));
+  BOOST_CHECK(std::get<net::route_kv_list>(list).prefix == "\xff\x01");
+}
+
+BOOST_AUTO_TEST_CASE(keys_in_json_are_escaped_text_or_base64) {
+  const kv::item_view item{"v", 0, 1, 0};
+  // UTF-8 with control characters: a JSON string, control characters escaped.
+  const std::string ctl = std::string("\x01") + "a\x7f\x1b";
+  const auto text = net::item_response(ctl, item, true).body;
+  BOOST_CHECK(text.find("\\u0001") != std::string::npos);
+  BOOST_CHECK(text.find('\x01') == std::string::npos);
+  const auto meta = json::parse(text).as_object();  // the parser checks UTF-8 too
+  BOOST_CHECK(meta.at("key").as_string() == ctl);
+  BOOST_CHECK(!meta.contains("key_encoding"));
+  // Not UTF-8: base64 with key_encoding, and the body stays valid JSON (UTF-8).
+  const std::string binary("\xff\xfe\x01", 3);
+  const auto b = json::parse(net::item_response(binary, item, true).body).as_object();
+  BOOST_CHECK_EQUAL(b.at("key").as_string(), "//4B");
+  BOOST_CHECK_EQUAL(b.at("key_encoding").as_string(), "base64");
+  BOOST_CHECK(!b.contains("encoding"));  // that one is about the value
+
+  std::vector<kv::key_info> keys = {{ctl, 1, 1, 0}, {binary, 2, 1, 0}, {"z", 3, 1, 0}};
+  const auto page = json::parse(net::list_response(keys, 2).body).as_object();
+  const auto& arr = page.at("keys").as_array();
+  BOOST_CHECK(arr.at(0).as_object().at("key").as_string() == ctl);
+  BOOST_CHECK(!arr.at(0).as_object().contains("key_encoding"));
+  BOOST_CHECK_EQUAL(arr.at(1).as_object().at("key").as_string(), "//4B");
+  BOOST_CHECK_EQUAL(arr.at(1).as_object().at("key_encoding").as_string(), "base64");
+  BOOST_CHECK_EQUAL(page.at("next").as_string(), "//4B");
+  BOOST_CHECK_EQUAL(page.at("next_encoding").as_string(), "base64");
 }
 
 BOOST_AUTO_TEST_CASE(put_parses_ttl_flags_and_preconditions) {
@@ -166,6 +214,9 @@ BOOST_AUTO_TEST_CASE(error_mapping_follows_the_spec) {
   BOOST_CHECK_EQUAL(map_error(kv::status::not_stored).status, 412u);
   BOOST_CHECK_EQUAL(map_error(kv::status::too_large).status, 413u);
   BOOST_CHECK_EQUAL(map_error(kv::status::out_of_memory).status, 507u);
+  // A retry too old to deduplicate may have been applied: outcome unknown, like a timeout.
+  BOOST_CHECK_EQUAL(map_error(kv::status::outcome_unknown).status, 504u);
+  BOOST_CHECK_EQUAL(map_error(kv::status::outcome_unknown).code, "timeout");
   BOOST_CHECK_EQUAL(map_error(net::service_error::no_leader).status, 503u);
   BOOST_CHECK(map_error(net::service_error::no_leader).retry_after);
   BOOST_CHECK_EQUAL(map_error(net::service_error::timeout).status, 504u);

@@ -1,6 +1,6 @@
 // The HTTP door over real loopback sockets, in process, against the single-node
-// app::local_service: keep-alive, pipelining, size limits, Expect: 100-continue, and the
-// read and idle timeouts (with short timeouts so the test is quick).
+// test_support::local_service: keep-alive, pipelining, size limits, Expect: 100-continue, and
+// the read and idle timeouts (with short timeouts so the test is quick).
 #define BOOST_TEST_MODULE net_http_server
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -14,8 +14,8 @@
 #include <future>
 #include <thread>
 
-#include "app/local_service.h"
 #include "net/http/server.h"
+#include "test/support/local_service.h"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -28,7 +28,7 @@ namespace {
 // One server on an ephemeral port, running on its own io_context thread.
 struct fixture {
   asio::io_context io;
-  app::local_service service;
+  test_support::local_service service;
   net::http_server server;
   std::thread thread;
 

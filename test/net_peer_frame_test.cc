@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE net_peer_frame
 #include <boost/test/unit_test.hpp>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <random>
 #include <string>
@@ -9,7 +10,9 @@
 
 namespace net {
 // Lets Boost.Test print the values it compares.
-std::ostream& operator<<(std::ostream& os, frame_error e) { return os << to_string(e); }
+std::ostream& operator<<(std::ostream& os, frame_error e) {
+  return os << to_string(e);
+}
 }  // namespace net
 
 namespace {
@@ -28,6 +31,7 @@ frame_header sample_header(frame_kind kind = frame_kind::raft_message, std::uint
   h.cluster_id = 0x1122334455667788ull;
   h.from = raft::node_id(2);
   h.to = raft::node_id(3);
+  h.to_incarnation = 0x0102030405060708ull;
   return h;
 }
 
@@ -112,7 +116,9 @@ BOOST_AUTO_TEST_CASE(garbage_is_refused_at_the_first_wrong_byte) {
     b[at] = v;
     return b;
   };
-  BOOST_TEST(expect_error(decode_frame(with(4, 2).substr(0, 5))) == frame_error::bad_version);
+  // Version 1 (no receiver incarnation) and unknown later versions.
+  BOOST_TEST(expect_error(decode_frame(with(4, 1).substr(0, 5))) == frame_error::bad_version);
+  BOOST_TEST(expect_error(decode_frame(with(4, 3).substr(0, 5))) == frame_error::bad_version);
   BOOST_TEST(expect_error(decode_frame(with(5, 0))) == frame_error::bad_kind);
   BOOST_TEST(expect_error(decode_frame(with(5, 9))) == frame_error::bad_kind);
   BOOST_TEST(expect_error(decode_frame(with(6, 0x08))) == frame_error::bad_flags);
@@ -129,7 +135,7 @@ BOOST_AUTO_TEST_CASE(oversize_is_refused_from_the_header_alone) {
   BOOST_TEST(expect_frame(decode_frame(bytes, 1000)).value.payload.size() == 1000u);
   // The largest length a header can announce must not overflow the size arithmetic.
   std::string huge = bytes.substr(0, net::frame_header_bytes);
-  for (int i = 32; i < 36; ++i) huge[i] = '\xff';
+  for (int i = 40; i < 44; ++i) huge[i] = '\xff';
   BOOST_TEST(expect_error(decode_frame(huge)) == frame_error::oversize);
   BOOST_TEST(std::holds_alternative<need_more>(decode_frame(huge, ~std::size_t{0})));
 }
@@ -143,7 +149,7 @@ BOOST_AUTO_TEST_CASE(any_single_corrupted_byte_never_yields_a_frame) {
       const auto o = decode_frame(b);
       // A flipped length bit may make the decoder wait for more; it must never accept.
       BOOST_TEST_REQUIRE(!std::holds_alternative<decoded_frame>(o), "byte " << i << " bit " << bit);
-      if (i >= 8 && i < 32) BOOST_TEST(expect_error(o) == frame_error::bad_checksum);
+      if (i >= 8 && i < 40) BOOST_TEST(expect_error(o) == frame_error::bad_checksum);
     }
   }
 }
@@ -162,7 +168,8 @@ BOOST_AUTO_TEST_CASE(random_and_truncated_buffers_never_crash_or_overread) {
                               binary_payload(rng() % 100, rng()));
       buf.resize(rng() % (buf.size() + 1));
       const int flips = static_cast<int>(rng() % 3);
-      for (int f = 0; f < flips && !buf.empty(); ++f) buf[rng() % buf.size()] = static_cast<char>(rng());
+      for (int f = 0; f < flips && !buf.empty(); ++f)
+        buf[rng() % buf.size()] = static_cast<char>(rng());
     }
     // Copy into an exact-size heap block so sanitizers catch any read past the end.
     std::unique_ptr<char[]> exact(new char[buf.size() + 1]);
@@ -207,4 +214,48 @@ BOOST_AUTO_TEST_CASE(malformed_forward_bodies_are_refused) {
   bad_error[8] = static_cast<char>(200);
   BOOST_TEST(!net::decode_forward_response(bad_error).has_value());
   BOOST_TEST(!net::decode_forward_response("short").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(the_header_layout_is_pinned) {
+  // The wire format is shared by every version of a cluster's nodes: a change here is a
+  // change of frame_version.
+  const std::string bytes = net::encode_frame(sample_header(frame_kind::forward_response), "xy");
+  BOOST_TEST_REQUIRE(bytes.size() == 44u + 2u + 4u);
+  BOOST_TEST(bytes.substr(0, 4) == "RKVP");
+  BOOST_TEST(int(bytes[4]) == 2);
+  BOOST_TEST(int(bytes[5]) == 4);
+  auto u64_at = [&](std::size_t at) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(bytes[at + i]);
+    return v;
+  };
+  BOOST_TEST(u64_at(8) == 0x1122334455667788ull);
+  BOOST_TEST(u64_at(16) == 2u);
+  BOOST_TEST(u64_at(24) == 3u);
+  BOOST_TEST(u64_at(32) == 0x0102030405060708ull);
+  BOOST_TEST(int(bytes[40]) == 2);
+  BOOST_TEST(bytes.substr(44, 2) == "xy");
+}
+
+BOOST_AUTO_TEST_CASE(the_receiver_incarnation_round_trips_and_defaults_to_any) {
+  auto h = sample_header();
+  h.to_incarnation = 0;
+  BOOST_TEST(expect_frame(decode_frame(net::encode_frame(h, "p"))).value.header.to_incarnation ==
+             0u);
+  h.to_incarnation = ~std::uint64_t{0};
+  BOOST_TEST(expect_frame(decode_frame(net::encode_frame(h, "p"))).value.header.to_incarnation ==
+             ~std::uint64_t{0});
+}
+
+BOOST_AUTO_TEST_CASE(hello_payload_carries_a_non_zero_incarnation) {
+  for (std::uint64_t v :
+       {std::uint64_t{1}, std::uint64_t{0xdeadbeefcafef00dull}, ~std::uint64_t{0}}) {
+    const std::string p = net::encode_hello(v);
+    BOOST_TEST(p.size() == net::hello_payload_bytes);
+    BOOST_TEST((net::decode_hello(p) == std::optional<std::uint64_t>(v)));
+  }
+  BOOST_TEST(!net::decode_hello("").has_value());  // a version-1 hello
+  BOOST_TEST(!net::decode_hello(net::encode_hello(0)).has_value());
+  BOOST_TEST(!net::decode_hello(net::encode_hello(5) + "x").has_value());
+  BOOST_TEST(!net::decode_hello(net::encode_hello(5).substr(0, 7)).has_value());
 }

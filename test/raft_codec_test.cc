@@ -33,7 +33,10 @@ std::vector<message> samples() {
                        std::make_shared<const std::string>("state bytes")}));
   out.push_back(hdr(timeout_now{}));
   out.push_back(hdr(read_index_request{12345}));
-  out.push_back(hdr(read_index_response{12345, index_t(77), true}));
+  out.push_back(hdr(read_index_response{12345, index_t(77), true, 1764300000123}));
+  out.push_back(hdr(snapshot_chunk{snapshot_meta{index_t(50), term_t(4), {node_id(1), node_id(2)}},
+                                   1024, 1029, 0xdeadbeef, true, "tail!"}));
+  out.push_back(hdr(snapshot_chunk_response{index_t(50), term_t(4), 1024, 1029, true, false}));
   return out;
 }
 
@@ -64,7 +67,7 @@ BOOST_AUTO_TEST_CASE(every_truncation_and_extension_is_rejected) {
 BOOST_AUTO_TEST_CASE(wrong_version_or_tag_is_rejected) {
   auto bytes = encode(samples()[0]);
   auto v = bytes;
-  v[0] = 2;
+  v[0] = static_cast<char>(raft::codec_version + 1);
   BOOST_TEST(!decode(v).has_value());
   auto t = bytes;
   t[1] = static_cast<char>(std::variant_size_v<message_body>);

@@ -5,8 +5,10 @@
 //                              same as `--run_test=replay -- --seed N`
 //   RAFTKV_SIM_SEEDS=first:n   seeds run by "many_seeds" (default 1:2000)
 //   RAFTKV_SIM_NODES=3|5       force the cluster size (default: odd seeds 3, even seeds 5)
-//   RAFTKV_SIM_MUTATION=vote_ignores_log|commit_any_term|read_without_quorum
-//                              run with a deliberately broken rule (expect failures)
+//   RAFTKV_SIM_MUTATION=vote_ignores_log|commit_any_term|read_without_quorum|
+//                       ack_before_persist
+//                              run with a deliberately broken rule (expect failures); the
+//                              last one breaks the drive loop (raft::replica), not the core
 //   RAFTKV_SIM_CHECK_QUORUM=0  disable check-quorum (and with it the vote lease)
 #define BOOST_TEST_MODULE sim_cluster
 #include <boost/test/unit_test.hpp>
@@ -33,6 +35,7 @@ sim::options opts(std::uint64_t seed) {
     if (v == "vote_ignores_log") o.mutation = raft::unsafe_mutation::vote_ignores_log;
     if (v == "commit_any_term") o.mutation = raft::unsafe_mutation::commit_any_term;
     if (v == "read_without_quorum") o.mutation = raft::unsafe_mutation::read_without_quorum;
+    if (v == "ack_before_persist") o.unsafe_ack_before_persist = true;
   }
   if (const char* q = std::getenv("RAFTKV_SIM_CHECK_QUORUM"))
     o.check_quorum = std::string(q) != "0";
@@ -73,13 +76,17 @@ BOOST_AUTO_TEST_CASE(many_seeds) {
     if (colon != std::string::npos) count = std::stoull(v.substr(colon + 1));
   }
   auto start = std::chrono::steady_clock::now();
-  std::uint64_t failures = 0, committed = 0, reads = 0, snapshots = 0, crashes = 0, retries = 0;
+  std::uint64_t failures = 0, committed = 0, acked = 0, forwarded = 0, reads = 0, snapshots = 0,
+                crashes = 0, retries = 0, chunks = 0;
   for (std::uint64_t seed = first; seed < first + count; ++seed) {
     auto o = opts(seed);
     auto r = sim::run_seed(o);
     committed += r.committed;
+    acked += r.writes_acked;
+    forwarded += r.forwarded;
     reads += r.reads_ok;
     snapshots += r.snapshots_installed;
+    chunks += r.snapshot_chunks;
     crashes += r.crashes;
     retries += r.retries;
     if (!r.ok) {
@@ -92,11 +99,17 @@ BOOST_AUTO_TEST_CASE(many_seeds) {
   }
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cerr << "sim: " << count << " seeds from " << first << ", " << failures << " failed, "
-            << committed << " entries committed, " << reads << " reads served, " << snapshots
-            << " snapshots installed, " << crashes << " crashes, " << retries
-            << " healed-period proposals retried after a leader change, " << secs << " s"
-            << std::endl;
+            << committed << " entries committed, " << acked << " writes acknowledged (" << forwarded
+            << " forwards), " << reads << " reads served, " << snapshots << " snapshots installed ("
+            << chunks << " chunks sent), "
+            << crashes << " crashes, " << retries << " healed-period writes retried, " << secs
+            << " s" << std::endl;
   BOOST_TEST(failures == 0u);
+  // Snapshots stream in several chunks each: installs happened through chunks.
+  if (count >= 100) {
+    BOOST_TEST(snapshots > 0u);
+    BOOST_TEST(chunks > 2 * snapshots);
+  }
 }
 
 // `sim_cluster_test --run_test=replay -- --seed N` (or RAFTKV_SIM_SEED=N).
@@ -118,11 +131,12 @@ BOOST_AUTO_TEST_CASE(replay) {
 // Mutation tests: each deliberately broken rule must be caught by the simulator.
 namespace {
 std::string first_failure_with(raft::unsafe_mutation m, std::uint64_t max_seeds,
-                               bool check_quorum = true) {
+                               bool check_quorum = true, bool ack_before_persist = false) {
   for (std::uint64_t seed = 1; seed <= max_seeds; ++seed) {
     auto o = opts(seed);
     o.mutation = m;
     o.check_quorum = check_quorum;
+    o.unsafe_ack_before_persist = ack_before_persist;
     auto r = sim::run_seed(o);
     if (!r.ok) return r.failure;
   }
@@ -132,6 +146,14 @@ std::string first_failure_with(raft::unsafe_mutation m, std::uint64_t max_seeds,
 
 BOOST_AUTO_TEST_CASE(known_bad_vote_ignoring_log_is_caught) {
   auto f = first_failure_with(raft::unsafe_mutation::vote_ignores_log, 300);
+  BOOST_TEST_MESSAGE("caught: " << f);
+  BOOST_TEST(!f.empty());
+}
+
+// The drive loop, not the core: votes and append acknowledgements sent before their batch is
+// durable. A crash then erases a vote or an acknowledged entry that a leader counted.
+BOOST_AUTO_TEST_CASE(known_bad_ack_before_persist_is_caught) {
+  auto f = first_failure_with(raft::unsafe_mutation::none, 300, true, true);
   BOOST_TEST_MESSAGE("caught: " << f);
   BOOST_TEST(!f.empty());
 }

@@ -1,4 +1,4 @@
-// Parser of the CS733 key-value protocol (SPEC §4): bytes in, one request or one precise
+// Parser of the CS733 key-value protocol (docs/cs733.md): bytes in, one request or one precise
 // error out. Pure, like the memcached parser, so it can be fed a stream split at any byte.
 //
 //   set <key> <exptime> <numbytes> [noreply]\r\n<value>\r\n
@@ -8,6 +8,8 @@
 // Choices where the protocol is silent:
 //  - words are separated by runs of spaces; a line ends at '\n' and one '\r' before it is
 //    dropped; an empty line is ignored;
+//  - keys follow the memcached rules (net::valid_key): 1..250 bytes of anything but space,
+//    CR, LF and NUL;
 //  - numbers are plain decimal digits (no sign); exptime is relative seconds (0 = never)
 //    and at most 2^31-1;
 //  - any malformed line answers ERR_CMD_ERR. When the line of a set/cas is bad but its

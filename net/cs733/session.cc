@@ -1,14 +1,15 @@
 #include "net/cs733/session.h"
-#include "base/host_port.h"
 
 #include <boost/asio/io_context.hpp>
 #include <optional>
 #include <string_view>
 
+#include "base/host_port.h"
 #include "kv/store.h"
 #include "net/cs733/parser.h"
 #include "net/metrics.h"
 #include "net/service.h"
+#include "net/text_session.h"
 
 namespace net {
 
@@ -18,7 +19,6 @@ namespace cs = net::cs733;
 
 namespace {
 
-constexpr std::size_t flush_threshold_bytes = 64 * 1024;
 constexpr std::string_view err_internal = "ERR_INTERNAL\r\n";
 constexpr std::string_view err_not_found = "ERR_NOT_FOUND\r\n";
 constexpr std::string_view err_version = "ERR_VERSION\r\n";
@@ -32,101 +32,102 @@ std::int64_t seconds_left(std::int64_t expires_at_ms, std::int64_t now_ms) {
   return (left_ms + 999) / 1000;
 }
 
-class session {
+// The CS733 side of a text connection (see net/text_session.h).
+class protocol final : public text_protocol {
  public:
-  session(tcp::socket& socket, kv_service& service, const cs733_options& options)
-      : socket_(socket), service_(service), options_(options) {
+  protocol(kv_service& service, const cs733_options& options)
+      : service_(service), options_(options) {
     const auto& l = service.request_limits();
     limits_.max_key_bytes = l.max_key_bytes;
     limits_.max_value_bytes = l.max_value_bytes;
     limits_.max_line_bytes = options.max_line_bytes;
   }
 
-  asio::awaitable<void> run() {
-    bool closing = false;
-    for (;;) {
-      while (!closing) {
-        if (in_.skipping()) break;  // the rest of a refused data block is still coming
-        auto r = cs::parse(in_.view(), limits_);
-        if (r.what == cs::outcome::need_more) break;
-        in_.consume(std::min(r.consumed, in_.size()));
-        in_.skip(r.discard);
-        switch (r.what) {
-          case cs::outcome::request:
-            co_await execute(r.req);
-            break;
-          case cs::outcome::reply:
-            out_ += r.reply;
-            break;
-          case cs::outcome::close:
-            out_ += r.reply;
-            closing = true;
-            break;
-          case cs::outcome::need_more:
-            break;
-        }
-        if (out_.size() >= flush_threshold_bytes) {
-          const bool sent = co_await write_all(socket_, out_);
-          if (!sent) co_return;
-        }
+  text_step parse(std::string_view input) override {
+    auto r = cs::parse(input, limits_);
+    text_step step;
+    step.consumed = r.consumed;
+    step.discard = r.discard;
+    switch (r.what) {
+      case cs::outcome::need_more:
+        step.what = text_step::kind::need_more;
+        break;
+      case cs::outcome::reply:
+        step.what = text_step::kind::reply;
+        step.reply = std::move(r.reply);
+        break;
+      case cs::outcome::close:
+        step.what = text_step::kind::close;
+        step.reply = std::move(r.reply);
+        break;
+      case cs::outcome::request: {
+        const bool read =
+            r.req.kind == cs::command_kind::get || r.req.kind == cs::command_kind::getm;
+        step.what = text_step::kind::call;
+        step.order = read ? access::read : access::write;
+        step.call = [this, req = std::move(r.req), started = std::chrono::steady_clock::now()](
+                        reply_sink& out) -> asio::awaitable<void> {
+          co_await execute(req, out.text(), started);
+        };
+        break;
       }
-      const bool sent = co_await write_all(socket_, out_);
-      if (!sent || closing) co_return;
-      const std::size_t n = co_await in_.read_some(socket_);
-      if (n == 0) co_return;
     }
+    return step;
   }
+
+  std::string internal_error_reply() const override { return std::string(err_internal); }
 
  private:
   // Appends the redirect to the known leader, or ERR_INTERNAL when there is none or it
   // has no CS733 address.
-  void redirect(const std::optional<member_address>& leader) {
+  static void redirect(const std::optional<member_address>& leader, std::string& out) {
     const auto address = leader ? base::split_host_port(leader->cs733) : std::nullopt;
     if (!address) {
-      out_ += err_internal;
+      out += err_internal;
       return;
     }
-    out_ += "ERR_REDIRECT ";
-    out_ += address->host;
-    out_ += ' ';
-    out_ += address->port;
-    out_ += "\r\n";
+    out += "ERR_REDIRECT ";
+    out += address->host;
+    out += ' ';
+    out += address->port;
+    out += "\r\n";
   }
 
-  // SPEC §4: only the leader answers. Returns true if this node may serve the request;
+  // docs/cs733.md: only the leader answers. Returns true if this node may serve the request;
   // otherwise the reply (redirect or ERR_INTERNAL) has been appended.
-  asio::awaitable<bool> ensure_leader() {
+  asio::awaitable<bool> ensure_leader(std::string& out) {
     if (service_.is_leader()) co_return true;
     auto leader = service_.leader();
     if (!leader) {
       leader = co_await service_.wait_for_leader(options_.leader_wait);
       if (service_.is_leader()) co_return true;
     }
-    redirect(leader);
+    redirect(leader, out);
     co_return false;
   }
 
   // Appends the reply for a failed service call.
-  void service_failure(service_error e) {
+  void service_failure(service_error e, std::string& out) {
     if (e == service_error::not_leader) {
-      redirect(service_.leader());
+      redirect(service_.leader(), out);
     } else {
-      out_ += err_internal;
+      out += err_internal;
     }
   }
 
-  asio::awaitable<void> execute(const cs::request& req) {
-    const auto started = std::chrono::steady_clock::now();
+  // `started` is when the request was parsed.
+  asio::awaitable<void> execute(const cs::request& req, std::string& out,
+                                std::chrono::steady_clock::time_point started) {
     bool ok = false;
-    const bool serve = co_await ensure_leader();
+    const bool serve = co_await ensure_leader(out);
     if (serve) {
       switch (req.kind) {
         case cs::command_kind::get:
         case cs::command_kind::getm:
-          ok = co_await read(req);
+          ok = co_await read(req, out);
           break;
         default:
-          ok = co_await write(req);
+          ok = co_await write(req, out);
           break;
       }
     }
@@ -134,33 +135,32 @@ class session {
                                        std::chrono::steady_clock::now() - started);
   }
 
-  asio::awaitable<bool> read(const cs::request& req) {
-    const auto barrier = co_await service_.read_barrier();
-    if (barrier != service_error::none) {
-      service_failure(barrier);
+  asio::awaitable<bool> read(const cs::request& req, std::string& out) {
+    const read_view view = co_await service_.linearizable_read();
+    if (!view.ok()) {
+      service_failure(view.error(), out);
       co_return false;
     }
-    const auto now_ms = service_.now_ms();
-    auto item = service_.store().find(req.key, now_ms);
+    auto item = view.find(req.key);
     if (!item) {
-      out_ += err_not_found;
+      out += err_not_found;
       co_return true;
     }
-    out_ += "VALUE ";
+    out += "VALUE ";
     if (req.kind == cs::command_kind::getm) {
-      out_ += std::to_string(item->version);
-      out_ += ' ';
-      out_ += std::to_string(seconds_left(item->expires_at_ms, now_ms));
-      out_ += ' ';
+      out += std::to_string(item->version);
+      out += ' ';
+      out += std::to_string(seconds_left(item->expires_at_ms, view.now_ms()));
+      out += ' ';
     }
-    out_ += std::to_string(item->value.size());
-    out_ += "\r\n";
-    out_ += item->value;
-    out_ += "\r\n";
+    out += std::to_string(item->value.size());
+    out += "\r\n";
+    out += item->value;
+    out += "\r\n";
     co_return true;
   }
 
-  asio::awaitable<bool> write(const cs::request& req) {
+  asio::awaitable<bool> write(const cs::request& req, std::string& out) {
     kv::command cmd;
     cmd.key = req.key;
     cmd.kind_of_expiry = kv::expiry_kind::relative;
@@ -182,46 +182,43 @@ class session {
     }
     const auto reply = co_await service_.write(std::move(cmd));
     if (reply.error != service_error::none) {
-      service_failure(reply.error);
+      service_failure(reply.error, out);
       co_return false;
     }
     switch (reply.result.code) {
       case kv::status::stored:
-        if (!req.noreply) out_ += "OK " + std::to_string(reply.result.version) + "\r\n";
+        if (!req.noreply) out += "OK " + std::to_string(reply.result.version) + "\r\n";
         co_return true;
       case kv::status::deleted:
-        out_ += "DELETED\r\n";
+        out += "DELETED\r\n";
         co_return true;
       case kv::status::not_found:
-        out_ += err_not_found;
+        out += err_not_found;
         co_return true;
       case kv::status::exists:
-        out_ += err_version;
+        out += err_version;
         co_return true;
       case kv::status::too_large:
       case kv::status::bad_command:
-        out_ += err_cmd;
+        out += err_cmd;
         co_return false;
       default:
-        out_ += err_internal;  // out_of_memory and anything unexpected
+        out += err_internal;  // out_of_memory and anything unexpected
         co_return false;
     }
   }
 
-  tcp::socket& socket_;
   kv_service& service_;
   const cs733_options& options_;
   cs::parser_limits limits_;
-  input_buffer in_;
-  std::string out_;
 };
 
 }  // namespace
 
 asio::awaitable<void> run_cs733_session(tcp::socket& socket, kv_service& service,
                                         const cs733_options& options) {
-  session s(socket, service, options);
-  co_await s.run();
+  protocol p(service, options);
+  co_await run_text_session(socket, p, options.pipeline);
 }
 
 cs733_server::cs733_server(asio::io_context& io, kv_service& service, cs733_options options)
@@ -230,8 +227,7 @@ cs733_server::cs733_server(asio::io_context& io, kv_service& service, cs733_opti
                 listener_options{.which = door::cs733,
                                  .max_connections = service.request_limits().max_connections,
                                  .refusal = "ERR_INTERNAL\r\n"},
-                &service.metrics(),
-                [&service, opts = options_](tcp::socket& socket) {
+                &service.metrics(), [&service, opts = options_](tcp::socket& socket) {
                   return run_cs733_session(socket, service, *opts);
                 }) {}
 

@@ -1,11 +1,13 @@
-// The CS733 door (SPEC §4): one coroutine per connection; parse every complete request
-// (pipelining), execute them in order, write the replies in order, batched.
+// The CS733 door (docs/cs733.md) on the shared text connection loop (net/text_session.h): every
+// complete request that has arrived is parsed and started at once (pipelined writes commit
+// together), replies go back in request order, batched into gathered writes.
 //
 // Only the leader serves CS733 requests. On another node each request is answered
 // `ERR_REDIRECT <host> <port>` with the leader's advertised CS733 address; while no leader
 // is known the session waits up to leader_wait (about two election timeouts) for one, then
 // redirects or answers ERR_INTERNAL. Writes go through service.write(), reads through
-// service.read_barrier() and the local store, so both are linearizable.
+// service.linearizable_read(), so both are linearizable; a read sees the connection's own
+// earlier writes.
 //
 // Replies: set/cas → OK <version>; get → VALUE <numbytes>; getm → VALUE <version>
 // <exptime> <numbytes> (seconds left, rounded up; 0 = never); delete → DELETED.
@@ -24,6 +26,7 @@
 #include <string>
 
 #include "net/listener.h"
+#include "net/text_session.h"
 
 namespace boost::asio {
 class io_context;
@@ -37,11 +40,12 @@ struct cs733_options {
   // How long a request waits for a leader to be elected before ERR_INTERNAL.
   std::chrono::milliseconds leader_wait{1000};
   std::size_t max_line_bytes = 1024;
+  // Requests in flight per connection (beyond: stop reading; TCP backpressure).
+  pipeline_limits pipeline;
 };
 
 boost::asio::awaitable<void> run_cs733_session(boost::asio::ip::tcp::socket& socket,
-                                               kv_service& service,
-                                               const cs733_options& options);
+                                               kv_service& service, const cs733_options& options);
 
 // Usage like net::memcached_server / net::http_server.
 class cs733_server {

@@ -207,7 +207,7 @@ route parse_kv_item(http_request&& req, std::string_view raw_key,
   if (!key) return bad_request("bad percent-encoding in key");
   if (!valid_key(*key, lim.max_key_bytes))
     return bad_request("key must be 1.." + std::to_string(lim.max_key_bytes) +
-                       " bytes without spaces or control characters");
+                       " bytes without space, CR, LF or NUL");
 
   if (req.method == "GET" || req.method == "HEAD") {
     route_kv_get r;
@@ -402,6 +402,39 @@ std::string_view metrics_name(const route& r, std::string_view method) {
   return "other";
 }
 
+// --- the admin token --------------------------------------------------------------------------
+
+bool needs_admin_token(std::string_view method, std::string_view target) {
+  if (method == "GET" || method == "HEAD") return false;
+  const std::string_view path = target.substr(0, target.find('?'));
+  return path.starts_with("/v1/admin/") || path == "/v1/members" ||
+         path.starts_with("/v1/members/");
+}
+
+bool bearer_token_matches(std::string_view authorization, std::string_view token) {
+  // RFC 6750: the scheme is case-insensitive, then one or more spaces, then the token.
+  constexpr std::string_view scheme = "bearer";
+  if (token.empty() || authorization.size() <= scheme.size()) return false;
+  for (std::size_t i = 0; i < scheme.size(); ++i) {
+    const char c = authorization[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != scheme[i]) return false;
+  }
+  std::string_view rest = authorization.substr(scheme.size());
+  if (rest.front() != ' ') return false;
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  while (!rest.empty() && (rest.back() == ' ' || rest.back() == '\t')) rest.remove_suffix(1);
+  return constant_time_equal(rest, token);
+}
+
+http_response unauthorized_response(bool token_sent) {
+  auto r = error_response(
+      401, "unauthorized",
+      token_sent ? "wrong admin token" : "this request needs Authorization: Bearer <admin token>");
+  r.headers.emplace_back("WWW-Authenticate",
+                         token_sent ? "Bearer error=\"invalid_token\"" : "Bearer");
+  return r;
+}
+
 // --- errors ---------------------------------------------------------------------------------
 
 http_error map_error(service_error e) {
@@ -419,6 +452,8 @@ http_error map_error(service_error e) {
       return {503, "stopped", "the node is shutting down", true};
     case service_error::unavailable:
       return {503, "unavailable", "storage unavailable: writes refused", true};
+    case service_error::busy:
+      return {503, "busy", "too many writes in flight on this node: retry shortly", true};
   }
   return {500, "internal", "unknown service error", false};
 }
@@ -437,6 +472,8 @@ http_error map_error(kv::status s) {
       return {507, "out_of_memory", "out of memory storing object", false};
     case kv::status::bad_command:
       return {400, "bad_request", "invalid command", false};
+    case kv::status::outcome_unknown:
+      return {504, "timeout", "a retry too old to deduplicate: outcome unknown", false};
     case kv::status::non_numeric:
       return {400, "non_numeric", "value is not a decimal number", false};
     default:
@@ -477,8 +514,13 @@ http_response item_response(std::string_view key, const kv::item_view& item, boo
     return r;
   }
   json::object o;
-  o["key"] = valid_utf8(key) ? json::value(key) : json::value(base64_encode(key));
-  if (!valid_utf8(key)) o["key_encoding"] = "base64";
+  // A key that is not UTF-8 cannot be JSON text: base64 with "key_encoding" (as listings).
+  if (valid_utf8(key)) {
+    o["key"] = key;
+  } else {
+    o["key"] = base64_encode(key);
+    o["key_encoding"] = "base64";
+  }
   if (valid_utf8(item.value)) {
     o["value"] = item.value;
   } else {
@@ -530,11 +572,13 @@ http_response list_response(std::vector<kv::key_info> keys, std::size_t limit) {
   if (more) keys.resize(limit);
   for (const auto& k : keys) {
     json::object o;
+    // Keys are bytes (docs/memcached.md): one that is UTF-8 is text (Boost.JSON escapes its control
+    // characters); any other is given in base64 and flagged, as in ?meta=1.
     if (valid_utf8(k.key)) {
       o["key"] = k.key;
     } else {
       o["key"] = base64_encode(k.key);
-      o["encoding"] = "base64";
+      o["key_encoding"] = "base64";
     }
     o["version"] = k.version;
     o["bytes"] = k.bytes;
@@ -575,6 +619,10 @@ http_response status_response(const node_status& s, const status_extra& extra) {
   o["proposals_ok"] = s.proposals_ok;
   o["proposals_failed"] = s.proposals_failed;
   o["storage_error"] = s.storage_error.empty() ? json::value(nullptr) : json::value(s.storage_error);
+  o["memory"] = json::object{{"rss_bytes", s.rss_anon_bytes + s.rss_file_bytes + s.rss_shmem_bytes},
+                             {"rss_anon_bytes", s.rss_anon_bytes},
+                             {"rss_file_bytes", s.rss_file_bytes},
+                             {"rss_shmem_bytes", s.rss_shmem_bytes}};
   json::array members;
   for (const auto& m : s.members) {
     json::object mo;
@@ -587,9 +635,25 @@ http_response status_response(const node_status& s, const status_extra& extra) {
     mo["match_index"] = m.match_index;
     mo["next_index"] = m.next_index;
     mo["last_contact_ms"] = m.last_contact_ms;
+    if (!m.snapshot_state.empty()) {
+      mo["snapshot_transfer"] = json::object{
+          {"state", m.snapshot_state},         {"index", m.snapshot_index},
+          {"bytes_acked", m.snapshot_bytes_acked}, {"bytes_total", m.snapshot_bytes_total},
+          {"resends", m.snapshot_resends},     {"elapsed_ms", m.snapshot_elapsed_ms},
+          {"last_error", m.snapshot_error.empty() ? json::value(nullptr)
+                                                  : json::value(m.snapshot_error)}};
+    }
     members.push_back(std::move(mo));
   }
   o["members"] = std::move(members);
+  o["snapshot_transfers"] = json::object{{"done", s.snapshot_transfers_done},
+                                         {"failed", s.snapshot_transfers_failed},
+                                         {"aborted", s.snapshot_transfers_aborted}};
+  if (s.receiving_snapshot_index != 0) {
+    o["receiving_snapshot"] = json::object{{"index", s.receiving_snapshot_index},
+                                           {"bytes", s.receiving_snapshot_bytes},
+                                           {"total", s.receiving_snapshot_total}};
+  }
   json::object kvo;
   kvo["items"] = extra.items;
   kvo["bytes"] = extra.bytes;

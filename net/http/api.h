@@ -1,4 +1,4 @@
-// The HTTP API of SPEC §5 as plain functions, independent of Beast and of any socket:
+// The HTTP API (docs/http-api.md) as plain functions, independent of Beast and of any socket:
 // a request is parsed into a route (or an error answer), routes become kv::commands, and
 // results and errors become responses. The session code in http_server.cc only moves bytes
 // and calls the kv_service; everything a client can observe is decided here.
@@ -126,6 +126,19 @@ http_error map_error(kv::status s);
 // {"error": code, "message": text} with the status (and Retry-After when asked for).
 http_response error_response(unsigned status, std::string_view code, std::string_view message);
 http_response error_response(const http_error& e);
+
+// --- the admin token ([http] admin_token_file) ----------------------------------------------
+
+// True for a request that changes how the cluster is run: any method but GET and HEAD on
+// /v1/admin/... or /v1/members[/...] (the raw path, as parse_route matches it). When an
+// admin token is configured such a request needs it, checked before the request is routed.
+bool needs_admin_token(std::string_view method, std::string_view target);
+// Whether an Authorization header value is `Bearer <token>`; the token is compared in
+// constant time. An empty token never matches.
+bool bearer_token_matches(std::string_view authorization, std::string_view token);
+// 401 {"error": "unauthorized", ...} with `WWW-Authenticate: Bearer`. The message says
+// whether a token was sent, never anything about the expected one.
+http_response unauthorized_response(bool token_sent);
 
 // --- successful answers ---------------------------------------------------------------------
 

@@ -1,29 +1,39 @@
-// Beast sessions for the HTTP door. One coroutine per connection on the node's io_context:
-// wait for the first byte (idle timeout), read one request under a deadline that covers its
-// header and body (so a slow client cannot hold the session), route it through
-// net/http/api.h, submit through the kv_service, write the answer (write deadline), repeat.
-// Requests on one connection are handled one at a time, so pipelined requests are answered
-// in order: Beast keeps the bytes of the next request in the buffer.
+// Beast sessions for the HTTP door. Connections come from the common accept loop
+// (net/listener.h: connection limit with a 503 refusal, accept-error backoff, stop). One
+// coroutine per connection on the node's io_context: wait for the first byte (idle
+// timeout), read one request under a deadline that covers its header and body (so a slow
+// client cannot hold the session), route it through net/http/api.h, submit through the
+// kv_service, write the answer (write deadline), repeat.
+//
+// HTTP/1.1 pipelining stays serial: requests on one connection are handled one at a time
+// (Beast keeps the bytes of the next request in the buffer), so they are answered in order
+// but a connection's pipelined PUTs commit one after another. HTTP clients that want
+// throughput open more connections; the text doors pipeline (net/text_session.h).
+//
+// Deadlines: the socket belongs to the listener (so that stop() can close it), so the
+// session cannot use beast::tcp_stream's timer; socket_deadline cancels the socket's
+// pending operation when it expires instead, which ends the session the same way.
 #include "net/http/server.h"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
-#include <set>
+#include <memory>
+#include <sstream>
 
+#include "base/log.h"
 #include "kv/store.h"
 #include "net/http/api.h"
-#include "base/log.h"
+#include "net/http/status_page.h"
+#include "net/listener.h"
 #include "net/metrics.h"
 #include "net/service.h"
-#include "net/http/status_page.h"
 
 namespace net {
 
@@ -31,33 +41,56 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace json = boost::json;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 struct http_server::state {
   state(asio::io_context& io_, kv_service& service_, http_options options_)
-      : io(io_), service(service_), options(std::move(options_)), acceptor(io_) {}
+      : io(io_), service(service_), options(std::move(options_)) {}
 
   asio::io_context& io;
   kv_service& service;
   http_options options;
-  tcp::acceptor acceptor;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  std::set<beast::tcp_stream*> sessions;  // open sessions, closed by stop()
+  std::unique_ptr<listener> connections;  // set right after construction
   bool stopped = false;
-  // False once the http_server is destroyed: the service may be gone too, while session
-  // frames can still be destroyed later (with the io_context).
-  bool alive = true;
 };
 
 namespace {
 
-std::uint64_t open_connections(const metrics& m) {
-  std::uint64_t total = 0;
-  for (std::size_t d = 0; d < door_count; ++d) total += m.current_connections(static_cast<door>(d));
-  return total;
-}
+// Cancels a socket's pending operation when the deadline passes (see the top of the file).
+// Each expires_after() replaces the previous deadline; clear() removes it.
+class socket_deadline {
+ public:
+  explicit socket_deadline(tcp::socket& socket) : state_(std::make_shared<shared>(socket)) {}
+  ~socket_deadline() {
+    state_->socket = nullptr;
+    state_->timer.cancel();
+  }
+  socket_deadline(const socket_deadline&) = delete;
+  socket_deadline& operator=(const socket_deadline&) = delete;
+
+  void expires_after(std::chrono::steady_clock::duration d) {
+    state_->timer.expires_after(d);  // cancels the wait for the previous deadline
+    state_->timer.async_wait([st = state_](const beast::error_code& ec) {
+      // A handler already queued when the deadline was moved sees the new, later expiry.
+      if (ec || !st->socket || st->timer.expiry() > std::chrono::steady_clock::now()) return;
+      beast::error_code ignored;
+      st->socket->cancel(ignored);
+    });
+  }
+  void clear() { state_->timer.cancel(); }
+
+ private:
+  struct shared {
+    explicit shared(tcp::socket& s) : socket(&s), timer(s.get_executor()) {}
+    tcp::socket* socket;  // null once the session is gone
+    asio::steady_timer timer;
+  };
+  std::shared_ptr<shared> state_;
+};
 
 http::response<http::string_body> to_beast(http_response&& r, unsigned version, bool keep_alive,
                                            bool head) {
@@ -80,7 +113,9 @@ bool connection_gone(const beast::error_code& ec) {
   return ec == http::error::end_of_stream || ec == beast::error::timeout ||
          ec == http::error::partial_message ||
          ec.category() == asio::error::get_system_category() ||
-         ec.category() == asio::error::get_misc_category();
+         ec.category() == asio::error::get_misc_category() ||
+         ec.category() == asio::error::get_ssl_category() ||
+         ec.category() == ssl::error::get_stream_category();
 }
 
 bool counts_as_ok(unsigned status) {
@@ -93,11 +128,11 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
   if (auto* resp = std::get_if<http_response>(&r)) co_return std::move(*resp);
 
   if (auto* get = std::get_if<route_kv_get>(&r)) {
-    const service_error e = co_await svc.read_barrier();
-    if (e != service_error::none) co_return error_response(map_error(e));
+    const read_view view = co_await svc.linearizable_read();
+    if (!view.ok()) co_return error_response(map_error(view.error()));
     auto& reads = svc.metrics().reads();
     ++reads.cmd_get;
-    const auto item = svc.store().find(get->key, svc.now_ms());
+    const auto item = view.find(get->key);
     if (!item) {
       ++reads.get_misses;
       co_return error_response(map_error(kv::status::not_found));
@@ -122,15 +157,14 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
   }
 
   if (auto* list = std::get_if<route_kv_list>(&r)) {
-    const service_error e = co_await svc.read_barrier();
-    if (e != service_error::none) co_return error_response(map_error(e));
+    const read_view view = co_await svc.linearizable_read();
+    if (!view.ok()) co_return error_response(map_error(view.error()));
     // One more than asked for tells whether there is a next page.
-    co_return list_response(
-        svc.store().list(list->prefix, list->after, list->limit + 1, svc.now_ms()), list->limit);
+    co_return list_response(view.list(list->prefix, list->after, list->limit + 1), list->limit);
   }
 
   if (std::holds_alternative<route_status>(r)) {
-    const auto& stats = svc.store().stats();
+    const auto& stats = svc.store_stats();
     status_extra extra;
     extra.items = stats.curr_items;
     extra.bytes = stats.bytes;
@@ -138,7 +172,7 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
                          std::chrono::steady_clock::now() - st.started)
                          .count();
     extra.version = st.options.version;
-    extra.now_ms = svc.now_ms();
+    extra.now_ms = svc.wall_ms();
     co_return status_response(svc.status(), extra);
   }
 
@@ -153,7 +187,7 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
   if (std::holds_alternative<route_metrics>(r)) {
     http_response resp;
     resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    resp.body = svc.metrics().render_prometheus(svc.status(), svc.store().stats());
+    resp.body = svc.metrics().render_prometheus(svc.status(), svc.store_stats());
     co_return resp;
   }
 
@@ -227,54 +261,49 @@ constexpr std::uint64_t max_discard_bytes = 1 << 20;
 
 // Writes a response that ends the connection, then drains (bounded) what the client is
 // still sending, so that closing does not reset the connection before it reads the answer.
-asio::awaitable<void> answer_and_close(http_server::state& st, beast::tcp_stream& stream,
-                                       http_response resp, std::uint64_t drain_bytes) {
+// The drain reads the TCP socket itself (under TLS: records nobody decrypts).
+template <typename Stream>
+asio::awaitable<void> answer_and_close(http_server::state& st, Stream& stream, tcp::socket& socket,
+                                       socket_deadline& deadline, http_response resp,
+                                       std::uint64_t drain_bytes) {
   resp.close = true;
   auto res = to_beast(std::move(resp), 11, false, false);
-  stream.expires_after(st.options.write_timeout);
+  deadline.expires_after(st.options.write_timeout);
   auto [ec, n] = co_await http::async_write(stream, res, use_tuple);
   (void)n;
   if (ec) co_return;
   beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
   constexpr std::uint64_t max_drain_bytes = 64ull << 20;
   drain_bytes = std::min(drain_bytes, max_drain_bytes);
   std::array<char, 16384> sink;
-  stream.expires_after(st.options.read_timeout);
+  deadline.expires_after(st.options.read_timeout);
   while (drain_bytes > 0) {
-    auto [rec, got] = co_await stream.async_read_some(asio::buffer(sink), use_tuple);
+    auto [rec, got] = co_await socket.async_read_some(asio::buffer(sink), use_tuple);
     if (rec) break;
     drain_bytes -= std::min<std::uint64_t>(drain_bytes, got);
   }
 }
 
-asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::socket socket) {
+// Serves requests on `stream` (the socket itself, or TLS over it) until the connection
+// ends; `socket` is the TCP socket underneath, which the deadline cancels.
+template <typename Stream>
+asio::awaitable<void> serve(std::shared_ptr<http_server::state> st, Stream& stream,
+                            tcp::socket& socket, socket_deadline& deadline) {
   metrics& m = st->service.metrics();
-  beast::tcp_stream stream(std::move(socket));
-  m.connection_opened(door::http);
-  st->sessions.insert(&stream);
-  struct on_exit {
-    http_server::state& st;
-    beast::tcp_stream& stream;
-    ~on_exit() {
-      st.sessions.erase(&stream);
-      if (st.alive) st.service.metrics().connection_closed(door::http);
-    }
-  } guard{*st, stream};
-
   const limits& lim = st->service.request_limits();
   beast::flat_buffer buffer;
   try {
     while (!st->stopped) {
       // Idle between requests: wait for the first byte of the next one.
       if (buffer.size() == 0) {
-        stream.expires_after(st->options.idle_timeout);
+        deadline.expires_after(st->options.idle_timeout);
         auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
         if (ec) break;
         buffer.commit(n);
       }
       // From here the whole request must arrive within read_timeout.
-      stream.expires_after(st->options.read_timeout);
+      deadline.expires_after(st->options.read_timeout);
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(st->options.max_header_bytes));
       // The body limit is applied after the header, so that a Content-Length over it gets
@@ -284,15 +313,16 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
         auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
         (void)n;
         if (ec == http::error::header_limit) {
-          co_await answer_and_close(*st, stream,
-                                    error_response(431, "header_too_large",
-                                                   "request header fields too large"),
-                                    max_discard_bytes);
+          co_await answer_and_close(
+              *st, stream, socket, deadline,
+              error_response(431, "header_too_large", "request header fields too large"),
+              max_discard_bytes);
           break;
         }
         if (ec && connection_gone(ec)) break;
         if (ec) {
-          co_await answer_and_close(*st, stream, error_response(400, "bad_request", ec.message()),
+          co_await answer_and_close(*st, stream, socket, deadline,
+                                    error_response(400, "bad_request", ec.message()),
                                     max_discard_bytes);
           break;
         }
@@ -301,36 +331,39 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
       const auto content_length = parser.content_length();
       if (content_length && *content_length > lim.max_value_bytes) {
         co_await answer_and_close(
-            *st, stream, error_response(413, "too_large", "value larger than max_value_bytes"),
-            *content_length);
+            *st, stream, socket, deadline,
+            error_response(413, "too_large", "value larger than max_value_bytes"), *content_length);
         break;
       }
       parser.body_limit(lim.max_value_bytes);
       if (!parser.is_done()) {
         if (beast::iequals(header[http::field::expect], "100-continue")) {
           http::response<http::empty_body> cont{http::status::continue_, header.version()};
-          stream.expires_after(st->options.write_timeout);
+          deadline.expires_after(st->options.write_timeout);
           auto [ec, n] = co_await http::async_write(stream, cont, use_tuple);
           (void)n;
           if (ec) break;
-          stream.expires_after(st->options.read_timeout);
+          deadline.expires_after(st->options.read_timeout);
         }
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
         (void)n;
         if (ec == http::error::body_limit) {
           co_await answer_and_close(
-              *st, stream, error_response(413, "too_large", "value larger than max_value_bytes"),
+              *st, stream, socket, deadline,
+              error_response(413, "too_large", "value larger than max_value_bytes"),
               max_discard_bytes);
           break;
         }
         if (ec && connection_gone(ec)) break;
         if (ec) {
-          co_await answer_and_close(*st, stream, error_response(400, "bad_request", ec.message()),
+          co_await answer_and_close(*st, stream, socket, deadline,
+                                    error_response(400, "bad_request", ec.message()),
                                     max_discard_bytes);
           break;
         }
       }
 
+      deadline.clear();  // the request is complete; executing it has its own timeout
       const auto started = std::chrono::steady_clock::now();
       auto req = parser.release();
       const bool keep_alive = req.keep_alive();
@@ -347,7 +380,19 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
       request.has_body = req.has_content_length() || req.chunked();
       request.body = std::move(req.body());
 
-      route r = parse_route(std::move(request), lim);
+      // The admin token is checked before anything else looks at the request, so a caller
+      // without it learns nothing (not even whether its parameters were valid).
+      // (Plain statements: an immediately called by-reference lambda here crashed the
+      // response write under GCC 12.)
+      bool refused = false;
+      bool token_sent = false;
+      if (!st->options.admin_token.empty() && needs_admin_token(request.method, request.target)) {
+        const auto it = req.find(http::field::authorization);
+        if (it != req.end()) token_sent = true;
+        refused = it == req.end() || !bearer_token_matches(it->value(), st->options.admin_token);
+      }
+      route r =
+          refused ? route(unauthorized_response(token_sent)) : parse_route(std::move(request), lim);
       const std::string_view name = metrics_name(r, req.method_string());
       http_response resp;
       try {
@@ -361,7 +406,7 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
 
       auto res = to_beast(std::move(resp), version, keep_alive && !st->stopped, head);
       const bool close = res.need_eof();
-      stream.expires_after(st->options.write_timeout);
+      deadline.expires_after(st->options.write_timeout);
       auto [ec, n] = co_await http::async_write(stream, res, use_tuple);
       (void)n;
       if (ec || close) break;
@@ -369,77 +414,95 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
   } catch (const std::exception& e) {
     base::log(base::log_level::warn, "http: session ended: ", e.what());
   }
-  beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  stream.close();
 }
 
-// Beyond max_connections: accept, answer 503 and close at once (SPEC §7).
-asio::awaitable<void> refuse(std::shared_ptr<http_server::state> st, tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
+asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::socket& socket) {
+  socket_deadline deadline(socket);
+  if (st->options.tls) {
+    // HTTPS: the handshake is part of the first request's read deadline. A client that
+    // speaks plain HTTP or fails the handshake is dropped without an answer. The session
+    // ends without close_notify (every response is delimited by its Content-Length).
+    ssl::stream<tcp::socket&> tls(socket, *st->options.tls);
+    deadline.expires_after(st->options.read_timeout);
+    auto [ec] = co_await tls.async_handshake(ssl::stream_base::server, use_tuple);
+    if (!ec) co_await serve(st, tls, socket, deadline);
+  } else {
+    co_await serve(st, socket, socket, deadline);
+  }
+  deadline.clear();
+  beast::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
+  // The listener closes the socket once this coroutine has returned.
+}
+
+// The answer to a connection beyond max_connections (docs/config.md), as bytes on the wire.
+std::string refusal_text() {
   auto resp = error_response(503, "too_many_connections", "too many open connections");
   resp.headers.emplace_back("Retry-After", "1");
-  co_await answer_and_close(*st, stream, std::move(resp), 0);
-  stream.close();
-}
-
-asio::awaitable<void> accept_loop(std::shared_ptr<http_server::state> st) {
-  while (!st->stopped) {
-    auto [ec, socket] = co_await st->acceptor.async_accept(use_tuple);
-    if (st->stopped || ec == asio::error::operation_aborted) co_return;
-    if (ec) {
-      // Out of file descriptors and the like: back off briefly instead of spinning.
-      base::log(base::log_level::warn, "http: accept failed: ", ec.message());
-      asio::steady_timer backoff(st->io, std::chrono::milliseconds(100));
-      co_await backoff.async_wait(use_tuple);
-      continue;
-    }
-    beast::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    const auto max = st->service.request_limits().max_connections;
-    if (open_connections(st->service.metrics()) >= max) {
-      asio::co_spawn(st->io, refuse(st, std::move(socket)), asio::detached);
-      continue;
-    }
-    asio::co_spawn(st->io, run_session(st, std::move(socket)), asio::detached);
-  }
+  resp.close = true;
+  auto res = to_beast(std::move(resp), 11, false, false);
+  std::ostringstream out;
+  out << res;
+  return out.str();
 }
 
 }  // namespace
 
+std::variant<std::shared_ptr<ssl::context>, std::string> make_https_context(
+    const std::string& cert_file, const std::string& key_file) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  // TLS 1.2 and 1.3 only; no compression (CRIME). OpenSSL 3's defaults pick the ciphers.
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                   ssl::context::no_compression | ssl::context::single_dh_use);
+  boost::system::error_code ec;
+  ctx->use_certificate_chain_file(cert_file, ec);
+  if (ec) return cert_file + ": not a usable PEM certificate chain (" + ec.message() + ")";
+  ctx->use_private_key_file(key_file, ssl::context::pem, ec);
+  if (ec) {
+    return key_file + ": not a usable PEM private key, or not the key of " + cert_file + " (" +
+           ec.message() + ")";
+  }
+  return ctx;
+}
+
 http_server::http_server(asio::io_context& io, kv_service& service, http_options options)
-    : state_(std::make_shared<state>(io, service, std::move(options))) {}
+    : state_(std::make_shared<state>(io, service, std::move(options))) {
+  // The handler holds the state weakly: the state owns the listener. A session holds it
+  // strongly for as long as it runs.
+  std::weak_ptr<state> weak = state_;
+  state_->connections = std::make_unique<listener>(
+      io,
+      listener_options{.which = door::http,
+                       .max_connections = service.request_limits().max_connections,
+                       // Under HTTPS a plain-text 503 would be garbage to the client's TLS
+                       // stack: the connection is just closed.
+                       .refusal = state_->options.tls ? std::string() : refusal_text()},
+      &service.metrics(), [weak](tcp::socket& socket) -> asio::awaitable<void> {
+        if (auto st = weak.lock()) co_await run_session(std::move(st), socket);
+      });
+}
 
 http_server::~http_server() {
   stop();
-  state_->alive = false;
 }
 
 void http_server::listen(const std::string& host, std::uint16_t port) {
-  const tcp::endpoint endpoint(asio::ip::make_address(host), port);
-  auto& acceptor = state_->acceptor;
-  acceptor.open(endpoint.protocol());
-  acceptor.set_option(asio::socket_base::reuse_address(true));
-  acceptor.bind(endpoint);
-  acceptor.listen(asio::socket_base::max_listen_connections);
+  state_->connections->listen(host, port);
 }
 
 std::uint16_t http_server::port() const {
-  beast::error_code ec;
-  const auto ep = state_->acceptor.local_endpoint(ec);
-  return ec ? 0 : ep.port();
+  return state_->connections->port();
 }
 
-void http_server::start() { asio::co_spawn(state_->io, accept_loop(state_), asio::detached); }
+void http_server::start() {
+  state_->connections->start();
+}
 
 void http_server::stop() {
   if (!state_ || state_->stopped) return;
   state_->stopped = true;
-  beast::error_code ignored;
-  state_->acceptor.close(ignored);
-  // Closing cancels each session's pending read or write; the coroutines then end.
-  const auto sessions = state_->sessions;
-  for (auto* s : sessions) s->socket().close(ignored);
+  state_->connections->stop();
 }
 
 }  // namespace net

@@ -1,4 +1,4 @@
-// The HTTP door (SPEC §5): Beast sessions on the node's io_context, one coroutine per
+// The HTTP door (docs/http-api.md): Beast sessions on the node's io_context, one coroutine per
 // connection, routing through net/http/api.h, and every KV request submitted through the
 // kv_service like the other doors (so a follower forwards writes to the leader).
 //
@@ -8,16 +8,23 @@
 //   http.start();              // accept loop spawned on io
 //   ...
 //   http.stop();               // stop accepting and close every session
+//
+// HTTPS: options.tls from make_https_context(); the same sessions then run over
+// boost::asio::ssl::stream on the listener's socket.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <variant>
 
 namespace boost::asio {
 class io_context;
+namespace ssl {
+class context;
 }
+}  // namespace boost::asio
 
 namespace net {
 
@@ -33,7 +40,20 @@ struct http_options {
   std::chrono::milliseconds idle_timeout{30000};
   // Writing one response: a client that does not read is dropped.
   std::chrono::milliseconds write_timeout{10000};
+  // HTTPS ([http] tls_cert/tls_key): when set, the door speaks only TLS; the handshake must
+  // complete within read_timeout. Made by make_https_context().
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  // [http] admin_token_file: when not empty, requests for which needs_admin_token()
+  // (net/http/api.h) holds must carry `Authorization: Bearer <admin_token>`, else 401.
+  std::string admin_token;
 };
+
+// A server-side TLS context for the HTTP door: TLS 1.2 and later only, the certificate
+// chain and private key from PEM files. Returns the context, or a one-line reason (naming
+// the file) when a file cannot be read or does not hold what it should, or the key does
+// not match the certificate.
+std::variant<std::shared_ptr<boost::asio::ssl::context>, std::string> make_https_context(
+    const std::string& cert_file, const std::string& key_file);
 
 class http_server {
  public:

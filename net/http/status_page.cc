@@ -79,12 +79,13 @@ canvas { width:100%; height:100%; display:block; }
     <div class="card"><div class="label">Commit index</div><div class="value" id="commit">&ndash;</div></div>
     <div class="card"><div class="label">Writes / s</div><div class="value" id="wps">&ndash;</div></div>
     <div class="card"><div class="label">Items</div><div class="value" id="items">&ndash;</div></div>
+    <div class="card"><div class="label">Memory (RSS)</div><div class="value" id="rss">&ndash;</div></div>
   </div>
   <section>
     <h2>Members</h2>
     <table id="members">
       <thead><tr><th>Node</th><th>Role</th><th>Term</th><th>Commit</th><th>Applied</th>
-        <th>Lag</th><th>Last contact</th><th>Health</th></tr></thead>
+        <th>Lag</th><th>Last contact</th><th>Snapshot</th><th>Health</th></tr></thead>
       <tbody></tbody>
     </table>
   </section>
@@ -171,6 +172,18 @@ function render(self, views) {
     cell(row, "Lag", lag === null ? "\u2013" : lag);
     const contact = role === "leader" ? 0 : (lm ? lm.last_contact_ms : -1);
     cell(row, "Last contact", role === "leader" ? "self" : fmtContact(contact));
+    // The leader's latest snapshot stream to this member: progress, or how it ended.
+    const snap = lm && lm.snapshot_transfer;
+    let snapText = "\u2013";
+    if (snap) {
+      const pct = snap.bytes_total ? Math.floor(100 * snap.bytes_acked / snap.bytes_total) : 100;
+      snapText = snap.state === "sending"
+          ? "sending " + (snap.bytes_acked / 1048576).toFixed(1) + " / " +
+            (snap.bytes_total / 1048576).toFixed(1) + " MB (" + pct + "%)"
+          : snap.state + " @" + snap.index;
+      if (snap.last_error && snap.state !== "done") snapText += ": " + snap.last_error;
+    }
+    cell(row, "Snapshot", snapText, snap ? "snapshot " + snap.state : "");
     let health = "healthy";
     if (!st) health = "down";
     else if (!leaderId || st.leader_id !== leaderId || st.storage_error) health = "lagging";
@@ -184,6 +197,7 @@ function render(self, views) {
   $("term").textContent = (leaderView || self).term;
   $("commit").textContent = maxCommit;
   $("items").textContent = self.kv ? self.kv.items : "\u2013";
+  $("rss").textContent = self.memory ? (self.memory.rss_anon_bytes / 1048576).toFixed(0) + " MB anon + " + (self.memory.rss_file_bytes / 1048576).toFixed(0) + " MB file" : "\u2013";
   $("self").textContent = "node " + self.id + " \u00b7 " + self.role + " \u00b7 v" + self.version;
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
 

@@ -1,10 +1,19 @@
-// The memcached door (SPEC §3): one coroutine per connection reads bytes, parses every
-// complete request (clients may pipeline), executes them in order through the kv_service,
-// and writes the replies back in order, batched into as few writes as possible.
+// The memcached door (docs/memcached.md): the memcached protocol on the shared text connection loop
+// (net/text_session.h): every complete request that has arrived is parsed and started at
+// once (pipelined writes are in flight together and commit as a batch), and the replies
+// go back in request order, batched into gathered writes.
 //
 // Writes go through service.write() (a follower forwards them: memcached clients never see
-// a redirect); get/gets wait for service.read_barrier() and then read the local store, so
-// reads are linearizable; gat/gats are one replicated get_and_touch per key.
+// a redirect); get/gets read through service.linearizable_read(), so reads are
+// linearizable and see the connection's own earlier writes; gat/gats are one replicated
+// get_and_touch per key. stats and stats reset are ordered like reads.
+//
+// Meta commands: ms, md, ma are one replicated write each (ms -> set/add/replace/append/
+// prepend/cas, md -> meta_delete, ma -> meta_arith). mg is a linearizable read, unless it
+// must change the item (T new TTL, N vivify, R recache, or the first read of a stale item
+// that wins its recache token): then it is one replicated meta_get, so the token is won
+// exactly once cluster-wide. h, l and `me`'s la/fetch describe this node's own access
+// history (memcached_node_state). cache_memlimit proposes a set_limits entry.
 //
 // Service failures become one line each (the client should retry or check):
 //   timeout     → SERVER_ERROR timeout, outcome unknown
@@ -28,8 +37,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "net/listener.h"
+#include "net/text_session.h"
 
 namespace boost::asio {
 class io_context;
@@ -38,6 +50,12 @@ class io_context;
 namespace net {
 
 class kv_service;
+
+// What the memcached door of one node remembers across its connections: the per-node
+// access history that mg's h/l flags and `me` report, the counters that are this node's own
+// (store_too_large, store_no_memory, cmd_meta), and the baseline that `stats reset` takes of
+// the replicated counters. Defined in session.cc; one per memcached_server.
+struct memcached_node_state;
 
 struct memcached_options {
   // The project version; `version` answers "VERSION 1.6.18-raftkv-<version>" (clients
@@ -48,13 +66,19 @@ struct memcached_options {
   // Command-line bounds (see net/memcached/parser.h); key/value bounds come from the
   // service's request_limits().
   std::size_t max_line_bytes = 2048;
-  std::size_t max_get_line_bytes = 65536;
+  std::size_t max_get_line_bytes = 1 << 20;
+  // Requests in flight per connection (beyond: stop reading; TCP backpressure).
+  pipeline_limits pipeline;
+  // [memcached] auth_file: (user, password) pairs. Not empty: every connection must
+  // authenticate first (net/memcached/auth.h).
+  std::vector<std::pair<std::string, std::string>> auth_users;
 };
 
 // Serves one connection until the client quits or disconnects, or the socket is closed.
-boost::asio::awaitable<void> run_memcached_session(boost::asio::ip::tcp::socket& socket,
-                                                   kv_service& service,
-                                                   const memcached_options& options);
+// Without a node state (tests) the connection gets one of its own.
+boost::asio::awaitable<void> run_memcached_session(
+    boost::asio::ip::tcp::socket& socket, kv_service& service, const memcached_options& options,
+    std::shared_ptr<memcached_node_state> state = nullptr);
 
 class memcached_server {
  public:
@@ -67,6 +91,7 @@ class memcached_server {
 
  private:
   std::shared_ptr<const memcached_options> options_;
+  std::shared_ptr<memcached_node_state> state_;
   listener listener_;
 };
 

@@ -1,36 +1,20 @@
 #include "net/peer/frame.h"
 
-#include "base/crc32c.h"
-
 #include <algorithm>
 #include <array>
 #include <cstring>
+
+#include "base/bytes.h"
+#include "base/crc32c.h"
 
 namespace net {
 namespace {
 
 constexpr std::array<char, 4> magic = {'R', 'K', 'V', 'P'};
 
-void put_u32(char* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
-}
-void put_u64(char* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
-}
-std::uint32_t get_u32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-std::uint64_t get_u64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-
 void append_u64(std::string& out, std::uint64_t v) {
   char b[8];
-  put_u64(b, v);
+  base::store_le64(b, v);
   out.append(b, sizeof b);
 }
 
@@ -44,22 +28,32 @@ bool flags_valid(std::uint8_t flags) {
 
 std::string_view to_string(frame_kind k) {
   switch (k) {
-    case frame_kind::hello: return "hello";
-    case frame_kind::raft_message: return "raft message";
-    case frame_kind::forward_request: return "forward request";
-    case frame_kind::forward_response: return "forward response";
+    case frame_kind::hello:
+      return "hello";
+    case frame_kind::raft_message:
+      return "raft message";
+    case frame_kind::forward_request:
+      return "forward request";
+    case frame_kind::forward_response:
+      return "forward response";
   }
   return "unknown";
 }
 
 std::string_view to_string(frame_error e) {
   switch (e) {
-    case frame_error::bad_magic: return "bad magic";
-    case frame_error::bad_version: return "unsupported frame version";
-    case frame_error::bad_kind: return "unknown frame kind";
-    case frame_error::bad_flags: return "bad frame flags";
-    case frame_error::oversize: return "frame over max_frame_bytes";
-    case frame_error::bad_checksum: return "bad checksum";
+    case frame_error::bad_magic:
+      return "bad magic";
+    case frame_error::bad_version:
+      return "unsupported frame version";
+    case frame_error::bad_kind:
+      return "unknown frame kind";
+    case frame_error::bad_flags:
+      return "bad frame flags";
+    case frame_error::oversize:
+      return "frame over max_frame_bytes";
+    case frame_error::bad_checksum:
+      return "bad checksum";
   }
   return "unknown frame error";
 }
@@ -73,15 +67,16 @@ void append_frame(std::string& out, const frame_header& h, std::string_view payl
   p[5] = static_cast<char>(h.kind);
   p[6] = static_cast<char>(h.flags);
   p[7] = 0;
-  put_u64(p + 8, h.cluster_id);
-  put_u64(p + 16, h.from.value);
-  put_u64(p + 24, h.to.value);
-  put_u32(p + 32, static_cast<std::uint32_t>(payload.size()));
+  base::store_le64(p + 8, h.cluster_id);
+  base::store_le64(p + 16, h.from.value);
+  base::store_le64(p + 24, h.to.value);
+  base::store_le64(p + 32, h.to_incarnation);
+  base::store_le32(p + 40, static_cast<std::uint32_t>(payload.size()));
   out.append(payload);
   const std::uint32_t crc =
       base::crc32c(std::string_view(out).substr(start, frame_header_bytes + payload.size()));
   char trailer[frame_trailer_bytes];
-  put_u32(trailer, crc);
+  base::store_le32(trailer, crc);
   out.append(trailer, sizeof trailer);
 }
 
@@ -112,20 +107,23 @@ decode_outcome decode_frame(std::string_view bytes, std::size_t max_payload_byte
   if (bytes.size() < frame_header_bytes) return need_more{frame_header_bytes};
 
   const char* p = bytes.data();
-  const std::size_t payload_bytes = get_u32(p + 32);
+  const std::size_t payload_bytes = base::load_le32(p + 40);
   if (payload_bytes > max_payload_bytes) return frame_error::oversize;
   const std::size_t total = frame_overhead_bytes + payload_bytes;
   if (bytes.size() < total) return need_more{total};
 
   const std::size_t covered = frame_header_bytes + payload_bytes;
-  if (base::crc32c(bytes.substr(0, covered)) != get_u32(p + covered)) return frame_error::bad_checksum;
+  if (base::crc32c(bytes.substr(0, covered)) != base::load_le32(p + covered)) {
+    return frame_error::bad_checksum;
+  }
 
   decoded_frame d;
   d.value.header.kind = static_cast<frame_kind>(p[5]);
   d.value.header.flags = static_cast<std::uint8_t>(p[6]);
-  d.value.header.cluster_id = get_u64(p + 8);
-  d.value.header.from = raft::node_id(get_u64(p + 16));
-  d.value.header.to = raft::node_id(get_u64(p + 24));
+  d.value.header.cluster_id = base::load_le64(p + 8);
+  d.value.header.from = raft::node_id(base::load_le64(p + 16));
+  d.value.header.to = raft::node_id(base::load_le64(p + 24));
+  d.value.header.to_incarnation = base::load_le64(p + 32);
   d.value.payload = bytes.substr(frame_header_bytes, payload_bytes);
   d.consumed = total;
   return d;
@@ -154,7 +152,7 @@ struct forward_parts {
 
 std::optional<forward_parts> decode_forward(std::string_view bytes) {
   if (bytes.size() < forward_head_bytes) return std::nullopt;
-  return forward_parts{get_u64(bytes.data()), static_cast<std::uint8_t>(bytes[8]),
+  return forward_parts{base::load_le64(bytes.data()), static_cast<std::uint8_t>(bytes[8]),
                        bytes.substr(forward_head_bytes)};
 }
 
@@ -186,6 +184,19 @@ std::optional<forward_response> decode_forward_response(std::string_view bytes) 
   }
   return forward_response{parts->call_id, static_cast<service_error>(parts->code),
                           std::string(parts->body)};
+}
+
+std::string encode_hello(std::uint64_t incarnation) {
+  std::string out;
+  append_u64(out, incarnation);
+  return out;
+}
+
+std::optional<std::uint64_t> decode_hello(std::string_view payload) {
+  if (payload.size() != hello_payload_bytes) return std::nullopt;
+  const std::uint64_t incarnation = base::load_le64(payload.data());
+  if (incarnation == 0) return std::nullopt;
+  return incarnation;
 }
 
 }  // namespace net

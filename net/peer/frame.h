@@ -11,15 +11,27 @@
 //   5      1     kind (frame_kind)
 //   6      1     flags (frame_flags; unknown bits are an error)
 //   7      1     reserved, must be 0
-//   8      8     cluster id (derived by every node from the member list; equal on all nodes)
+//   8      8     cluster id (the id every member persisted at bootstrap; app/cluster_id.h)
 //   16     8     sender node id
 //   24     8     receiver node id
-//   32     4     payload length in bytes (<= the reader's max_frame_bytes)
-//   36     n     payload (opaque to this layer; e.g. an encoded Raft message)
-//   36+n   4     CRC32C (base/crc32c.h) of bytes [0, 36+n)
+//   32     8     receiver incarnation: 0 = any life of the receiver; else the frame is meant
+//                for that life only and any other life drops it
+//   40     4     payload length in bytes (<= the reader's max_frame_bytes)
+//   44     n     payload (opaque to this layer; e.g. an encoded Raft message)
+//   44+n   4     CRC32C (base/crc32c.h) of bytes [0, 44+n)
 //
-// Large messages (snapshots) are split by the sender into fragments so that small frames
-// (heartbeats, votes) can be interleaved with them on the same connection; see frame_flags.
+// The hello's payload is the sender's incarnation (u64, never 0): a number drawn at random
+// by each process for its transport, so that a peer can tell a restarted node from one that
+// merely reconnected. Replies (forward_response) carry the incarnation of the node they
+// answer, so a reply queued while that node was down never reaches its next life, whose call
+// ids mean other calls.
+//
+// Version history: 1 had no receiver incarnation (header of 36 bytes) and an empty hello.
+// Versions 1 and 2 refuse each other's frames (bad_version), so a cluster moves from one to
+// the other by stopping every node, upgrading and starting again.
+//
+// A large message is split by the sender into fragment frames (see frame_flags); the
+// fragments and every other frame to the same peer are written in send order.
 #pragma once
 
 #include <cstddef>
@@ -29,13 +41,15 @@
 #include <string_view>
 #include <variant>
 
-#include "net/service.h"
+#include "net/service_types.h"
 #include "raft/types.h"
 
 namespace net {
 
-inline constexpr std::uint8_t frame_version = 1;
-inline constexpr std::size_t frame_header_bytes = 36;
+inline constexpr std::uint8_t frame_version = 2;
+inline constexpr std::size_t frame_header_bytes = 44;
+// The hello's payload: the sender's incarnation.
+inline constexpr std::size_t hello_payload_bytes = 8;
 inline constexpr std::size_t frame_trailer_bytes = 4;
 inline constexpr std::size_t frame_overhead_bytes = frame_header_bytes + frame_trailer_bytes;
 // Default bound on one frame's payload and on one reassembled message (config
@@ -43,7 +57,8 @@ inline constexpr std::size_t frame_overhead_bytes = frame_header_bytes + frame_t
 inline constexpr std::size_t default_max_frame_bytes = std::size_t{64} << 20;
 
 enum class frame_kind : std::uint8_t {
-  hello = 1,             // first frame on every connection: announces cluster, sender, receiver
+  hello = 1,             // first frame on every connection: announces cluster, sender,
+                         // receiver; payload: the sender's incarnation (u64)
   raft_message = 2,      // payload: one encoded Raft message
   forward_request = 3,   // payload: encode(forward_request)
   forward_response = 4,  // payload: encode(forward_response)
@@ -54,8 +69,10 @@ std::string_view to_string(frame_kind k);
 
 // Flag bits. A frame without `fragment` carries a whole message. A large message is sent as
 // a run of fragment frames of the same kind on one connection: the first has `first`, the
-// last has `last` (a one-fragment message has both). Whole-message frames may sit between
-// fragments. A sender that abandons a message simply starts the next one with `first`.
+// last has `last` (a one-fragment message has both). A sender that abandons a message simply
+// starts the next one with `first`. (The transport writes a run without other frames between
+// its fragments, so that messages arrive in send order; a reader still accepts whole frames
+// between fragments.)
 namespace frame_flags {
 inline constexpr std::uint8_t fragment = 0x01;
 inline constexpr std::uint8_t first = 0x02;
@@ -66,10 +83,11 @@ inline constexpr std::uint8_t all = fragment | first | last;
 // Everything in a frame but its payload and checksum.
 struct frame_header {
   frame_kind kind = frame_kind::hello;
-  std::uint8_t flags = 0;       // frame_flags bits; first/last only with fragment
-  std::uint64_t cluster_id = 0; // must equal the receiver's cluster id
-  raft::node_id from;           // sender; must be a member other than the receiver
-  raft::node_id to;             // receiver; must be the receiving node
+  std::uint8_t flags = 0;            // frame_flags bits; first/last only with fragment
+  std::uint64_t cluster_id = 0;      // must equal the receiver's cluster id
+  raft::node_id from;                // sender; must be a member other than the receiver
+  raft::node_id to;                  // receiver; must be the receiving node
+  std::uint64_t to_incarnation = 0;  // 0, or the receiver's incarnation the frame is meant for
 
   bool operator==(const frame_header&) const = default;
 };
@@ -81,12 +99,12 @@ struct frame {
 };
 
 enum class frame_error : std::uint8_t {
-  bad_magic = 1,     // not a raftkv peer stream (or it lost sync)
-  bad_version,       // a node speaking another frame version
-  bad_kind,          // unknown frame kind
-  bad_flags,         // unknown flag bits, reserved byte set, or first/last without fragment
-  oversize,          // payload length over max_frame_bytes
-  bad_checksum,      // CRC32C mismatch: corrupted in transit or not a frame
+  bad_magic = 1,  // not a raftkv peer stream (or it lost sync)
+  bad_version,    // a node speaking another frame version
+  bad_kind,       // unknown frame kind
+  bad_flags,      // unknown flag bits, reserved byte set, or first/last without fragment
+  oversize,       // payload length over max_frame_bytes
+  bad_checksum,   // CRC32C mismatch: corrupted in transit or not a frame
 };
 
 std::string_view to_string(frame_error e);
@@ -124,16 +142,16 @@ enum class forward_op : std::uint8_t {
 };
 
 struct forward_request {
-  std::uint64_t call_id = 0;         // chosen by the follower, unique among its open calls
+  std::uint64_t call_id = 0;  // chosen by the follower, unique among its open calls
   forward_op op = forward_op::write;
-  std::string body;                  // meaning depends on op
+  std::string body;  // meaning depends on op
 
   bool operator==(const forward_request&) const = default;
 };
 
 struct forward_response {
-  std::uint64_t call_id = 0;                 // the request's call id
-  service_error error = service_error::none; // none: body holds the result
+  std::uint64_t call_id = 0;                  // the request's call id
+  service_error error = service_error::none;  // none: body holds the result
   std::string body;
 
   bool operator==(const forward_response&) const = default;
@@ -144,5 +162,10 @@ std::string encode(const forward_response& r);
 // nullopt on any malformed input (short, unknown op or error code).
 std::optional<forward_request> decode_forward_request(std::string_view bytes);
 std::optional<forward_response> decode_forward_response(std::string_view bytes);
+
+// The hello's payload. decode_hello: nullopt unless exactly hello_payload_bytes holding a
+// non-zero incarnation.
+std::string encode_hello(std::uint64_t incarnation);
+std::optional<std::uint64_t> decode_hello(std::string_view payload);
 
 }  // namespace net

@@ -1,5 +1,4 @@
 #include "net/peer/transport.h"
-#include "base/host_port.h"
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
@@ -12,7 +11,10 @@
 #include <boost/asio/write.hpp>
 #include <deque>
 #include <exception>
+#include <random>
 #include <utility>
+
+#include "base/host_port.h"
 
 namespace net {
 
@@ -37,23 +39,34 @@ enum class drop_reason : std::uint8_t {
   undecodable,
   too_many_connections,
   queue_full,
+  bad_hello,
+  other_incarnation,
 };
 
+// Cluster ids as the data dir's cluster_id file spells them (app/cluster_id.h).
+std::string hex(std::uint64_t v) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<std::size_t>(i)] = digits[v & 0xf];
+  return out;
+}
 
-bool cancelled(asio::cancellation_state s) { return s.cancelled() != asio::cancellation_type::none; }
+bool cancelled(asio::cancellation_state s) {
+  return s.cancelled() != asio::cancellation_type::none;
+}
 
 }  // namespace
 
 struct peer_transport::impl : std::enable_shared_from_this<impl> {
-  struct small_message {
+  // One queued message. Small ones go out whole; large ones (payload over chunk_bytes) as
+  // fragments, and only the front message of a queue is ever partly written.
+  struct message {
     frame_kind kind;
     std::string payload;
-  };
-  struct bulk_message {
-    frame_kind kind;
-    std::string payload;
-    std::size_t offset = 0;  // bytes already written on the current connection
-    bool started = false;    // a fragment is written or in flight: never dropped
+    std::uint64_t to_incarnation = 0;  // 0: any life of the peer (see the header essay)
+    bool large = false;
+    std::size_t offset = 0;  // large: bytes already written on the current connection
+    bool started = false;    // large: a fragment is written or in flight: never dropped
   };
 
   struct peer {
@@ -66,13 +79,16 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     // Identity, connection state and counters, as reported; queued_* are filled in on
     // demand from the queues.
     peer_status st;
-    std::deque<small_message> small;
-    std::size_t small_bytes = 0;
-    std::deque<bulk_message> bulk;
+    // Every message to this peer in send order; one queue so that sizes never reorder them.
+    std::deque<message> queue;
+    std::size_t small_count = 0;  // bounded by max_queue_frames
+    std::size_t small_bytes = 0;  // bounded by max_queue_bytes
+    std::size_t large_count = 0;  // bounded by max_bulk_messages
+    std::size_t large_bytes = 0;
     tcp::socket socket;
     tcp::resolver resolver;
-    asio::steady_timer wake;   // waited on while the queues are empty; send() cancels it
-    asio::steady_timer timer;  // connect/write timeouts and reconnect backoff
+    asio::steady_timer wake;          // waited on while the queues are empty; send() cancels it
+    asio::steady_timer timer;         // connect/write timeouts and reconnect backoff
     bool unreachable_logged = false;  // "cannot reach" said for the current outage
     bool flapping = false;            // the last connection closed right after it opened
     std::string close_reason;
@@ -89,11 +105,13 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       : executor(std::move(ex)),
         self(self_),
         cluster_id(cluster_id_),
+        incarnation(draw_incarnation()),
         acceptor(std::move(acceptor_)),
         on_frame(std::move(on_frame_)),
         log(std::move(log_)),
         options(options_) {
-    options.chunk_bytes = std::max<std::size_t>(1, std::min(options.chunk_bytes, options.max_frame_bytes));
+    options.chunk_bytes =
+        std::max<std::size_t>(1, std::min(options.chunk_bytes, options.max_frame_bytes));
     options.max_bulk_messages = std::max<std::size_t>(1, options.max_bulk_messages);
     for (auto& [id, address] : members_) {
       if (id == self || id == raft::no_node) continue;
@@ -104,6 +122,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   asio::any_io_executor executor;
   raft::node_id self;
   std::uint64_t cluster_id;
+  std::uint64_t incarnation;  // this process life's; announced in every hello
   tcp::acceptor acceptor;
   frame_handler on_frame;
   logger log;
@@ -115,13 +134,23 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   bool started = false;
   bool stopped = false;
 
+  // 64 random bits: two lives of one node drawing the same number is as likely as a CRC
+  // collision on every frame, and a clock could repeat after a reset.
+  static std::uint64_t draw_incarnation() {
+    std::random_device entropy;
+    std::uint64_t v = 0;
+    while (v == 0) v = (std::uint64_t{entropy()} << 32) | entropy();
+    return v;
+  }
+
   void say(log_level level, std::string text) {
     if (!stopped && log) log(level, "peers: " + std::move(text));
   }
 
   // One warning per (reason, sender) per drop_log_interval: a misconfigured node sending
   // many frames must not flood the log.
-  void log_drop(drop_reason reason, raft::node_id from, const std::string& text) {
+  void log_drop(drop_reason reason, raft::node_id from, const std::string& text,
+                log_level level = log_level::warn) {
     if (drop_log.size() >= 1024 && !drop_log.contains({reason, from.value})) drop_log.clear();
     const auto now = clock::now();
     auto [it, fresh] = drop_log.try_emplace({reason, from.value}, drop_log_entry{now, 0});
@@ -134,21 +163,21 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       line += " (" + std::to_string(it->second.suppressed) + " similar suppressed)";
     }
     it->second = drop_log_entry{now, 0};
-    say(log_level::warn, std::move(line));
+    say(level, std::move(line));
   }
 
-  frame_header header_to(raft::node_id to, frame_kind kind, std::uint8_t flags) const {
-    return frame_header{kind, flags, cluster_id, self, to};
+  frame_header header_to(raft::node_id to, frame_kind kind, std::uint8_t flags,
+                         std::uint64_t to_incarnation = 0) const {
+    return frame_header{kind, flags, cluster_id, self, to, to_incarnation};
   }
 
-  // SPEC §7: peers identify with the cluster's member ids.
+  // docs/config.md: peers identify with the cluster's member ids.
   std::optional<std::pair<drop_reason, std::string>> check_identity(const frame_header& h) const {
     const std::string what = "dropped " + std::string(to_string(h.kind)) + " frame from node " +
                              std::to_string(h.from.value) + ": ";
     if (h.cluster_id != cluster_id) {
-      return std::pair{drop_reason::other_cluster,
-                       what + "cluster id " + std::to_string(h.cluster_id) + " is not ours (" +
-                           std::to_string(cluster_id) + ")"};
+      return std::pair{drop_reason::other_cluster, what + "cluster id " + hex(h.cluster_id) +
+                                                       " is not ours (" + hex(cluster_id) + ")"};
     }
     if (h.to != self) {
       return std::pair{drop_reason::not_for_us,
@@ -169,31 +198,79 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     auto it = peers.find(to);
     if (it == peers.end()) return false;
     peer& p = *it->second;
+    message m{kind, std::move(payload)};
+    m.large = m.payload.size() > options.chunk_bytes;
+    // A reply is for the life of the peer that asked (see the header essay).
+    if (kind == frame_kind::forward_response) m.to_incarnation = p.st.incarnation;
     std::uint64_t dropped = 0;
-    if (payload.size() <= options.chunk_bytes) {
-      p.small_bytes += payload.size();
-      p.small.push_back(small_message{kind, std::move(payload)});
-      while (p.small.size() > options.max_queue_frames || p.small_bytes > options.max_queue_bytes) {
-        p.small_bytes -= p.small.front().payload.size();
-        p.small.pop_front();
-        ++dropped;
+    if (m.large && p.large_count >= options.max_bulk_messages) {
+      const auto waiting = std::find_if(p.queue.begin(), p.queue.end(),
+                                        [](const message& q) { return q.large && !q.started; });
+      ++dropped;
+      if (waiting == p.queue.end()) {
+        note_dropped(p, dropped);
+        return false;  // only the message being written is queued (max_bulk_messages 1)
       }
-    } else {
-      if (p.bulk.size() >= options.max_bulk_messages) {
-        const auto waiting = std::find_if(p.bulk.begin(), p.bulk.end(),
-                                          [](const bulk_message& m) { return !m.started; });
-        ++dropped;
-        if (waiting == p.bulk.end()) {
-          note_dropped(p, dropped);
-          return false;  // only the message being written is queued (max_bulk_messages 1)
-        }
-        p.bulk.erase(waiting);
-      }
-      p.bulk.push_back(bulk_message{kind, std::move(payload)});
+      erase(p, waiting);
+    }
+    enqueue(p, std::move(m));
+    while (p.small_count > options.max_queue_frames || p.small_bytes > options.max_queue_bytes) {
+      // The oldest small message; never a started one (small ones are written whole).
+      erase(p, std::find_if(p.queue.begin(), p.queue.end(),
+                            [](const message& q) { return !q.large; }));
+      ++dropped;
     }
     note_dropped(p, dropped);
     p.wake.cancel();
     return true;
+  }
+
+  static void enqueue(peer& p, message m) {
+    if (m.large) {
+      ++p.large_count;
+      p.large_bytes += m.payload.size();
+    } else {
+      ++p.small_count;
+      p.small_bytes += m.payload.size();
+    }
+    p.queue.push_back(std::move(m));
+  }
+
+  // Removes one queued message, keeping the counters; `at` is not a started message.
+  static std::deque<message>::iterator erase(peer& p, std::deque<message>::iterator at) {
+    if (at->large) {
+      --p.large_count;
+      p.large_bytes -= at->payload.size();
+    } else {
+      --p.small_count;
+      p.small_bytes -= at->payload.size();
+    }
+    return p.queue.erase(at);
+  }
+
+  // The message at the front was written whole (or its last fragment was).
+  static void pop_written(peer& p) { erase(p, p.queue.begin()); }
+
+  // A hello from `p` announced `incarnation`. If it is a new life, the replies still queued
+  // for the previous one would only be dropped by the receiver: drop them now.
+  void learn_incarnation(peer& p, std::uint64_t incarnation_) {
+    const std::uint64_t before = std::exchange(p.st.incarnation, incarnation_);
+    if (before == 0 || before == incarnation_) return;
+    std::uint64_t dropped = 0;
+    for (auto it = p.queue.begin(); it != p.queue.end();) {
+      if (it->to_incarnation != 0 && it->to_incarnation != incarnation_ && !it->started) {
+        it = erase(p, it);
+        ++dropped;
+      } else {
+        ++it;
+      }
+    }
+    p.st.frames_dropped += dropped;
+    say(log_level::info,
+        "node " + std::to_string(p.st.id.value) + " restarted (new incarnation)" +
+            (dropped == 0 ? std::string()
+                          : ": dropped " + std::to_string(dropped) + " queued repl" +
+                                (dropped == 1 ? "y" : "ies") + " meant for its previous life"));
   }
 
   void note_dropped(peer& p, std::uint64_t dropped) {
@@ -211,8 +288,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         co_await p.resolver.async_resolve(address->host, address->port, nothrow);
     if (rerr || stopped) co_return rerr ? rerr : asio::error::operation_aborted;
     p.timer.expires_after(options.connect_timeout);
-    auto r = co_await (asio::async_connect(p.socket, endpoints, nothrow) ||
-                       p.timer.async_wait(nothrow));
+    auto r =
+        co_await (asio::async_connect(p.socket, endpoints, nothrow) || p.timer.async_wait(nothrow));
     if (r.index() == 1) {
       boost::system::error_code ignored;
       p.socket.close(ignored);
@@ -252,10 +329,11 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         p.st.connected = false;
         boost::system::error_code ignored;
         p.socket.close(ignored);
-        // A large message cut short starts again from its first fragment next time.
-        if (!p.bulk.empty()) {
-          p.bulk.front().offset = 0;
-          p.bulk.front().started = false;
+        // A large message cut short starts again from its first fragment next time, still
+        // ahead of everything sent after it.
+        if (!p.queue.empty() && p.queue.front().started) {
+          p.queue.front().offset = 0;
+          p.queue.front().started = false;
         }
         if (stopped) break;
         const bool short_lived = clock::now() - since < options.backoff_max;
@@ -288,35 +366,38 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     co_await asio::this_coro::throw_if_cancelled(false);
     std::string batch;
     // The hello goes first, in the same write as whatever is already queued.
-    append_frame(batch, header_to(p.st.id, frame_kind::hello, 0), {});
+    append_frame(batch, header_to(p.st.id, frame_kind::hello, 0), encode_hello(incarnation));
     for (;;) {
-      while (batch.empty() && p.small.empty() && p.bulk.empty()) {
+      while (batch.empty() && p.queue.empty()) {
         p.wake.expires_at(asio::steady_timer::time_point::max());
         co_await p.wake.async_wait(nothrow);
         if (stopped || cancelled(co_await asio::this_coro::cancellation_state)) co_return;
       }
+      // Whole messages from the front of the queue, up to max_batch_bytes; a large message
+      // at the front contributes one fragment and ends the batch: what is behind it waits
+      // for its last fragment (one order per peer).
       std::uint64_t messages = 0;
-      while (!p.small.empty() && batch.size() < options.max_batch_bytes) {
-        auto& m = p.small.front();
-        append_frame(batch, header_to(p.st.id, m.kind, 0), m.payload);
-        p.small_bytes -= m.payload.size();
-        p.small.pop_front();
-        ++messages;
-      }
-      // One fragment of the oldest large message per write, so the small frames queued
-      // meanwhile wait for at most one chunk.
       std::size_t piece = 0;
-      bool bulk_ends = false;
-      if (!p.bulk.empty()) {
-        auto& b = p.bulk.front();
-        piece = std::min(options.chunk_bytes, b.payload.size() - b.offset);
-        bulk_ends = b.offset + piece == b.payload.size();
+      bool fragment = false;
+      bool fragment_ends = false;
+      while (!p.queue.empty() && batch.size() < options.max_batch_bytes) {
+        message& m = p.queue.front();
+        if (!m.large) {
+          append_frame(batch, header_to(p.st.id, m.kind, 0, m.to_incarnation), m.payload);
+          pop_written(p);
+          ++messages;
+          continue;
+        }
+        piece = std::min(options.chunk_bytes, m.payload.size() - m.offset);
+        fragment_ends = m.offset + piece == m.payload.size();
         std::uint8_t flags = frame_flags::fragment;
-        if (b.offset == 0) flags |= frame_flags::first;
-        if (bulk_ends) flags |= frame_flags::last;
-        append_frame(batch, header_to(p.st.id, b.kind, flags),
-                     std::string_view(b.payload).substr(b.offset, piece));
-        b.started = true;
+        if (m.offset == 0) flags |= frame_flags::first;
+        if (fragment_ends) flags |= frame_flags::last;
+        append_frame(batch, header_to(p.st.id, m.kind, flags, m.to_incarnation),
+                     std::string_view(m.payload).substr(m.offset, piece));
+        m.started = true;
+        fragment = true;
+        break;
       }
       p.timer.expires_after(options.write_timeout);
       auto r = co_await (asio::async_write(p.socket, asio::buffer(batch), nothrow) ||
@@ -324,20 +405,21 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       if (r.index() == 1 || std::get<0>(std::get<0>(r))) {
         p.st.frames_dropped += messages;
         if (p.close_reason.empty()) {
-          p.close_reason = r.index() == 1 ? "write timed out"
-                                          : "write failed: " + std::get<0>(std::get<0>(r)).message();
+          p.close_reason = r.index() == 1
+                               ? "write timed out"
+                               : "write failed: " + std::get<0>(std::get<0>(r)).message();
         }
         co_return;
       }
       p.st.bytes_sent += batch.size();
       p.st.frames_sent += messages;
       batch.clear();
-      if (!p.bulk.empty() && p.bulk.front().started) {
-        // The front message cannot have been dropped or replaced while written: started
-        // messages are never dropped.
-        p.bulk.front().offset += piece;
-        if (bulk_ends) {
-          p.bulk.pop_front();
+      // The started message is still at the front: started messages are never dropped and
+      // nothing is put ahead of them; only stop() empties the queue meanwhile.
+      if (fragment && !p.queue.empty() && p.queue.front().started) {
+        p.queue.front().offset += piece;
+        if (fragment_ends) {
+          pop_written(p);
           ++p.st.frames_sent;
         }
       }
@@ -422,7 +504,15 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
                          ": it did not start with a hello");
             co_return;
           }
+          const auto its_incarnation = decode_hello(d.value.payload);
+          if (!its_incarnation) {
+            log_drop(drop_reason::bad_hello, h.from,
+                     "closing a connection from node " + std::to_string(h.from.value) +
+                         ": its hello does not carry an incarnation");
+            co_return;
+          }
           sender = h.from;
+          learn_incarnation(*peers.at(h.from), *its_incarnation);
           say(log_level::debug, "accepted a connection from node " + std::to_string(h.from.value));
         } else if (h.from != *sender) {
           log_drop(drop_reason::sender_changed, h.from,
@@ -434,6 +524,14 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         p.st.last_received = clock::now();
         p.st.bytes_received += d.consumed;
         if (h.kind == frame_kind::hello) continue;
+        if (h.to_incarnation != 0 && h.to_incarnation != incarnation) {
+          // Expected after a restart, not a fault: info, not warn.
+          log_drop(drop_reason::other_incarnation, h.from,
+                   "dropped " + std::string(to_string(h.kind)) + " frame from node " +
+                       std::to_string(h.from.value) + ": meant for a previous life of this node",
+                   log_level::info);
+          continue;
+        }
 
         if ((h.flags & frame_flags::fragment) == 0) {
           deliver(p, h.kind, std::string(d.value.payload));
@@ -477,8 +575,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
           asio::buffer(buf.data() + end, buf.size() - end), nothrow);
       if (ec) {
         if (sender && !stopped) {
-          say(log_level::debug, "connection from node " + std::to_string(sender->value) +
-                                    " closed: " + ec.message());
+          say(log_level::debug,
+              "connection from node " + std::to_string(sender->value) + " closed: " + ec.message());
         }
         co_return;
       }
@@ -516,7 +614,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     started = true;
     asio::co_spawn(executor, run_acceptor(), report("acceptor"));
     for (auto& [id, p] : peers) {
-      asio::co_spawn(executor, run_outbound(*p), report("connection to node " + std::to_string(id.value)));
+      asio::co_spawn(executor, run_outbound(*p),
+                     report("connection to node " + std::to_string(id.value)));
     }
   }
 
@@ -531,40 +630,43 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       p->resolver.cancel();
       p->wake.cancel();
       p->timer.cancel();
-      p->small.clear();
-      p->small_bytes = 0;
-      p->bulk.clear();
+      p->queue.clear();
+      p->small_count = p->small_bytes = p->large_count = p->large_bytes = 0;
     }
     for (auto& [key, socket] : inbound) socket->close(ignored);
   }
 
   peer_status status_of(const peer& p) const {
     peer_status s = p.st;
-    s.queued_frames = p.small.size() + p.bulk.size();
-    s.queued_bytes = p.small_bytes;
-    for (const auto& b : p.bulk) s.queued_bytes += b.payload.size();
+    s.queued_frames = p.queue.size();
+    s.queued_bytes = p.small_bytes + p.large_bytes;
     return s;
   }
 };
 
 peer_transport::peer_transport(asio::any_io_executor executor, raft::node_id self,
                                std::uint64_t cluster_id,
-                               std::map<raft::node_id, std::string> members,
-                               tcp::acceptor acceptor, frame_handler on_frame, logger log,
-                               peer_transport_options options)
+                               std::map<raft::node_id, std::string> members, tcp::acceptor acceptor,
+                               frame_handler on_frame, logger log, peer_transport_options options)
     : impl_(std::make_shared<impl>(std::move(executor), self, cluster_id, std::move(members),
                                    std::move(acceptor), std::move(on_frame), std::move(log),
                                    options)) {}
 
-peer_transport::~peer_transport() { stop(); }
+peer_transport::~peer_transport() {
+  stop();
+}
 
-void peer_transport::start() { impl_->start(); }
+void peer_transport::start() {
+  impl_->start();
+}
 
 bool peer_transport::send(raft::node_id to, frame_kind kind, std::string payload) {
   return impl_->send(to, kind, std::move(payload));
 }
 
-void peer_transport::stop() { impl_->stop(); }
+void peer_transport::stop() {
+  impl_->stop();
+}
 
 std::vector<peer_status> peer_transport::status() const {
   std::vector<peer_status> out;
@@ -579,14 +681,21 @@ std::optional<peer_status> peer_transport::status(raft::node_id peer) const {
   return impl_->status_of(*it->second);
 }
 
+std::uint64_t peer_transport::incarnation() const {
+  return impl_->incarnation;
+}
+
 tcp::endpoint peer_transport::local_endpoint() const {
   boost::system::error_code ec;
   return impl_->acceptor.local_endpoint(ec);
 }
 
-std::uint64_t peer_transport::derive_cluster_id(
-    const std::map<raft::node_id, std::string>& members) {
-  // FNV-1a over "id=address;" in id order: every node with the same list gets the same id.
+std::uint64_t peer_transport::derive_cluster_id(const std::map<raft::node_id, std::string>& members,
+                                                std::string_view token) {
+  // FNV-1a over "id=address;" in id order, then "token=<token>;" when there is a token:
+  // every node with the same list and token gets the same id, and no token gives the id
+  // of the member list alone (as before tokens existed). Not a secret and not a defence
+  // against a hostile peer (that is [tls]); it keeps apart clusters that share addresses.
   std::uint64_t h = 0xcbf29ce484222325ull;
   auto mix = [&h](std::string_view s) {
     for (unsigned char c : s) {
@@ -598,6 +707,11 @@ std::uint64_t peer_transport::derive_cluster_id(
     mix(std::to_string(id.value));
     mix("=");
     mix(address);
+    mix(";");
+  }
+  if (!token.empty()) {
+    mix("token=");
+    mix(token);
     mix(";");
   }
   return h == 0 ? 1 : h;

@@ -12,22 +12,41 @@
 //   supersede older ones, e.g. a heartbeat carries the latest commit index). Drops are
 //   counted in peer_status::frames_dropped.
 // - Messages written to a connection that then fails are lost, not retried.
-// - Small messages (payload <= chunk_bytes) to one peer arrive in the order sent.
-// - Large messages (snapshots) are sent as fragment frames of at most chunk_bytes, one
-//   fragment per write, with every small message queued meanwhile written between two
-//   fragments; so a heartbeat waits behind at most one fragment, and small messages sent
-//   after a large one may overtake it. At most max_bulk_messages large messages wait per
-//   peer (drop-oldest too; the one being written is finished first). A large message cut
-//   by a lost connection is sent again from its start on the next connection.
+// - One order per peer: the messages to one peer that arrive, arrive in the order sent,
+//   whatever their sizes. (A large Raft append overtaken by the small appends sent after it
+//   would make the follower reject them all for a gap and the leader fall back to probing.)
+// - Large messages (payload > chunk_bytes: big appends, snapshots) are sent as fragment
+//   frames of at most chunk_bytes, one fragment per write. The messages queued behind a
+//   large one wait until its last fragment is written: a heartbeat may wait behind a
+//   snapshot, which is the price of the order above. At most max_bulk_messages large
+//   messages wait per peer (drop-oldest too; the one being written is finished first). A
+//   large message cut by a lost connection is sent again from its start on the next
+//   connection, ahead of everything queued behind it.
 // - Outbound frames are gathered: one write carries every queued small frame (up to
 //   max_batch_bytes), so many small messages cost one system call.
 //
-// Identity (SPEC §7): every connection starts with a hello frame. The receiver drops any
+// Incarnations. Each transport draws a random incarnation when it is built (one per process
+// life) and announces it in its hellos. A reply (frame_kind::forward_response) is queued
+// tagged with the incarnation of its receiver as last announced to us, and written with it
+// in the frame header; a node drops a frame tagged with an incarnation other than its own.
+// The receiver's call ids start again after a restart, so a reply queued while it was down
+// and replayed on reconnect would otherwise answer a call of its next life. When a peer's
+// hello announces a new incarnation, the replies still queued for its previous life are
+// dropped at once (the receiver's check covers the reconnect that beats that hello). A reply
+// sent after the new hello was read is tagged with the new life even if it answers the old
+// one: the transport cannot know which call it answers, so the node's call ids must also
+// differ across its lives for that narrow case. Raft messages and forward requests are not
+// tagged: Raft copes with messages from or to an earlier life, and a request queued by this
+// node belongs to this node's current life, so its reply is wanted whichever life of the
+// peer answers it.
+//
+// Identity (docs/config.md): every connection starts with a hello frame. The receiver drops any
 // frame whose cluster id is not its own, whose sender is not a member (or is itself), whose
-// receiver is not itself, or whose sender differs from the connection's hello, and logs it
-// at most once per drop_log_interval per (reason, sender). A connection whose hello fails
-// these checks, or whose bytes do not decode, is closed. Inbound connections are bounded
-// (4 per member, plus 4): beyond that a new one is closed at once.
+// receiver is not itself, whose sender differs from the connection's hello, or that is meant
+// for another incarnation, and logs it at most once per drop_log_interval per (reason,
+// sender). A connection whose hello fails these checks, or whose bytes do not decode, is
+// closed. Inbound connections are bounded (4 per member, plus 4): beyond that a new one is
+// closed at once.
 //
 // Threading: everything runs on the io_context given at construction; no method is
 // thread-safe; handler and logger are called on that io_context and never after stop().
@@ -42,6 +61,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/log.h"
@@ -75,18 +95,22 @@ struct peer_transport_options {
 // One peer as this transport sees it, for status pages and last_contact_ms.
 struct peer_status {
   raft::node_id id;
-  std::string address;        // "host:port" from the member list
-  bool connected = false;     // our outbound connection is established
+  std::string address;     // "host:port" from the member list
+  bool connected = false;  // our outbound connection is established
   // Last frame received from this peer on any inbound connection; nullopt: never.
   std::optional<std::chrono::steady_clock::time_point> last_received;
-  std::uint64_t frames_sent = 0;     // messages written (a fragmented one counts once)
-  std::uint64_t bytes_sent = 0;      // bytes written, frame overhead included
-  std::uint64_t frames_received = 0; // messages delivered to the handler
-  std::uint64_t bytes_received = 0;  // bytes read from this peer's connections
-  std::uint64_t frames_dropped = 0;  // messages dropped by the queue bound or a failed write
-  std::uint64_t connects = 0;        // outbound connections established
-  std::size_t queued_frames = 0;     // messages waiting (small + large)
-  std::size_t queued_bytes = 0;      // their payload bytes
+  // The peer's incarnation from its latest hello; 0: never heard. Changes when it restarts.
+  std::uint64_t incarnation = 0;
+  std::uint64_t frames_sent = 0;      // messages written (a fragmented one counts once)
+  std::uint64_t bytes_sent = 0;       // bytes written, frame overhead included
+  std::uint64_t frames_received = 0;  // messages delivered to the handler
+  std::uint64_t bytes_received = 0;   // bytes read from this peer's connections
+  // Messages dropped by the queue bound, a failed write, or because they were replies meant
+  // for a previous life of the peer.
+  std::uint64_t frames_dropped = 0;
+  std::uint64_t connects = 0;     // outbound connections established
+  std::size_t queued_frames = 0;  // messages waiting (small + large)
+  std::size_t queued_bytes = 0;   // their payload bytes
 };
 
 class peer_transport {
@@ -96,7 +120,8 @@ class peer_transport {
   // logging, so e.g. [](log_level l, std::string s) { base::log(l, s); }.
   using logger = std::function<void(log_level, std::string)>;
   // A whole message (reassembled if it was fragmented) from member `from`.
-  using frame_handler = std::function<void(raft::node_id from, frame_kind kind, std::string payload)>;
+  using frame_handler =
+      std::function<void(raft::node_id from, frame_kind kind, std::string payload)>;
 
   // members: every member's peer address, this node included (its own entry is ignored);
   // acceptor: already bound and listening on this node's peer address (the caller binds so
@@ -125,10 +150,15 @@ class peer_transport {
   std::vector<peer_status> status() const;
   std::optional<peer_status> status(raft::node_id peer) const;
   boost::asio::ip::tcp::endpoint local_endpoint() const;
+  // This transport's incarnation (random, never 0), announced in its hellos.
+  std::uint64_t incarnation() const;
 
-  // The cluster id every node derives from the same member list: a hash of the sorted
-  // (id, peer address) pairs. Never 0.
-  static std::uint64_t derive_cluster_id(const std::map<raft::node_id, std::string>& members);
+  // The cluster id every bootstrap member derives alike: a hash of the sorted (id, peer
+  // address) pairs and the cluster token ([cluster] token; empty: none, which gives the id
+  // a member list alone gave before tokens existed). Never 0. A node persists it at its
+  // first start (app/cluster_id.h), so later edits of the list do not change it.
+  static std::uint64_t derive_cluster_id(const std::map<raft::node_id, std::string>& members,
+                                         std::string_view token = {});
 
  private:
   struct impl;

@@ -234,6 +234,17 @@ error lmdb_store::write_snapshot(const snapshot_meta& meta, std::string_view dat
   return {};
 }
 
+result<std::unique_ptr<snapshot_stream>> lmdb_store::open_snapshot_stream(
+    const snapshot_meta& meta) {
+  return impl_->snapshots.open_stream(meta);
+}
+
+void lmdb_store::snapshot_streamed(snapshot_info info) {
+  std::lock_guard lock(impl_->state_mutex);
+  if (!impl_->latest_snapshot || impl_->latest_snapshot->meta.index <= info.meta.index)
+    impl_->latest_snapshot = std::move(info);
+}
+
 std::optional<snapshot_info> lmdb_store::latest_snapshot() const {
   std::lock_guard lock(impl_->state_mutex);
   return impl_->latest_snapshot;

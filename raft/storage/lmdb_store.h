@@ -194,6 +194,12 @@ class lmdb_store {
   // the CALLER's thread; blocking, so call it off the io_context. Older snapshot files are
   // removed later, once a compaction at this index or above has committed.
   error write_snapshot(const snapshot_meta& meta, std::string_view data);
+  // The same file written as a stream (e.g. by a forked child that serialises the state):
+  // open here, append and finish anywhere, then report it with snapshot_streamed().
+  result<std::unique_ptr<snapshot_stream>> open_snapshot_stream(const snapshot_meta& meta);
+  // A file from open_snapshot_stream() is finished and durable: record it as write_snapshot
+  // does (latest_snapshot()). data_bytes: the size of its state-machine bytes.
+  void snapshot_streamed(snapshot_info info);
   // The newest snapshot known durable and valid (from load() or write_snapshot()).
   std::optional<snapshot_info> latest_snapshot() const;
   // Reads and verifies a snapshot file's state-machine bytes (e.g. to send InstallSnapshot).

@@ -39,11 +39,16 @@ std::optional<std::pair<index_t, term_t>> parse_snapshot_name(const std::string&
 }
 
 std::string encode_snapshot_header(const snapshot_meta& meta, std::string_view data) {
+  return encode_snapshot_header(meta, data.size(), base::crc32c(data));
+}
+
+std::string encode_snapshot_header(const snapshot_meta& meta, std::uint64_t data_len,
+                                   std::uint32_t data_crc) {
   std::string header;
   base::byte_writer h(header);
   write_meta_body(h, meta);
-  h.u64(data.size());
-  h.u32(base::crc32c(data));
+  h.u64(data_len);
+  h.u32(data_crc);
   std::string out(snapshot_magic);
   base::byte_writer w(out);
   w.u32(static_cast<std::uint32_t>(header.size()));
@@ -114,6 +119,80 @@ result<snapshot_info> snapshot_dir::write(const snapshot_meta& meta, std::string
     if (err = fsync_dir(dir_); !err.ok()) return {{}, err};
   }
   return {snapshot_info{meta, dst, data.size()}, {}};
+}
+
+result<std::unique_ptr<snapshot_stream>> snapshot_dir::open_stream(const snapshot_meta& meta) {
+  const std::string final_name = snapshot_file_name(meta);
+  fs::path tmp = dir_ / ("tmp-" + std::to_string(::getpid()) + "-" +
+                         std::to_string(tmp_counter_.fetch_add(1)) + "-" + final_name);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return {{}, errno_error(errno, "create " + tmp.string())};
+  const std::size_t header_bytes = encode_snapshot_header(meta, 0, 0).size();
+  return {std::make_unique<snapshot_stream>(fd, meta, dir_, std::move(tmp), dir_ / final_name,
+                                            fsync_, header_bytes),
+          {}};
+}
+
+snapshot_stream::snapshot_stream(int fd, snapshot_meta meta, fs::path dir, fs::path tmp,
+                                 fs::path dst, bool fsync, std::size_t header_bytes)
+    : fd_(fd),
+      meta_(std::move(meta)),
+      dir_(std::move(dir)),
+      tmp_(std::move(tmp)),
+      dst_(std::move(dst)),
+      fsync_(fsync),
+      header_bytes_(header_bytes) {}
+
+snapshot_stream::~snapshot_stream() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!finished_) ::unlink(tmp_.c_str());
+}
+
+bool snapshot_stream::append(std::string_view chunk) {
+  if (!err_.ok()) return false;
+  std::size_t done = 0;
+  while (done < chunk.size()) {
+    const ::ssize_t n = ::pwrite(fd_, chunk.data() + done, chunk.size() - done,
+                                 static_cast<::off_t>(header_bytes_ + bytes_ + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err_ = errno_error(n < 0 ? errno : EIO, "write " + tmp_.string());
+      return false;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  crc_ = base::crc32c(chunk, crc_);
+  bytes_ += chunk.size();
+  return true;
+}
+
+error snapshot_stream::finish() {
+  if (err_.ok() && bytes_ == 0) err_ = make_error(errc::io_error, "empty snapshot data");
+  if (err_.ok()) {
+    const std::string header = encode_snapshot_header(meta_, bytes_, crc_);
+    std::size_t done = 0;
+    while (err_.ok() && done < header.size()) {
+      const ::ssize_t n =
+          ::pwrite(fd_, header.data() + done, header.size() - done, static_cast<::off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        err_ = errno_error(n < 0 ? errno : EIO, "write " + tmp_.string());
+      } else {
+        done += static_cast<std::size_t>(n);
+      }
+    }
+  }
+  if (err_.ok() && fsync_ && ::fsync(fd_) != 0) err_ = errno_error(errno, "fsync " + tmp_.string());
+  if (fd_ >= 0 && ::close(fd_) != 0 && err_.ok())
+    err_ = errno_error(errno, "close " + tmp_.string());
+  fd_ = -1;
+  if (err_.ok() && ::rename(tmp_.c_str(), dst_.c_str()) != 0)
+    err_ = errno_error(errno, "rename to " + dst_.string());
+  if (!err_.ok()) return err_;
+  finished_ = true;
+  // The rename is durable only once the directory is.
+  if (fsync_) err_ = fsync_dir(dir_);
+  return err_;
 }
 
 std::vector<snapshot_file> snapshot_dir::list() const {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,6 +54,45 @@ std::optional<std::pair<index_t, term_t>> parse_snapshot_name(const std::string&
 
 // Everything of a file except the data bytes that follow it.
 std::string encode_snapshot_header(const snapshot_meta& meta, std::string_view data);
+// The same, for data of `data_len` bytes whose CRC-32C is `data_crc` (its size does not
+// depend on them, which lets snapshot_stream write the data first and the header last).
+std::string encode_snapshot_header(const snapshot_meta& meta, std::uint64_t data_len,
+                                   std::uint32_t data_crc);
+
+// One snapshot file written as a stream of state-machine bytes of unknown total size: the
+// data goes after a header-sized gap, and finish() writes the header into the gap, then
+// fsync, rename, directory fsync, exactly the file snapshot_dir::write makes. After the
+// open (snapshot_dir::open_stream), append() and finish() use only write/pwrite/fsync/
+// rename/open/close, so a forked child of a multi-threaded process may run them (its
+// parent then destroys its own copy, which only closes the descriptor: removing the tmp
+// file is a no-op once the child renamed it, and cleans up if the child failed).
+class snapshot_stream {
+ public:
+  snapshot_stream(int fd, snapshot_meta meta, std::filesystem::path dir,
+                  std::filesystem::path tmp, std::filesystem::path dst, bool fsync,
+                  std::size_t header_bytes);
+  ~snapshot_stream();
+  snapshot_stream(const snapshot_stream&) = delete;
+  snapshot_stream& operator=(const snapshot_stream&) = delete;
+
+  // false once a write failed (finish() then reports it).
+  bool append(std::string_view chunk);
+  error finish();
+  // The finished file (valid after finish() succeeded, in this process or in a child that
+  // used a copy of this object: then data_bytes is unknown here and reads 0).
+  snapshot_info info() const { return snapshot_info{meta_, dst_, bytes_}; }
+
+ private:
+  int fd_ = -1;
+  snapshot_meta meta_;
+  std::filesystem::path dir_, tmp_, dst_;
+  bool fsync_ = true;
+  std::size_t header_bytes_ = 0;
+  std::uint64_t bytes_ = 0;
+  std::uint32_t crc_ = 0;
+  error err_;
+  bool finished_ = false;
+};
 // A whole file's bytes, verified; `name` goes into the errors.
 result<parsed_snapshot> parse_snapshot_bytes(std::string_view bytes, const std::string& name);
 
@@ -68,6 +108,8 @@ class snapshot_dir {
 
   // Writes the file atomically (see above) on the caller's thread.
   result<snapshot_info> write(const snapshot_meta& meta, std::string_view data);
+  // Opens the tmp file of a snapshot written as a stream (snapshot_stream).
+  result<std::unique_ptr<snapshot_stream>> open_stream(const snapshot_meta& meta);
 
   // Every complete snapshot file by name, newest first.
   std::vector<snapshot_file> list() const;

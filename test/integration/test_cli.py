@@ -1,4 +1,4 @@
-"""The command line and process life cycle (SPEC §1.1): exit codes, check-config, the data-dir
+"""The command line and process life cycle (docs/config.md): exit codes, check-config, the data-dir
 lock, port in use, clean shutdown on SIGTERM/SIGINT and recovery of data across restarts."""
 
 import os

@@ -1,4 +1,4 @@
-"""The CS733 door of the real binary (SPEC §4): every command and reply, each error,
+"""The CS733 door of the real binary (docs/cs733.md): every command and reply, each error,
 noreply, pipelining, expiry reported by getm, malformed input with the connection kept in
 step, and on a 3-node cluster ERR_REDIRECT from followers to the leader's CS733 address."""
 

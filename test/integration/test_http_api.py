@@ -1,4 +1,4 @@
-"""The HTTP door of the real binary, one node, through Python's http.client (SPEC §5):
+"""The HTTP door of the real binary, one node, through Python's http.client (docs/http-api.md):
 every row of the API table and each error status, binary values, TTL and flags, CAS races,
 paging through 1,000 keys, keep-alive and pipelining, size limits, a slow-loris client timed
 out while others are served, /metrics checked by a parser of the Prometheus text format."""
@@ -140,7 +140,7 @@ class HttpApiTest(harness.TestCase):
     def tearDownClass(cls):
         cls.cluster.close()
 
-    # --- the table of SPEC §5 ------------------------------------------------------------
+    # --- the tables of docs/http-api.md -----------------------------------------------------
 
     def test_put_get_delete(self):
         status, headers, body = request(self.addr, "PUT", "/v1/kv/row1?flags=42", body=b"v1")

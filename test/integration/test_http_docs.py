@@ -4,8 +4,8 @@ and compares their output with the text of the document.
 Every ```console block is run, in order, on the same node. In a block, a line starting with
 `$ ` is a command (run with bash, with the documented address 127.0.0.1:8081 replaced by the
 node's); the lines up to the next command are its expected output. Only what cannot be the
-same from run to run is normalised before comparing: loopback ports, uptime and clock, and the
-accounted byte size of the store."""
+same from run to run is normalised before comparing: loopback ports, uptime and clock, the
+accounted byte size of the store and the process's memory."""
 
 import os
 import re
@@ -41,6 +41,7 @@ def normalise(text):
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
     text = re.sub(r'"(now_ms|uptime_s)": ?\d+', r'"\1": N', text)
     text = re.sub(r'"bytes": \d+', '"bytes": N', text)  # store accounting (kv object)
+    text = re.sub(r'"(rss_\w*bytes)": \d+', r'"\1": N', text)  # process memory
     return text
 
 

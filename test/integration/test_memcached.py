@@ -1,4 +1,4 @@
-"""The memcached door of the real binary through pymemcache and raw sockets (SPEC §3):
+"""The memcached door of the real binary through pymemcache and raw sockets (docs/memcached.md):
 every storage and retrieval command, noreply, multi-get order, pipelining, stats and
 version, max_connections refusal, and on a 3-node cluster the same commands through
 followers (writes forwarded, reads linearizable)."""
@@ -78,7 +78,7 @@ class OneNode(harness.TestCase):
         self.assertIsNone(c.cas("nocask", b"v", b"1", noreply=False))  # NOT_FOUND
         # cas unique 0 never matches.
         self.assertEqual(raw(self.addr, b"cas cask 0 0 1 0\r\nx\r\n", b"\r\n"), b"EXISTS\r\n")
-        # Every write changes the cas; touch keeps it (SPEC §2).
+        # Every write changes the cas; touch keeps it (docs/semantics.md).
         _, cas2 = c.gets("cask")
         self.assertNotEqual(cas, cas2)
         c.touch("cask", 100, noreply=False)

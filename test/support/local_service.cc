@@ -1,8 +1,8 @@
-#include "app/local_service.h"
+#include "test/support/local_service.h"
 
 #include <chrono>
 
-namespace app {
+namespace test_support {
 
 local_service::local_service(net::member_address self, net::limits limits,
                              kv::store_options store_options)
@@ -20,8 +20,8 @@ boost::asio::awaitable<net::write_reply> local_service::write(kv::command cmd) {
   co_return reply;
 }
 
-boost::asio::awaitable<net::service_error> local_service::read_barrier() {
-  co_return net::service_error::none;
+boost::asio::awaitable<net::kv_service::read_point> local_service::read_barrier() {
+  co_return read_point{net::service_error::none, now_ms()};
 }
 
 boost::asio::awaitable<std::optional<net::member_address>> local_service::wait_for_leader(
@@ -52,4 +52,4 @@ boost::asio::awaitable<net::service_error> local_service::take_snapshot() {
   co_return net::service_error::none;
 }
 
-}  // namespace app
+}  // namespace test_support

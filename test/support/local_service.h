@@ -1,6 +1,7 @@
-// A kv_service for a node that is alone and keeps nothing on disk: each write is given the
-// next index and applied at once. Used by tests of the doors; `raftkv serve` uses the
-// replicated node (app/node.h) for every cluster size, including one.
+// A test double: a kv_service for a node that is alone and keeps nothing on disk; each write
+// is given the next index and applied at once. Tests of the doors use it so that they need
+// only the net layer; `raftkv serve` uses the replicated node (app/node.h) for every cluster
+// size, including one.
 #pragma once
 
 #include <cstdint>
@@ -9,14 +10,14 @@
 #include "net/metrics.h"
 #include "net/service.h"
 
-namespace app {
+namespace test_support {
 
 class local_service final : public net::kv_service {
  public:
   local_service(net::member_address self, net::limits limits, kv::store_options store_options);
 
   boost::asio::awaitable<net::write_reply> write(kv::command cmd) override;
-  boost::asio::awaitable<net::service_error> read_barrier() override;
+  boost::asio::awaitable<read_point> read_barrier() override;
   boost::asio::awaitable<std::optional<net::member_address>> wait_for_leader(
       std::chrono::milliseconds wait) override;
   std::optional<net::member_address> leader() const override { return self_; }
@@ -37,4 +38,4 @@ class local_service final : public net::kv_service {
   std::uint64_t next_index_ = 1;
 };
 
-}  // namespace app
+}  // namespace test_support

@@ -1,0 +1,79 @@
+// kv::store as the Raft state machine (raft/interfaces.h): entries carry kv commands, results
+// go back encoded, and the leader stamps its clock into every command it proposes (SPEC §2:
+// every replica then judges expiry with the same "now" when it applies the entry).
+//
+// ## Snapshots without stopping the world
+//
+// Serialising the store takes about a second per 100 MB; done on the event loop it stalls
+// every request for that long. With `fork_snapshots`, start_snapshot() fork()s instead (as
+// Redis' BGSAVE does): the child's memory is a copy-on-write image of the store at exactly
+// applied_index(), so the parent returns at once and keeps applying while the child
+// streams kv::store::snapshot_to() into the snapshot file (raft::snapshot_writer: tmp file,
+// fsync, rename, directory fsync) and _exit()s. The bytes are those snapshot() would give
+// at that index, so replicas stay byte-identical. The parent's cost is the fork itself
+// (copying page tables: a few ms per GB) plus the pages the parent writes while the child
+// runs (each copied once).
+//
+// Threads and fork: only the calling thread exists in the child, and any lock another
+// thread held at the fork stays held there. The child therefore does nothing but read the
+// store, allocate (glibc makes malloc safe across fork) and make plain file calls; no
+// logging, no Asio, no LMDB. It reports an error line through a pipe and its exit status.
+// A thread of the parent waits for it, records the file with the log store (adopt()),
+// returns freed memory to the kernel (malloc_trim) and runs the completion. If fork fails
+// (e.g. no memory for the page tables) the snapshot is taken the old way, on the caller.
+#pragma once
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "kv/store.h"
+#include "raft/interfaces.h"
+
+namespace app {
+
+class kv_state_machine final : public raft::state_machine {
+ public:
+  // fork_snapshots: take snapshots in a forked child (production); else on the caller.
+  explicit kv_state_machine(kv::store& store, bool fork_snapshots = false)
+      : store_(store), fork_snapshots_(fork_snapshots) {}
+  // Waits for a snapshot child still running (its completion runs).
+  ~kv_state_machine() override;
+  kv_state_machine(const kv_state_machine&) = delete;
+  kv_state_machine& operator=(const kv_state_machine&) = delete;
+
+  // Normal entries: decode and apply (an undecodable one is skipped with a warning);
+  // noops: skipped. Returns kv::encode(result), or empty when nothing was applied.
+  std::string apply(const raft::entry& e) override;
+  raft::index_t applied_index() const override { return raft::index_t(store_.applied_index()); }
+  std::string snapshot() const override { return store_.snapshot(); }
+  bool restore(std::string_view bytes) override;
+  std::uint64_t state_bytes() const override { return store_.stats().bytes; }
+  void start_snapshot(const raft::snapshot_meta& meta, raft::log_store& logs,
+                      raft::snapshot_completion done) override;
+  // Waits until no snapshot child runs (tests, shutdown).
+  void wait_for_snapshot();
+  // Duration of the last fork() call in microseconds (0 before the first).
+  std::uint64_t last_fork_us() const { return last_fork_us_.load(); }
+  // Decodes, stamps it, re-encodes; nullopt when it does not decode. The stamp is now_ms but
+  // never earlier than any stamp applied or proposed here before (docs/semantics.md: stamps
+  // never go back, also across leader changes, whatever the new leader's clock says).
+  std::optional<std::string> prepare_proposal(std::string_view command,
+                                              std::int64_t now_ms) override;
+
+  // The latest leader stamp applied (0 before the first since start-up): a linearizable read
+  // judges expiry by the later of this and the leader's time of its ReadIndex answer.
+  std::int64_t last_applied_stamp_ms() const { return last_applied_stamp_ms_; }
+
+ private:
+  kv::store& store_;
+  bool fork_snapshots_ = false;
+  std::thread waiter_;  // waits for the snapshot child
+  std::atomic<std::uint64_t> last_fork_us_{0};
+  std::int64_t last_applied_stamp_ms_ = 0;
+  std::int64_t last_proposed_stamp_ms_ = 0;
+};
+
+}  // namespace app

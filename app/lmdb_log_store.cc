@@ -1,0 +1,123 @@
+#include "app/lmdb_log_store.h"
+
+#include <filesystem>
+
+#include "raft/storage/snapshot_stream.h"
+
+namespace app {
+
+namespace {
+
+raft::storage::submit_callback completion(raft::store_completion done) {
+  return [done = std::move(done)](const raft::storage::result<raft::storage::persisted>& r) {
+    done(r.err ? r.err.message : std::string());
+  };
+}
+
+}  // namespace
+
+void lmdb_log_store::submit(raft::persist_batch b, raft::store_completion done) {
+  if (b.install) {
+    // The file first (the record must never point at a snapshot that is not durable), then
+    // one transaction that records it and drops the whole stored log (paper §7).
+    const auto& meta = b.install->meta;
+    if (auto err = store_.write_snapshot(meta, *b.install->data)) {
+      done(err.message);
+      return;
+    }
+    raft::storage::batch replace;
+    replace.truncate_from = stored_snapshot_index_ + 1;
+    replace.compaction = meta;
+    stored_snapshot_index_ = meta.index;
+    // A failure here fails the store for good, so the batch below reports it.
+    store_.submit(std::move(replace), [](const auto&) {});
+  }
+  raft::storage::batch sb;
+  sb.truncate_from = b.truncate_from;
+  sb.entries = std::move(b.entries);
+  sb.compaction = b.compact;
+  sb.hard = b.hs;
+  if (b.compact) stored_snapshot_index_ = b.compact->index;
+  store_.submit(std::move(sb), completion(std::move(done)));
+}
+
+void lmdb_log_store::write_snapshot(raft::snapshot_meta meta,
+                                    std::shared_ptr<const std::string> data,
+                                    raft::store_completion done) {
+  // The replica writes one snapshot at a time: the previous thread has finished its work.
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
+  snapshot_thread_ =
+      std::thread([this, meta = std::move(meta), data = std::move(data), done = std::move(done)] {
+        auto err = store_.write_snapshot(meta, *data);
+        done(err ? err.message : std::string());
+      });
+}
+
+namespace {
+
+class stream_writer final : public raft::snapshot_writer {
+ public:
+  stream_writer(raft::storage::lmdb_store& store,
+                std::unique_ptr<raft::storage::snapshot_stream> stream)
+      : store_(store), stream_(std::move(stream)) {}
+
+  bool append(std::string_view chunk) override { return stream_->append(chunk); }
+  std::string finish() override {
+    auto err = stream_->finish();
+    return err.ok() ? std::string() : err.message;
+  }
+  std::string adopt() override {
+    // The file was finished by another process (or this one): learn its size from disk.
+    auto info = stream_->info();
+    std::error_code ec;
+    const auto file_bytes = std::filesystem::file_size(info.path, ec);
+    if (ec) return "snapshot file " + info.path.string() + ": " + ec.message();
+    if (info.data_bytes == 0) {
+      auto head = raft::storage::encode_snapshot_header(info.meta, 0, 0).size();
+      info.data_bytes = file_bytes > head ? file_bytes - head : 0;
+    }
+    store_.snapshot_streamed(std::move(info));
+    return {};
+  }
+
+ private:
+  raft::storage::lmdb_store& store_;
+  std::unique_ptr<raft::storage::snapshot_stream> stream_;
+};
+
+}  // namespace
+
+std::unique_ptr<raft::snapshot_writer> lmdb_log_store::open_snapshot_writer(
+    const raft::snapshot_meta& meta, std::string& error) {
+  auto opened = store_.open_snapshot_stream(meta);
+  if (!opened.ok()) {
+    error = opened.err.message;
+    return nullptr;
+  }
+  error.clear();
+  return std::make_unique<stream_writer>(store_, std::move(opened.value));
+}
+
+std::unique_ptr<raft::snapshot_source> lmdb_log_store::open_snapshot(
+    const raft::snapshot_meta& meta, std::string& error) {
+  // Every snapshot file lives beside the latest one; the core asks for the one it compacted
+  // to, which a newer file may already have joined.
+  const auto latest = store_.latest_snapshot();
+  if (!latest) {
+    error = "no snapshot file in storage";
+    return nullptr;
+  }
+  const auto path = latest->path.parent_path() / raft::storage::snapshot_file_name(meta);
+  auto opened = raft::storage::snapshot_file_source::open(path, meta);
+  if (!opened.ok()) {
+    error = opened.err.message;
+    return nullptr;
+  }
+  return std::move(opened.value);
+}
+
+void lmdb_log_store::close() {
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
+}
+
+}  // namespace app

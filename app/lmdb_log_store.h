@@ -1,0 +1,46 @@
+// raft::storage::lmdb_store as the replica's log store (raft/interfaces.h).
+//
+// Batches go to the LMDB writer thread unchanged in order; their completions run on that
+// thread (the replica posts them to its executor). A snapshot received from the leader
+// (persist_batch::install) is written to its file here, on the caller's thread, so that the
+// LMDB batch recording it follows every earlier batch in order and precedes every later one:
+// it is rare and bounded by the snapshot size. Local snapshot files (write_snapshot) are
+// written on a thread of their own, one at a time, while the node keeps serving. Snapshots
+// sent to followers are read from their files in chunks (open_snapshot).
+#pragma once
+
+#include <thread>
+
+#include "raft/interfaces.h"
+#include "raft/storage/lmdb_store.h"
+
+namespace app {
+
+class lmdb_log_store final : public raft::log_store {
+ public:
+  // stored_snapshot_index: the snapshot recorded in the store as loaded.
+  lmdb_log_store(raft::storage::lmdb_store& store, raft::index_t stored_snapshot_index)
+      : store_(store), stored_snapshot_index_(stored_snapshot_index) {}
+  ~lmdb_log_store() override { close(); }
+
+  void submit(raft::persist_batch b, raft::store_completion done) override;
+  void write_snapshot(raft::snapshot_meta meta, std::shared_ptr<const std::string> data,
+                      raft::store_completion done) override;
+  // The snapshot file of `meta` in the store's snapshot directory, read piecewise
+  // (raft/storage/snapshot_stream.h).
+  std::unique_ptr<raft::snapshot_source> open_snapshot(const raft::snapshot_meta& meta,
+                                                       std::string& error) override;
+  // A snapshot file streamed by the state machine (app/kv_state_machine.h writes it from a
+  // forked child): raft::storage::snapshot_stream behind raft::snapshot_writer.
+  std::unique_ptr<raft::snapshot_writer> open_snapshot_writer(const raft::snapshot_meta& meta,
+                                                              std::string& error) override;
+  // Waits for the snapshot thread. Idempotent.
+  void close();
+
+ private:
+  raft::storage::lmdb_store& store_;
+  raft::index_t stored_snapshot_index_;  // as submitted
+  std::thread snapshot_thread_;
+};
+
+}  // namespace app

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# State at scale on a 3-node raftkv cluster (loopback, fsync on, 100-byte values):
+#   1. bulk load of N items through ONE memcached connection streaming `set ... noreply`
+#      (batches of 1,000 closed by `version`), while a second connection does `get` round
+#      trips on the leader in a loop: items/s of the load, max and p99 of the gets (a
+#      snapshot that blocked the event loop shows up here);
+#   2. resident memory per item on every node (anonymous and file-backed, /proc/PID/status),
+#      against memcached -t 1 loaded with the same items through the same loader;
+#   3. restart of the whole cluster: seconds from launch until a leader answers a sample of
+#      1,000 keys and the last key loaded, then a full check that every item is readable.
+#
+#   bench/scale_bench.sh [build dir]            (default build/release)
+#
+# Needs <build dir>/app/raftkv, python3, curl; memcached for the comparison (skipped if
+# missing). Environment:
+#   ITEMS (1000000)    items to load;    VALUE_BYTES (100)
+#   FSYNC (true)       [raft] fsync;     BASE_PORT (31400)
+#   SCRATCH (/var/tmp) where the data dirs go
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build/release}
+RAFTKV=$BUILD/app/raftkv
+ITEMS=${ITEMS:-1000000}
+VALUE_BYTES=${VALUE_BYTES:-100}
+FSYNC=${FSYNC:-true}
+BASE_PORT=${BASE_PORT:-31400}
+SCRATCH=${SCRATCH:-/var/tmp}
+[ -x "$RAFTKV" ] || { echo "scale_bench: no $RAFTKV" >&2; exit 2; }
+command -v curl >/dev/null || { echo "scale_bench: curl is required" >&2; exit 2; }
+
+DIR=$(mktemp -d "$SCRATCH/raftkv-scale-bench.XXXXXX")
+declare -A node_pid=()
+mc_pid=""
+cleanup() {
+  # Only the processes this script started, by pid.
+  for p in "${node_pid[@]}" $mc_pid; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${node_pid[@]}" $mc_pid; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mc_port() { echo $((BASE_PORT + $1)); }
+cs_port() { echo $((BASE_PORT + 10 + $1)); }
+http_port() { echo $((BASE_PORT + 20 + $1)); }
+peer_port() { echo $((BASE_PORT + 30 + $1)); }
+MEMCACHED_PORT=$((BASE_PORT + 40))
+
+cat >"$DIR/tool.py" <<'PY'
+import socket, sys, time, random
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+def read_until(s, buf, marker):
+    while marker not in buf:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            raise SystemExit("connection closed")
+        buf += chunk
+    i = buf.index(marker) + len(marker)
+    return buf[:i], buf[i:]
+
+def load(port, items, value_bytes):
+    s = connect(port)
+    value = b"v" * value_bytes
+    buf = b""
+    start = time.time()
+    for first in range(0, items, 1000):
+        parts = [b"set item:%d 0 0 %d noreply\r\n%s\r\n" % (i, value_bytes, value)
+                 for i in range(first, min(items, first + 1000))]
+        parts.append(b"version\r\n")
+        s.sendall(b"".join(parts))
+        line, buf = read_until(s, buf, b"\r\n")
+        if not line.startswith(b"VERSION"):
+            raise SystemExit("load: unexpected reply %r" % line)
+    secs = time.time() - start
+    print("load_items=%d load_secs=%.2f items_per_s=%.0f" % (items, secs, items / secs))
+
+def probe(port, stop_file):
+    import os
+    s = connect(port)
+    s.sendall(b"set probe 0 0 1\r\nx\r\n")
+    buf = b""
+    _, buf = read_until(s, buf, b"\r\n")
+    rtts = []
+    while not os.path.exists(stop_file):
+        t = time.perf_counter()
+        s.sendall(b"get probe\r\n")
+        _, buf = read_until(s, buf, b"END\r\n")
+        rtts.append((time.perf_counter() - t) * 1000)
+        time.sleep(0.001)
+    rtts.sort()
+    p99 = rtts[int(len(rtts) * 0.99)] if rtts else 0
+    print("get_probes=%d get_p50_ms=%.3f get_p99_ms=%.3f get_max_ms=%.1f"
+          % (len(rtts), rtts[len(rtts) // 2] if rtts else 0, p99, rtts[-1] if rtts else 0))
+
+def check(port, items, keys):
+    # keys: "sample" (1,000 random + the last) or "all"; exit 0 when every one hits.
+    s = connect(port)
+    s.settimeout(2)
+    want = ([random.randrange(items) for _ in range(1000)] + [items - 1]
+            if keys == "sample" else range(items))
+    want = list(want)
+    buf = b""
+    hits = 0
+    for first in range(0, len(want), 100):
+        batch = want[first:first + 100]
+        s.sendall(b"get " + b" ".join(b"item:%d" % i for i in batch) + b"\r\n")
+        reply, buf = read_until(s, buf, b"END\r\n")
+        hits += reply.count(b"VALUE ")
+    print("checked=%d hits=%d" % (len(want), hits))
+    sys.exit(0 if hits == len(want) else 1)
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "load": load(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "probe": probe(int(sys.argv[2]), sys.argv[3])
+    elif cmd == "check": check(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+PY
+
+rss() {  # "anon_kB file_kB" of a pid
+  awk '/^RssAnon:/ {a=$2} /^RssFile:/ {f=$2} END {print a+0, f+0}' "/proc/$1/status"
+}
+
+start_node() {
+  local i=$1
+  "$RAFTKV" serve --config "$DIR/node$i/raftkv.toml" 2>>"$DIR/node$i/raftkv.log" &
+  node_pid[$i]=$!
+}
+
+leader() {  # id of the leader, or empty
+  for i in 1 2 3; do
+    if curl -fsS "http://127.0.0.1:$(http_port $i)/v1/status" 2>/dev/null | grep -q '"role":"leader"'; then
+      echo "$i"; return
+    fi
+  done
+}
+
+wait_leader() {
+  local deadline=$((SECONDS + 60)) l=""
+  while [ -z "$l" ]; do
+    [ $SECONDS -lt $deadline ] || { echo "scale_bench: no leader" >&2; exit 1; }
+    sleep 0.05
+    l=$(leader)
+  done
+  echo "$l"
+}
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# items=$ITEMS value_bytes=$VALUE_BYTES fsync=$FSYNC data dirs on $(df -T "$SCRATCH" | awk 'NR==2 {print $2}')"
+
+for i in 1 2 3; do
+  mkdir -p "$DIR/node$i"
+  {
+    printf '[node]\nid = %d\ndata_dir = "%s"\n\n' "$i" "$DIR/node$i/data"
+    printf '[listen]\nmemcached = "127.0.0.1:%d"\ncs733 = "127.0.0.1:%d"\nhttp = "127.0.0.1:%d"\npeer = "127.0.0.1:%d"\n' \
+      "$(mc_port $i)" "$(cs_port $i)" "$(http_port $i)" "$(peer_port $i)"
+    for j in 1 2 3; do
+      printf '\n[[cluster.member]]\nid = %d\npeer = "127.0.0.1:%d"\nmemcached = "127.0.0.1:%d"\ncs733 = "127.0.0.1:%d"\nhttp = "127.0.0.1:%d"\n' \
+        "$j" "$(peer_port $j)" "$(mc_port $j)" "$(cs_port $j)" "$(http_port $j)"
+    done
+    printf '\n[raft]\nfsync = %s\n\n[limits]\nmax_memory_mb = 8192\n' "$FSYNC"
+  } >"$DIR/node$i/raftkv.toml"
+  start_node "$i"
+done
+L=$(wait_leader)
+declare -A before=()
+for i in 1 2 3; do before[$i]=$(rss "${node_pid[$i]}"); done
+
+# ---------------------------------------------------------------- 1. load + gets on the leader
+python3 "$DIR/tool.py" probe "$(mc_port "$L")" "$DIR/stop" >"$DIR/probe.out" &
+probe_pid=$!
+python3 "$DIR/tool.py" load "$(mc_port "$L")" "$ITEMS" "$VALUE_BYTES"
+touch "$DIR/stop"
+wait "$probe_pid"
+cat "$DIR/probe.out"
+sleep 1  # let the followers apply the tail before measuring them
+echo "snapshots_during_load=$(grep -c 'written by a child' "$DIR/node$L/raftkv.log" || true) (leader)"
+grep -h 'written by a child' "$DIR/node$L/raftkv.log" | sed 's/^.*INFO  /# leader: /' || true
+
+# ---------------------------------------------------------------- 2. memory per item
+for i in 1 2 3; do
+  read -r a0 f0 <<<"${before[$i]}"
+  read -r a1 f1 <<<"$(rss "${node_pid[$i]}")"
+  awk -v i="$i" -v a0="$a0" -v a1="$a1" -v f0="$f0" -v f1="$f1" -v n="$ITEMS" 'BEGIN {
+    printf "node%d anon_rss_mb=%.0f file_rss_mb=%.0f anon_bytes_per_item=%.0f file_bytes_per_item=%.0f\n",
+      i, a1 / 1024, f1 / 1024, (a1 - a0) * 1024 / n, (f1 - f0) * 1024 / n }'
+done
+if command -v memcached >/dev/null; then
+  as_user=()
+  [ "$(id -u)" -ne 0 ] || as_user=(-u nobody)
+  memcached "${as_user[@]}" -t 1 -m 8192 -p "$MEMCACHED_PORT" -U 0 -l 127.0.0.1 &
+  mc_pid=$!
+  sleep 0.5
+  read -r a0 f0 <<<"$(rss "$mc_pid")"
+  python3 "$DIR/tool.py" load "$MEMCACHED_PORT" "$ITEMS" "$VALUE_BYTES" | sed 's/^/memcached /'
+  read -r a1 f1 <<<"$(rss "$mc_pid")"
+  awk -v a0="$a0" -v a1="$a1" -v n="$ITEMS" 'BEGIN {
+    printf "memcached anon_rss_mb=%.0f anon_bytes_per_item=%.0f\n", a1 / 1024, (a1 - a0) * 1024 / n }'
+  kill -TERM "$mc_pid"; wait "$mc_pid" 2>/dev/null || true; mc_pid=""
+else
+  echo "memcached: not installed; comparison skipped"
+fi
+
+# ---------------------------------------------------------------- 3. restart
+for i in 1 2 3; do kill -TERM "${node_pid[$i]}"; done
+for i in 1 2 3; do wait "${node_pid[$i]}" 2>/dev/null || true; done
+start=$(date +%s.%N)
+for i in 1 2 3; do start_node "$i"; done
+deadline=$((SECONDS + 120))
+while :; do
+  [ $SECONDS -lt $deadline ] || { echo "scale_bench: not readable after restart" >&2; exit 1; }
+  L=$(leader)
+  if [ -n "$L" ] && python3 "$DIR/tool.py" check "$(mc_port "$L")" "$ITEMS" sample >/dev/null 2>&1; then break; fi
+  sleep 0.05
+done
+end=$(date +%s.%N)
+awk -v s="$start" -v e="$end" 'BEGIN { printf "restart_to_readable_secs=%.2f\n", e - s }'
+python3 "$DIR/tool.py" check "$(mc_port "$L")" "$ITEMS" all | sed 's/^/full check after restart: /'
+grep -h "recovered in" "$DIR"/node*/raftkv.log | tail -3 | sed 's/^/# /'

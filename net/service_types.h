@@ -1,0 +1,110 @@
+// The plain types the doors and the node exchange: error codes, member addresses, limits,
+// write replies and the node's status. Standard library and kv only (no Asio), so the pure
+// protocol code (peer frames, forwarded requests) can use them; the service interface
+// itself, which needs coroutines, is in net/service.h.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kv/command.h"
+#include "raft/types.h"
+
+namespace net {
+
+// Why a request could not be served. Tells the client what to do next.
+enum class service_error : std::uint8_t {
+  none = 0,
+  not_leader,   // this node is not the leader (CS733: redirect)
+  no_leader,    // no leader known: retry later (HTTP 503, memcached SERVER_ERROR)
+  timeout,      // not committed within request_timeout_ms: outcome unknown (HTTP 504)
+  stopped,      // the node is shutting down
+  unavailable,  // storage failed (disk full, fsync error): writes refused
+  busy,         // this node has too many writes in flight: retry shortly (HTTP 503). Never
+                // sent between peers: it is decided where a write enters (app/node.cc)
+};
+
+// Short stable text for logs and error bodies, e.g. "no leader".
+std::string_view to_string(service_error e);
+
+// Advertised addresses of one cluster member (config [[cluster.member]]).
+struct member_address {
+  raft::node_id id;
+  std::string peer;  // "host:port", may be empty if not configured
+  std::string memcached;
+  std::string cs733;
+  std::string http;
+};
+
+// Size and time bounds every door enforces (config [limits]).
+struct limits {
+  std::size_t max_connections = 4096;
+  std::size_t max_key_bytes = 250;
+  std::size_t max_value_bytes = 1048576;
+  std::chrono::milliseconds request_timeout{5000};
+  // Client writes submitted through this node and not yet answered, node-wide (count and
+  // encoded bytes); beyond either a write fails at once with service_error::busy.
+  std::size_t max_writes_in_flight = 10000;
+  std::size_t max_write_bytes_in_flight = 64u << 20;
+};
+
+// Compares two secrets (a token, a password) in time that depends only on their lengths,
+// never on where they first differ, so response timing does not reveal a matching prefix.
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+struct write_reply {
+  service_error error = service_error::none;  // when not none, result is meaningless
+  kv::result result;
+};
+
+// One member as this node sees it (leader's view of match/next; 0 when unknown).
+struct member_status {
+  member_address address;
+  bool voter = true;
+  std::uint64_t match_index = 0;
+  std::uint64_t next_index = 0;
+  std::int64_t last_contact_ms = -1;  // ms since last message from it; -1 unknown
+  // Leader: the latest snapshot streamed to this member (state empty: none since start).
+  std::string snapshot_state;  // "sending", "done", "failed", "aborted"
+  std::uint64_t snapshot_index = 0;
+  std::uint64_t snapshot_bytes_acked = 0;
+  std::uint64_t snapshot_bytes_total = 0;
+  std::uint64_t snapshot_resends = 0;
+  std::int64_t snapshot_elapsed_ms = 0;  // since it started (to its end, once ended)
+  std::string snapshot_error;            // why it last resent, failed or was aborted
+};
+
+// A snapshot of this node's state for /v1/status, /metrics, memcached `stats`.
+struct node_status {
+  std::uint64_t id = 0;
+  std::string role;  // "leader", "follower", "candidate", "pre-candidate"
+  std::uint64_t term = 0;
+  std::uint64_t leader_id = 0;  // 0 = none known
+  std::uint64_t commit_index = 0;
+  std::uint64_t applied_index = 0;
+  std::uint64_t last_log_index = 0;
+  std::uint64_t snapshot_index = 0;
+  std::uint64_t leader_changes = 0;
+  std::uint64_t proposals_ok = 0;
+  std::uint64_t proposals_failed = 0;
+  std::string storage_error;  // empty when storage is healthy
+  // Snapshot streams this node ended as leader, by result; and one it is receiving.
+  std::uint64_t snapshot_transfers_done = 0;
+  std::uint64_t snapshot_transfers_failed = 0;
+  std::uint64_t snapshot_transfers_aborted = 0;
+  std::uint64_t receiving_snapshot_index = 0;  // 0: none
+  std::uint64_t receiving_snapshot_bytes = 0;
+  std::uint64_t receiving_snapshot_total = 0;
+  // Resident memory of the process (/proc/self/status): anonymous (heap: the store), file
+  // (mapped files: the LMDB map, binaries) and shared memory. 0 when unknown.
+  std::uint64_t rss_anon_bytes = 0;
+  std::uint64_t rss_file_bytes = 0;
+  std::uint64_t rss_shmem_bytes = 0;
+  std::vector<member_status> members;
+};
+
+}  // namespace net

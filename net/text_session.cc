@@ -1,0 +1,245 @@
+#include "net/text_session.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "base/log.h"
+#include "net/listener.h"
+
+namespace net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+constexpr auto wait_token = asio::as_tuple(asio::use_awaitable);
+
+// A broadcast wake-up for coroutines on one thread: wait() suspends until the next
+// notify_all(). The timer never expires (its expiry is set once and never changed: changing
+// it would cancel the waits); cancel() completes every pending wait. Waiters re-check their
+// condition in a loop, and there is no gap between a check and its wait on one thread, so
+// no wake-up is lost.
+class condition {
+ public:
+  explicit condition(const asio::any_io_executor& ex)
+      : timer_(ex, asio::steady_timer::time_point::max()) {}
+  auto wait() { return timer_.async_wait(wait_token); }
+  void notify_all() { timer_.cancel(); }
+
+ private:
+  asio::steady_timer timer_;
+};
+
+}  // namespace
+
+// The state shared by the reader (the session coroutine), the writer and the running
+// requests of one connection. Held by shared_ptr so that coroutine frames destroyed with
+// the io_context (never resumed) do not outlive it.
+struct text_connection {
+  struct slot {
+    std::string reply;
+    std::size_t bytes = 0;  // counted against pipeline_limits::max_bytes
+    bool done = false;      // reply complete
+    bool spilling = false;  // its call waits for the writer to take the partial reply
+  };
+
+  text_connection(tcp::socket& s, text_protocol& p, pipeline_limits l)
+      : socket(s),
+        protocol(p),
+        limits(l),
+        writer_wake(s.get_executor()),
+        progress(s.get_executor()) {}
+
+  slot& at(std::uint64_t seq) { return fifo[seq - head_seq]; }
+  bool full() const { return fifo.size() >= limits.max_requests || fifo_bytes >= limits.max_bytes; }
+
+  // Marks the slot at seq complete and wakes the writer.
+  void finish(std::uint64_t seq) {
+    slot& s = at(seq);
+    s.done = true;
+    s.spilling = false;
+    s.bytes += s.reply.size();
+    fifo_bytes += s.reply.size();
+    writer_wake.notify_all();
+  }
+
+  tcp::socket& socket;
+  text_protocol& protocol;
+  pipeline_limits limits;
+
+  // Slots of requests parsed and not yet written, in request order; the front one has
+  // sequence number head_seq. std::deque keeps references to elements valid across
+  // push_back and pop_front of other elements.
+  std::deque<slot> fifo;
+  std::uint64_t head_seq = 0;
+  std::uint64_t next_seq = 0;
+  std::size_t fifo_bytes = 0;
+  // Sequence numbers of requests not yet complete, by kind (the ordering rules).
+  std::set<std::uint64_t> open_writes;
+  std::set<std::uint64_t> open_reads;
+  std::size_t calls_running = 0;
+
+  bool reader_done = false;  // no more slots will be added
+  bool writer_done = false;
+  bool broken = false;  // a write failed: nothing more is sent
+
+  condition writer_wake;  // the writer waits here for filled slots / spills / the end
+  condition progress;     // others wait here: room, spill taken, request finished, writer done
+};
+
+std::string& reply_sink::text() {
+  return c_.at(seq_).reply;
+}
+
+asio::awaitable<bool> reply_sink::spill() {
+  if (c_.broken) co_return false;
+  if (c_.at(seq_).reply.size() < spill_bytes) co_return true;
+  c_.at(seq_).spilling = true;
+  c_.writer_wake.notify_all();
+  while (c_.at(seq_).spilling && !c_.broken) co_await c_.progress.wait();
+  co_return !c_.broken;
+}
+
+namespace {
+
+// Sends the replies of the slots at the head of the FIFO, in order, one gathered write per
+// batch of filled slots; ends once the reader is done and the FIFO is empty.
+asio::awaitable<void> write_replies(std::shared_ptr<text_connection> c) {
+  std::vector<std::string> batch;
+  std::vector<asio::const_buffer> buffers;
+  for (;;) {
+    batch.clear();
+    bool freed = false;
+    while (!c->fifo.empty()) {
+      auto& head = c->fifo.front();
+      if (head.done) {
+        if (!head.reply.empty()) batch.push_back(std::move(head.reply));
+        c->fifo_bytes -= head.bytes;
+        c->fifo.pop_front();
+        ++c->head_seq;
+        freed = true;
+        continue;
+      }
+      if (head.spilling) {
+        // The request at the head is still producing: send what it has so far.
+        batch.push_back(std::move(head.reply));
+        head.reply.clear();
+        head.spilling = false;
+        freed = true;
+      }
+      break;
+    }
+    if (freed) c->progress.notify_all();
+    if (!batch.empty() && !c->broken) {
+      buffers.clear();
+      for (const auto& b : batch) buffers.emplace_back(asio::buffer(b));
+      auto [ec, n] = co_await asio::async_write(c->socket, buffers, wait_token);
+      if (ec) {
+        c->broken = true;
+        // Fail the reader's pending wait too: nothing it reads can be answered.
+        boost::system::error_code ignored;
+        c->socket.shutdown(tcp::socket::shutdown_both, ignored);
+        c->progress.notify_all();
+      } else {
+        c->protocol.count_bytes_written(n);
+      }
+      continue;  // more slots may have been filled while writing
+    }
+    if (c->reader_done && c->fifo.empty()) break;
+    co_await c->writer_wake.wait();
+  }
+  c->writer_done = true;
+  c->progress.notify_all();
+}
+
+// Runs one request: waits for the ordering rule, runs the call, fills the slot.
+asio::awaitable<void> run_call(std::shared_ptr<text_connection> c, std::uint64_t seq, access order,
+                               std::function<asio::awaitable<void>(reply_sink&)> call) {
+  auto& mine = order == access::write ? c->open_writes : c->open_reads;
+  auto& other = order == access::write ? c->open_reads : c->open_writes;
+  while (!other.empty() && *other.begin() < seq) co_await c->progress.wait();
+  reply_sink sink(*c, seq);
+  try {
+    co_await call(sink);
+  } catch (const std::exception& e) {
+    base::log(base::log_level::error, "request failed: ", e.what());
+    sink.text() = c->protocol.internal_error_reply();
+  }
+  mine.erase(seq);
+  --c->calls_running;
+  c->finish(seq);
+  c->progress.notify_all();
+}
+
+}  // namespace
+
+asio::awaitable<void> run_text_session(tcp::socket& socket, text_protocol& protocol,
+                                       pipeline_limits limits) {
+  auto c = std::make_shared<text_connection>(socket, protocol, limits);
+  const auto ex = socket.get_executor();
+  asio::co_spawn(ex, write_replies(c), asio::detached);
+  input_buffer in;
+  bool closing = false;
+  try {
+    while (!closing && !c->broken) {
+      // Parse what has arrived, within the bounds.
+      while (!closing && !c->broken && !in.skipping()) {
+        if (c->full()) {
+          c->writer_wake.notify_all();
+          co_await c->progress.wait();
+          continue;
+        }
+        text_step step = protocol.parse(in.view());
+        if (step.what == text_step::kind::need_more) break;
+        const std::size_t consumed = std::min(step.consumed, in.size());
+        in.consume(consumed);
+        in.skip(step.discard);
+        const std::uint64_t seq = c->next_seq++;
+        c->fifo.emplace_back();
+        c->fifo.back().bytes = consumed;
+        c->fifo_bytes += consumed;
+        switch (step.what) {
+          case text_step::kind::close:
+            closing = true;
+            [[fallthrough]];
+          case text_step::kind::reply:
+            c->fifo.back().reply = std::move(step.reply);
+            c->finish(seq);
+            break;
+          case text_step::kind::call:
+            (step.order == access::write ? c->open_writes : c->open_reads).insert(seq);
+            ++c->calls_running;
+            asio::co_spawn(ex, run_call(c, seq, step.order, std::move(step.call)), asio::detached);
+            break;
+          case text_step::kind::need_more:
+            break;
+        }
+      }
+      if (closing || c->broken) break;
+      c->writer_wake.notify_all();
+      const std::size_t n = co_await in.read_some(socket);
+      if (n == 0) break;
+      protocol.count_bytes_read(n);
+    }
+  } catch (const std::exception& e) {
+    base::log(base::log_level::warn, "session ended: ", e.what());
+  }
+  // Let the writer finish what is queued, and every running request end: they reference
+  // the protocol, which lives in the caller's frame.
+  c->reader_done = true;
+  c->writer_wake.notify_all();
+  while (!c->writer_done || c->calls_running > 0) co_await c->progress.wait();
+}
+
+}  // namespace net

@@ -1,0 +1,277 @@
+// Snapshots taken in a forked child (app/kv_state_machine.h): the caller gets control back
+// long before the state is serialised, the file holds exactly the bytes snapshot() gives at
+// the index the snapshot was started at (whatever is applied afterwards), it restores
+// byte-identically, and lmdb_store::load() finds it after a restart.
+#define BOOST_TEST_MODULE app_snapshot
+#include <stdlib.h>
+
+#include <atomic>
+#include <boost/test/unit_test.hpp>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "app/kv_state_machine.h"
+#include "app/lmdb_log_store.h"
+#include "kv/store.h"
+#include "raft/storage/lmdb_store.h"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    std::string t = (fs::temp_directory_path() / "raftkv-app-snapshot-XXXXXX").string();
+    BOOST_REQUIRE(::mkdtemp(t.data()));
+    path = t;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+kv::store_options big_limits() {
+  kv::store_options o;
+  o.max_memory_bytes = 8ull << 30;
+  return o;
+}
+
+kv::command set_cmd(const std::string& key, std::string value, std::int64_t now) {
+  kv::command c;
+  c.kind = kv::op::set;
+  c.key = key;
+  c.value = std::move(value);
+  c.timestamp_ms = now;
+  return c;
+}
+
+// n items of 100-byte values, one entry each; returns the next free index.
+std::uint64_t fill(kv::store& s, std::uint64_t n, std::uint64_t index = 1, char fill_char = 'v') {
+  for (std::uint64_t i = 0; i < n; ++i, ++index) {
+    const auto r = s.apply(
+        index, set_cmd("key:" + std::to_string(i), std::string(100, fill_char), 1'700'000'000'000));
+    BOOST_REQUIRE(r.code == kv::status::stored);
+  }
+  return index;
+}
+
+std::unique_ptr<raft::storage::lmdb_store> open_store(const fs::path& dir) {
+  raft::storage::options o;
+  o.data_dir = dir;
+  o.log = [](raft::storage::log_level, std::string_view) {};
+  auto r = raft::storage::lmdb_store::open(std::move(o));
+  BOOST_REQUIRE_MESSAGE(r.store, "open failed: " << r.err.message);
+  return std::move(r.store);
+}
+
+raft::snapshot_meta meta_at(std::uint64_t index) {
+  raft::snapshot_meta m;
+  m.index = raft::index_t{index};
+  m.term = raft::term_t{1};
+  m.voters = {raft::node_id{1}};
+  return m;
+}
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+struct completion {
+  std::atomic<bool> done{false};
+  std::string error;
+  std::shared_ptr<const std::string> data;
+
+  raft::snapshot_completion fn() {
+    return [this](std::string e, std::shared_ptr<const std::string> d) {
+      error = std::move(e);
+      data = std::move(d);
+      done = true;
+    };
+  }
+  bool wait(std::chrono::seconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(2ms);
+    return done;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(snapshot_to_streams_the_same_bytes_in_chunks) {
+  kv::store s(big_limits());
+  fill(s, 30'000);  // ~4 MB: several chunks
+  const std::string whole = s.snapshot();
+  std::string joined;
+  std::size_t chunks = 0;
+  BOOST_TEST(s.snapshot_to([&](std::string_view c) {
+    joined.append(c);
+    ++chunks;
+    return true;
+  }));
+  BOOST_TEST(chunks > 2u);
+  BOOST_TEST((joined == whole));
+
+  // A sink that fails stops the serialisation at once.
+  std::size_t calls = 0;
+  BOOST_TEST(!s.snapshot_to([&](std::string_view) {
+    ++calls;
+    return false;
+  }));
+  BOOST_TEST(calls == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(forked_snapshot_returns_at_once_and_restores_byte_identically) {
+  temp_dir dir;
+  kv::store s(big_limits());
+  std::uint64_t next = fill(s, 400'000);
+  const std::uint64_t at = s.applied_index();
+
+  // What serialising on the caller costs (what the event loop used to pay).
+  const auto ser_start = std::chrono::steady_clock::now();
+  const std::string reference = s.snapshot();
+  const double serialise_ms = ms_since(ser_start);
+
+  {
+    auto lmdb = open_store(dir.path);
+    app::lmdb_log_store logs(*lmdb, raft::index_t{});
+    app::kv_state_machine sm(s, /*fork_snapshots=*/true);
+    completion c;
+    const auto call_start = std::chrono::steady_clock::now();
+    sm.start_snapshot(meta_at(at), logs, c.fn());
+    const double call_ms = ms_since(call_start);
+    BOOST_TEST_MESSAGE("serialise on the caller: " << serialise_ms
+                                                   << " ms; start_snapshot: " << call_ms
+                                                   << " ms; fork " << sm.last_fork_us() << " us");
+    // The caller keeps applying while the child writes: these writes must not appear.
+    for (int i = 0; i < 5'000; ++i, ++next)
+      s.apply(next, set_cmd("key:" + std::to_string(i), std::string(100, 'X'), 1'700'000'000'001));
+    BOOST_TEST(call_ms * 4 < serialise_ms);
+
+    BOOST_REQUIRE(c.wait(120s));
+    BOOST_TEST(c.error == "");
+    BOOST_TEST(!c.data);  // the bytes stay in the file
+    sm.wait_for_snapshot();
+
+    const auto latest = lmdb->latest_snapshot();
+    BOOST_REQUIRE(latest.has_value());
+    BOOST_TEST((latest->meta == meta_at(at)));
+    BOOST_TEST(latest->data_bytes == reference.size());
+    auto bytes = lmdb->read_snapshot(*latest);
+    BOOST_REQUIRE(bytes.ok());
+    BOOST_TEST((bytes.value == reference));
+
+    kv::store restored(big_limits());
+    BOOST_REQUIRE(restored.restore(bytes.value));
+    BOOST_TEST((restored.snapshot() == reference));
+    BOOST_TEST(restored.applied_index() == at);
+
+    // No tmp file is left behind.
+    for (const auto& de : fs::directory_iterator(dir.path / "snapshots"))
+      BOOST_TEST(de.path().filename().string().rfind("tmp-", 0) != 0);
+    logs.close();
+  }
+
+  // A restart finds the file the child wrote.
+  auto lmdb = open_store(dir.path);
+  auto loaded = lmdb->load();
+  BOOST_REQUIRE(loaded.ok());
+  BOOST_REQUIRE(loaded.value.snapshot.has_value());
+  BOOST_TEST((loaded.value.snapshot->meta == meta_at(at)));
+  BOOST_TEST((loaded.value.snapshot_data == reference));
+}
+
+BOOST_AUTO_TEST_CASE(snapshot_on_the_caller_writes_the_same_file) {
+  temp_dir dir;
+  kv::store s(big_limits());
+  fill(s, 2'000);
+  const std::string reference = s.snapshot();
+  auto lmdb = open_store(dir.path);
+  app::lmdb_log_store logs(*lmdb, raft::index_t{});
+  app::kv_state_machine sm(s, /*fork_snapshots=*/false);
+  completion c;
+  sm.start_snapshot(meta_at(s.applied_index()), logs, c.fn());
+  BOOST_REQUIRE(c.wait(60s));
+  BOOST_TEST(c.error == "");
+  BOOST_REQUIRE(c.data);
+  BOOST_TEST((*c.data == reference));
+  logs.close();
+  const auto latest = lmdb->latest_snapshot();
+  BOOST_REQUIRE(latest.has_value());
+  auto bytes = lmdb->read_snapshot(*latest);
+  BOOST_REQUIRE(bytes.ok());
+  BOOST_TEST((bytes.value == reference));
+}
+
+namespace {
+
+// A log store whose snapshot writer fails after `limit` bytes, as a full disk would.
+class failing_store final : public raft::log_store {
+ public:
+  explicit failing_store(std::uint64_t limit) : limit_(limit) {}
+  void submit(raft::persist_batch, raft::store_completion done) override { done("unused"); }
+  void write_snapshot(raft::snapshot_meta, std::shared_ptr<const std::string>,
+                      raft::store_completion done) override {
+    done("unused");
+  }
+  std::unique_ptr<raft::snapshot_source> open_snapshot(const raft::snapshot_meta&,
+                                                       std::string& error) override {
+    error = "none";
+    return nullptr;
+  }
+  std::unique_ptr<raft::snapshot_writer> open_snapshot_writer(const raft::snapshot_meta&,
+                                                              std::string& error) override {
+    error.clear();
+    return std::make_unique<writer>(limit_, adopted_);
+  }
+  bool adopted() const { return *adopted_; }
+
+ private:
+  struct writer final : raft::snapshot_writer {
+    writer(std::uint64_t limit, std::shared_ptr<bool> adopted)
+        : limit(limit), adopted(std::move(adopted)) {}
+    bool append(std::string_view c) override {
+      written += c.size();
+      return written <= limit;
+    }
+    std::string finish() override {
+      return written <= limit ? "" : "disk full: " + std::to_string(written) + " bytes";
+    }
+    std::string adopt() override {
+      *adopted = true;
+      return {};
+    }
+    std::uint64_t limit, written = 0;
+    std::shared_ptr<bool> adopted;
+  };
+  std::uint64_t limit_;
+  std::shared_ptr<bool> adopted_ = std::make_shared<bool>(false);
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_child_that_cannot_write_reports_its_error) {
+  kv::store s(big_limits());
+  fill(s, 20'000);
+  failing_store logs(1 << 20);
+  app::kv_state_machine sm(s, /*fork_snapshots=*/true);
+  completion c;
+  sm.start_snapshot(meta_at(s.applied_index()), logs, c.fn());
+  BOOST_REQUIRE(c.wait(60s));
+  BOOST_TEST(c.error.rfind("disk full: ", 0) == 0u, c.error);
+  BOOST_TEST(!logs.adopted());
+
+  // The same store with room enough: the child succeeds and the file is adopted.
+  failing_store roomy(1ull << 40);
+  completion ok;
+  sm.start_snapshot(meta_at(s.applied_index()), roomy, ok.fn());
+  BOOST_REQUIRE(ok.wait(60s));
+  BOOST_TEST(ok.error == "");
+  sm.wait_for_snapshot();
+  BOOST_TEST(roomy.adopted());
+}

@@ -1,0 +1,302 @@
+"""Process tests of HTTPS on the HTTP door, the admin token, and memcached 1.6's ASCII
+authentication (docs/config.md: [http], [memcached]; docs/http-api.md: 401).
+
+The memcached replies are compared byte for byte with the real memcached 1.6.18 started with
+-Y on the same auth file, one request per round trip (memcached 1.6.18 drops all but the last
+answer of a pipelined read in this mode; raftkv answers every request).
+"""
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+import harness
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TOKEN = "s3cret-admin-token-0123456789"
+
+
+def make_certs(directory):
+    subprocess.run([os.path.join(ROOT, "scripts", "make-certs.sh"), directory, "1"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class SecureNode(harness.Node):
+    """A node whose config gets extra TOML tables (cluster.extra)."""
+
+    def write_config(self):
+        super().write_config()
+        if self.cluster.extra:
+            with open(self.config_path, "a") as f:
+                f.write("\n" + self.cluster.extra + "\n")
+
+
+class SecureCluster(harness.Cluster):
+    node_class = SecureNode
+
+    def __init__(self, extra="", **kw):
+        self.extra = extra
+        super().__init__(**kw)
+
+
+def wait_port(addr, timeout=15.0):
+    harness.wait_until(lambda: harness.port_open(addr), timeout, what=f"{addr} open")
+
+
+def talk(addr, requests, timeout=5.0):
+    """Sends each request on one connection and reads its one-line answer (or b"" when the
+    server closes). Returns the list of answers."""
+    out = []
+    with socket.create_connection(addr, timeout=timeout) as s:
+        for r in requests:
+            s.sendall(r)
+            out.append(harness.recv_line_reply(s, timeout))
+    return out
+
+
+class Https(harness.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="raftkv-certs-")
+        make_certs(cls.tmp)
+        token_file = os.path.join(cls.tmp, "admin.token")
+        with open(token_file, "w") as f:
+            f.write(TOKEN + "\n")
+        extra = "\n".join([
+            "[http]",
+            f'tls_cert = "{cls.tmp}/http.pem"',
+            f'tls_key = "{cls.tmp}/http.key"',
+            f'admin_token_file = "{token_file}"',
+        ])
+        cls.cluster = SecureCluster(nodes=1, extra=extra)
+        cls.cluster.start_ready()
+        cls.node = cls.cluster.nodes[0]
+        cls.ctx = ssl.create_default_context(cafile=os.path.join(cls.tmp, "ca.pem"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def request(self, method, path, headers=None, ctx=None):
+        import http.client
+        conn = http.client.HTTPSConnection(self.node.http[0], self.node.http[1],
+                                           context=ctx or self.ctx, timeout=10)
+        try:
+            conn.request(method, path, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+    def test_https_serves_and_verifies_against_the_ca(self):
+        status, _, body = self.request("GET", "/v1/status")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["id"], 1)
+        # Keep-alive: two requests on one TLS connection.
+        import http.client
+        conn = http.client.HTTPSConnection(*self.node.http, context=self.ctx, timeout=10)
+        try:
+            for _ in range(2):
+                conn.request("GET", "/healthz")
+                r = conn.getresponse()
+                self.assertEqual(r.status, 200)
+                r.read()
+        finally:
+            conn.close()
+
+    def test_plain_http_gets_no_answer(self):
+        with socket.create_connection(self.node.http, timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                data = s.recv(4096)
+            except ConnectionResetError:
+                data = b""
+        self.assertFalse(data.startswith(b"HTTP/"), data)
+
+    def test_tls_1_1_is_refused(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(os.path.join(self.tmp, "ca.pem"))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        try:
+            ctx.set_ciphers("ALL:@SECLEVEL=0")
+        except ssl.SSLError:
+            pass
+        with socket.create_connection(self.node.http, timeout=10) as raw:
+            with self.assertRaises((ssl.SSLError, ConnectionResetError)):
+                with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    s.recv(10)
+        # Still serving afterwards.
+        self.assertEqual(self.request("GET", "/healthz")[0], 200)
+
+    def test_admin_token_401_401_200(self):
+        status, headers, body = self.request("POST", "/v1/admin/snapshot")
+        self.assertEqual(status, 401)
+        self.assertEqual(json.loads(body)["error"], "unauthorized")
+        self.assertTrue(headers.get("www-authenticate", "").startswith("Bearer"))
+        status, _, body = self.request("POST", "/v1/admin/snapshot",
+                                       {"Authorization": "Bearer not-the-token"})
+        self.assertEqual(status, 401)
+        self.assertEqual(json.loads(body)["error"], "unauthorized")
+        status, _, body = self.request("POST", "/v1/admin/snapshot",
+                                       {"Authorization": f"Bearer {TOKEN}"})
+        self.assertEqual(status, 200, body)
+        self.assertTrue(json.loads(body)["ok"])
+        # The check comes before routing: an admin path with bad parameters is still a 401.
+        status, _, _ = self.request("POST", "/v1/admin/transfer-leadership?to=x")
+        self.assertEqual(status, 401)
+        status, _, _ = self.request("POST", "/v1/members")
+        self.assertEqual(status, 401)
+        # Reads and the data API need no token.
+        self.assertEqual(self.request("GET", "/v1/status")[0], 200)
+        self.assertEqual(self.request("GET", "/v1/kv/nothing-here")[0], 404)
+        # The token is never logged.
+        self.assertNotIn(TOKEN, self.node.log())
+
+
+class ConfigErrors(harness.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="raftkv-cfg-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def run_binary(self, command, extra):
+        path = os.path.join(self.tmp, "c.toml")
+        with open(path, "w") as f:
+            f.write(f'[node]\nid = 1\ndata_dir = "{self.tmp}/data"\n\n'
+                    f'[listen]\nhttp = "127.0.0.1:{harness.free_port()}"\n\n{extra}\n')
+        return subprocess.run([harness.BINARY, command, "--config", path], capture_output=True,
+                              text=True, timeout=30)
+
+    def test_missing_cert_file_is_exit_2_naming_the_key(self):
+        r = self.run_binary("check-config", f'[http]\ntls_cert = "{self.tmp}/nope.pem"\n'
+                                            f'tls_key = "{self.tmp}/nope.key"\n')
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("http.tls_cert", r.stderr)
+
+    def test_cert_that_is_not_pem_is_exit_2_at_start(self):
+        for name in ("bad.pem", "bad.key"):
+            with open(os.path.join(self.tmp, name), "w") as f:
+                f.write("not a certificate\n")
+        r = self.run_binary("serve", f'[http]\ntls_cert = "{self.tmp}/bad.pem"\n'
+                                     f'tls_key = "{self.tmp}/bad.key"\n')
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("http.tls_cert", r.stderr)
+
+    def test_missing_token_file_and_auth_file(self):
+        r = self.run_binary("check-config", f'[http]\nadmin_token_file = "{self.tmp}/none"\n')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("http.admin_token_file", r.stderr)
+        r = self.run_binary("check-config", f'[memcached]\nauth_file = "{self.tmp}/none"\n')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("memcached.auth_file", r.stderr)
+
+    def test_check_config_never_prints_secrets(self):
+        token = os.path.join(self.tmp, "t")
+        with open(token, "w") as f:
+            f.write(TOKEN + "\n")
+        auth = os.path.join(self.tmp, "a")
+        with open(auth, "w") as f:
+            f.write("alice:pa55word\n")
+        r = self.run_binary("check-config", f'[http]\nadmin_token_file = "{token}"\n\n'
+                                            f'[memcached]\nauth_file = "{auth}"\n')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("admin_token_file", r.stdout)
+        self.assertNotIn(TOKEN, r.stdout)
+        self.assertNotIn("pa55word", r.stdout)
+
+
+# One request per round trip; each is compared with the real memcached's answer.
+AUTH_SEQUENCES = [
+    [b"get foo\r\n", b"version\r\n", b"set foo 0 0 3\r\nabc\r\n",
+     b"set x 0 0 12\r\nalice secret\r\n", b"set foo 0 0 3\r\nabc\r\n", b"get foo\r\n"],
+    [b"set x 0 0 11\r\nalice wrong\r\n", b"get foo\r\n", b"set x 0 0 7\r\nbob pw2\r\n",
+     b"get foo\r\n"],
+    [b"set x 0 0 5\r\nalice\r\n", b"stats\r\n", b"bogus\r\n", b"\r\n", b"mn\r\n",
+     b"add x 0 0 7\r\n", b"bob pw2\r\n"],
+    [b"set x 0 0 7\r\nbob:pw2\r\n", b"set x 0 0 8\r\nbob  pw2\r\n", b"get foo\r\n"],
+    [b"set x 5 0 7 noreply\r\nbob pw2\r\n", b"get foo\r\n"],
+    [b"set x 0 0 9\r\nbob pw2\r\n\r\n", b"set x 0 0 13\r\nbob pw2 extra\r\n"],
+    [b"set x 0 0 nine\r\n", b"set x 0 0\r\n", b"settle x 0 0 3\r\n", b"quit\r\n"],
+]
+
+
+class MemcachedAuth(harness.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="raftkv-auth-")
+        os.chmod(cls.tmp, 0o755)  # the reference memcached runs as nobody
+        cls.auth = os.path.join(cls.tmp, "memcached.auth")
+        with open(cls.auth, "w") as f:
+            f.write("alice:secret\nbob:pw2\n")
+        os.chmod(cls.auth, 0o644)
+        cls.cluster = SecureCluster(nodes=1, extra=f'[memcached]\nauth_file = "{cls.auth}"')
+        cls.cluster.start()
+        cls.node = cls.cluster.nodes[0]
+        wait_port(cls.node.memcached)
+        harness.wait_until(lambda: cls.node.status()["leader_id"] == 1, 15, what="leader")
+        cls.reference = None
+        memcached = shutil.which("memcached")
+        if memcached:
+            port = harness.free_port()
+            args = [memcached, "-p", str(port), "-U", "0", "-l", "127.0.0.1", "-Y", cls.auth]
+            if os.geteuid() == 0:
+                args += ["-u", "nobody"]
+            cls.reference_proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL,
+                                                  preexec_fn=harness._die_with_parent)
+            cls.reference = ("127.0.0.1", port)
+            wait_port(cls.reference)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.reference:
+            cls.reference_proc.kill()
+            cls.reference_proc.wait()
+        cls.cluster.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_unauthenticated_commands_are_refused(self):
+        self.assertEqual(talk(self.node.memcached, [b"get k\r\n", b"set k 0 0 1\r\nv\r\n"]),
+                         [b"CLIENT_ERROR unauthenticated\r\n",
+                          b"CLIENT_ERROR bad authentication token format\r\n"])
+
+    def test_authenticate_then_serve(self):
+        replies = talk(self.node.memcached, [b"set auth 0 0 12\r\nalice secret\r\n",
+                                             b"set k 0 0 1\r\nv\r\n", b"get k\r\n"])
+        self.assertEqual(replies, [b"STORED\r\n", b"STORED\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n"])
+        # Authentication is per connection.
+        self.assertEqual(talk(self.node.memcached, [b"get k\r\n"]),
+                         [b"CLIENT_ERROR unauthenticated\r\n"])
+
+    def test_pipelined_credential_then_commands(self):
+        with socket.create_connection(self.node.memcached, timeout=10) as s:
+            s.sendall(b"get p\r\nset a 0 0 7\r\nbob pw2\r\nset p 0 0 2\r\nhi\r\nget p\r\n")
+            data = harness.recv_until(s, b"END\r\n")
+        self.assertEqual(data, b"CLIENT_ERROR unauthenticated\r\nSTORED\r\nSTORED\r\n"
+                               b"VALUE p 0 2\r\nhi\r\nEND\r\n")
+
+    def test_long_line_without_newline_closes(self):
+        with socket.create_connection(self.node.memcached, timeout=10) as s:
+            s.sendall(b"x" * 2000)
+            self.assertEqual(harness.recv_until(s, b"\r\n", timeout=10), b"")
+
+    def test_same_replies_as_memcached(self):
+        if not self.reference:
+            self.skipTest("memcached is not installed")
+        for seq in AUTH_SEQUENCES:
+            with self.subTest(seq=seq):
+                expected = talk(self.reference, seq)
+                self.assertEqual(talk(self.node.memcached, seq), expected)
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,329 @@
+// The shared text connection loop (net/text_session.h) through the memcached and CS733
+// doors over loopback, against a kv_service double that holds writes back and completes a
+// batch in reverse order. It checks what pipelining promises: a connection's writes are all
+// in flight together (not one commit at a time), replies come back in request order
+// whatever order requests complete in, a read sees the connection's earlier writes (its
+// barrier starts only after they completed), noreply writes answer nothing, the per
+// connection bound holds, and a large multi-get is written out in pieces intact.
+#define BOOST_TEST_MODULE net_text_session
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/test/unit_test.hpp>
+#include <chrono>
+#include <deque>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kv/store.h"
+#include "net/cs733/session.h"
+#include "net/memcached/session.h"
+#include "net/metrics.h"
+#include "net/service.h"
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A kv_service whose writes wait until they are released. In `automatic` mode every write
+// proposed in one turn of the io_context is released together at the end of the turn (like
+// a replica that batches what was proposed between two ready() calls); otherwise the test
+// releases them. A released batch is applied in proposal order and its writers are woken
+// in reverse order, so requests complete out of order.
+class held_service final : public net::kv_service {
+ public:
+  explicit held_service(asio::io_context& io, bool automatic) : io_(io), automatic_(automatic) {
+    self_.id = raft::node_id(1);
+    self_.cs733 = "127.0.0.1:1";
+  }
+
+  asio::awaitable<net::write_reply> write(kv::command cmd) override {
+    cmd.timestamp_ms = now_ms();
+    auto w = std::make_shared<pending>(io_);
+    w->cmd = std::move(cmd);
+    held_.push_back(w);
+    max_held_ = std::max(max_held_, held_.size());
+    events_.push_back("write " + w->cmd.key);
+    if (automatic_ && !release_posted_) {
+      release_posted_ = true;
+      asio::post(io_, [this] {
+        release_posted_ = false;
+        release();
+      });
+    }
+    co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    events_.push_back("done " + w->cmd.key);
+    co_return w->reply;
+  }
+
+  // Applies every held write in order, then wakes them last first.
+  void release() {
+    auto batch = std::move(held_);
+    held_.clear();
+    if (!batch.empty()) ++batches_;
+    for (auto& w : batch) w->reply.result = store_.apply(next_index_++, w->cmd);
+    for (auto it = batch.rbegin(); it != batch.rend(); ++it) (*it)->timer.cancel();
+  }
+
+  asio::awaitable<std::optional<net::member_address>> wait_for_leader(
+      std::chrono::milliseconds) override {
+    co_return self_;
+  }
+  std::optional<net::member_address> leader() const override { return self_; }
+  bool is_leader() const override { return true; }
+  const net::limits& request_limits() const override { return limits_; }
+  net::node_status status() const override { return {}; }
+  net::metrics& metrics() override { return metrics_; }
+  asio::awaitable<net::service_error> transfer_leadership(raft::node_id) override {
+    co_return net::service_error::not_leader;
+  }
+  asio::awaitable<net::service_error> take_snapshot() override {
+    co_return net::service_error::none;
+  }
+
+  std::size_t held() const { return held_.size(); }
+  std::size_t max_held() const { return max_held_; }
+  std::size_t batches() const { return batches_; }
+  const std::vector<std::string>& events() const { return events_; }
+
+ protected:
+  asio::awaitable<read_point> read_barrier() override {
+    events_.push_back("barrier");
+    co_return read_point{net::service_error::none, now_ms()};
+  }
+  const kv::store& store() const override { return store_; }
+  std::int64_t now_ms() const override {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+  }
+
+ private:
+  struct pending {
+    explicit pending(asio::io_context& io) : timer(io, asio::steady_timer::time_point::max()) {}
+    kv::command cmd;
+    net::write_reply reply;
+    asio::steady_timer timer;
+  };
+
+  asio::io_context& io_;
+  bool automatic_;
+  bool release_posted_ = false;
+  net::member_address self_;
+  net::limits limits_;
+  kv::store store_;
+  net::metrics metrics_;
+  std::uint64_t next_index_ = 1;
+  std::vector<std::shared_ptr<pending>> held_;
+  std::size_t max_held_ = 0;
+  std::size_t batches_ = 0;
+  std::vector<std::string> events_;
+};
+
+// A memcached and a CS733 door on ephemeral ports, on their own io_context thread.
+struct fixture {
+  // Runs fn on the io thread and returns its result.
+  template <typename F>
+  auto on_io(F fn) {
+    std::promise<decltype(fn())> done;
+    asio::post(io, [&] {
+      if constexpr (std::is_void_v<decltype(fn())>) {
+        fn();
+        done.set_value();
+      } else {
+        done.set_value(fn());
+      }
+    });
+    return done.get_future().get();
+  }
+
+  explicit fixture(bool automatic = true, net::pipeline_limits pipeline = {})
+      : service(io, automatic),
+        mc(io, service, memcached_options(pipeline)),
+        cs(io, service, cs733_options(pipeline)) {
+    mc.listen("127.0.0.1", 0);
+    cs.listen("127.0.0.1", 0);
+    mc.start();
+    cs.start();
+    thread = std::thread([this] { io.run(); });
+  }
+  ~fixture() {
+    on_io([this] {
+      mc.stop();
+      cs.stop();
+      service.release();  // let held requests end
+    });
+    io.stop();
+    thread.join();
+  }
+
+  static net::memcached_options memcached_options(net::pipeline_limits p) {
+    net::memcached_options o;
+    o.version = "test";
+    o.pipeline = p;
+    return o;
+  }
+  static net::cs733_options cs733_options(net::pipeline_limits p) {
+    net::cs733_options o;
+    o.pipeline = p;
+    return o;
+  }
+
+  tcp::socket connect(std::uint16_t port) {
+    tcp::socket s(client_io);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    return s;
+  }
+
+  asio::io_context io;
+  held_service service;
+  net::memcached_server mc;
+  net::cs733_server cs;
+  std::thread thread;
+  asio::io_context client_io;
+};
+
+void send(tcp::socket& s, std::string_view bytes) {
+  asio::write(s, asio::buffer(bytes));
+}
+
+// Reads exactly n bytes.
+std::string receive(tcp::socket& s, std::size_t n) {
+  std::string out(n, '\0');
+  asio::read(s, asio::buffer(out));
+  return out;
+}
+
+std::string sets(int n, bool noreply) {
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    out += "set k" + std::to_string(i) + " 0 0 1" + (noreply ? " noreply" : "") + "\r\nv\r\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(pipelined_writes_are_in_flight_together) {
+  fixture f;
+  auto s = f.connect(f.mc.port());
+  const int n = 200;
+  send(s, sets(n, false));
+  std::string expected;
+  for (int i = 0; i < n; ++i) expected += "STORED\r\n";
+  BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
+  // A session that waited for each write before starting the next would never have more
+  // than one held, and would need n batches.
+  BOOST_CHECK_EQUAL(f.on_io([&] { return f.service.max_held(); }), std::size_t(n));
+  BOOST_CHECK_LT(f.on_io([&] { return f.service.batches(); }), std::size_t(n / 10));
+}
+
+BOOST_AUTO_TEST_CASE(replies_keep_request_order_when_requests_complete_out_of_order) {
+  fixture f;
+  auto s = f.connect(f.mc.port());
+  send(s, "set a 0 0 1\r\n1\r\nset b 0 0 1\r\n5\r\n");
+  BOOST_CHECK_EQUAL(receive(s, 16), "STORED\r\nSTORED\r\n");
+  // One write: four writes released as one batch and woken last first, a parse error, a
+  // bad data chunk (its 4 bytes "xyz\r" are dropped; the "\n" left is an empty line, ERROR,
+  // as in memcached) and an immediate reply between them.
+  send(s,
+       "incr a 1\r\nincr b 1\r\nbogus\r\nincr a 10\r\nset c 0 0 2\r\nxyz\r\nversion\r\n"
+       "delete b\r\n");
+  const std::string expected =
+      "2\r\n6\r\nERROR\r\n12\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\n"
+      "VERSION 1.6.18-raftkv-test\r\nDELETED\r\n";
+  BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
+}
+
+BOOST_AUTO_TEST_CASE(a_read_waits_for_the_connections_earlier_writes) {
+  fixture f;
+  auto s = f.connect(f.mc.port());
+  send(s, "set x 0 0 3\r\nnew\r\nget x\r\nset x 0 0 5\r\nnewer\r\n");
+  const std::string expected = "STORED\r\nVALUE x 0 3\r\nnew\r\nEND\r\nSTORED\r\n";
+  BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
+  // The barrier started after the earlier write completed, and the later write was not
+  // proposed before the read had finished (it would have overtaken it).
+  const auto events = f.on_io([&] { return f.service.events(); });
+  const std::vector<std::string> want = {"write x", "done x", "barrier", "write x", "done x"};
+  BOOST_CHECK_EQUAL_COLLECTIONS(events.begin(), events.end(), want.begin(), want.end());
+}
+
+BOOST_AUTO_TEST_CASE(noreply_writes_hold_a_place_and_answer_nothing) {
+  fixture f;
+  auto s = f.connect(f.mc.port());
+  send(s, sets(500, true) + "get k499\r\nversion\r\n");
+  const std::string expected = "VALUE k499 0 1\r\nv\r\nEND\r\nVERSION 1.6.18-raftkv-test\r\n";
+  BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
+  BOOST_CHECK_GT(f.on_io([&] { return f.service.max_held(); }), std::size_t(400));
+}
+
+BOOST_AUTO_TEST_CASE(the_connection_bound_stops_parsing) {
+  net::pipeline_limits bound;
+  bound.max_requests = 4;
+  fixture f(/*automatic=*/false, bound);
+  auto s = f.connect(f.mc.port());
+  const int n = 12;
+  send(s, sets(n, false));
+  std::string expected;
+  for (int i = 0; i < n; ++i) expected += "STORED\r\n";
+  // Release whatever is held until every reply has arrived.
+  std::string got;
+  s.non_blocking(true);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (got.size() < expected.size() && std::chrono::steady_clock::now() < deadline) {
+    f.on_io([&] { f.service.release(); });
+    char buf[256];
+    boost::system::error_code ec;
+    const std::size_t k = s.read_some(asio::buffer(buf), ec);
+    if (!ec) got.append(buf, k);
+    if (ec == asio::error::would_block) std::this_thread::sleep_for(1ms);  // polling a socket
+  }
+  BOOST_CHECK_EQUAL(got, expected);
+  BOOST_CHECK_EQUAL(f.on_io([&] { return f.service.max_held(); }), std::size_t(4));
+}
+
+BOOST_AUTO_TEST_CASE(a_large_multi_get_arrives_whole) {
+  fixture f;
+  auto s = f.connect(f.mc.port());
+  const std::string value(100 * 1000, 'z');
+  send(s, "set big 0 0 " + std::to_string(value.size()) + "\r\n" + value + "\r\n");
+  BOOST_CHECK_EQUAL(receive(s, 8), "STORED\r\n");
+  std::string get = "get";
+  for (int i = 0; i < 30; ++i) get += " big";
+  send(s, get + "\r\nversion\r\n");
+  std::string expected;
+  for (int i = 0; i < 30; ++i) expected += "VALUE big 0 100000\r\n" + value + "\r\n";
+  expected += "END\r\nVERSION 1.6.18-raftkv-test\r\n";
+  BOOST_CHECK(receive(s, expected.size()) == expected);
+}
+
+BOOST_AUTO_TEST_CASE(quit_answers_what_came_before_it_and_closes) {
+  fixture f;
+  auto s = f.connect(f.mc.port());
+  send(s, "set q 0 0 1\r\n1\r\nquit\r\nversion\r\n");
+  BOOST_CHECK_EQUAL(receive(s, 8), "STORED\r\n");
+  char byte;
+  boost::system::error_code ec;
+  asio::read(s, asio::buffer(&byte, 1), ec);
+  BOOST_CHECK(ec == asio::error::eof);
+}
+
+BOOST_AUTO_TEST_CASE(cs733_pipelines_the_same_way) {
+  fixture f;
+  auto s = f.connect(f.cs.port());
+  send(s,
+       "set a 0 1\r\nx\r\nset b 0 1 noreply\r\ny\r\nget a\r\nbad\r\ncas a 0 1 1\r\nz\r\n"
+       "getm b\r\n");
+  const std::string expected =
+      "OK 1\r\nVALUE 1\r\nx\r\nERR_CMD_ERR\r\nOK 3\r\nVALUE 2 0 1\r\ny\r\n";
+  BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
+}

@@ -1,0 +1,422 @@
+// Unit tests of the drive loop (raft/replica.h) over in-memory stores (test/sim/harness.h).
+#define BOOST_TEST_MODULE raft_replica
+#include <boost/test/unit_test.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "raft/replica.h"
+#include "test/sim/harness.h"
+
+using namespace raft;
+
+namespace {
+
+node_id n(std::uint64_t v) {
+  return node_id(v);
+}
+
+struct write_result {
+  std::optional<replica_error> error;
+  std::string result;
+};
+
+replica::write_callback into(write_result& r) {
+  return [&r](replica_error e, std::string result) {
+    r.error = e;
+    r.result = std::move(result);
+  };
+}
+
+template <typename T>
+std::size_t count(const std::vector<message>& ms, node_id to = no_node) {
+  std::size_t k = 0;
+  for (auto& m : ms)
+    if (std::holds_alternative<T>(m.body) && (to == no_node || m.to == to)) ++k;
+  return k;
+}
+
+struct cluster : sim::harness {
+  explicit cluster(int size, sim::harness_options o = {}) : sim::harness(size, o) {}
+  ~cluster() { BOOST_TEST(!invariant_broken.has_value(), invariant_broken.value_or("")); }
+  void elect(std::uint64_t id) {
+    BOOST_REQUIRE(sim::harness::elect(id));
+    tick_all(2);  // the leader's no-op commits
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(proposal_completes_only_after_commit) {
+  cluster cl(3);
+  cl.elect(1);
+  write_result w;
+  cl.rep(1).propose("x", cl.now() + 1000, into(w));
+  BOOST_TEST(!w.error);  // never from inside the call
+  cl.run(n(1));          // appended and persisted locally, replication sent, nothing acked
+  BOOST_TEST(!w.error);
+  cl.deliver();
+  BOOST_REQUIRE(w.error);
+  BOOST_TEST((*w.error == replica_error::none));
+  const auto index = cl[1].last_index();
+  BOOST_TEST(w.result == "applied@" + std::to_string(index.value) + ":x");
+  BOOST_TEST((cl[1].commit_index() == index));
+  BOOST_TEST(cl.rep(1).status().proposals_ok == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(leader_stamps_its_clock_into_proposals) {
+  cluster cl(3);
+  cl.elect(1);
+  write_result w;
+  cl.rep(1).propose("x", cl.now() + 1000, into(w));
+  cl.deliver();
+  BOOST_TEST(cl.at(1).sm->last_stamp == 1'700'000'000'000 + cl.now());
+  // An undecodable command is refused by the state machine, never proposed.
+  write_result bad;
+  const auto last = cl[1].last_index();
+  cl.rep(1).propose("", cl.now() + 1000, into(bad));
+  cl.deliver();
+  BOOST_REQUIRE(bad.error);
+  BOOST_TEST((*bad.error == replica_error::rejected));
+  BOOST_TEST((cl[1].last_index() == last));
+}
+
+BOOST_AUTO_TEST_CASE(follower_forwards_a_write_to_the_leader) {
+  cluster cl(3);
+  cl.elect(1);
+  write_result w;
+  cl.rep(2).propose("via-2", cl.now() + 1000, into(w));
+  cl.run(n(2));
+  BOOST_REQUIRE(!cl.queue.empty());
+  BOOST_TEST(std::holds_alternative<forward_request>(cl.queue.back().body));
+  cl.deliver();
+  BOOST_REQUIRE(w.error);
+  BOOST_TEST((*w.error == replica_error::none));
+  BOOST_TEST(cl.at(1).sm->entries.back().data == "via-2");
+  BOOST_TEST(w.result == "applied@" + std::to_string(cl[1].last_index().value) + ":via-2");
+}
+
+BOOST_AUTO_TEST_CASE(forward_is_retried_with_the_next_leader) {
+  cluster cl(3);
+  cl.elect(1);
+  cl.isolate(1);
+  write_result w;
+  cl.rep(2).propose("retry-me", cl.now() + 5000, into(w));
+  cl.deliver();  // the forward to node 1 is lost
+  BOOST_TEST(!w.error);
+  for (int k = 0; k < 100 && !w.error; ++k) cl.tick_all(1);
+  BOOST_REQUIRE(w.error);
+  BOOST_TEST((*w.error == replica_error::none));
+  auto l = cl.leader();
+  BOOST_REQUIRE(l.has_value());
+  BOOST_TEST((*l != n(1)));
+  BOOST_TEST(cl.at(l->value).sm->entries.back().data == "retry-me");
+}
+
+BOOST_AUTO_TEST_CASE(write_without_leader_times_out_with_no_leader) {
+  cluster cl(3);
+  write_result w;
+  cl.rep(2).propose("x", cl.now() + 100, into(w));
+  cl.run(n(2));
+  cl.isolate(1);
+  cl.isolate(2);
+  cl.isolate(3);
+  for (int k = 0; k < 20 && !w.error; ++k) cl.tick_all(1);
+  BOOST_REQUIRE(w.error);
+  BOOST_TEST((*w.error == replica_error::no_leader));
+}
+
+BOOST_AUTO_TEST_CASE(reads_queued_meanwhile_share_one_round) {
+  cluster cl(3);
+  cl.elect(1);
+  int done = 0;
+  auto ok = [&done](replica_error e) { done += e == replica_error::none; };
+  // Five reads in one turn of the executor: one round.
+  for (int k = 0; k < 5; ++k) cl.rep(1).read(cl.now() + 1000, ok);
+  cl.deliver();
+  BOOST_TEST(done == 5);
+  BOOST_TEST(cl.at(1).reads.size() == 1u);
+  // One read starts a round; three more while it is in flight share the next one.
+  cl.rep(1).read(cl.now() + 1000, ok);
+  cl.run(n(1));
+  for (int k = 0; k < 3; ++k) cl.rep(1).read(cl.now() + 1000, ok);
+  cl.run(n(1));
+  BOOST_TEST(done == 5);  // nothing confirmed yet
+  cl.deliver();
+  BOOST_TEST(done == 9);
+  BOOST_TEST(cl.at(1).reads.size() == 3u);
+  // Through a follower too (the core forwards the ReadIndex to the leader).
+  cl.rep(2).read(cl.now() + 1000, ok);
+  cl.deliver();
+  BOOST_TEST(done == 10);
+  BOOST_TEST((cl.at(2).sm->applied_index() >= cl[1].commit_index()));
+}
+
+BOOST_AUTO_TEST_CASE(read_waits_until_the_read_index_is_applied) {
+  cluster cl(3);
+  cl.elect(1);
+  // A write commits through nodes 1 and 3 while node 2 hears nothing.
+  cl.cut.insert({n(1), n(2)});
+  write_result w;
+  cl.rep(1).propose("x", cl.now() + 1000, into(w));
+  cl.deliver();
+  BOOST_REQUIRE((w.error && *w.error == replica_error::none));
+  const auto commit = cl[1].commit_index();
+  BOOST_REQUIRE((cl.at(2).sm->applied_index() < commit));
+  cl.heal();
+  // A read through node 2: the leader confirms it at `commit`, but the entries that would
+  // let node 2 apply up to there are held back.
+  int done = 0;
+  cl.rep(2).read(cl.now() + 1000, [&](replica_error e) {
+    done += e == replica_error::none;
+    BOOST_TEST((cl.at(2).sm->applied_index() >= commit));
+  });
+  cl.run(n(2));
+  std::deque<sim::harness::wire> held;
+  for (int guard = 0; guard < 1000 && !cl.queue.empty(); ++guard) {
+    auto m = std::move(cl.queue.front());
+    cl.queue.pop_front();
+    auto* msg = std::get_if<message>(&m.body);
+    if (msg && m.to == n(2) && std::holds_alternative<append_request>(msg->body)) {
+      held.push_back(std::move(m));
+      continue;
+    }
+    BOOST_REQUIRE(msg);
+    cl.rep(m.to.value).step(*msg);
+    cl.run(m.to);
+  }
+  BOOST_TEST(cl.at(2).reads.size() == 1u);  // confirmed at the leader's commit index
+  BOOST_TEST((cl.at(2).reads[0].index >= commit));
+  BOOST_TEST(done == 0);  // but not applied here yet
+  for (auto& m : held) cl.queue.push_back(std::move(m));
+  cl.deliver();
+  BOOST_TEST(done == 1);
+}
+
+BOOST_AUTO_TEST_CASE(snapshot_every_n_applied_entries_compacts_the_log) {
+  sim::harness_options o;
+  o.snapshot_entries = 5;
+  cluster cl(3, o);
+  cl.elect(1);
+  for (int k = 0; k < 12; ++k) {
+    write_result w;
+    cl.rep(1).propose("v" + std::to_string(k), cl.now() + 1000, into(w));
+    cl.deliver();
+  }
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    const auto& d = cl.at(id).store->state();
+    BOOST_REQUIRE(d.snapshot.has_value());
+    BOOST_TEST(d.snapshot->index.value >= 10u);
+    BOOST_TEST((cl[id].snapshot_index() == d.snapshot->index));
+    BOOST_TEST(d.log.begin()->first == d.snapshot->index.value + 1);
+    BOOST_TEST(*d.file_data == "snapshot@" + std::to_string(d.file_meta->index.value));
+  }
+  // A restart recovers from the snapshot and applies only what follows it.
+  const auto commit = cl[2].commit_index();
+  cl.crash_and_restart(n(2));
+  BOOST_TEST((cl.at(2).sm->applied_index() == commit));
+  BOOST_TEST(cl.at(2).sm->entries.size() ==
+             commit.value - cl.at(2).store->state().snapshot->index.value);
+  // take_snapshot with nothing new answers at once.
+  std::optional<replica_error> snap;
+  cl.rep(1).take_snapshot([&](replica_error e) { snap = e; });
+  cl.run(n(1));
+  BOOST_TEST((snap && *snap == replica_error::none));
+}
+
+BOOST_AUTO_TEST_CASE(recovery_applies_the_committed_log_through_the_one_apply_path) {
+  cluster cl(3);
+  cl.elect(1);
+  for (int k = 0; k < 7; ++k) {
+    write_result w;
+    cl.rep(1).propose("r" + std::to_string(k), cl.now() + 1000, into(w));
+    cl.deliver();
+  }
+  cl.tick_all(2);  // followers learn the last commit index and persist it
+  const auto commit = cl.at(3).store->state().hs.commit;
+  BOOST_REQUIRE(commit.value >= 8u);
+  cl.crash_and_restart(n(3));
+  // Applied before anything else happened: every committed entry from the stored log.
+  BOOST_TEST((cl.at(3).sm->applied_index() == commit));
+  BOOST_TEST(cl.at(3).sm->entries.size() == commit.value);
+  BOOST_TEST(cl.at(3).sm->entries.back().data == "r6");
+}
+
+BOOST_AUTO_TEST_CASE(acknowledgements_wait_for_the_batch_to_be_durable) {
+  for (bool mutation : {false, true}) {
+    sim::harness_options o;
+    o.unsafe_ack_before_persist = mutation;
+    cluster cl(3, o);
+    cl.elect(1);
+    cl.auto_persist = false;
+    cl[1].propose("x");
+    cl.process(n(1));
+    cl.at(2).sent.clear();
+    // Deliver the append to node 2 only.
+    std::deque<sim::harness::wire> rest;
+    while (!cl.queue.empty()) {
+      auto w = std::move(cl.queue.front());
+      cl.queue.pop_front();
+      if (w.to == n(2)) {
+        cl.rep(2).step(std::get<message>(w.body));
+        cl.run(n(2));
+      }
+    }
+    BOOST_TEST(cl.at(2).store->pending() > 0u);
+    // Correct loop: no acknowledgement before the write is durable. The mutation sends it.
+    BOOST_TEST(count<append_response>(cl.at(2).sent) == (mutation ? 1u : 0u));
+    cl.at(2).store->complete_all();
+    cl.run(n(2));
+    BOOST_TEST(count<append_response>(cl.at(2).sent) == 1u);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(storage_error_stops_acknowledgements_and_writes) {
+  cluster cl(3);
+  cl.elect(1);
+  cl.at(2).store->fail("disk full: no space left on device");
+  cl.at(2).sent.clear();
+  write_result w;
+  cl.rep(1).propose("x", cl.now() + 1000, into(w));
+  cl.deliver();
+  // Node 3 acknowledges, so the write commits; node 2 acknowledges nothing any more.
+  BOOST_TEST((w.error && *w.error == replica_error::none));
+  BOOST_TEST(count<append_response>(cl.at(2).sent) == 0u);
+  BOOST_TEST(cl.rep(2).storage_error() == "disk full: no space left on device");
+  BOOST_TEST(cl.rep(2).status().storage_error == cl.rep(2).storage_error());
+  write_result refused;
+  cl.rep(2).propose("y", cl.now() + 1000, into(refused));
+  cl.run(n(2));
+  BOOST_REQUIRE(refused.error);
+  BOOST_TEST((*refused.error == replica_error::unavailable));
+  // Heartbeats keep coming; still no acknowledgement of any kind that promises storage.
+  cl.tick_all(5);
+  BOOST_TEST(count<append_response>(cl.at(2).sent) == 0u);
+  BOOST_TEST(count<vote_response>(cl.at(2).sent) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(call_ids_differ_across_restarts_and_stale_replies_are_dropped) {
+  cluster cl(3);
+  cl.elect(1);
+  // Node 2 forwards a write; the leader's reply is held back.
+  cl.cut.insert({n(1), n(2)});
+  write_result w;
+  cl.rep(2).propose("x", cl.now() + 1000, into(w));
+  cl.run(n(2));
+  BOOST_REQUIRE(std::holds_alternative<forward_request>(cl.queue.back().body));
+  const auto first_life = std::get<forward_request>(cl.queue.back().body).call_id;
+  const auto boot1 = cl.at(2).boot;
+  BOOST_TEST((first_life >> 32) == boot1);
+  cl.deliver();  // the reply to node 2 is cut
+  cl.crash_and_restart(n(2));
+  cl.heal();
+  BOOST_TEST(cl.at(2).boot != boot1);
+  cl.tick_all(3);  // it learns who leads
+  // Its next life forwards a write of its own; the old life's reply arrives meanwhile.
+  write_result w2;
+  cl.rep(2).propose("y", cl.now() + 1000, into(w2));
+  cl.run(n(2));
+  BOOST_REQUIRE(std::holds_alternative<forward_request>(cl.queue.back().body));
+  const auto second_life = std::get<forward_request>(cl.queue.back().body).call_id;
+  BOOST_TEST(second_life != first_life);
+  BOOST_TEST((second_life >> 32) == cl.at(2).boot);
+  cl.rep(2).on_forward_reply(n(1), forward_reply{first_life, replica_error::none, "stale"});
+  cl.run(n(2));
+  BOOST_TEST(!w2.error);  // not taken for the new call
+  BOOST_TEST(cl.rep(2).status().replies_dropped == 1u);
+  cl.deliver();
+  BOOST_REQUIRE(w2.error);
+  BOOST_TEST((*w2.error == replica_error::none));
+  BOOST_TEST(w2.result.find(":y") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(stop_fails_every_waiting_call) {
+  cluster cl(3);
+  cl.elect(1);
+  cl.isolate(1);
+  write_result w;
+  std::optional<replica_error> r;
+  cl.rep(1).propose("x", cl.now() + 1000, into(w));
+  cl.rep(1).read(cl.now() + 1000, [&](replica_error e) { r = e; });
+  cl.deliver();
+  BOOST_TEST(!w.error);
+  cl.rep(1).stop();
+  BOOST_TEST((w.error && *w.error == replica_error::stopped));
+  BOOST_TEST((r && *r == replica_error::stopped));
+}
+
+// A snapshot far larger than one chunk streams to a lagging follower with a bounded window;
+// a link cut in the middle loses chunks, and the stream resumes from the acknowledged offset
+// once the link is back: the follower installs the exact bytes and no election happens.
+BOOST_AUTO_TEST_CASE(snapshot_streams_in_chunks_and_survives_a_cut_link) {
+  sim::harness_options o;
+  o.snapshot_chunk_bytes = 4096;
+  o.snapshot_window = 3;
+  cluster cl(3, o);
+  cl.elect(1);
+  cl.isolate(3);
+  for (int k = 0; k < 20; ++k) cl[1].propose("v" + std::to_string(k));
+  cl.deliver();
+  const index_t upto = cl[1].applied_index();
+  // 200 KB of state: 49 chunks. recording_sm restores from what follows the last '@'.
+  auto bytes = std::make_shared<const std::string>(std::string(200'000, 'p') + "snapshot@" +
+                                                   std::to_string(upto.value));
+  BOOST_REQUIRE(cl.compact(1, upto, bytes));
+  const term_t term = cl[1].term();
+  cl.heal();
+
+  // Let the stream start, then count chunks in flight: never more than the window.
+  std::size_t chunks_seen = 0, max_in_queue = 0;
+  bool cut_done = false;
+  for (int round = 0; round < 400 && cl[3].snapshot_index() != upto; ++round) {
+    cl.process_all();
+    std::size_t in_queue = 0;
+    for (auto& w : cl.queue)
+      if (auto* m = std::get_if<message>(&w.body);
+          m && std::holds_alternative<snapshot_chunk>(m->body))
+        ++in_queue;
+    max_in_queue = std::max(max_in_queue, in_queue);
+    // Deliver one message at a time, so the cut lands in the middle of the stream.
+    if (!cl.queue.empty()) {
+      auto w = std::move(cl.queue.front());
+      cl.queue.pop_front();
+      auto* m = std::get_if<message>(&w.body);
+      if (m && std::holds_alternative<snapshot_chunk>(m->body)) ++chunks_seen;
+      if (!cl.cut.count({w.from, w.to}) && m) {
+        cl.rep(w.to.value).step(*m);
+        cl.run(w.to);
+      }
+    }
+    if (!cut_done && chunks_seen == 10) {
+      cl.isolate(3);  // the connection drops: whatever is in flight is lost
+      cut_done = true;
+      cl.deliver();
+      cl.tick_all(5);
+      cl.heal();
+    }
+    if (cl.queue.empty()) cl.tick_only(1);
+  }
+  // Finish whatever is left (resends after a stall).
+  for (int k = 0; k < 200 && cl[3].snapshot_index() != upto; ++k) cl.tick_all(1);
+  cl.deliver();  // the follower's last answer
+  BOOST_TEST(cut_done);
+  BOOST_TEST((cl[3].snapshot_index() == upto));
+  BOOST_REQUIRE(!cl.at(3).snapshots.empty());
+  BOOST_TEST(*cl.at(3).snapshots.back().data == *bytes);  // exact bytes, verified
+  BOOST_TEST(max_in_queue <= 3u);
+  const auto st = cl.rep(1).status();
+  BOOST_TEST(st.snapshot_transfers_done == 1u);
+  BOOST_REQUIRE(st.snapshot_transfers.size() == 1u);
+  BOOST_TEST(st.snapshot_transfers[0].state == "done");
+  BOOST_TEST(st.snapshot_transfers[0].total == bytes->size());
+  BOOST_TEST(st.snapshot_transfers[0].resends >= 1u);    // it resumed after the cut
+  BOOST_TEST(cl.at(1).store->snapshots_opened() == 1u);  // one stream, resumed, not restarted
+  // No election: same leader, same term.
+  BOOST_TEST((cl[1].term() == term));
+  BOOST_TEST((cl[1].role() == role::leader));
+  // Replication continues from the snapshot on.
+  BOOST_REQUIRE(cl[1].propose("after").ok());
+  cl.deliver();
+  cl.tick_all(3);
+  BOOST_TEST((cl[3].commit_index() == cl[1].last_index()));
+}
