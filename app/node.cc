@@ -464,11 +464,13 @@ asio::awaitable<service_error> node::take_snapshot() {
 
 void node::maybe_propose_limits() {
   // The limits that decide an apply outcome (too_large, out_of_memory) are replicated state:
-  // once per term a new leader proposes its configured limits if the replicated ones differ
-  // (or were never set), so replicas whose config files differ can never diverge
-  // (docs/semantics.md). Once per term, not on every tick: a `cache_memlimit` change made
-  // through the log stays in force until the next leader change.
+  // the first leader of a cluster that has none (a new cluster, or one upgraded from a
+  // version without replicated limits) proposes its configured limits, so replicas whose
+  // config files differ can never diverge (docs/semantics.md). After that they change only
+  // through the log (`cache_memlimit`): a leader re-asserting its config on every election
+  // would silently undo such a change.
   if (!replica_->is_leader() || !replica_->storage_error().empty()) return;
+  if (store_.limits_replicated()) return;
   const std::uint64_t term = replica_->core().term().value;
   if (term == limits_checked_term_) return;
   limits_checked_term_ = term;

@@ -4,7 +4,7 @@
 #   bench/http_bench.sh raftkv http://127.0.0.1:8081     PUT /v1/kv/bench-N, GET /v1/kv/bench-N
 #   bench/http_bench.sh etcd   http://127.0.0.1:2379     POST /v3/kv/put, POST /v3/kv/range
 #                                                         (etcd's v3 JSON gateway, same shape)
-# Point it at the leader (followers forward, which adds a hop). bench/cluster_bench.sh calls it
+# Point it at the leader (followers forward, which adds a hop). bench/compare.sh calls it
 # with a cluster it started itself; it also works against scripts/cluster.sh.
 # Environment: RUN_SECONDS (10), CONNS (32), VALUE_BYTES (100), KEYS (10000), THREADS (2).
 # The PUT run writes keys in sequence (per thread, wrapping at KEYS) so that the GET runs that

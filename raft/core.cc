@@ -1,3 +1,7 @@
+// The Raft core (raft/core.h has the contract, raft/README.md the environment). Longer than
+// ~600 lines on purpose: one state machine whose handlers (elections, replication, ReadIndex,
+// transfer, snapshots) all read and write the same term/vote/log/progress state; the paper
+// and thesis sections are cited above the code that implements each rule.
 #include "raft/core.h"
 
 #include <algorithm>
@@ -276,6 +280,12 @@ void core::stand_down() {
 // Time.
 
 void core::tick() {
+  ++ticks_;
+  while (!forwarded_reads_.empty() &&
+         ticks_ - forwarded_reads_.front().sent_at_tick >= 2ull * cfg_.election_ticks) {
+    out_.dropped_reads.push_back(forwarded_reads_.front().context);
+    forwarded_reads_.pop_front();
+  }
   if (role_ == role::leader) {
     ++heartbeat_elapsed_;
     ++election_elapsed_;
@@ -827,7 +837,11 @@ void core::read_index(std::uint64_t context) {
     out_.dropped_reads.push_back(context);
     return;
   }
-  forwarded_reads_.push_back(context);
+  if (forwarded_reads_.size() >= max_forwarded_reads) {
+    out_.dropped_reads.push_back(forwarded_reads_.front().context);
+    forwarded_reads_.pop_front();
+  }
+  forwarded_reads_.push_back(forwarded_read{context, ticks_});
   send(leader_, read_index_request{context});
 }
 
@@ -880,7 +894,7 @@ void core::drop_all_reads() {
   for (auto& r : reads_) answer_read(r, false);
   reads_waiting_.clear();
   reads_.clear();
-  for (auto c : forwarded_reads_) out_.dropped_reads.push_back(c);
+  for (const auto& r : forwarded_reads_) out_.dropped_reads.push_back(r.context);
   forwarded_reads_.clear();
 }
 
@@ -893,8 +907,9 @@ void core::handle_read_index_request(const message& m, const read_index_request&
 }
 
 void core::handle_read_index_response(const message&, const read_index_response& r) {
-  auto it = std::find(forwarded_reads_.begin(), forwarded_reads_.end(), r.context);
-  if (it == forwarded_reads_.end()) return;  // duplicate or already dropped
+  auto it = std::find_if(forwarded_reads_.begin(), forwarded_reads_.end(),
+                         [&](const forwarded_read& f) { return f.context == r.context; });
+  if (it == forwarded_reads_.end()) return;  // duplicate, timed out or already dropped
   forwarded_reads_.erase(it);
   if (r.ok) {
     out_.read_states.push_back(read_state{r.context, r.index, r.leader_time_ms});

@@ -347,7 +347,16 @@ class core {
   std::deque<pending_read> reads_waiting_;  // until an entry of this term commits
 
   // Follower: reads forwarded to the leader and not yet answered.
-  std::vector<std::uint64_t> forwarded_reads_;
+  // Bounded and timed out: an answer lost in the network (or a leader that never answers)
+  // must not keep an entry forever (dropped after two election timeouts, oldest first beyond
+  // max_forwarded_reads).
+  struct forwarded_read {
+    std::uint64_t context;
+    std::uint64_t sent_at_tick;
+  };
+  static constexpr std::size_t max_forwarded_reads = 4096;
+  std::deque<forwarded_read> forwarded_reads_;
+  std::uint64_t ticks_ = 0;  // ticks since start, for forwarded read time-outs
 
   // Storage failed: never campaign; a leader steps down (stand_down()).
   bool standing_down_ = false;

@@ -1,6 +1,7 @@
-// The drive loop (raft/replica.h has the essay). About 700 lines on purpose: one class whose
-// sections (drive loop, writes and forwarding, read rounds, snapshots) share its state and
-// its invariants; they are kept together so that a reader sees every path that touches them.
+// The drive loop (raft/replica.h has the essay). About 1,000 lines on purpose: one class whose
+// sections (drive loop, writes and forwarding, read rounds, snapshots, snapshot transfer)
+// share its state and its invariants; they are kept together so that a reader sees every
+// path that touches them.
 #include "raft/replica.h"
 
 #include <algorithm>

@@ -125,3 +125,25 @@ BOOST_AUTO_TEST_CASE(read_through_a_skewed_follower_carries_the_leaders_clock) {
   BOOST_TEST(t1 >= 1'700'000'000'000 + cl.now() - 200);
   BOOST_TEST(t1 <= 1'700'000'000'000 + cl.now());
 }
+
+// A ReadIndex request a follower forwarded whose answer is lost must not stay in the core
+// forever (before: cleared only on a term change): it is dropped after two election
+// timeouts, so the core's bookkeeping stays bounded when replies are lost.
+BOOST_AUTO_TEST_CASE(forwarded_read_whose_answer_is_lost_times_out) {
+  cluster cl(3);
+  cl.elect(1);
+  cl.cut.insert({node_id(1), node_id(2)});  // node 2 hears nothing from the leader...
+  cl[2].read_index(424242);                 // ...so the answer to this never arrives
+  cl.process(node_id(2));
+  const auto dropped = [&] {
+    for (auto c : cl.at(2).dropped)
+      if (c == 424242) return true;
+    return false;
+  };
+  cl.tick_all(5);
+  BOOST_TEST(!dropped());
+  // Two election timeouts (10 ticks each here); node 2 may also campaign meanwhile, which
+  // drops it through the term change — either way it must be gone by then.
+  cl.tick_all(2 * 10 + 1);
+  BOOST_TEST(dropped());
+}

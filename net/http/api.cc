@@ -1,3 +1,7 @@
+// The HTTP API as pure functions: request -> route (parsing, validation, every error status)
+// and results -> responses (JSON, headers). Longer than ~600 lines on purpose: it is the one
+// table of docs/http-api.md in code — every route, parameter and error mapping side by side,
+// so that the document and the code can be checked against each other in one place.
 #include "net/http/api.h"
 
 #include "net/text_words.h"

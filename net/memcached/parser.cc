@@ -1,3 +1,7 @@
+// The memcached text protocol parser: bytes -> a command or memcached's exact error. Longer
+// than ~600 lines on purpose: the classic commands and the meta commands (every flag of
+// memcached 1.6.18 and its error texts) are one grammar sharing the tokenizer, the key rules
+// and the data-block handling; split, the shared rules would be repeated.
 #include "net/memcached/parser.h"
 
 #include "net/text_words.h"

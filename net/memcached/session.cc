@@ -1,3 +1,8 @@
+// The memcached door's protocol handler for the shared text session loop
+// (net/text_session.h): executes parsed commands against kv_service and formats memcached's
+// replies. Longer than ~600 lines on purpose: classic and meta commands, stats and
+// authentication share the reply formatting and the read/write paths; each section is
+// headed by a comment.
 #include "net/memcached/session.h"
 
 #include <unistd.h>

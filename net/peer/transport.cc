@@ -1,3 +1,7 @@
+// The peer transport (net/peer/transport.h has the contract). Longer than ~600 lines on
+// purpose: the outbound side (one ordered queue per peer, fragments, backoff, incarnations)
+// and the inbound side (hello checks, reassembly) share the per-peer state and its
+// invariants, and a reader should see every path that touches them together.
 #include "net/peer/transport.h"
 
 #include <algorithm>
