@@ -1,5 +1,7 @@
 """Faults of one node that must stay that node's problem, on the real binary:
 
+- Config files that differ: a node with a smaller max_value_bytes stores what the leader
+  accepted (the limits are replicated state).
 - A leader whose disk is full hands leadership over and reports itself unready: each node's
   data dir is a small tmpfs, the leader's is filled, and writes through a follower must
   succeed again within a few election timeouts (before the fix the full-disk leader kept
@@ -57,6 +59,53 @@ class SkewedCluster(harness.Cluster):
 def mc_get(node, key):
     reply = harness.mc(node.memcached, f"get {key}\r\n".encode(), terminators=b"END\r\n")
     return reply
+
+
+class SmallLimitsNode(harness.Node):
+    """A node whose own [limits] differ from the other members' config files."""
+    own_limits = None
+
+    def write_config(self):
+        if self.own_limits is None:
+            return super().write_config()
+        saved = self.cluster.limits
+        self.cluster.limits = dict(saved, **self.own_limits)
+        try:
+            return super().write_config()
+        finally:
+            self.cluster.limits = saved
+
+
+class SmallLimitsCluster(harness.Cluster):
+    node_class = SmallLimitsNode
+
+
+class DifferentConfigs(harness.TestCase):
+    """Replicas whose config files differ must not diverge: the limits that decide an apply
+    outcome are replicated (before, node 3 with a smaller max_value_bytes refused at apply
+    time a value nodes 1-2 stored, and reads through node 3 missed it for good)."""
+
+    def test_a_node_with_smaller_limits_stores_what_the_leader_accepts(self):
+        c = SmallLimitsCluster(nodes=3)
+        c.nodes[2].own_limits = {"max_value_bytes": 4000}
+        try:
+            n1, n2, n3 = c.nodes
+            n1.start()
+            n2.start()
+            c.wait_leader(timeout=15, among=[n1, n2])  # the bootstrap leader has the larger limit
+            n3.start()
+            c.wait_ready()
+            with harness.McClient(n1.memcached) as cl:
+                self.assertEqual(cl.set("big", b"b" * 5000), "STORED")
+            for n in c.nodes:
+                reply = harness.mc(n.memcached, b"gets big\r\n", terminators=b"END\r\n")
+                self.assertTrue(reply.startswith(b"VALUE big 0 5000 "), (n.id, reply[:60]))
+            c.wait_converged(timeout=15)
+        except Exception:
+            c.dump_logs()
+            raise
+        finally:
+            c.close()
 
 
 class DiskFull(harness.TestCase):
