@@ -2,15 +2,17 @@
 
 #include <type_traits>
 
+#include "base/bytes.h"
+
 namespace raft {
 namespace {
 
+// Raft messages use fixed-width lengths (u64), not base's varints: the layout predates
+// base/bytes.h and is part of the wire format (codec_version). The byte order comes from it.
 class writer {
  public:
-  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
-  void u64(std::uint64_t v) {
-    for (int k = 0; k < 8; ++k) out_.push_back(static_cast<char>((v >> (8 * k)) & 0xff));
-  }
+  void u8(std::uint8_t v) { bytes_.u8(v); }
+  void u64(std::uint64_t v) { bytes_.u64(v); }
   void boolean(bool b) { u8(b ? 1 : 0); }
   void str(std::string_view s) {
     u64(s.size());
@@ -26,6 +28,7 @@ class writer {
 
  private:
   std::string out_;
+  base::byte_writer bytes_{out_};
 };
 
 class reader {
@@ -42,9 +45,7 @@ class reader {
   }
   std::uint64_t u64() {
     if (!need(8)) return 0;
-    std::uint64_t v = 0;
-    for (int k = 0; k < 8; ++k)
-      v |= std::uint64_t(static_cast<std::uint8_t>(in_[pos_ + k])) << (8 * k);
+    const std::uint64_t v = base::load_le64(in_.data() + pos_);
     pos_ += 8;
     return v;
   }
