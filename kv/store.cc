@@ -1,4 +1,7 @@
-// The replicated key-value state machine; see kv/README.md for the model.
+// The replicated key-value state machine; see kv/README.md for the model. Longer than ~600
+// lines on purpose: every op (classic, meta, limits, purge) applies to the same item map
+// under the same expiry, quota, version and at-most-once rules, and the snapshot codec must
+// see every field an op can set; split, those shared rules would have to be exported.
 #include "kv/store.h"
 
 #include <algorithm>
