@@ -941,7 +941,7 @@ void core::on_persisted(index_t index, term_t term) {
 
 bool core::has_ready() const {
   return !out_.empty() || append_due_ || read_round_due() || unstable_from_ <= last_index() ||
-         applied_ < commit_ || last_hs_ != hard_state{term_, vote_, commit_};
+         applied_ < commit_ || last_hs_.term != term_ || last_hs_.vote != vote_;
 }
 
 ready core::take_ready() {
@@ -954,8 +954,15 @@ ready core::take_ready() {
   out_ = ready{};
   for (index_t i = unstable_from_; i <= last_index(); ++i) r.entries.push_back(*entry_at(i));
   unstable_from_ = last_index() + 1;
+  // The hard state goes out when the term or the vote changed: those must be durable before
+  // any message that depends on them. The commit index alone never forces a write (each
+  // would be one more fsync on every node per commit): it need not be durable, since a
+  // restarted node clamps what it reads back and learns the rest from the leader. It rides
+  // along, current, with any write that happens anyway.
   hard_state hs{term_, vote_, commit_};
-  if (hs != last_hs_) {
+  const bool writing = r.snapshot || r.truncate_from || !r.entries.empty();
+  if (hs.term != last_hs_.term || hs.vote != last_hs_.vote ||
+      (writing && hs.commit != last_hs_.commit)) {
     r.hs = hs;
     last_hs_ = hs;
   }

@@ -88,7 +88,9 @@ struct ready {
   //       stored log (the core's log now starts after snapshot->meta.index);
   //    b. if truncate_from: delete stored entries with index >= *truncate_from;
   //    c. append entries (contiguous; the first overwrites any stored entry at its index);
-  //    d. if hs: store it (term, vote, commit).
+  //    d. if hs: store it (term, vote, commit). It comes when the term or vote changed, or
+  //       with a write of the above; a commit-index change alone never makes one (the
+  //       commit index need not be durable: a restart clamps it and the leader resends it).
   //    When that write is durable, call on_persisted(index, term) with the last entry of
   //    `entries` (or the snapshot's index/term if entries is empty and a snapshot came).
   std::optional<received_snapshot> snapshot;

@@ -50,6 +50,7 @@ class memory_store final : public raft::log_store {
       : now_(std::move(now)), delay_(std::move(delay)) {}
 
   void submit(persist_batch b, store_completion done) override {
+    ++batches_submitted_;
     const std::int64_t at = due(batches_);
     batches_.push_back(pending_batch{at, std::move(b), std::move(done)});
   }
@@ -71,6 +72,8 @@ class memory_store final : public raft::log_store {
     return std::make_unique<source>(it->second.second);
   }
   std::uint64_t snapshots_opened() const { return snapshots_opened_; }
+  // Batches handed to submit() so far: each is one durable write (one fsync in production).
+  std::uint64_t batches_submitted() const { return batches_submitted_; }
 
   // Completes every write due by `now`, in order; returns how many completed.
   std::size_t complete_due(std::int64_t now) {
@@ -249,6 +252,7 @@ class memory_store final : public raft::log_store {
   std::string error_;
   std::map<std::uint64_t, std::pair<snapshot_meta, std::shared_ptr<const std::string>>> served_;
   std::uint64_t snapshots_opened_ = 0;
+  std::uint64_t batches_submitted_ = 0;
 };
 
 }  // namespace raft::storage
