@@ -15,7 +15,9 @@
 # non-2xx answers, which the summary shows. A run with errors is marked "ERRORS" in the table.
 # Environment: RUN_SECONDS (5), VALUE_BYTES (100), BASE_PORT (31200), SCRATCH (/var/tmp: the
 # disk being measured, not tmpfs), OUT_DIR (bench/results), PLOT (1), WITH_ETCD (1),
-# SWEEP ("1 4 16 32 64": connection counts of the throughput-vs-connections curve).
+# SWEEP ("1 4 16 32 64": connection counts of the throughput-vs-connections curve), PROFILE
+# (0; 1: also perf record -g and strace -c the 3-node leader under 32 connections of set,
+# into OUT_DIR/<stamp>.perf.txt and .strace.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/bench}
@@ -28,6 +30,7 @@ SCRATCH=${SCRATCH:-/var/tmp}
 OUT_DIR=${OUT_DIR:-bench/results}
 PLOT=${PLOT:-1}
 WITH_ETCD=${WITH_ETCD:-1}
+PROFILE=${PROFILE:-0}
 SWEEP=${SWEEP:-1 4 16 32 64}
 KEYS=10000
 
@@ -162,6 +165,34 @@ lcpu0=$(cpu_ticks "${pids[$((leader - 1))]}"); fcpu0=$(cpu_ticks "${pids[$((foll
 run "raftkv3 cpu c=32" --servers "$leader_mc" --connections 32 --op set
 ix1=$(metric "$leader" raftkv_last_log_index)
 lcpu1=$(cpu_ticks "${pids[$((leader - 1))]}"); fcpu1=$(cpu_ticks "${pids[$((follower - 1))]}")
+if [ "$PROFILE" = 1 ]; then
+  # Where the leader's CPU and syscalls go under the same load: perf's call graph (the top
+  # of the flat and the caller views) and strace's syscall counts, written beside the numbers.
+  lpid=${pids[$((leader - 1))]}
+  if command -v perf >/dev/null; then
+    perf record -q -g -p "$lpid" -o "$DIR/perf.data" -- sleep "$RUN_SECONDS" 2>/dev/null &
+    prof=$!
+    run "raftkv3 profiled c=32" --servers "$leader_mc" --connections 32 --op set
+    wait "$prof" || true
+    { echo "# perf record -g on the leader, 32 connections of set, $(date -u '+%F %H:%M UTC')"
+      perf report -i "$DIR/perf.data" --stdio --no-children --percent-limit 0.7 --sort symbol -g none 2>/dev/null | grep -v '^$' | head -60
+      echo; echo "# by DSO"
+      perf report -i "$DIR/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+    } >"$OUT_DIR/$stamp.perf.txt"
+    say "# leader profile: $OUT_DIR/$stamp.perf.txt"
+  fi
+  if command -v strace >/dev/null; then
+    timeout -s INT "$RUN_SECONDS" strace -c -f -p "$lpid" -o "$DIR/strace.txt" 2>/dev/null &
+    prof=$!
+    ix_s0=$(metric "$leader" raftkv_last_log_index)
+    run "raftkv3 straced c=32" --servers "$leader_mc" --connections 32 --op set
+    wait "$prof" || true
+    ix_s1=$(metric "$leader" raftkv_last_log_index)
+    { echo "# strace -c -f on the leader for ${RUN_SECONDS} s, 32 connections of set; entries appended meanwhile: $((ix_s1 - ix_s0))"
+      head -30 "$DIR/strace.txt"; } >"$OUT_DIR/$stamp.strace.txt"
+    say "# leader syscalls: $OUT_DIR/$stamp.strace.txt"
+  fi
+fi
 say "raftkv3 cpu_per_write $(awk -v n="$((ix1 - ix0))" -v l="$((lcpu1 - lcpu0))" -v f="$((fcpu1 - fcpu0))" -v hz="$(getconf CLK_TCK)" \
   'BEGIN { printf "entries=%d leader_us=%.1f follower_us=%.1f", n, n ? 1e6 * l / hz / n : 0, n ? 1e6 * f / hz / n : 0 }')"
 mc_runs raftkv3 "$leader_mc"
