@@ -174,6 +174,15 @@ class state_machine {
   }
   // Replaces the whole state with a snapshot (received from the leader); false if corrupt.
   virtual bool restore(std::string_view bytes) = 0;
+  // The same, for a snapshot received at run time: a large state takes seconds to rebuild,
+  // so an implementation may build the new state on another thread from `bytes` (which stay
+  // valid and unchanged until done runs) and switch to it when done. Until it calls done,
+  // on the replica's executor, with whether the bytes restored, the replica applies nothing
+  // and keeps serving the old state's applied_index(). This default restores here, at once.
+  virtual void start_restore(std::shared_ptr<const std::string> bytes,
+                             std::function<void(bool ok)> done) {
+    done(restore(*bytes));
+  }
   // The leader turns a client command into the bytes it proposes (e.g. stamps its clock
   // into it, so every replica applies the same "now"); nullopt: undecodable, refuse it.
   virtual std::optional<std::string> prepare_proposal(std::string_view command,

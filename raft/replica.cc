@@ -204,11 +204,33 @@ void replica::persist(ready& rd) {
   persist_batch b;
   if (rd.snapshot) {
     // A snapshot from the leader replaces the state machine and the whole stored log (§7).
-    const auto& meta = rd.snapshot->meta;
-    if (!sm_.restore(*rd.snapshot->data)) {
-      on_storage_error(
-          cat("the snapshot received for index ", meta.index.value, " does not restore"));
-      return;
+    // The state machine may rebuild its state off the executor (the essay's "Snapshot
+    // transfer"); until then nothing is applied.
+    const auto meta = rd.snapshot->meta;
+    const std::size_t bytes = rd.snapshot->data->size();
+    restoring_ = meta;
+    const std::int64_t started = now();
+    std::weak_ptr<int> alive = alive_;
+    // done may run inside the call (the default restores at once) or later.
+    auto inside = std::make_shared<bool>(true);
+    auto at_once = std::make_shared<std::optional<bool>>();
+    sm_.start_restore(rd.snapshot->data,
+                      [this, alive, meta, bytes, started, inside, at_once](bool ok) {
+                        if (*inside) {
+                          *at_once = ok;
+                          return;
+                        }
+                        if (alive.expired()) return;
+                        on_restored(meta, ok, bytes, started);
+                      });
+    *inside = false;
+    if (*at_once) {
+      const bool ok = **at_once;
+      on_restored(meta, ok, bytes, started);
+      if (!ok) return;  // never record a snapshot that did not restore
+    } else {
+      log(log_level::info, cat("restoring the snapshot from the leader at index ",
+                               meta.index.value, " (", bytes, " bytes) off the event loop"));
     }
     stored_snapshot_index_ = meta.index;
     last_snapshot_index_ = meta.index;
@@ -219,9 +241,6 @@ void replica::persist(ready& rd) {
     for (auto it = proposals_.begin(); it != proposals_.end() && it->first <= meta.index; ++it)
       covered.push_back(it->second);
     for (auto id : covered) finish_write(id, replica_error::timeout);
-    log(log_level::info,
-        cat("installed snapshot from the leader at index ", meta.index.value, " (term ",
-            meta.term.value, ", ", rd.snapshot->data->size(), " bytes)"));
     b.install = std::move(rd.snapshot);
   }
 
@@ -272,6 +291,28 @@ void replica::on_persisted(bool log_write, index_t index, term_t term, std::vect
   schedule_ready();
 }
 
+void replica::on_restored(const snapshot_meta& meta, bool ok, std::size_t bytes,
+                          std::int64_t started) {
+  if (stopped_ || !restoring_ || *restoring_ != meta) return;
+  restoring_.reset();
+  if (!ok) {
+    apply_backlog_.clear();
+    on_storage_error(cat("the snapshot received for index ", meta.index.value, " does not restore"));
+    return;
+  }
+  log(log_level::info, cat("installed snapshot from the leader at index ", meta.index.value,
+                           " (term ", meta.term.value, ", ", bytes, " bytes; restored in ",
+                           now() - started, " ms)"));
+  if (!apply_backlog_.empty()) {
+    std::vector<entry> waiting(std::make_move_iterator(apply_backlog_.begin()),
+                               std::make_move_iterator(apply_backlog_.end()));
+    apply_backlog_.clear();
+    apply(waiting);
+  }
+  wake_applied_reads();
+  schedule_ready();
+}
+
 void replica::on_storage_error(const std::string& why) {
   if (!storage_error_.empty()) return;
   storage_error_ = why;
@@ -295,6 +336,11 @@ void replica::send(const std::vector<message>& messages) {
 }
 
 void replica::apply(const std::vector<entry>& committed) {
+  if (restoring_) {
+    // The state machine is rebuilding from a snapshot: these wait, in order.
+    apply_backlog_.insert(apply_backlog_.end(), committed.begin(), committed.end());
+    return;
+  }
   for (const entry& e : committed) {
     // After a restart the core hands out entries from the snapshot on; the state machine
     // may already hold some (a snapshot it restored): apply each index once.
@@ -832,6 +878,9 @@ void replica::on_chunk(const message& m, const snapshot_chunk& c) {
     core_.step(message{m.from, id(), m.term, snapshot_request{c.meta, nullptr}});
     return;
   }
+  // Still restoring the previous snapshot: one at a time. Unanswered, the leader resends
+  // later (its stall timer), by when this one is in place.
+  if (restoring_) return;
   auto& in = inbound_;
   if (!in || in->from != m.from || in->term != m.term || in->meta != c.meta ||
       in->total != c.total || in->checksum != c.checksum) {
@@ -886,6 +935,9 @@ void replica::on_chunk(const message& m, const snapshot_chunk& c) {
   std::weak_ptr<int> alive = alive_;
   opts_.post([this, alive, from = m.from, term = m.term, meta, data = std::move(data)]() mutable {
     if (alive.expired() || stopped_) return;
+    // Another restore began meanwhile: drop this one (the leader, told done, finds this log
+    // short at its next append and sends a snapshot again).
+    if (restoring_) return;
     core_.step(message{from, id(), term, snapshot_request{meta, std::move(data)}});
     schedule_ready();
   });
@@ -928,7 +980,7 @@ bool snapshot_due(const replica_options& o, std::uint64_t entries, std::uint64_t
 }
 
 void replica::maybe_snapshot(bool forced) {
-  if (snapshot_in_progress_ || stopped_ || !storage_error_.empty()) return;
+  if (snapshot_in_progress_ || restoring_ || stopped_ || !storage_error_.empty()) return;
   const index_t applied = sm_.applied_index();
   if (applied <= last_snapshot_index_) return;
   if (!forced && !snapshot_due(opts_, applied.value - last_snapshot_index_.value,
@@ -1002,6 +1054,7 @@ replica_status replica::status() const {
   s.snapshot_transfers_done = transfers_done_;
   s.snapshot_transfers_failed = transfers_failed_;
   s.snapshot_transfers_aborted = transfers_aborted_;
+  if (restoring_) s.restoring_snapshot_index = restoring_->index;
   if (inbound_) {
     s.receiving_snapshot_index = inbound_->meta.index;
     s.receiving_snapshot_bytes = inbound_->data.size();

@@ -88,8 +88,12 @@
 // resends from the acknowledged offset; after five such stalls it gives up, tells the core
 // (core::report_snapshot), and a new transfer starts when the core asks again. A follower
 // drops a partial snapshot it has not heard of for ten election timeouts.
-// The follower reassembles in memory (restore needs the whole bytes anyway); restoring and
-// recording it runs on the executor like any received snapshot.
+// The follower reassembles in memory (restore needs the whole bytes anyway). Recording it
+// (persist step 1) goes to storage like any batch; the state machine rebuilds its state
+// with state_machine::start_restore, off the executor in production, so the node keeps
+// answering heartbeats and appends meanwhile. Until the restore is done the replica applies
+// nothing: committed entries wait in order (apply_backlog_), reads wait for their index,
+// and no local snapshot starts. A snapshot that does not restore is a storage failure.
 //
 // ## Storage failure
 //
@@ -182,6 +186,8 @@ struct replica_status {
   index_t receiving_snapshot_index;
   std::uint64_t receiving_snapshot_bytes = 0;
   std::uint64_t receiving_snapshot_total = 0;
+  // Follower: a received snapshot the state machine is restoring (index 0: none).
+  index_t restoring_snapshot_index;
 };
 
 // The snapshot policy (replica_options::snapshot_entries and snapshot_min_log_bytes):
@@ -287,6 +293,7 @@ class replica {
   void send(const std::vector<message>& messages);
   void apply(const std::vector<entry>& committed);
   void on_persisted(bool log_write, index_t index, term_t term, std::vector<message> after);
+  void on_restored(const snapshot_meta& meta, bool ok, std::size_t bytes, std::int64_t started);
   void on_storage_error(const std::string& why);
   void note_role_changes();
   store_completion on_executor(std::function<void(std::string)> fn);
@@ -359,6 +366,10 @@ class replica {
   bool stopped_ = false;
   bool ready_scheduled_ = false;
   bool recovering_ = false;
+  // A received snapshot being restored (state_machine::start_restore): nothing is applied
+  // until it is done; committed entries wait here, in order.
+  std::optional<snapshot_meta> restoring_;
+  std::deque<entry> apply_backlog_;
   std::int64_t last_progress_log_ = 0;
   std::uint64_t recovered_ = 0;
 

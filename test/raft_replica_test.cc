@@ -457,3 +457,57 @@ BOOST_AUTO_TEST_CASE(snapshot_streams_in_chunks_and_survives_a_cut_link) {
   cl.tick_all(3);
   BOOST_TEST((cl[3].commit_index() == cl[1].last_index()));
 }
+
+// A received snapshot may be restored off the executor (app/kv_state_machine does, on a
+// thread). Meanwhile the follower keeps answering its leader (no election), persists new
+// entries, applies nothing and holds reads; once the restore is done it applies the waiting
+// entries in order.
+BOOST_AUTO_TEST_CASE(a_snapshot_restored_off_the_executor_holds_applies_not_the_node) {
+  cluster cl(3);
+  cl.at(3).sm->defer_restores = true;
+  cl.elect(1);
+  cl.isolate(3);
+  for (int k = 0; k < 10; ++k) cl[1].propose("v" + std::to_string(k));
+  cl.deliver();
+  const index_t upto = cl[1].applied_index();
+  BOOST_REQUIRE(cl.compact(1, upto, std::make_shared<const std::string>(
+                                        "snapshot@" + std::to_string(upto.value))));
+  const term_t term = cl[1].term();
+  cl.heal();
+  for (int round = 0; round < 50 && cl.at(3).sm->pending_restores.empty(); ++round) {
+    cl.tick_all(1);
+  }
+  BOOST_REQUIRE(cl.at(3).sm->pending_restores.size() == 1u);
+  BOOST_TEST((cl.rep(3).status().restoring_snapshot_index == upto));
+  const index_t before = cl.at(3).sm->applied_index();
+  BOOST_TEST((before < upto));
+
+  // Writes go on; node 3 stores them and stays a follower of the same leader.
+  for (int k = 0; k < 5; ++k) cl[1].propose("w" + std::to_string(k));
+  std::optional<replica_error> read;
+  cl.rep(3).read(cl.now() + 100000, [&](replica_error e) { read = e; });
+  cl.tick_all(40);  // several election timeouts
+  BOOST_TEST((cl[1].term() == term));
+  BOOST_TEST((cl[3].leader() == node_id(1)));
+  BOOST_TEST((cl[3].last_index() == cl[1].last_index()));
+  BOOST_TEST((cl.at(3).sm->applied_index() == before));  // nothing applied meanwhile
+  BOOST_TEST(!read.has_value());                           // the read waits for its index
+  BOOST_TEST(cl.at(3).sm->pending_restores.size() == 1u);  // one restore at a time
+
+  BOOST_TEST(cl.at(3).sm->complete_restores() == 1u);
+  cl.tick_all(2);
+  BOOST_TEST((cl.at(3).sm->applied_index() == cl[1].commit_index()));
+  BOOST_TEST((cl.rep(3).status().restoring_snapshot_index == index_t{}));
+  BOOST_REQUIRE(read.has_value());
+  BOOST_TEST((*read == replica_error::none));
+  // The waiting entries were applied once, in order, right after the snapshot.
+  std::vector<entry> after;
+  for (const auto& e : cl.at(3).sm->entries)
+    if (e.index > upto) after.push_back(e);
+  BOOST_REQUIRE(after.size() >= 5u);
+  BOOST_TEST((after.front().index.value == upto.value + 1));
+  for (std::size_t k = 1; k < after.size(); ++k) {
+    BOOST_TEST((after[k].index.value == after[k - 1].index.value + 1));
+  }
+  BOOST_TEST(after.back().data == "w4");
+}

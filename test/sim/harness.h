@@ -47,8 +47,28 @@ class recording_sm final : public raft::state_machine {
     last_stamp = now_ms;
     return std::string(command);
   }
+  // With defer_restores, a received snapshot is restored only when the test calls
+  // complete_restores() (production restores on another thread meanwhile).
+  void start_restore(std::shared_ptr<const std::string> bytes,
+                     std::function<void(bool)> done) override {
+    if (!defer_restores) return raft::state_machine::start_restore(bytes, std::move(done));
+    pending_restores.emplace_back(std::move(bytes), std::move(done));
+  }
+  std::size_t complete_restores() {
+    std::size_t n = 0;
+    while (!pending_restores.empty()) {
+      auto [bytes, done] = std::move(pending_restores.front());
+      pending_restores.pop_front();
+      done(restore(*bytes));
+      ++n;
+    }
+    return n;
+  }
 
   std::vector<raft::entry> entries;
+  bool defer_restores = false;
+  std::deque<std::pair<std::shared_ptr<const std::string>, std::function<void(bool)>>>
+      pending_restores;
   int restores = 0;
   std::int64_t last_stamp = 0;
 
