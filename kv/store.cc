@@ -5,6 +5,7 @@
 #include "kv/store.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 
 #include "base/bytes.h"
@@ -204,15 +205,18 @@ result store::execute(std::uint64_t index, const command& c) {
 
 result store::store_op(std::uint64_t index, const command& c) {
   const std::int64_t now = c.timestamp_ms;
-  if (c.key.size() > limits_.max_key_bytes || c.value.size() > limits_.max_value_bytes)
+  // Above item::max_bytes (4 GiB - 1) an item cannot be laid out; no door or log entry
+  // carries that much, and any limit that high refuses it the same way on every replica.
+  if (c.key.size() > limits_.max_key_bytes || c.value.size() > limits_.max_value_bytes ||
+      c.key.size() > item::max_bytes || c.value.size() > item::max_bytes)
     return outcome(status::too_large);
   ++stats_.cmd_set;
-  auto pos = items_.find(c.key);
-  const bool live = pos != items_.end() && !dead(pos->second, now);
+  item* pos = items_.find(c.key);
+  const bool live = pos != nullptr && !dead(*pos, now);
   // A write that finds only a dead item reclaims it, as memcached unlinks expired items it
   // meets; on a write that goes ahead the old item is replaced anyway.
   auto miss = [&](status s) {
-    if (pos != items_.end()) erase_item(pos);
+    if (pos != nullptr) erase_item(pos);
     return outcome(s);
   };
   bool stale_store = false;
@@ -232,11 +236,10 @@ result store::store_op(std::uint64_t index, const command& c) {
         return miss(status::not_found);
       }
       // memcached never hands out cas 0, so 0 never matches.
-      if (c.cas_unique == 0 || c.cas_unique != pos->second.version) {
+      if (c.cas_unique == 0 || c.cas_unique != pos->version) {
         // meta `ms ... I`: a cas older than the item's still stores, marked stale (the
         // writer raced an invalidation; readers see X and one of them wins a recache).
-        if ((c.delta & meta_invalidate) != 0 && c.cas_unique != 0 &&
-            c.cas_unique < pos->second.version) {
+        if ((c.delta & meta_invalidate) != 0 && c.cas_unique != 0 && c.cas_unique < pos->version) {
           stale_store = true;
           break;
         }
@@ -248,57 +251,62 @@ result store::store_op(std::uint64_t index, const command& c) {
       break;
   }
   // meta `ms MA/MP ... C<cas>`: append/prepend only onto the version the client saw.
-  if ((c.kind == op::append || c.kind == op::prepend) && c.cas_unique != 0 &&
-      c.cas_unique != pos->second.version)
+  const bool concatenated = c.kind == op::append || c.kind == op::prepend;
+  if (concatenated && c.cas_unique != 0 && c.cas_unique != pos->version)
     return outcome(status::exists);
 
-  stored_item next;
-  if (c.kind == op::append || c.kind == op::prepend) {
-    const stored_item& old = pos->second;
-    if (old.value.size() + c.value.size() > limits_.max_value_bytes)
+  std::size_t value_bytes = c.value.size();
+  if (concatenated) {
+    value_bytes += pos->value_bytes;
+    if (value_bytes > limits_.max_value_bytes || value_bytes > item::max_bytes)
       return outcome(status::too_large);
-    next.value.reserve(old.value.size() + c.value.size());
-    next.value = c.kind == op::append ? old.value : c.value;
-    next.value += c.kind == op::append ? c.value : old.value;
-    next.flags = old.flags;
-    next.expires_at_ms = old.expires_at_ms;
-  } else {
-    next.value = c.value;
-    next.flags = c.flags;
-    next.expires_at_ms = expiry_from(c, now);
   }
-  next.version = index;
-  next.written_at_ms = now;
+  const std::uint64_t old_bytes = pos != nullptr ? accounted(pos->key_bytes, pos->value_bytes) : 0;
+  if (over_quota(old_bytes, accounted(c.key.size(), value_bytes)))
+    return outcome(status::out_of_memory);
+
+  item* next = item::make(c.key, value_bytes);
+  if (concatenated) {
+    const item& old = *pos;
+    const std::string_view first = c.kind == op::append ? old.value() : c.value;
+    const std::string_view second = c.kind == op::append ? std::string_view(c.value) : old.value();
+    if (!first.empty()) std::memcpy(next->value_data(), first.data(), first.size());
+    if (!second.empty())
+      std::memcpy(next->value_data() + first.size(), second.data(), second.size());
+    next->flags = old.flags;
+    next->expires_at_ms = old.expires_at_ms;
+  } else {
+    if (!c.value.empty()) std::memcpy(next->value_data(), c.value.data(), c.value.size());
+    next->flags = c.flags;
+    next->expires_at_ms = expiry_from(c, now);
+  }
+  next->version = index;
+  next->written_at_ms = now;
   // A base64 key is remembered by the item it stored; append/prepend build a new item
   // from the old one, which memcached does not mark binary.
-  const bool concatenated = c.kind == op::append || c.kind == op::prepend;
-  next.meta = (c.delta & meta_key_binary) != 0 && !concatenated ? item_key_binary : 0;
+  next->meta = (c.delta & meta_key_binary) != 0 && !concatenated ? item_key_binary : 0;
   if (stale_store) {
     // memcached keeps the old item's TTL and its token-sent mark.
-    next.expires_at_ms = pos->second.expires_at_ms;
-    next.meta |= item_stale | (pos->second.meta & item_token_sent);
+    next->expires_at_ms = pos->expires_at_ms;
+    next->meta |= item_stale | (pos->meta & item_token_sent);
   }
 
-  const std::uint64_t old_bytes =
-      pos != items_.end() ? accounted(pos->first.size(), pos->second.value.size()) : 0;
-  if (over_quota(old_bytes, accounted(c.key.size(), next.value.size())))
-    return outcome(status::out_of_memory);
   if (c.kind == op::cas) ++stats_.cas_hits;
-  write_item(pos, c.key, std::move(next));
+  write_item(pos, next);
   ++stats_.total_items;
   return outcome(status::stored, index);
 }
 
 result store::remove_op(const command& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
-  auto pos = items_.find(c.key);
-  if (pos == items_.end() || dead(pos->second, c.timestamp_ms)) {
+  item* pos = items_.find(c.key);
+  if (pos == nullptr || dead(*pos, c.timestamp_ms)) {
     ++stats_.delete_misses;
-    if (pos != items_.end()) erase_item(pos);
+    if (pos != nullptr) erase_item(pos);
     return outcome(status::not_found);
   }
   // A conditional delete (HTTP If-Match) removes only the version the client saw.
-  if (c.cas_unique != 0 && c.cas_unique != pos->second.version) return outcome(status::exists);
+  if (c.cas_unique != 0 && c.cas_unique != pos->version) return outcome(status::exists);
   erase_item(pos);
   ++stats_.delete_hits;
   return outcome(status::deleted);
@@ -307,35 +315,38 @@ result store::remove_op(const command& c) {
 result store::arith_op(std::uint64_t index, const command& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   const bool incr = c.kind == op::incr;
-  auto pos = items_.find(c.key);
-  if (pos == items_.end() || dead(pos->second, c.timestamp_ms)) {
+  item* pos = items_.find(c.key);
+  if (pos == nullptr || dead(*pos, c.timestamp_ms)) {
     ++(incr ? stats_.incr_misses : stats_.decr_misses);
-    if (pos != items_.end()) erase_item(pos);
+    if (pos != nullptr) erase_item(pos);
     return outcome(status::not_found);
   }
   return add_delta(index, pos, incr, c.delta, c.timestamp_ms);
 }
 
-result store::add_delta(std::uint64_t index, item_map::iterator pos, bool incr,
-                        std::uint64_t delta, std::int64_t now_ms) {
-  const auto old_value = memcached_number(pos->second.value);
+result store::add_delta(std::uint64_t index, item*& it, bool incr, std::uint64_t delta,
+                        std::int64_t now_ms) {
+  const auto old_value = memcached_number(it->value());
   if (!old_value) return outcome(status::non_numeric);
   // Unsigned arithmetic wraps at 2^64 for incr, as memcached does; decr stops at 0.
   const std::uint64_t value =
       incr ? *old_value + delta : (delta > *old_value ? 0 : *old_value - delta);
 
-  stored_item next = pos->second;  // flags and expiry are kept
-  next.value = std::to_string(value);
+  std::string text = std::to_string(value);
   // memcached rewrites a result that fits in place, padded with spaces to the old length
   // (the item keeps its meta marks); a longer one is a new item (without them).
-  if (next.value.size() < pos->second.value.size()) next.value.resize(pos->second.value.size(), ' ');
-  if (next.value.size() > pos->second.value.size()) next.meta = 0;
-  next.version = index;
-  next.written_at_ms = now_ms;
-  if (over_quota(accounted(pos->first.size(), pos->second.value.size()),
-                 accounted(pos->first.size(), next.value.size())))
+  const bool longer = text.size() > it->value_bytes;
+  if (!longer) text.resize(it->value_bytes, ' ');
+  if (over_quota(accounted(it->key_bytes, it->value_bytes), accounted(it->key_bytes, text.size())))
     return outcome(status::out_of_memory);
-  write_item(pos, pos->first, std::move(next));
+  item* next = item::make(it->key(), text);
+  next->flags = it->flags;  // flags and expiry are kept
+  next->expires_at_ms = it->expires_at_ms;
+  next->meta = longer ? 0 : it->meta;
+  next->version = index;
+  next->written_at_ms = now_ms;
+  write_item(it, next);
+  it = next;
   ++(incr ? stats_.incr_hits : stats_.decr_hits);
   return outcome(status::number, index, value);
 }
@@ -345,14 +356,14 @@ result store::meta_get_op(std::uint64_t index, const command& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   const std::int64_t now = c.timestamp_ms;
   const bool has_ttl = (c.flags & meta_has_ttl) != 0;
-  auto pos = items_.find(c.key);
-  if (pos != items_.end() && dead(pos->second, now)) {
+  item* pos = items_.find(c.key);
+  if (pos != nullptr && dead(*pos, now)) {
     erase_item(pos);
-    pos = items_.end();
+    pos = nullptr;
   }
   bool won = false;
   bool created = false;
-  if (pos == items_.end()) {
+  if (pos == nullptr) {
     if ((c.flags & meta_vivify) == 0) {
       if (has_ttl) {
         ++stats_.cmd_touch;
@@ -363,22 +374,23 @@ result store::meta_get_op(std::uint64_t index, const command& c) {
     // Vivify on miss: an empty item whose first reader wins the right to fill it.
     command ttl = c;
     ttl.exptime = c.delay_s;
-    stored_item fresh;
-    fresh.version = index;
-    fresh.written_at_ms = now;
-    fresh.expires_at_ms = expiry_from(ttl, now);
     if (over_quota(0, accounted(c.key.size(), 0))) return outcome(status::not_found);
-    write_item(pos, c.key, std::move(fresh));
-    pos = items_.find(c.key);
+    item* fresh = item::make(c.key, std::size_t{0});
+    fresh->version = index;
+    fresh->written_at_ms = now;
+    fresh->expires_at_ms = expiry_from(ttl, now);
+    write_item(nullptr, fresh);
+    pos = fresh;
     ++stats_.total_items;
     created = true;
     won = true;
   }
-  stored_item& it = pos->second;
+  item& it = *pos;
   const std::int64_t expiry_before = created ? 0 : it.expires_at_ms;
   if (has_ttl) {
     // On a vivified item, an N after T has the last word.
-    if (!created || (c.flags & meta_vivify_after_ttl) == 0) set_expiry(pos, expiry_from(c, now));
+    if (!created || (c.flags & meta_vivify_after_ttl) == 0)
+      items_.set_expiry(pos, expiry_from(c, now));
     ++stats_.cmd_touch;
     ++stats_.touch_hits;
   }
@@ -405,22 +417,22 @@ result store::meta_get_op(std::uint64_t index, const command& c) {
 
 result store::meta_delete_op(std::uint64_t index, const command& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
-  auto pos = items_.find(c.key);
-  if (pos == items_.end() || dead(pos->second, c.timestamp_ms)) {
+  item* pos = items_.find(c.key);
+  if (pos == nullptr || dead(*pos, c.timestamp_ms)) {
     ++stats_.delete_misses;
-    if (pos != items_.end()) erase_item(pos);
+    if (pos != nullptr) erase_item(pos);
     return outcome(status::not_found);
   }
-  if ((c.flags & meta_has_cas) != 0 && c.cas_unique != pos->second.version) {
+  if ((c.flags & meta_has_cas) != 0 && c.cas_unique != pos->version) {
     ++stats_.delete_misses;
     return outcome(status::exists);
   }
   if ((c.flags & meta_stale_flag) != 0) {
     // Invalidate: the item stays, marked stale, with a new version; the next reader wins
     // the recache token.
-    if ((c.flags & meta_has_ttl) != 0) set_expiry(pos, expiry_from(c, c.timestamp_ms));
-    pos->second.meta = (pos->second.meta | item_stale) & ~item_token_sent;
-    pos->second.version = index;
+    if ((c.flags & meta_has_ttl) != 0) items_.set_expiry(pos, expiry_from(c, c.timestamp_ms));
+    pos->meta = (pos->meta | item_stale) & ~item_token_sent;
+    pos->version = index;
     return outcome(status::deleted, index);
   }
   erase_item(pos);
@@ -432,58 +444,57 @@ result store::meta_arith_op(std::uint64_t index, const command& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   const std::int64_t now = c.timestamp_ms;
   const bool incr = (c.flags & meta_decr) == 0;
-  auto pos = items_.find(c.key);
-  if (pos != items_.end() && dead(pos->second, now)) {
+  item* pos = items_.find(c.key);
+  if (pos != nullptr && dead(*pos, now)) {
     erase_item(pos);
-    pos = items_.end();
+    pos = nullptr;
   }
   result r;
-  if (pos == items_.end()) {
+  if (pos == nullptr) {
     if ((c.flags & meta_vivify) == 0) {
       ++(incr ? stats_.incr_misses : stats_.decr_misses);
       return outcome(status::not_found);
     }
     const auto initial = memcached_number(c.value);
-    stored_item fresh;
-    fresh.value = std::to_string(initial.value_or(0));
-    fresh.version = index;
-    fresh.written_at_ms = now;
+    const std::uint64_t number = initial.value_or(0);
+    const std::string text = std::to_string(number);
+    if (over_quota(0, accounted(c.key.size(), text.size()))) return outcome(status::out_of_memory);
     command ttl = c;
     ttl.exptime = c.delay_s;
-    fresh.expires_at_ms = expiry_from(ttl, now);
-    if (over_quota(0, accounted(c.key.size(), fresh.value.size())))
-      return outcome(status::out_of_memory);
-    const std::uint64_t number = initial.value_or(0);
-    write_item(pos, c.key, std::move(fresh));
-    pos = items_.find(c.key);
+    item* fresh = item::make(c.key, text);
+    fresh->version = index;
+    fresh->written_at_ms = now;
+    fresh->expires_at_ms = expiry_from(ttl, now);
+    write_item(nullptr, fresh);
+    pos = fresh;
     ++stats_.total_items;
     r = outcome(status::stored, index, number);
   } else {
     // memcached compares a non-zero cas only.
     if ((c.flags & meta_has_cas) != 0 && c.cas_unique != 0 &&
-        c.cas_unique != pos->second.version)
+        c.cas_unique != pos->version)
       return outcome(status::exists);
     r = add_delta(index, pos, incr, c.delta, now);
     if (r.code != status::number) return r;
   }
-  if ((c.flags & meta_has_ttl) != 0) set_expiry(pos, expiry_from(c, now));
-  r.item = view_of(pos->second);
+  if ((c.flags & meta_has_ttl) != 0) items_.set_expiry(pos, expiry_from(c, now));
+  r.item = view_of(*pos);
   return r;
 }
 
 result store::touch_op(const command& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   ++stats_.cmd_touch;
-  auto pos = items_.find(c.key);
-  if (pos == items_.end() || dead(pos->second, c.timestamp_ms)) {
+  item* pos = items_.find(c.key);
+  if (pos == nullptr || dead(*pos, c.timestamp_ms)) {
     ++stats_.touch_misses;
-    if (pos != items_.end()) erase_item(pos);
+    if (pos != nullptr) erase_item(pos);
     return outcome(status::not_found);
   }
   // Only the expiry changes: the version (memcached cas) and write time stay.
-  set_expiry(pos, expiry_from(c, c.timestamp_ms));
+  items_.set_expiry(pos, expiry_from(c, c.timestamp_ms));
   ++stats_.touch_hits;
-  const stored_item& it = pos->second;
+  const item& it = *pos;
   if (c.kind == op::touch) return outcome(status::touched, it.version);
   result r = outcome(status::item, it.version);
   r.item = view_of(it);
@@ -516,27 +527,25 @@ result store::flush_op(const command& c) {
 
 void store::apply_due_flush(std::int64_t now_ms) {
   if (flush_at_ms_ == 0 || now_ms < flush_at_ms_) return;
-  for (auto pos = items_.begin(); pos != items_.end();) {
-    if (pos->second.written_at_ms <= flush_at_ms_)
-      pos = erase_item(pos);
-    else
-      ++pos;
-  }
+  // Collected first: erasing reshapes the tree under a cursor.
+  std::vector<item*> victims;
+  items_.for_each([&](item& it) {
+    if (it.written_at_ms <= flush_at_ms_) victims.push_back(&it);
+  });
+  for (item* it : victims) erase_item(it);
   flush_at_ms_ = 0;
 }
 
 void store::purge(std::int64_t now_ms) {
-  while (!expiry_index_.empty() && expiry_index_.begin()->first <= now_ms) {
-    auto pos = items_.find(expiry_index_.begin()->second);
-    erase_item(pos);  // also drops the index entry
-  }
+  while (!items_.by_expiry().empty() && items_.by_expiry().begin()->first <= now_ms)
+    erase_item(const_cast<item*>(items_.by_expiry().begin()->second));  // drops the entry
 }
 
 // ---------------------------------------------------------------------------------------
 // Item bookkeeping: every change of items_ goes through these so that stats_.bytes,
-// stats_.curr_items and expiry_index_ stay exact.
+// stats_.curr_items and the expiry index stay exact.
 
-bool store::dead(const stored_item& it, std::int64_t now_ms) const {
+bool store::dead(const item& it, std::int64_t now_ms) const {
   if (it.expires_at_ms != 0 && it.expires_at_ms <= now_ms) return true;
   return flush_at_ms_ != 0 && now_ms >= flush_at_ms_ && it.written_at_ms <= flush_at_ms_;
 }
@@ -548,36 +557,25 @@ bool store::over_quota(std::uint64_t old_bytes, std::uint64_t new_bytes) const {
   return stats_.bytes - old_bytes + new_bytes > limits_.max_memory_bytes;
 }
 
-void store::write_item(item_map::iterator pos, const std::string& key, stored_item item) {
-  if (pos != items_.end()) {
-    stats_.bytes -= accounted(pos->first.size(), pos->second.value.size());
-    if (pos->second.expires_at_ms != 0)
-      expiry_index_.erase({pos->second.expires_at_ms, pos->first});
-    pos->second = std::move(item);
+void store::write_item(item* old, item* fresh) {
+  if (old != nullptr) {
+    stats_.bytes -= accounted(old->key_bytes, old->value_bytes);
+    items_.replace(old, fresh);
   } else {
-    pos = items_.emplace(key, std::move(item)).first;
+    items_.insert(fresh);
     ++stats_.curr_items;
   }
-  stats_.bytes += accounted(pos->first.size(), pos->second.value.size());
-  if (pos->second.expires_at_ms != 0) expiry_index_.emplace(pos->second.expires_at_ms, pos->first);
+  stats_.bytes += accounted(fresh->key_bytes, fresh->value_bytes);
 }
 
-void store::set_expiry(item_map::iterator pos, std::int64_t expires_at_ms) {
-  if (pos->second.expires_at_ms != 0) expiry_index_.erase({pos->second.expires_at_ms, pos->first});
-  pos->second.expires_at_ms = expires_at_ms;
-  if (expires_at_ms != 0) expiry_index_.emplace(expires_at_ms, pos->first);
-}
-
-store::item_map::iterator store::erase_item(item_map::iterator pos) {
-  stats_.bytes -= accounted(pos->first.size(), pos->second.value.size());
+void store::erase_item(item* it) {
+  stats_.bytes -= accounted(it->key_bytes, it->value_bytes);
   --stats_.curr_items;
-  if (pos->second.expires_at_ms != 0) expiry_index_.erase({pos->second.expires_at_ms, pos->first});
-  return items_.erase(pos);
+  items_.erase(it);
 }
 
 void store::erase_all() {
   items_.clear();
-  expiry_index_.clear();
   stats_.bytes = 0;
   stats_.curr_items = 0;
 }
@@ -586,29 +584,27 @@ void store::erase_all() {
 // Reads
 
 std::optional<item_view> store::find(std::string_view key, std::int64_t now_ms) const {
-  auto pos = items_.find(key);
-  if (pos == items_.end() || dead(pos->second, now_ms)) return std::nullopt;
-  return view_of(pos->second);
+  const item* it = items_.find(key);
+  if (it == nullptr || dead(*it, now_ms)) return std::nullopt;
+  return view_of(*it);
 }
 
-item_view store::view_of(const stored_item& it) {
-  return item_view{it.value, it.flags, it.version, it.expires_at_ms, it.meta};
+item_view store::view_of(const item& it) {
+  return item_view{std::string(it.value()), it.flags, it.version, it.expires_at_ms, it.meta};
 }
 
 std::vector<key_info> store::list(std::string_view prefix, std::string_view after,
                                   std::size_t limit, std::int64_t now_ms) const {
   std::vector<key_info> out;
   if (limit == 0) return out;
-  auto pos = items_.lower_bound(prefix);
-  if (!after.empty()) {
-    auto past = items_.upper_bound(after);
-    if (past == items_.end() || (pos != items_.end() && past->first > pos->first)) pos = past;
-  }
-  for (; pos != items_.end() && out.size() < limit; ++pos) {
-    if (!pos->first.starts_with(prefix)) break;
-    if (dead(pos->second, now_ms)) continue;
-    out.push_back(key_info{pos->first, pos->second.version, pos->second.value.size(),
-                           pos->second.expires_at_ms});
+  // From the later of "first key >= prefix" and "first key > after".
+  auto pos = !after.empty() && after >= prefix ? items_.seek(after, false)
+                                               : items_.seek(prefix, true);
+  for (; pos.get() != nullptr && out.size() < limit; pos.next()) {
+    const item& it = *pos.get();
+    if (!it.key().starts_with(prefix)) break;
+    if (dead(it, now_ms)) continue;
+    out.push_back(key_info{std::string(it.key()), it.version, it.value_bytes, it.expires_at_ms});
   }
   return out;
 }
@@ -617,15 +613,13 @@ std::vector<std::string> store::expired_keys(std::int64_t now_ms, std::size_t li
   std::vector<std::string> out;
   if (flush_at_ms_ != 0 && now_ms >= flush_at_ms_) {
     // A due flush may kill items without an expiry: look at everything.
-    for (const auto& [key, it] : items_) {
-      if (out.size() >= limit) break;
-      if (dead(it, now_ms)) out.push_back(key);
-    }
+    for (auto pos = items_.begin(); pos.get() != nullptr && out.size() < limit; pos.next())
+      if (dead(*pos.get(), now_ms)) out.emplace_back(pos.get()->key());
     return out;
   }
-  for (const auto& [at, key] : expiry_index_) {
+  for (const auto& [at, it] : items_.by_expiry()) {
     if (out.size() >= limit || at > now_ms) break;
-    out.push_back(key);
+    out.emplace_back(it->key());
   }
   return out;
 }
@@ -723,16 +717,18 @@ bool store::snapshot_to(const std::function<bool(std::string_view)>& sink) const
   out.append(snapshot_magic);
   // Format 3 only when some item carries meta marks, so a store that never saw a meta
   // command writes the same bytes as before (the format still follows from the state).
-  const bool with_meta = std::any_of(items_.begin(), items_.end(),
-                                     [](const auto& kv) { return kv.second.meta != 0; });
+  bool with_meta = false;
+  for (auto pos = items_.begin(); pos.get() != nullptr && !with_meta; pos.next())
+    with_meta = pos.get()->meta != 0;
   w.u8(with_meta ? snapshot_format : snapshot_format_without_meta);
   w.u64(applied_index_);
   w.i64(flush_at_ms_);
   for (auto field : stat_fields) w.u64(stats_.*field);
   w.varint(items_.size());
-  for (const auto& [key, it] : items_) {
-    w.bytes(key);
-    w.bytes(it.value);
+  for (auto pos = items_.begin(); pos.get() != nullptr; pos.next()) {
+    const item& it = *pos.get();
+    w.bytes(it.key());
+    w.bytes(it.value());
     w.u32(it.flags);
     w.u64(it.version);
     w.i64(it.expires_at_ms);
@@ -793,6 +789,7 @@ bool store::restore(std::string_view bytes) {
 
   auto n_items = r.varint();
   if (!n_items) return false;
+  const item* previous = nullptr;
   for (std::uint64_t i = 0; i < *n_items; ++i) {
     auto key = r.bytes();
     auto value = key ? r.bytes() : std::nullopt;
@@ -808,9 +805,16 @@ bool store::restore(std::string_view bytes) {
       meta = *m;
     }
     // Strictly increasing keys: one encoding per state, and appending at the end is cheap.
-    if (!fresh.items_.empty() && !(fresh.items_.rbegin()->first < *key)) return false;
-    fresh.items_.emplace_hint(fresh.items_.end(), std::string(*key),
-                              stored_item{std::string(*value), *flags, *version, *expires, *written, meta});
+    if (previous != nullptr && !(previous->key() < *key)) return false;
+    if (key->size() > item::max_bytes || value->size() > item::max_bytes) return false;
+    item* it = item::make(*key, *value);
+    it->flags = *flags;
+    it->version = *version;
+    it->expires_at_ms = *expires;
+    it->written_at_ms = *written;
+    it->meta = meta;
+    fresh.items_.append_greatest(it);
+    previous = it;
   }
 
   auto n_clients = r.varint();
@@ -876,11 +880,9 @@ std::optional<command> limits_command_if_needed(const store& s, const store_opti
 void store::rebuild_indexes() {
   stats_.curr_items = items_.size();
   stats_.bytes = 0;
-  expiry_index_.clear();
-  for (const auto& [key, it] : items_) {
-    stats_.bytes += accounted(key.size(), it.value.size());
-    if (it.expires_at_ms != 0) expiry_index_.emplace(it.expires_at_ms, key);
-  }
+  // (The expiry index is kept by items_ itself.)
+  items_.for_each(
+      [this](const item& it) { stats_.bytes += accounted(it.key_bytes, it.value_bytes); });
   clients_by_age_.clear();
   remembered_items_.clear();
   remembered_item_bytes_ = 0;

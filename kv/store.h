@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "kv/command.h"
+#include "kv/item_set.h"
 
 namespace kv {
 
@@ -107,8 +108,9 @@ class store {
   // unchanged) if the bytes are malformed or the checksum does not match.
   bool restore(std::string_view bytes);
 
-  // Accounted bytes per item on top of key and value: roughly what the map node, the item
-  // header and allocator rounding cost, so the quota tracks real memory use.
+  // Accounted bytes per item on top of key and value: roughly what the item header and
+  // allocator rounding cost, so the quota tracks real memory use. Replicated semantics: it
+  // decides apply outcomes, so it stays 64 whatever the real layout (kv/item_set.h).
   static constexpr std::uint64_t item_overhead_bytes = 64;
   // At-most-once window: the results of the last `dedup_window_per_client` requests (by seq)
   // of each of at most `dedup_max_clients` clients (the least recently seen client is
@@ -122,16 +124,6 @@ class store {
   std::size_t dedup_clients() const { return clients_.size(); }
 
  private:
-  struct stored_item {
-    std::string value;
-    std::uint32_t flags = 0;
-    std::uint64_t version = 0;
-    std::int64_t expires_at_ms = 0;  // 0 = never
-    std::int64_t written_at_ms = 0;  // leader time of the last write (for flush_all)
-    std::uint8_t meta = 0;           // item_stale | item_token_sent | item_key_binary
-  };
-  using item_map = std::map<std::string, stored_item, std::less<>>;
-
   struct remembered {
     std::uint64_t index = 0;  // log index that produced the result (eviction order)
     result outcome;
@@ -146,24 +138,25 @@ class store {
   result store_op(std::uint64_t index, const command& c);
   result remove_op(const command& c);
   result arith_op(std::uint64_t index, const command& c);
-  // incr/decr of the live item at pos (shared by incr/decr and meta_arith).
-  result add_delta(std::uint64_t index, item_map::iterator pos, bool incr, std::uint64_t delta,
+  // incr/decr of the live item `it` (shared by incr/decr and meta_arith). On success `it`
+  // is the new item (the old one is freed).
+  result add_delta(std::uint64_t index, item*& it, bool incr, std::uint64_t delta,
                    std::int64_t now_ms);
   result meta_get_op(std::uint64_t index, const command& c);
   result meta_delete_op(std::uint64_t index, const command& c);
   result meta_arith_op(std::uint64_t index, const command& c);
-  static item_view view_of(const stored_item& it);
+  static item_view view_of(const item& it);
   result touch_op(const command& c);
   result flush_op(const command& c);
   void purge(std::int64_t now_ms);
   void apply_due_flush(std::int64_t now_ms);
 
-  bool dead(const stored_item& it, std::int64_t now_ms) const;
+  bool dead(const item& it, std::int64_t now_ms) const;
   // True if replacing `old_bytes` of accounted memory by `new_bytes` must be refused.
   bool over_quota(std::uint64_t old_bytes, std::uint64_t new_bytes) const;
-  void write_item(item_map::iterator pos, const std::string& key, stored_item item);
-  void set_expiry(item_map::iterator pos, std::int64_t expires_at_ms);
-  item_map::iterator erase_item(item_map::iterator pos);
+  // Puts `fresh` in place of `old` (nullptr: a new key), keeping the counters exact.
+  void write_item(item* old, item* fresh);
+  void erase_item(item* it);
   void erase_all();
 
   std::optional<result> dedup_lookup(const request_id& id, std::uint64_t index);
@@ -174,9 +167,9 @@ class store {
   store_options local_;   // configured limits (the bootstrap values)
   store_options limits_;  // limits in force (see options())
   bool limits_replicated_ = false;
-  item_map items_;  // ordered: cheap prefix listing
-  // (expires_at_ms, key) of every item with an expiry: purge and expired_keys in O(expired).
-  std::set<std::pair<std::int64_t, std::string>> expiry_index_;
+  // One allocation per item, in key order (cheap prefix listing, snapshots in key order),
+  // with an index by expiry (purge and expired_keys in O(expired)): kv/item_set.h.
+  item_set items_;
   std::int64_t flush_at_ms_ = 0;  // items written at or before it are dead once now >= it
   std::uint64_t applied_index_ = 0;
   store_stats stats_;

@@ -1,0 +1,148 @@
+// The items of kv::store, one heap allocation each, in key order.
+//
+// Memory layout (the reason this file exists; bench/README-scale.md "Memory per item" has
+// the measurements). An item is ONE allocation: a 57-byte header (two child links, version,
+// expiry, write time, flags, lengths, tree priority, meta bits) followed by the key bytes and
+// then the value bytes, with no terminator and no padding. A 10-byte key with a 100-byte
+// value asks malloc for 167 bytes, which glibc serves from a 176-byte chunk; nothing else is
+// allocated per item (no map node, no std::string headers, no hash bucket). The previous
+// std::map<std::string, {std::string value, ...}> took a 144-byte node plus a 112-byte value
+// chunk: 256 bytes.
+//
+// Order: the items form a treap, a binary search tree by key that is also a max-heap by a
+// priority derived from a hash of the key. A treap needs two links per node (a red-black
+// tree needs three plus a colour) and has a simple iterative insert (split) and erase
+// (merge), so no operation recurses and a deep tree cannot overflow the stack. Because the
+// priority is a function of the key, the shape of the tree depends only on the set of keys,
+// never on the order of the writes or on any randomness: every replica (and the simulator)
+// does exactly the same work. Expected depth is about 2 ln n (~28 at a million keys); a
+// client could craft keys whose hashes degrade it, at a cost like hash flooding a fixed-hash
+// table (memcached's is fixed too), and the iterative algorithms keep that to slowness.
+//
+// Invariants:
+//  - keys are unique, in-order traversal is strictly increasing (byte-wise, unsigned, as
+//    std::string compares), and every parent's priority is >= its children's;
+//  - an item pointer stays valid until the item is erased or replaced (replace() frees the
+//    old allocation: callers never keep an item* across a write of the same key);
+//  - by_expiry_ holds (expires_at_ms, item) for exactly the items with expires_at_ms != 0;
+//    items change expiry only through set_expiry() (and are inserted/replaced/erased only
+//    through this class), so the index never points at a freed item.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <set>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace kv {
+
+struct item {
+  item* left;
+  item* right;
+  std::uint64_t version;       // log index of the write that set value/flags
+  std::int64_t expires_at_ms;  // 0 = never
+  std::int64_t written_at_ms;  // leader time of the last write (for flush_all)
+  std::uint32_t flags;
+  std::uint32_t key_bytes;
+  std::uint32_t value_bytes;
+  std::uint32_t priority;  // treap heap order: hash of the key
+  std::uint8_t meta;       // item_stale | item_token_sent | item_key_binary
+  // Key then value follow the header (see header_bytes).
+
+  static constexpr std::size_t max_bytes = 0xffffffffu;  // per key and per value
+
+  std::string_view key() const { return {data(), key_bytes}; }
+  std::string_view value() const { return {data() + key_bytes, value_bytes}; }
+  char* value_data() { return data() + key_bytes; }
+
+  // Allocates an item for `key` with room for `value_bytes` bytes of value (uninitialised)
+  // and every other field zero. Both sizes must be <= max_bytes.
+  static item* make(std::string_view key, std::size_t value_bytes);
+  // make() with the value given.
+  static item* make(std::string_view key, std::string_view value);
+  static void destroy(item* it);
+
+ private:
+  char* data() { return reinterpret_cast<char*>(this) + header_bytes(); }
+  const char* data() const { return reinterpret_cast<const char*>(this) + header_bytes(); }
+  static std::size_t header_bytes();
+};
+
+class item_set {
+ public:
+  item_set() = default;
+  ~item_set() { clear(); }
+  item_set(const item_set& other);
+  item_set& operator=(const item_set& other);
+  item_set(item_set&& other) noexcept;
+  item_set& operator=(item_set&& other) noexcept;
+
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+  // The item with this key, or nullptr.
+  item* find(std::string_view key) const;
+  // Takes ownership of `fresh`, whose key must be absent.
+  void insert(item* fresh);
+  // Puts `fresh` (same key as `old`, which must be in the set) in old's place and frees old.
+  void replace(item* old, item* fresh);
+  // Removes and frees `it`.
+  void erase(item* it);
+  void clear();
+  // Changes the expiry of `it` (keeping the expiry index exact).
+  void set_expiry(item* it, std::int64_t expires_at_ms);
+
+  // Takes ownership of `fresh`, whose key must be greater than every key in the set: builds
+  // the tree in O(1) amortised per item (restore reads items in key order). Any other
+  // operation ends the sequence of appends.
+  void append_greatest(item* fresh);
+  // The greatest key's item, or nullptr (O(depth)).
+  const item* last() const;
+
+  // In-order traversal from a starting point: a stack of the ancestors still to visit.
+  class cursor {
+   public:
+    item* get() const { return stack_.empty() ? nullptr : stack_.back(); }
+    void next();
+
+   private:
+    friend class item_set;
+    void push_left(item* t);
+    std::vector<item*> stack_;
+  };
+  cursor begin() const;
+  // The first item whose key is >= key (inclusive) or > key (!inclusive).
+  cursor seek(std::string_view key, bool inclusive) const;
+
+  // Calls f(item&) for every item in key order.
+  template <typename F>
+  void for_each(F&& f) const {
+    for (cursor c = begin(); c.get() != nullptr; c.next()) f(*c.get());
+  }
+
+  // Items with an expiry, by (expires_at_ms, key).
+  struct by_expiry_order {
+    bool operator()(const std::pair<std::int64_t, const item*>& a,
+                    const std::pair<std::int64_t, const item*>& b) const {
+      if (a.first != b.first) return a.first < b.first;
+      return a.second->key() < b.second->key();
+    }
+  };
+  using expiry_index = std::set<std::pair<std::int64_t, const item*>, by_expiry_order>;
+  const expiry_index& by_expiry() const { return by_expiry_; }
+
+ private:
+  item** link_of(std::string_view key) const;
+  void index_expiry(const item* it);
+  void unindex_expiry(const item* it);
+
+  item* root_ = nullptr;
+  std::size_t size_ = 0;
+  expiry_index by_expiry_;
+  std::vector<item*> spine_;  // append_greatest: the right spine, root first
+};
+
+}  // namespace kv
