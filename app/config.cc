@@ -131,7 +131,8 @@ config build(const toml::table& root, const std::filesystem::path& source) {
   validator v(source.string());
   config c;
   c.source = source;
-  v.only_keys(root, "", {"node", "listen", "cluster", "raft", "limits", "http", "memcached"});
+  v.only_keys(root, "",
+              {"node", "listen", "cluster", "raft", "limits", "http", "memcached", "tls"});
 
   const toml::table* node = v.table_at(root, "node", "node");
   if (node == nullptr) v.fail(nullptr, "node", "missing table [node]");
@@ -319,6 +320,30 @@ config build(const toml::table& root, const std::filesystem::path& source) {
     }
   }
 
+  if (const toml::table* tls = v.table_at(root, "tls", "tls")) {
+    v.only_keys(*tls, "tls", {"ca", "cert", "key"});
+    auto ca = v.string(*tls, "ca", "tls.ca");
+    auto cert = v.string(*tls, "cert", "tls.cert");
+    auto key = v.string(*tls, "key", "tls.key");
+    // All three or none: a peer port that is half TLS would either refuse every peer or
+    // silently trust any of them.
+    for (const auto& [name, value] :
+         {std::pair{"tls.ca", &ca}, {"tls.cert", &cert}, {"tls.key", &key}}) {
+      if (!*value || (*value)->empty()) {
+        v.fail((*value) ? tls->get(std::string_view(name).substr(4)) : tls, name,
+               "missing: tls.ca, tls.cert and tls.key go together (a file path each)");
+      }
+    }
+    // Read here so that a missing or unreadable file is a config error; the PEM contents
+    // are checked when the TLS contexts are built (app/server.cc), also with exit 2.
+    v.read_file(tls->get("ca"), "tls.ca", *ca);
+    v.read_file(tls->get("cert"), "tls.cert", *cert);
+    v.read_file(tls->get("key"), "tls.key", *key);
+    c.tls.ca = *ca;
+    c.tls.cert = *cert;
+    c.tls.key = *key;
+  }
+
   if (const toml::table* mc = v.table_at(root, "memcached", "memcached")) {
     v.only_keys(*mc, "memcached", {"auth_file"});
     if (auto file = v.string(*mc, "auth_file", "memcached.auth_file")) {
@@ -451,6 +476,11 @@ std::string render_config(const config& c) {
   }
   if (!c.memcached.auth_file.empty())
     out << "\n[memcached]\nauth_file = " << quoted(c.memcached.auth_file.string()) << "\n";
+  if (c.tls.enabled()) {
+    out << "\n[tls]\nca = " << quoted(c.tls.ca.string())
+        << "\ncert = " << quoted(c.tls.cert.string()) << "\nkey = " << quoted(c.tls.key.string())
+        << "\n";
+  }
   return out.str();
 }
 

@@ -68,6 +68,17 @@ struct http_config {
   bool tls() const { return !tls_cert.empty(); }
 };
 
+// [tls] (docs/config.md): mutual TLS on the peer port. All three files or none; each is read
+// while the config is validated (a missing or unreadable one is a config error naming its
+// key); the PEM contents are checked when the contexts are built at start-up (exit 2 too).
+struct tls_config {
+  std::filesystem::path ca;    // the cluster CA: a peer's certificate must chain to it
+  std::filesystem::path cert;  // this node's certificate, subject CN "raftkv-node-<id>"
+  std::filesystem::path key;   // its private key
+
+  bool enabled() const { return !ca.empty(); }
+};
+
 // [memcached] (docs/config.md): memcached 1.6's ASCII authentication.
 struct memcached_config {
   std::filesystem::path auth_file;
@@ -94,6 +105,7 @@ struct config {
   limits_config limits;
   http_config http;
   memcached_config memcached;
+  tls_config tls;
 
   net::limits door_limits() const;
   std::vector<net::member_address> member_addresses() const;

@@ -234,7 +234,8 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
   return n;
 }
 
-void node::start(std::optional<asio::ip::tcp::acceptor> peer_acceptor) {
+void node::start(std::optional<asio::ip::tcp::acceptor> peer_acceptor,
+                 std::optional<net::peer_tls> peer_tls) {
   if (members_.size() > 1 && peer_acceptor) {
     std::map<raft::node_id, std::string> peers;
     for (const auto& m : members_) peers[m.id] = m.peer;
@@ -246,13 +247,15 @@ void node::start(std::optional<asio::ip::tcp::acceptor> peer_acceptor) {
                                          : log_level::error;
       base::log(l, text);
     };
+    net::peer_transport_options transport_options;
+    transport_options.tls = std::move(peer_tls);
     transport_ = std::make_unique<net::peer_transport>(
         io_.get_executor(), self_, cluster_id_, peers,
         std::move(*peer_acceptor),
         [this](raft::node_id from, net::frame_kind kind, std::string payload) {
           on_frame(from, kind, std::move(payload));
         },
-        logger);
+        logger, std::move(transport_options));
     transport_->start();
   }
   if (members_.size() == 1) replica_->campaign();  // a cluster of one elects itself at once

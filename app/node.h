@@ -28,6 +28,7 @@
 #include "kv/store.h"
 #include "net/metrics.h"
 #include "net/peer/frame.h"
+#include "net/peer/tls.h"
 #include "net/service.h"
 #include "raft/replica.h"
 
@@ -54,7 +55,9 @@ class node final : public net::kv_service {
 
   // Starts ticking and, for a multi-node cluster, the peer transport on `peer_acceptor`
   // (already bound, so "port in use" was reported by the caller).
-  void start(std::optional<boost::asio::ip::tcp::acceptor> peer_acceptor);
+  // peer_tls: set when [tls] is configured; every peer connection is then mutual TLS.
+  void start(std::optional<boost::asio::ip::tcp::acceptor> peer_acceptor,
+             std::optional<net::peer_tls> peer_tls = std::nullopt);
   // Fails every waiting request with `stopped`, stops ticks and the transport, drains and
   // closes storage. Idempotent.
   void stop();

@@ -88,6 +88,7 @@ net::node_status node::status() const {
     }
     out.members.push_back(std::move(ms));
   }
+  if (transport_) out.peer_drops = transport_->drops();
   return out;
 }
 

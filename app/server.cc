@@ -45,6 +45,14 @@ void log_config(const config& c) {
   door("cs733", c.listen_cs733);
   door("http", c.listen_http);
   door("peer", c.listen_peer);
+  if (c.listen_peer && c.members.size() > 1) {
+    if (c.tls.enabled()) {
+      base::log(log_level::info, "  peer: mutual TLS (ca ", c.tls.ca.string(), ", cert ",
+                c.tls.cert.string(), ")");
+    } else {
+      base::log(log_level::info, "  peer: plain TCP (no [tls])");
+    }
+  }
   if (c.listen_http) {
     base::log(log_level::info, "  http: ", c.http.tls() ? "HTTPS only" : "plain HTTP",
               c.http.admin_token.empty() ? ", admin endpoints open"
@@ -54,15 +62,15 @@ void log_config(const config& c) {
     base::log(log_level::info, "  memcached: authentication required (", c.memcached.users.size(),
               " user(s) from ", c.memcached.auth_file.string(), ")");
   }
-  // Peer traffic has no TLS yet ([tls] is not implemented): anything that reaches a door
-  // bound beyond loopback reads and writes in clear text, and the peer port trusts any
-  // client that knows the cluster id.
+  // Anything that reaches a door bound beyond loopback without TLS reads and writes in
+  // clear text, and a peer port without [tls] trusts any client that knows the cluster id.
   for (const auto& [name, e] : {std::pair{"memcached", &c.listen_memcached},
                                 {"cs733", &c.listen_cs733},
                                 {"http", &c.listen_http},
                                 {"peer", &c.listen_peer}}) {
     if (!*e || is_loopback(**e)) continue;
     if (std::string_view(name) == "http" && c.http.tls()) continue;
+    if (std::string_view(name) == "peer" && c.tls.enabled()) continue;
     base::log(log_level::warn, name, " is bound to non-loopback address ", (*e)->text,
               " without [tls]: its traffic is not encrypted and peers are not authenticated");
   }
@@ -101,6 +109,17 @@ int run_server(const config& c) {
       return exit_bad_config;
     }
     https = std::get<std::shared_ptr<asio::ssl::context>>(std::move(made));
+  }
+  std::optional<net::peer_tls> peer_tls;
+  if (c.tls.enabled()) {
+    auto made = net::make_peer_tls(c.tls.ca.string(), c.tls.cert.string(), c.tls.key.string(),
+                                   raft::node_id(c.node_id));
+    if (auto* why = std::get_if<std::string>(&made)) {
+      base::log(log_level::error, c.source.string(), ": key 'tls.ca'/'tls.cert'/'tls.key': ",
+                *why);
+      return exit_bad_config;
+    }
+    peer_tls = std::get<net::peer_tls>(std::move(made));
   }
 
   asio::io_context io;
@@ -159,7 +178,7 @@ int run_server(const config& c) {
     return exit_fatal;
   }
 
-  n->start(std::move(peer_acceptor));
+  n->start(std::move(peer_acceptor), std::move(peer_tls));
   if (memcached) memcached->start();
   if (cs733) cs733->start();
   if (http) http->start();

@@ -236,6 +236,12 @@ std::string metrics::render_prometheus(const node_status& node,
     append_sample(out, "raftkv_snapshot_transfer_bytes", peer + ",kind=\"total\"",
                   m.snapshot_bytes_total);
   }
+  append_header(out, "raftkv_peer_drops_total", "counter",
+                "Peer frames and connections refused or dropped, by reason (e.g. tls_refused, "
+                "wrong_certificate, other_cluster).");
+  for (const auto& [reason, n] : node.peer_drops) {
+    append_sample(out, "raftkv_peer_drops_total", "reason=\"" + reason + "\"", n);
+  }
   append_header(out, "raftkv_resident_memory_bytes", "gauge",
                 "Resident memory of the process, by kind (anon: heap; file: mapped files).");
   append_sample(out, "raftkv_resident_memory_bytes", "kind=\"anon\"", node.rss_anon_bytes);

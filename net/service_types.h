@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -105,6 +106,8 @@ struct node_status {
   std::uint64_t rss_file_bytes = 0;
   std::uint64_t rss_shmem_bytes = 0;
   std::vector<member_status> members;
+  // Peer frames and connections refused or dropped, by reason (peer_transport::drops()).
+  std::map<std::string, std::uint64_t> peer_drops;
 };
 
 }  // namespace net

@@ -5,10 +5,13 @@
 #include "net/peer/transport.h"
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -16,15 +19,18 @@
 #include <deque>
 #include <exception>
 #include <random>
+#include <tuple>
 #include <utility>
 
 #include "base/host_port.h"
+#include "net/peer/tls.h"
 
 namespace net {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
+namespace ssl = asio::ssl;
 
 namespace {
 
@@ -45,7 +51,48 @@ enum class drop_reason : std::uint8_t {
   queue_full,
   bad_hello,
   other_incarnation,
+  tls_refused,        // the TLS handshake failed (no or untrusted certificate, not TLS, timeout)
+  wrong_certificate,  // the certificate names another member than the connection speaks for
 };
+inline constexpr std::size_t drop_reason_count =
+    static_cast<std::size_t>(drop_reason::wrong_certificate) + 1;
+
+std::string_view to_string(drop_reason r) {
+  switch (r) {
+    case drop_reason::other_cluster:
+      return "other_cluster";
+    case drop_reason::unknown_sender:
+      return "unknown_sender";
+    case drop_reason::not_for_us:
+      return "not_for_us";
+    case drop_reason::sender_changed:
+      return "sender_changed";
+    case drop_reason::no_hello:
+      return "no_hello";
+    case drop_reason::bad_fragment:
+      return "bad_fragment";
+    case drop_reason::undecodable:
+      return "undecodable";
+    case drop_reason::too_many_connections:
+      return "too_many_connections";
+    case drop_reason::queue_full:
+      return "queue_full";
+    case drop_reason::bad_hello:
+      return "bad_hello";
+    case drop_reason::other_incarnation:
+      return "other_incarnation";
+    case drop_reason::tls_refused:
+      return "tls_refused";
+    case drop_reason::wrong_certificate:
+      return "wrong_certificate";
+  }
+  return "unknown";
+}
+
+// A connection's byte stream is its TCP socket, or TLS over that socket. These pick one per
+// operation without adding a coroutine frame: each returns the operation's own awaitable.
+using tls_stream = ssl::stream<tcp::socket&>;
+using io_result = std::tuple<boost::system::error_code, std::size_t>;
 
 // Cluster ids as the data dir's cluster_id file spells them (app/cluster_id.h).
 std::string hex(std::uint64_t v) {
@@ -57,6 +104,18 @@ std::string hex(std::uint64_t v) {
 
 bool cancelled(asio::cancellation_state s) {
   return s.cancelled() != asio::cancellation_type::none;
+}
+
+asio::awaitable<io_result> read_some(tcp::socket& socket, tls_stream* tls,
+                                     asio::mutable_buffer into) {
+  if (tls) return tls->async_read_some(into, nothrow);
+  return socket.async_read_some(into, nothrow);
+}
+
+asio::awaitable<io_result> write_all(tcp::socket& socket, tls_stream* tls,
+                                     asio::const_buffer bytes) {
+  if (tls) return asio::async_write(*tls, bytes, nothrow);
+  return asio::async_write(socket, bytes, nothrow);
 }
 
 }  // namespace
@@ -90,6 +149,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     std::size_t large_count = 0;  // bounded by max_bulk_messages
     std::size_t large_bytes = 0;
     tcp::socket socket;
+    // With options.tls: TLS over `socket` for the current connection (made anew per dial).
+    std::optional<tls_stream> tls;
     tcp::resolver resolver;
     asio::steady_timer wake;          // waited on while the queues are empty; send() cancels it
     asio::steady_timer timer;         // connect/write timeouts and reconnect backoff
@@ -135,6 +196,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   std::map<std::uint64_t, tcp::socket*> inbound;         // open inbound connections
   std::uint64_t next_inbound = 0;
   std::map<std::pair<drop_reason, std::uint64_t>, drop_log_entry> drop_log;
+  std::array<std::uint64_t, drop_reason_count> drop_counts{};  // every drop, logged or not
   bool started = false;
   bool stopped = false;
 
@@ -155,6 +217,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   // many frames must not flood the log.
   void log_drop(drop_reason reason, raft::node_id from, const std::string& text,
                 log_level level = log_level::warn) {
+    ++drop_counts[static_cast<std::size_t>(reason)];
     if (drop_log.size() >= 1024 && !drop_log.contains({reason, from.value})) drop_log.clear();
     const auto now = clock::now();
     auto [it, fresh] = drop_log.try_emplace({reason, from.value}, drop_log_entry{now, 0});
@@ -303,6 +366,46 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     if (cerr) co_return cerr;
     boost::system::error_code ignored;
     p.socket.set_option(tcp::no_delay(true), ignored);
+    if (options.tls) co_return co_await handshake_with(p);
+    co_return boost::system::error_code{};
+  }
+
+  // The client side of mutual TLS on p.socket, just connected: OpenSSL checks the chain,
+  // this checks that the certificate is the one of the member we dialled (tls.h). Any
+  // failure is a refusal: logged (rate-limited), counted, and the socket closed.
+  asio::awaitable<boost::system::error_code> handshake_with(peer& p) {
+    p.tls.emplace(p.socket, *options.tls->client);
+    p.timer.expires_after(options.connect_timeout);
+    auto r = co_await (p.tls->async_handshake(ssl::stream_base::client, nothrow) ||
+                       p.timer.async_wait(nothrow));
+    boost::system::error_code ec;
+    std::string why;
+    if (r.index() == 1) {
+      ec = make_error_code(asio::error::timed_out);
+      why = "TLS handshake timed out";
+    } else if ((ec = std::get<0>(std::get<0>(r)))) {
+      why = "TLS handshake failed: " + ec.message();
+    }
+    if (ec) {
+      if (!stopped) {
+        log_drop(drop_reason::tls_refused, p.st.id,
+                 "refused the peer at " + p.st.address + " (dialling node " +
+                     std::to_string(p.st.id.value) + "): " + why);
+      }
+      boost::system::error_code ignored;
+      p.socket.close(ignored);
+      co_return ec;
+    }
+    const auto cn = peer_certificate_common_name(p.tls->native_handle());
+    if (cn != peer_common_name(p.st.id)) {
+      log_drop(drop_reason::wrong_certificate, p.st.id,
+               "refused the peer at " + p.st.address + ": it should be node " +
+                   std::to_string(p.st.id.value) + " but its certificate names " +
+                   (cn ? "\"" + *cn + "\"" : "no single CN"));
+      boost::system::error_code ignored;
+      p.socket.close(ignored);
+      co_return make_error_code(asio::error::access_denied);
+    }
     co_return boost::system::error_code{};
   }
 
@@ -333,6 +436,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         p.st.connected = false;
         boost::system::error_code ignored;
         p.socket.close(ignored);
+        // No close_notify: the peer only reads, and a lost connection is the same to it.
+        p.tls.reset();
         // A large message cut short starts again from its first fragment next time, still
         // ahead of everything sent after it.
         if (!p.queue.empty() && p.queue.front().started) {
@@ -360,7 +465,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   asio::awaitable<void> watch_closed(peer& p) {
     co_await asio::this_coro::throw_if_cancelled(false);
     char scratch[64];
-    auto [ec, n] = co_await p.socket.async_read_some(asio::buffer(scratch), nothrow);
+    tls_stream* tls = p.tls ? &*p.tls : nullptr;
+    auto [ec, n] = co_await read_some(p.socket, tls, asio::buffer(scratch));
     if (p.close_reason.empty()) {
       p.close_reason = ec ? ec.message() : "peer sent unexpected bytes";
     }
@@ -404,7 +510,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         break;
       }
       p.timer.expires_after(options.write_timeout);
-      auto r = co_await (asio::async_write(p.socket, asio::buffer(batch), nothrow) ||
+      auto r = co_await (write_all(p.socket, p.tls ? &*p.tls : nullptr, asio::buffer(batch)) ||
                          p.timer.async_wait(nothrow));
       if (r.index() == 1 || std::get<0>(std::get<0>(r))) {
         p.st.frames_dropped += messages;
@@ -466,10 +572,43 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       std::uint64_t key;
       ~unregister() { self.inbound.erase(key); }
     } guard{*this, key};
-    co_await read_frames(socket);
+    if (!options.tls) {
+      co_await read_frames(socket, nullptr, std::nullopt);
+      co_return;
+    }
+    // The server side of mutual TLS. Until it completes nothing is read as a frame and
+    // nothing is written but the handshake: plain TCP gets no byte of ours back.
+    tls_stream tls(socket, *options.tls->server);
+    asio::steady_timer deadline(executor, options.connect_timeout);
+    auto r = co_await (tls.async_handshake(ssl::stream_base::server, nothrow) ||
+                       deadline.async_wait(nothrow));
+    if (stopped) co_return;
+    if (r.index() == 1 || std::get<0>(std::get<0>(r))) {
+      log_drop(
+          drop_reason::tls_refused, raft::no_node,
+          "refused a connection from " + describe(socket, std::nullopt) + ": " +
+              (r.index() == 1 ? std::string("TLS handshake timed out")
+                              : "TLS handshake failed: " + std::get<0>(std::get<0>(r)).message()));
+      co_return;
+    }
+    // The chain is the CA's (OpenSSL checked it); the name says which member this is.
+    const auto cn = peer_certificate_common_name(tls.native_handle());
+    const auto certified = cn ? node_id_of_common_name(*cn) : std::nullopt;
+    if (!certified || !peers.contains(*certified)) {
+      log_drop(drop_reason::wrong_certificate, certified.value_or(raft::no_node),
+               "refused a connection from " + describe(socket, std::nullopt) +
+                   ": its certificate names " + (cn ? "\"" + *cn + "\"" : "no single CN") +
+                   ", not a member of this cluster");
+      co_return;
+    }
+    co_await read_frames(socket, &tls, certified);
   }
 
-  asio::awaitable<void> read_frames(tcp::socket& socket) {
+  // Reads and delivers the frames of one inbound connection. tls: the connection's TLS
+  // stream, or null for plain TCP; certified: the member its certificate names (TLS only),
+  // which the hello must claim.
+  asio::awaitable<void> read_frames(tcp::socket& socket, tls_stream* tls,
+                                    std::optional<raft::node_id> certified) {
     std::vector<char> buf(64 << 10);
     std::size_t begin = 0, end = 0;
     std::optional<raft::node_id> sender;  // set by a valid hello
@@ -502,6 +641,15 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
           continue;
         }
         if (!sender) {
+          if (certified && h.from != *certified) {
+            // Keyed by the certificate's id: that is who connected (the dialler's own
+            // refusal of a node is keyed by the id it dialled).
+            log_drop(drop_reason::wrong_certificate, *certified,
+                     "closing a connection from " + describe(socket, std::nullopt) +
+                         ": it claims to be node " + std::to_string(h.from.value) +
+                         " but its certificate names node " + std::to_string(certified->value));
+            co_return;
+          }
           if (h.kind != frame_kind::hello) {
             log_drop(drop_reason::no_hello, h.from,
                      "closing a connection from node " + std::to_string(h.from.value) +
@@ -575,8 +723,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       // need_more asks for more than is buffered, so this always leaves room to read into.
       if (needed > buf.size()) buf.resize(needed);
 
-      auto [ec, n] = co_await socket.async_read_some(
-          asio::buffer(buf.data() + end, buf.size() - end), nothrow);
+      auto [ec, n] =
+          co_await read_some(socket, tls, asio::buffer(buf.data() + end, buf.size() - end));
       if (ec) {
         if (sender && !stopped) {
           say(log_level::debug,
@@ -676,6 +824,15 @@ std::vector<peer_status> peer_transport::status() const {
   std::vector<peer_status> out;
   out.reserve(impl_->peers.size());
   for (const auto& [id, p] : impl_->peers) out.push_back(impl_->status_of(*p));
+  return out;
+}
+
+std::map<std::string, std::uint64_t> peer_transport::drops() const {
+  std::map<std::string, std::uint64_t> out;
+  for (std::size_t i = 0; i < drop_reason_count; ++i) {
+    const std::uint64_t n = impl_->drop_counts[i];
+    if (n > 0) out.emplace(to_string(static_cast<drop_reason>(i)), n);
+  }
   return out;
 }
 

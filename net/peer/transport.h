@@ -48,6 +48,16 @@
 // closed. Inbound connections are bounded (4 per member, plus 4): beyond that a new one is
 // closed at once.
 //
+// TLS (options.tls, docs/config.md [tls]): every connection starts with a TLS handshake in
+// which both sides present a certificate signed by the cluster CA, and nothing else is read
+// or written before it completes (plain TCP to a TLS peer port gets nothing back). The name
+// in the certificate binds the connection to one member: the dialler checks that the
+// certificate of the node it dialled says "raftkv-node-<that id>"; the acceptor checks that
+// the hello claims the id its dialler's certificate names, so the hello's sender, which every
+// later frame must repeat, is authenticated. A failed handshake (drop reason tls_refused) or
+// a certificate naming another member (wrong_certificate) closes the connection, is logged
+// like the other refusals and counted in drops().
+//
 // Threading: everything runs on the io_context given at construction; no method is
 // thread-safe; handler and logger are called on that io_context and never after stop().
 #pragma once
@@ -66,6 +76,7 @@
 
 #include "base/log.h"
 #include "net/peer/frame.h"
+#include "net/peer/tls.h"
 #include "raft/types.h"
 
 namespace net {
@@ -90,6 +101,9 @@ struct peer_transport_options {
   std::chrono::milliseconds write_timeout{10000};
   // Rate limit for "dropped frame" warnings, per (reason, claimed sender).
   std::chrono::milliseconds drop_log_interval{10000};
+  // Set: every connection, dialled or accepted, is mutual TLS (net/peer/tls.h); the TLS
+  // handshake must finish within connect_timeout. Unset: plain TCP.
+  std::optional<peer_tls> tls;
 };
 
 // One peer as this transport sees it, for status pages and last_contact_ms.
@@ -148,6 +162,11 @@ class peer_transport {
   void stop();
 
   std::vector<peer_status> status() const;
+  // Refusals and drops by reason ("other_cluster", "tls_refused", "wrong_certificate",
+  // "queue_full", ...), one per event (a refused connection, a dropped inbound frame, one
+  // overflow of an outbound queue), whether its log line was written or rate-limited away.
+  // Only reasons that happened are listed.
+  std::map<std::string, std::uint64_t> drops() const;
   std::optional<peer_status> status(raft::node_id peer) const;
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   // This transport's incarnation (random, never 0), announced in its hellos.

@@ -1,5 +1,6 @@
-"""Process tests of HTTPS on the HTTP door, the admin token, and memcached 1.6's ASCII
-authentication (docs/config.md: [http], [memcached]; docs/http-api.md: 401).
+"""Process tests of HTTPS on the HTTP door, the admin token, memcached 1.6's ASCII
+authentication and mutual TLS between peers (docs/config.md: [http], [memcached], [tls];
+docs/http-api.md: 401).
 
 The memcached replies are compared byte for byte with the real memcached 1.6.18 started with
 -Y on the same auth file, one request per round trip (memcached 1.6.18 drops all but the last
@@ -11,9 +12,11 @@ import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import time
+import unittest
 
 import harness
 
@@ -21,19 +24,23 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TOKEN = "s3cret-admin-token-0123456789"
 
 
-def make_certs(directory):
-    subprocess.run([os.path.join(ROOT, "scripts", "make-certs.sh"), directory, "1"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def make_certs(directory, nodes=1):
+    subprocess.run([os.path.join(ROOT, "scripts", "make-certs.sh"), directory, str(nodes)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 class SecureNode(harness.Node):
-    """A node whose config gets extra TOML tables (cluster.extra)."""
+    """A node whose config gets extra TOML tables (cluster.extra: text, or a function of the
+    node id giving the text)."""
 
     def write_config(self):
         super().write_config()
-        if self.cluster.extra:
+        extra = self.cluster.extra
+        if callable(extra):
+            extra = extra(self.id)
+        if extra:
             with open(self.config_path, "a") as f:
-                f.write("\n" + self.cluster.extra + "\n")
+                f.write("\n" + extra + "\n")
 
 
 class SecureCluster(harness.Cluster):
@@ -191,6 +198,23 @@ class ConfigErrors(harness.TestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("http.tls_cert", r.stderr)
 
+    def test_peer_tls_files_missing_or_of_another_node_are_exit_2(self):
+        r = self.run_binary("check-config", f'[tls]\nca = "{self.tmp}/ca.pem"\n'
+                                            f'cert = "{self.tmp}/nope.pem"\n'
+                                            f'key = "{self.tmp}/nope.key"\n')
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("tls.ca", r.stderr)
+        if shutil.which("openssl") is None:
+            self.skipTest("SKIPPED: the openssl command line tool is missing")
+        make_certs(self.tmp, 2)
+        # Node 1 started with node 2's certificate: refused at start, not by every peer.
+        r = self.run_binary("serve", f'[tls]\nca = "{self.tmp}/ca.pem"\n'
+                                     f'cert = "{self.tmp}/node2.pem"\n'
+                                     f'key = "{self.tmp}/node2.key"\n')
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("tls.cert", r.stderr)
+        self.assertIn("raftkv-node-1", r.stderr)
+
     def test_missing_token_file_and_auth_file(self):
         r = self.run_binary("check-config", f'[http]\nadmin_token_file = "{self.tmp}/none"\n')
         self.assertEqual(r.returncode, 2)
@@ -212,6 +236,131 @@ class ConfigErrors(harness.TestCase):
         self.assertIn("admin_token_file", r.stdout)
         self.assertNotIn(TOKEN, r.stdout)
         self.assertNotIn("pa55word", r.stdout)
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def peer_hello(cluster_id, sender, receiver):
+    """A well-formed hello frame (net/peer/frame.h, version 2) from `sender`."""
+    payload = struct.pack("<Q", 0x1234)
+    head = b"RKVP" + struct.pack("<BBBBQQQQI", 2, 1, 0, 0, cluster_id, sender, receiver, 0,
+                                 len(payload))
+    body = head + payload
+    return body + struct.pack("<I", crc32c(body))
+
+
+def drain(sock, timeout=5.0):
+    """Reads until the peer closes (or resets); returns what arrived."""
+    sock.settimeout(timeout)
+    got = b""
+    try:
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return got
+            got += chunk
+    except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
+        return got
+
+
+class PeerTls(harness.TestCase):
+    """A 3-node cluster whose peers speak only mutual TLS (docs/config.md [tls])."""
+
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("openssl") is None:
+            raise unittest.SkipTest("SKIPPED: the openssl command line tool is missing")
+        cls.tmp = tempfile.mkdtemp(prefix="raftkv-peer-certs-")
+        cls.certs = os.path.join(cls.tmp, "cluster")
+        cls.other = os.path.join(cls.tmp, "other")
+        make_certs(cls.certs, 3)
+        make_certs(cls.other, 3)
+
+        def tls_table(node_id):
+            return "\n".join([
+                "[tls]",
+                f'ca = "{cls.certs}/ca.pem"',
+                f'cert = "{cls.certs}/node{node_id}.pem"',
+                f'key = "{cls.certs}/node{node_id}.key"',
+            ])
+
+        cls.cluster = SecureCluster(nodes=3, extra=tls_table)
+        cls.cluster.start_ready()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def write_and_read_everywhere(self, key, value):
+        with harness.McClient(self.cluster.wait_leader().memcached) as c:
+            self.assertEqual(c.set(key, value), "STORED")
+        # A read on a follower needs the leader's ReadIndex barrier: it crosses the TLS link.
+        for n in self.cluster.nodes:
+            with harness.McClient(n.memcached) as c:
+                self.assertEqual(c.get(key), value, f"node {n.id}")
+
+    def test_a_tls_cluster_elects_replicates_and_serves_reads_on_every_node(self):
+        self.write_and_read_everywhere("tls-key", b"over mutual TLS")
+        for n in self.cluster.nodes:
+            self.assertIn("peer: mutual TLS (ca ", n.log())
+
+    def test_strangers_are_refused_and_the_cluster_stays_healthy(self):
+        target = self.cluster.nodes[1]  # node 2
+        with open(os.path.join(target.data_dir, "cluster_id")) as f:
+            cluster_id = int(f.read().strip(), 16)
+
+        # Plain TCP speaking the peer protocol correctly gets nothing back.
+        with socket.create_connection(target.peer, timeout=5) as s:
+            s.sendall(peer_hello(cluster_id, 1, 2))
+            self.assertEqual(drain(s), b"")
+
+        def tls_client(ca_dir, cert_dir=None, node=1):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.load_verify_locations(os.path.join(ca_dir, "ca.pem"))
+            if cert_dir:
+                ctx.load_cert_chain(os.path.join(cert_dir, f"node{node}.pem"),
+                                    os.path.join(cert_dir, f"node{node}.key"))
+            return ctx
+
+        def tls_attempt(ctx, claim):
+            """Handshake, hello claiming `claim`, then read: the node must never deliver,
+            only close. Returns the application bytes received."""
+            with socket.create_connection(target.peer, timeout=5) as raw:
+                try:
+                    with ctx.wrap_socket(raw) as s:
+                        s.sendall(peer_hello(cluster_id, claim, 2))
+                        return drain(s)
+                except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+                    return b""  # refused during the handshake
+
+        # No certificate; a certificate from another CA; the right CA but the CN of node 1
+        # while claiming node 3.
+        self.assertEqual(tls_attempt(tls_client(self.certs), 1), b"")
+        self.assertEqual(tls_attempt(tls_client(self.certs, self.other, 1), 1), b"")
+        self.assertEqual(tls_attempt(tls_client(self.certs, self.certs, 1), 3), b"")
+
+        harness.wait_until(lambda: "claims to be node 3 but its certificate names node 1"
+                           in target.log(), 10, what="wrong-certificate refusal logged")
+        harness.wait_until(lambda: "TLS handshake failed" in target.log(), 10,
+                           what="handshake refusal logged")
+        # Counted by reason in /metrics.
+        def refused(reason):
+            _, _, body = harness.http_request(target.http, "GET", "/metrics")
+            line = f'raftkv_peer_drops_total{{reason="{reason}"}} '
+            return any(l.startswith(line) and int(l.split()[-1]) >= 1
+                       for l in body.decode().splitlines())
+        harness.wait_until(lambda: refused("tls_refused") and refused("wrong_certificate"), 10,
+                           what="refusals counted in /metrics")
+        self.write_and_read_everywhere("after-strangers", b"still replicated")
 
 
 # One request per round trip; each is compared with the real memcached's answer.
