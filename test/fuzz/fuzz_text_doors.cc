@@ -4,7 +4,9 @@
 // answer never depends on how reads split the input). Meta commands: every meta request
 // names exactly one key (non-empty, also after base64 decoding), and the parser's flags
 // are the words of the line. Each input is also tried behind one of the meta seeds below,
-// so random tails meet the meta flag parser deep inside a valid command.
+// so random tails meet the meta flag parser deep inside a valid command. The ASCII
+// authentication parser (net/memcached/auth.h) gets the same prefix rules, and never
+// authenticates a connection whose input does not carry a configured user and password.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "net/cs733/parser.h"
+#include "net/memcached/auth.h"
 #include "net/memcached/parser.h"
 
 namespace {
@@ -108,5 +111,29 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   };
   same_first_answer(mc, net::memcached::outcome::need_more, net::memcached::outcome::close);
   same_first_answer(cs, net::cs733::outcome::need_more, net::cs733::outcome::close);
+
+  // ASCII authentication, as a connection sees it before it authenticated; the seeds'
+  // `set` lines reach the credential path with random data behind them.
+  const net::memcached::credentials users{{"alice", "s3cret"}, {"bob", "pw"}};
+  auto auth = [&](std::string_view b) { return net::memcached::parse_auth(b, users); };
+  for (const std::string_view prefix : {std::string_view{}, std::string_view{"set a 0 0 12\r\n"}}) {
+    std::string in(prefix);
+    in.append(input);
+    const auto whole = auth(in);
+    check(whole.consumed <= in.size());
+    if (whole.authenticated) {
+      check(whole.what == net::memcached::auth_result::kind::reply);
+      check(in.find("alice s3cret") != std::string::npos || in.find("bob pw") != std::string::npos);
+    }
+    for (std::size_t n = 0; n <= in.size(); ++n) {
+      const auto part = auth(std::string_view(in).substr(0, n));
+      if (part.what == net::memcached::auth_result::kind::need_more) continue;
+      check(part.what == whole.what);
+      if (part.what == net::memcached::auth_result::kind::reply) {
+        check(part.reply == whole.reply && part.authenticated == whole.authenticated);
+      }
+      break;
+    }
+  }
   return 0;
 }
