@@ -28,7 +28,10 @@ void trim_memory() {
 }  // namespace
 
 kv_state_machine::~kv_state_machine() {
+  alive_.reset();
   wait_for_snapshot();
+  if (restorer_.joinable()) restorer_.join();
+  if (reaper_.joinable()) reaper_.join();
 }
 
 void kv_state_machine::wait_for_snapshot() {
@@ -56,6 +59,31 @@ bool kv_state_machine::restore(std::string_view bytes) {
   // The old state was freed wholesale.
   if (ok) trim_memory();
   return ok;
+}
+
+void kv_state_machine::start_restore(std::shared_ptr<const std::string> bytes,
+                                     std::function<void(bool ok)> done) {
+  if (!post_) return raft::state_machine::start_restore(std::move(bytes), std::move(done));
+  // The replica restores one snapshot at a time: a previous thread has posted its result.
+  if (restorer_.joinable()) restorer_.join();
+  std::weak_ptr<int> alive = alive_;
+  restorer_ = std::thread([this, alive, bytes = std::move(bytes), done = std::move(done),
+                           local = store_.local_options(), post = post_]() mutable {
+    auto fresh = std::make_shared<kv::store>(local);
+    const bool ok = fresh->restore(*bytes);
+    post([this, alive, ok, fresh = std::move(fresh), done = std::move(done)]() mutable {
+      if (alive.expired()) return;
+      if (ok) {
+        std::swap(store_, *fresh);  // fresh now holds the old state
+        if (reaper_.joinable()) reaper_.join();
+        reaper_ = std::thread([old = std::move(fresh)]() mutable {
+          old.reset();
+          trim_memory();
+        });
+      }
+      done(ok);
+    });
+  });
 }
 
 void kv_state_machine::start_snapshot(const raft::snapshot_meta& meta, raft::log_store& logs,

@@ -221,7 +221,8 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
   rs.entries = std::move(state.entries);
   n->log_store_ = std::make_unique<lmdb_log_store>(*n->storage_, snapshot_index);
   n->peers_ = std::make_unique<peer_link>(*n);
-  n->state_machine_ = std::make_unique<kv_state_machine>(n->store_, /*fork_snapshots=*/true);
+  n->state_machine_ =
+      std::make_unique<kv_state_machine>(n->store_, /*fork_snapshots=*/true, ro.post);
   n->replica_ = std::make_unique<raft::replica>(std::move(ro), std::move(rs), *n->log_store_,
                                                 *n->peers_, *n->state_machine_);
   const std::uint64_t replayed = n->replica_->recover();
@@ -250,8 +251,7 @@ void node::start(std::optional<asio::ip::tcp::acceptor> peer_acceptor,
     net::peer_transport_options transport_options;
     transport_options.tls = std::move(peer_tls);
     transport_ = std::make_unique<net::peer_transport>(
-        io_.get_executor(), self_, cluster_id_, peers,
-        std::move(*peer_acceptor),
+        io_.get_executor(), self_, cluster_id_, peers, std::move(*peer_acceptor),
         [this](raft::node_id from, net::frame_kind kind, std::string payload) {
           on_frame(from, kind, std::move(payload));
         },

@@ -229,8 +229,8 @@ void replica::persist(ready& rd) {
       on_restored(meta, ok, bytes, started);
       if (!ok) return;  // never record a snapshot that did not restore
     } else {
-      log(log_level::info, cat("restoring the snapshot from the leader at index ",
-                               meta.index.value, " (", bytes, " bytes) off the event loop"));
+      log(log_level::info, cat("restoring the snapshot from the leader at index ", meta.index.value,
+                               " (", bytes, " bytes) off the event loop"));
     }
     stored_snapshot_index_ = meta.index;
     last_snapshot_index_ = meta.index;
@@ -297,12 +297,13 @@ void replica::on_restored(const snapshot_meta& meta, bool ok, std::size_t bytes,
   restoring_.reset();
   if (!ok) {
     apply_backlog_.clear();
-    on_storage_error(cat("the snapshot received for index ", meta.index.value, " does not restore"));
+    on_storage_error(
+        cat("the snapshot received for index ", meta.index.value, " does not restore"));
     return;
   }
-  log(log_level::info, cat("installed snapshot from the leader at index ", meta.index.value,
-                           " (term ", meta.term.value, ", ", bytes, " bytes; restored in ",
-                           now() - started, " ms)"));
+  log(log_level::info,
+      cat("installed snapshot from the leader at index ", meta.index.value, " (term ",
+          meta.term.value, ", ", bytes, " bytes; restored in ", now() - started, " ms)"));
   if (!apply_backlog_.empty()) {
     std::vector<entry> waiting(std::make_move_iterator(apply_backlog_.begin()),
                                std::make_move_iterator(apply_backlog_.end()));

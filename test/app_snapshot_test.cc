@@ -9,9 +9,13 @@
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "app/kv_state_machine.h"
 #include "app/lmdb_log_store.h"
@@ -274,4 +278,59 @@ BOOST_AUTO_TEST_CASE(a_child_that_cannot_write_reports_its_error) {
   BOOST_TEST(ok.error == "");
   sm.wait_for_snapshot();
   BOOST_TEST(roomy.adopted());
+}
+
+// A received snapshot is rebuilt on a thread: the store in use keeps its old state until the
+// finished one is swapped in on the event loop (here: the test thread, running what was
+// posted); a snapshot that does not restore leaves the store as it was.
+BOOST_AUTO_TEST_CASE(start_restore_builds_the_new_state_aside_and_swaps_it_in_on_the_loop) {
+  kv::store source(big_limits());
+  const std::uint64_t next = fill(source, 20'000, 1, 'n');
+  auto bytes = std::make_shared<const std::string>(source.snapshot());
+
+  std::mutex m;
+  std::vector<std::function<void()>> posted;
+  auto post = [&](std::function<void()> fn) {
+    std::lock_guard lock(m);
+    posted.push_back(std::move(fn));
+  };
+  auto run_posted = [&](std::chrono::seconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      std::vector<std::function<void()>> fns;
+      {
+        std::lock_guard lock(m);
+        fns.swap(posted);
+      }
+      for (auto& fn : fns) fn();
+      if (!fns.empty()) return true;
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(2ms);
+    }
+  };
+
+  kv::store target(big_limits());
+  fill(target, 10, 1, 'o');
+  app::kv_state_machine sm(target, /*fork_snapshots=*/false, post);
+  std::optional<bool> result;
+  sm.start_restore(bytes, [&](bool ok) { result = ok; });
+  // Nothing changes before the loop runs the swap, however long the thread took.
+  BOOST_TEST(!result.has_value());
+  BOOST_TEST(target.stats().curr_items == 10u);
+  BOOST_REQUIRE(run_posted(30s));
+  BOOST_REQUIRE(result.has_value());
+  BOOST_TEST(*result);
+  BOOST_TEST(target.stats().curr_items == 20'000u);
+  BOOST_TEST(target.applied_index() == next - 1);
+  BOOST_TEST(target.snapshot() == *bytes);
+
+  // Corrupt bytes: done(false), the state is untouched.
+  auto bad = std::make_shared<std::string>(*bytes);
+  (*bad)[bad->size() / 2] ^= 0x5a;
+  result.reset();
+  sm.start_restore(bad, [&](bool ok) { result = ok; });
+  BOOST_REQUIRE(run_posted(30s));
+  BOOST_REQUIRE(result.has_value());
+  BOOST_TEST(!*result);
+  BOOST_TEST(target.snapshot() == *bytes);
 }

@@ -214,8 +214,8 @@ BOOST_AUTO_TEST_CASE(snapshot_every_n_applied_entries_compacts_the_log) {
   // A restart recovers from the snapshot and applies only what follows it: at once up to
   // the commit index it stored (which may lag), the rest when the leader says.
   const auto commit = cl[2].commit_index();
-  const auto stored = std::max(cl.at(2).store->state().hs.commit,
-                               cl.at(2).store->state().snapshot->index);
+  const auto stored =
+      std::max(cl.at(2).store->state().hs.commit, cl.at(2).store->state().snapshot->index);
   cl.crash_and_restart(n(2));
   BOOST_TEST((cl.at(2).sm->applied_index() == stored));
   cl.tick_all(10);
@@ -470,8 +470,8 @@ BOOST_AUTO_TEST_CASE(a_snapshot_restored_off_the_executor_holds_applies_not_the_
   for (int k = 0; k < 10; ++k) cl[1].propose("v" + std::to_string(k));
   cl.deliver();
   const index_t upto = cl[1].applied_index();
-  BOOST_REQUIRE(cl.compact(1, upto, std::make_shared<const std::string>(
-                                        "snapshot@" + std::to_string(upto.value))));
+  BOOST_REQUIRE(cl.compact(
+      1, upto, std::make_shared<const std::string>("snapshot@" + std::to_string(upto.value))));
   const term_t term = cl[1].term();
   cl.heal();
   for (int round = 0; round < 50 && cl.at(3).sm->pending_restores.empty(); ++round) {
@@ -490,7 +490,7 @@ BOOST_AUTO_TEST_CASE(a_snapshot_restored_off_the_executor_holds_applies_not_the_
   BOOST_TEST((cl[1].term() == term));
   BOOST_TEST((cl[3].leader() == node_id(1)));
   BOOST_TEST((cl[3].last_index() == cl[1].last_index()));
-  BOOST_TEST((cl.at(3).sm->applied_index() == before));  // nothing applied meanwhile
+  BOOST_TEST((cl.at(3).sm->applied_index() == before));    // nothing applied meanwhile
   BOOST_TEST(!read.has_value());                           // the read waits for its index
   BOOST_TEST(cl.at(3).sm->pending_restores.size() == 1u);  // one restore at a time
 

@@ -29,6 +29,7 @@ e.g. RAFTKV_CATCHUP_ITEMS=700000 for ~100 MB of state, 3000000 x 150 bytes for ~
 
 import os
 import random
+import re
 import socket
 import sys
 import threading
@@ -269,6 +270,12 @@ class SnapshotCatchUp(harness.TestCase):
         leader_log = leader.log()[log_marks[leader.id]:]
         self.assertIn("installed snapshot from the leader", follower_log)
         self.assertIn("receiving snapshot at index", follower_log)
+        # The store was rebuilt on a thread, not on the event loop (app/kv_state_machine.h).
+        self.assertIn("off the event loop", follower_log)
+        restored = re.search(r"restored in (\d+) ms", follower_log)
+        self.assertIsNotNone(restored, "the follower does not say how long the restore took")
+        sys.stderr.write(f"node {follower.id} restored the snapshot in {restored.group(1)} ms "
+                         f"off its event loop\n")
         self.assertRegex(leader_log, rf"sending snapshot at index \d+ .* to node {follower.id}")
         self.assertRegex(leader_log, rf"snapshot transfer to node {follower.id} done")
 
