@@ -233,6 +233,7 @@ class core {
   index_t snapshot_index() const { return snapshot_index_; }
   index_t persisted_index() const { return persisted_; }
   bool transferring() const { return transferee_ != no_node; }
+  node_id transferee() const { return transferee_; }
   // Term of the entry at i, if known (the snapshot's last entry counts); nullopt otherwise.
   std::optional<term_t> term_at(index_t i) const;
   // The entry at i, if held in memory.

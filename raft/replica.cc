@@ -956,6 +956,14 @@ replica_error replica::transfer_leadership(node_id to) {
   return replica_error::none;
 }
 
+node_id replica::hand_over() {
+  if (stopped_) return no_node;
+  const bool was_leader = is_leader();
+  core_.stand_down();
+  schedule_ready();
+  return was_leader ? core_.transferee() : no_node;
+}
+
 void replica::take_snapshot(done_callback cb) {
   if (stopped_) {
     opts_.post([cb = std::move(cb)] { cb(replica_error::stopped); });

@@ -242,6 +242,11 @@ class replica {
 
   // Starts a leadership transfer; the caller watches leader() for the outcome.
   replica_error transfer_leadership(node_id to);
+  // For a graceful shutdown: from now on this node never campaigns, and a leader hands
+  // leadership to its most up-to-date voter (core::stand_down), so that clients of the other
+  // nodes see no leaderless gap. Returns the node it hands over to, or no_node when it is
+  // not the leader (or has no voter to hand to). The caller watches is_leader().
+  node_id hand_over();
   // Snapshot now (if anything was applied since the last); cb when recorded or failed.
   void take_snapshot(done_callback cb);
 

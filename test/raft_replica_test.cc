@@ -511,3 +511,24 @@ BOOST_AUTO_TEST_CASE(a_snapshot_restored_off_the_executor_holds_applies_not_the_
   }
   BOOST_TEST(after.back().data == "w4");
 }
+
+// A graceful shutdown: the leader hands over to its most up-to-date voter before it stops,
+// and never campaigns again.
+BOOST_AUTO_TEST_CASE(hand_over_moves_leadership_to_an_up_to_date_voter) {
+  cluster cl(3);
+  cl.elect(1);
+  BOOST_TEST((cl.rep(2).hand_over() == no_node));  // a follower has nothing to hand over
+  for (int k = 0; k < 5; ++k) cl[1].propose("h" + std::to_string(k));
+  cl.deliver();
+  const term_t term = cl[1].term();
+  const node_id to = cl.rep(1).hand_over();
+  BOOST_REQUIRE((to == n(2) || to == n(3)));
+  for (int round = 0; round < 50 && cl.rep(1).is_leader(); ++round) cl.tick_all(1);
+  BOOST_TEST(!cl.rep(1).is_leader());
+  BOOST_TEST((cl[to.value].term() > term));
+  BOOST_TEST(cl.rep(to.value).is_leader());
+  // Alone, it never campaigns again.
+  cl.isolate(1);
+  cl.tick_all(100);
+  BOOST_TEST((cl[1].role() != role::candidate && cl[1].role() != role::leader));
+}
