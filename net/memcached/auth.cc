@@ -78,9 +78,9 @@ auth_result parse_auth(std::string_view input, const credentials& users) {
     const bool p = constant_time_equal(parts[1], password);
     match = match || (u && p);
   }
-  if (!match) return answer(consumed, "CLIENT_ERROR authentication failure");
-  auth_result r = answer(consumed, "STORED");
-  r.authenticated = true;
+  auth_result r = answer(consumed, match ? "STORED" : "CLIENT_ERROR authentication failure");
+  r.checked = true;
+  r.authenticated = match;
   return r;
 }
 

@@ -46,6 +46,8 @@ struct auth_result {
   std::size_t discard = 0;
   std::string reply;
   bool authenticated = false;  // the credential matched: the connection is now trusted
+  bool checked = false;        // a credential was compared (stats auth_cmds; auth_errors
+                               // when it did not match), as memcached counts them
 };
 
 // Parses the first request of an unauthenticated connection's input against `users`

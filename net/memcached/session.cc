@@ -44,6 +44,8 @@ struct memcached_node_state {
   std::uint64_t cmd_meta = 0;
   std::uint64_t store_too_large = 0;
   std::uint64_t store_no_memory = 0;
+  std::uint64_t auth_cmds = 0;    // credentials checked ([memcached] auth_file)
+  std::uint64_t auth_errors = 0;  // of which did not match
   // The replicated counters as they were at this node's last `stats reset`: stats shows
   // the difference, so a reset on one node changes only that node's view.
   kv::store_stats baseline;
@@ -338,6 +340,10 @@ class protocol final : public text_protocol {
                 : r.what == mc::auth_result::kind::close   ? text_step::kind::close
                                                            : text_step::kind::reply;
     authenticated_ = r.authenticated;
+    if (r.checked) {
+      ++state_->auth_cmds;
+      if (!r.authenticated) ++state_->auth_errors;
+    }
     return step;
   }
   void count_bytes_read(std::size_t n) override { service_.metrics().reads().bytes_read += n; }
@@ -452,6 +458,8 @@ class protocol final : public text_protocol {
         state_->cmd_meta = 0;
         state_->store_too_large = 0;
         state_->store_no_memory = 0;
+        state_->auth_cmds = 0;
+        state_->auth_errors = 0;
         state_->baseline = service_.store_stats();
         out.text() += "RESET\r\n";
         break;
@@ -1065,8 +1073,8 @@ class protocol final : public text_protocol {
     append_stat(out, "touch_misses", s.touch_misses);
     append_stat(out, "store_too_large", state_->store_too_large);
     append_stat(out, "store_no_memory", state_->store_no_memory);
-    append_stat(out, "auth_cmds", 0);
-    append_stat(out, "auth_errors", 0);
+    append_stat(out, "auth_cmds", state_->auth_cmds);
+    append_stat(out, "auth_errors", state_->auth_errors);
     append_stat(out, "bytes_read", reads.bytes_read);
     append_stat(out, "bytes_written", reads.bytes_written);
     append_stat(out, "limit_maxbytes", service_.store_options().max_memory_bytes);

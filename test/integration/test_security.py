@@ -248,9 +248,10 @@ def crc32c(data):
 
 
 def peer_hello(cluster_id, sender, receiver):
-    """A well-formed hello frame (net/peer/frame.h, version 2) from `sender`."""
-    payload = struct.pack("<Q", 0x1234)
-    head = b"RKVP" + struct.pack("<BBBBQQQQI", 2, 1, 0, 0, cluster_id, sender, receiver, 0,
+    """A well-formed hello frame (net/peer/frame.h, version 3) from `sender`: incarnation,
+    data-dir generation."""
+    payload = struct.pack("<QQ", 0x1234, 0x5678)
+    head = b"RKVP" + struct.pack("<BBBBQQQQI", 3, 1, 0, 0, cluster_id, sender, receiver, 0,
                                  len(payload))
     body = head + payload
     return body + struct.pack("<I", crc32c(body))
@@ -437,6 +438,27 @@ class MemcachedAuth(harness.TestCase):
         with socket.create_connection(self.node.memcached, timeout=10) as s:
             s.sendall(b"x" * 2000)
             self.assertEqual(harness.recv_until(s, b"\r\n", timeout=10), b"")
+
+    def auth_stats(self, addr):
+        """auth_cmds and auth_errors, read on a connection that authenticates first."""
+        with socket.create_connection(addr, timeout=10) as s:
+            s.sendall(b"set auth 0 0 12\r\nalice secret\r\nstats\r\n")
+            data = harness.recv_until(s, b"END\r\n").decode()
+        stats = dict(line.split(" ")[1:3] for line in data.split("\r\n")
+                     if line.startswith("STAT "))
+        return int(stats["auth_cmds"]), int(stats["auth_errors"])
+
+    def test_auth_counters_count_as_memcached_does(self):
+        # A failed and a good credential, and a malformed one (not counted by memcached).
+        seq = [b"set a 0 0 9\r\nalice bad\r\n", b"set a 0 0 12\r\nalice secret\r\n"]
+        for addr in [self.node.memcached] + ([self.reference] if self.reference else []):
+            with self.subTest(server=addr):
+                cmds0, errors0 = self.auth_stats(addr)
+                talk(addr, seq)
+                talk(addr, [b"set a 0 0 5\r\nalone\r\n"])
+                cmds1, errors1 = self.auth_stats(addr)
+                # The two checked credentials, plus auth_stats' own login.
+                self.assertEqual((cmds1 - cmds0, errors1 - errors0), (3, 1))
 
     def test_same_replies_as_memcached(self):
         if not self.reference:
