@@ -6,6 +6,7 @@
 #include <random>
 
 #include "app/cluster_id.h"
+#include "app/generation.h"
 #include "app/kv_state_machine.h"
 #include "app/lmdb_log_store.h"
 #include "base/log.h"
@@ -174,9 +175,28 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
   if (auto* err = std::get_if<std::string>(&cid)) return *err;
   n->cluster_id_ = std::get<cluster_id::loaded>(cid).id;
 
+  // A node refused for a lost data dir stays refused: a supervisor restarting it must not
+  // bring it back as a node whose data dir merely no longer looks new (app/generation.h).
+  if (auto mark = generation::refused_mark(c.data_dir)) {
+    return "data dir " + c.data_dir.string() + " is marked refused (file " +
+           generation::refused_file_name + "): " + *mark;
+  }
+
   auto loaded = n->storage_->load();
   if (!loaded.ok()) return "cannot load " + c.data_dir.string() + ": " + loaded.err.message;
   auto& state = loaded.value;
+
+  // The data dir's generation, written before the node sends any vote or acknowledgement
+  // (the transport starts later, in start()), and the generations it recorded for others.
+  const bool has_raft_state = state.snapshot.has_value() || !state.entries.empty() ||
+                              state.last_index.value != 0 || state.hard.term.value != 0 ||
+                              state.hard.vote != raft::no_node;
+  auto gen = generation::load_or_create(c.data_dir, has_raft_state);
+  if (auto* err = std::get_if<std::string>(&gen)) return *err;
+  n->generation_ = std::get<generation::loaded>(gen);
+  auto known = generation::load_peers(c.data_dir);
+  if (auto* err = std::get_if<std::string>(&known)) return *err;
+  n->peer_generations_ = std::get<generation::peer_record>(std::move(known));
 
   // Recovery: the store from the latest snapshot; the replica then applies every committed
   // entry after it through the same apply path as at run time.
@@ -250,6 +270,20 @@ void node::start(std::optional<asio::ip::tcp::acceptor> peer_acceptor,
     };
     net::peer_transport_options transport_options;
     transport_options.tls = std::move(peer_tls);
+    net::peer_transport_options::generation_guard guard;
+    guard.own = generation_.value;
+    for (const auto& [id, g] : peer_generations_) guard.known[raft::node_id(id)] = g;
+    // One small synchronous write (with its fsyncs) on the io_context per newly heard
+    // member, once per life of the cluster: simpler than a thread, and the transport
+    // delivers nothing of that member until it is durable (net/peer/transport.h).
+    guard.record = [this](raft::node_id id, std::uint64_t g) {
+      auto next = peer_generations_;
+      next[id.value] = g;
+      auto err = generation::save_peers(config_.data_dir, next);
+      if (err.empty()) peer_generations_ = std::move(next);
+      return err;
+    };
+    transport_options.generations = std::move(guard);
     transport_ = std::make_unique<net::peer_transport>(
         io_.get_executor(), self_, cluster_id_, peers, std::move(*peer_acceptor),
         [this](raft::node_id from, net::frame_kind kind, std::string payload) {
@@ -329,9 +363,54 @@ void node::on_frame(raft::node_id from, net::frame_kind kind, std::string payloa
           from, raft::forward_reply{resp->call_id, to_replica(resp->error), std::move(resp->body)});
       return;
     }
+    case net::frame_kind::refused:
+      on_refused(from, payload);
+      return;
     case net::frame_kind::hello:
       return;
   }
+}
+
+void node::on_refused(raft::node_id from, std::string_view payload) {
+  const auto r = net::decode_refusal(payload);
+  if (!r) {
+    base::log(log_level::warn, "dropped an undecodable refusal from node ", from.value);
+    return;
+  }
+  const std::string recorded = generation::format(r->recorded_generation).substr(0, 16);
+  const std::string mine = generation::format(generation_.value).substr(0, 16);
+  if (!generation_.fresh) {
+    // This data dir was not made empty in this life, so this node is not the amnesiac; a
+    // member recorded another data dir under this id (a copy, or a data dir swapped in).
+    // Keep running (the members refuse it anyway) and say so, at most every 10 s.
+    const auto now = clock::now();
+    if (now - last_refusal_log_ < std::chrono::seconds(10)) return;
+    last_refusal_log_ = now;
+    base::log(log_level::error, "node ", from.value, " refuses this node (id ", self_.value,
+              "): it recorded data-dir generation ", recorded, " for it, but this data dir (",
+              config_.data_dir.string(), ") has generation ", mine,
+              " and was not created empty by this process. Another data dir was used under id ",
+              self_.value, "; find out which is the right one");
+    return;
+  }
+  if (refused_) return;
+  refused_ = true;
+  const std::string id = std::to_string(self_.value);
+  std::string why = "node " + id;
+  why += ": the cluster already knows this node with another data dir (generation " + recorded;
+  why += "; this data dir, created empty at this start, has " + mine;
+  why += "; refused by node " + std::to_string(from.value) + ")";
+  why += "; this node's Raft state was lost and it must not vote again under id " + id;
+  why += ". Restore its data dir from a backup, or remove it from the cluster and add it back";
+  why += " under a new id (membership changes: see the README's known gaps)";
+  base::log(log_level::error, why);
+  if (auto err = generation::mark_refused(config_.data_dir, why); !err.empty()) {
+    base::log(log_level::error, "cannot mark the data dir refused: ", err);
+  }
+  // Posted: the transport is delivering this frame; it is stopped from a clean stack.
+  asio::post(io_, [this, why] {
+    if (on_fatal_) on_fatal_(why);
+  });
 }
 
 // ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "app/config.h"
+#include "app/generation.h"
 #include "kv/store.h"
 #include "net/metrics.h"
 #include "net/peer/frame.h"
@@ -61,6 +63,11 @@ class node final : public net::kv_service {
   // Fails every waiting request with `stopped`, stops ticks and the transport, drains and
   // closes storage. Idempotent.
   void stop();
+  // Called (posted on the io_context) when the node must not run on: a member refused it
+  // because its data dir was lost (app/generation.h). The caller shuts down with exit 1.
+  void on_fatal(std::function<void(const std::string& why)> handler) {
+    on_fatal_ = std::move(handler);
+  }
 
   // net::kv_service
   boost::asio::awaitable<net::write_reply> write(kv::command cmd) override;
@@ -85,6 +92,7 @@ class node final : public net::kv_service {
 
   void on_tick();
   void on_frame(raft::node_id from, net::frame_kind kind, std::string payload);
+  void on_refused(raft::node_id from, std::string_view payload);
   void maybe_purge_expired();
   void maybe_propose_limits();
   boost::asio::awaitable<bool> wait_leader_change(clock::time_point deadline);
@@ -117,6 +125,13 @@ class node final : public net::kv_service {
   // configured ones (maybe_propose_limits).
   std::uint64_t limits_checked_term_ = 0;
   std::uint64_t cluster_id_ = 0;  // app/cluster_id.h
+  // The amnesia guard (app/generation.h): this data dir's generation, whether it was made
+  // in an empty data dir by this process, and the generations recorded for the others.
+  generation::loaded generation_;
+  generation::peer_record peer_generations_;
+  std::function<void(const std::string&)> on_fatal_;
+  bool refused_ = false;  // told by a member that this node lost its data dir
+  clock::time_point last_refusal_log_{};
   // Client writes submitted through write() and not yet answered, and the bytes of their
   // encoded commands: bounded by limits_.max_writes_in_flight / max_write_bytes_in_flight
   // (beyond: service_error::busy at once, docs/config.md "Limits and overload").

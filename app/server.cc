@@ -186,17 +186,32 @@ int run_server(const config& c) {
 
   // SIGINT/SIGTERM: stop accepting, fail what is in flight with "stopped", flush and close
   // storage, then give sessions a moment to write their last replies.
+  // A fatal refusal (node::on_fatal: this node lost its data dir) takes the same path,
+  // with exit status 1.
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer grace(io);
-  signals.async_wait([&](boost::system::error_code ec, int signo) {
-    if (ec) return;
-    base::log(log_level::info, "signal ", signo, ": shutting down");
+  int exit_code = 0;
+  bool shutting_down = false;
+  auto shut_down = [&](int code) {
+    if (shutting_down) return;
+    shutting_down = true;
+    exit_code = code;
+    signals.cancel();
     if (memcached) memcached->stop();
     if (cs733) cs733->stop();
     if (http) http->stop();
     n->stop();
     grace.expires_after(std::chrono::milliseconds(200));
     grace.async_wait([&](boost::system::error_code) { io.stop(); });
+  };
+  signals.async_wait([&](boost::system::error_code ec, int signo) {
+    if (ec) return;
+    base::log(log_level::info, "signal ", signo, ": shutting down");
+    shut_down(0);
+  });
+  n->on_fatal([&](const std::string&) {
+    base::log(log_level::error, "fatal: refused by the cluster; shutting down");
+    shut_down(exit_fatal);
   });
 
   try {
@@ -207,6 +222,10 @@ int run_server(const config& c) {
     return exit_fatal;
   }
   n->stop();
+  if (exit_code != 0) {
+    base::log(log_level::error, "stopped: exit status ", exit_code);
+    return exit_code;
+  }
   base::log(log_level::info, "stopped cleanly");
   return 0;
 }

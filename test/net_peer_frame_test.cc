@@ -56,7 +56,7 @@ frame_error expect_error(const net::decode_outcome& o) {
 
 BOOST_AUTO_TEST_CASE(every_kind_round_trips_with_its_header_and_payload) {
   for (auto kind : {frame_kind::hello, frame_kind::raft_message, frame_kind::forward_request,
-                    frame_kind::forward_response}) {
+                    frame_kind::forward_response, frame_kind::refused}) {
     for (std::size_t n : {0u, 1u, 100u, 70000u}) {
       const std::string payload = binary_payload(n, static_cast<std::uint32_t>(n));
       const auto h = sample_header(kind);
@@ -116,9 +116,12 @@ BOOST_AUTO_TEST_CASE(garbage_is_refused_at_the_first_wrong_byte) {
     b[at] = v;
     return b;
   };
-  // Version 1 (no receiver incarnation) and unknown later versions.
+  // Version 1 (no receiver incarnation), 2 (no generation in the hello) and unknown later
+  // versions.
   BOOST_TEST(expect_error(decode_frame(with(4, 1).substr(0, 5))) == frame_error::bad_version);
-  BOOST_TEST(expect_error(decode_frame(with(4, 3).substr(0, 5))) == frame_error::bad_version);
+  BOOST_TEST(expect_error(decode_frame(with(4, 2).substr(0, 5))) == frame_error::bad_version);
+  BOOST_TEST(expect_error(decode_frame(with(4, 4).substr(0, 5))) == frame_error::bad_version);
+  BOOST_TEST(expect_error(decode_frame(with(5, 6))) == frame_error::bad_kind);
   BOOST_TEST(expect_error(decode_frame(with(5, 0))) == frame_error::bad_kind);
   BOOST_TEST(expect_error(decode_frame(with(5, 9))) == frame_error::bad_kind);
   BOOST_TEST(expect_error(decode_frame(with(6, 0x08))) == frame_error::bad_flags);
@@ -164,7 +167,7 @@ BOOST_AUTO_TEST_CASE(random_and_truncated_buffers_never_crash_or_overread) {
     } else {
       // A valid frame, truncated and with a few random bytes overwritten: reaches the
       // length and checksum paths that pure noise rarely passes.
-      buf = net::encode_frame(sample_header(static_cast<frame_kind>(1 + rng() % 4)),
+      buf = net::encode_frame(sample_header(static_cast<frame_kind>(1 + rng() % 5)),
                               binary_payload(rng() % 100, rng()));
       buf.resize(rng() % (buf.size() + 1));
       const int flips = static_cast<int>(rng() % 3);
@@ -222,7 +225,7 @@ BOOST_AUTO_TEST_CASE(the_header_layout_is_pinned) {
   const std::string bytes = net::encode_frame(sample_header(frame_kind::forward_response), "xy");
   BOOST_TEST_REQUIRE(bytes.size() == 44u + 2u + 4u);
   BOOST_TEST(bytes.substr(0, 4) == "RKVP");
-  BOOST_TEST(int(bytes[4]) == 2);
+  BOOST_TEST(int(bytes[4]) == 3);
   BOOST_TEST(int(bytes[5]) == 4);
   auto u64_at = [&](std::size_t at) {
     std::uint64_t v = 0;
@@ -247,15 +250,58 @@ BOOST_AUTO_TEST_CASE(the_receiver_incarnation_round_trips_and_defaults_to_any) {
              ~std::uint64_t{0});
 }
 
-BOOST_AUTO_TEST_CASE(hello_payload_carries_a_non_zero_incarnation) {
+BOOST_AUTO_TEST_CASE(hello_payload_carries_a_non_zero_incarnation_and_generation) {
   for (std::uint64_t v :
        {std::uint64_t{1}, std::uint64_t{0xdeadbeefcafef00dull}, ~std::uint64_t{0}}) {
-    const std::string p = net::encode_hello(v);
+    const net::hello h{v, v ^ 0x5a5a5a5a5a5a5a5aull ? v ^ 0x5a5a5a5a5a5a5a5aull : 1};
+    const std::string p = net::encode_hello(h);
     BOOST_TEST(p.size() == net::hello_payload_bytes);
-    BOOST_TEST((net::decode_hello(p) == std::optional<std::uint64_t>(v)));
+    BOOST_TEST(p.size() == 16u);
+    const auto back = net::decode_hello(p);
+    BOOST_TEST_REQUIRE(back.has_value());
+    BOOST_TEST(back->incarnation == h.incarnation);
+    BOOST_TEST(back->generation == h.generation);
   }
+  // Pinned layout: incarnation then generation, little-endian.
+  const std::string pinned = net::encode_hello({0x0102030405060708ull, 0x1112131415161718ull});
+  BOOST_TEST(static_cast<int>(pinned[0]) == 0x08);
+  BOOST_TEST(static_cast<int>(pinned[7]) == 0x01);
+  BOOST_TEST(static_cast<int>(pinned[8]) == 0x18);
+  BOOST_TEST(static_cast<int>(pinned[15]) == 0x11);
   BOOST_TEST(!net::decode_hello("").has_value());  // a version-1 hello
-  BOOST_TEST(!net::decode_hello(net::encode_hello(0)).has_value());
-  BOOST_TEST(!net::decode_hello(net::encode_hello(5) + "x").has_value());
-  BOOST_TEST(!net::decode_hello(net::encode_hello(5).substr(0, 7)).has_value());
+  // A version-2 hello: the incarnation alone.
+  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 6}).substr(0, 8)).has_value());
+  BOOST_TEST(!net::decode_hello(net::encode_hello({0, 6})).has_value());
+  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 0})).has_value());
+  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 6}) + "x").has_value());
+  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 6}).substr(0, 15)).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_refusal_round_trips_and_decodes_strictly) {
+  const net::refusal r{net::refusal_reason::lost_data_dir, 0x0102030405060708ull,
+                       0xa1a2a3a4a5a6a7a8ull};
+  const std::string p = net::encode(r);
+  BOOST_TEST(p.size() == net::refused_payload_bytes);
+  BOOST_TEST(static_cast<int>(p[0]) == 1);
+  BOOST_TEST(static_cast<int>(p[1]) == 0x08);
+  BOOST_TEST(static_cast<unsigned char>(p[9]) == 0xa8);
+  const auto back = net::decode_refusal(p);
+  BOOST_TEST_REQUIRE(back.has_value());
+  BOOST_TEST((*back == r));
+  // Carried in a frame of its own kind.
+  const auto framed =
+      expect_frame(decode_frame(net::encode_frame(sample_header(frame_kind::refused), p)));
+  BOOST_TEST((framed.value.header.kind == frame_kind::refused));
+  BOOST_TEST((net::decode_refusal(framed.value.payload) == std::optional<net::refusal>(r)));
+
+  BOOST_TEST(!net::decode_refusal("").has_value());
+  BOOST_TEST(!net::decode_refusal(p + "x").has_value());
+  BOOST_TEST(!net::decode_refusal(p.substr(0, 16)).has_value());
+  std::string bad = p;
+  bad[0] = 0;  // no reason
+  BOOST_TEST(!net::decode_refusal(bad).has_value());
+  bad[0] = 2;  // unknown reason
+  BOOST_TEST(!net::decode_refusal(bad).has_value());
+  BOOST_TEST(!net::decode_refusal(net::encode(net::refusal{r.reason, 0, 7})).has_value());
+  BOOST_TEST(!net::decode_refusal(net::encode(net::refusal{r.reason, 7, 0})).has_value());
 }

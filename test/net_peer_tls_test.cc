@@ -325,7 +325,7 @@ BOOST_AUTO_TEST_CASE(plain_tcp_to_a_tls_port_gets_nothing,
   // node would send it.
   std::string bytes;
   net::frame_header h{frame_kind::hello, 0, c.cluster_id, node_id(2), node_id(1), 0};
-  net::append_frame(bytes, h, net::encode_hello(42));
+  net::append_frame(bytes, h, net::encode_hello({42, 1}));
   h.kind = frame_kind::raft_message;
   net::append_frame(bytes, h, "plain");
   tcp::socket raw(c.io);
@@ -363,7 +363,7 @@ BOOST_AUTO_TEST_CASE(a_tls_client_without_a_certificate_is_refused,
   if (!ended) {
     std::string bytes;
     net::frame_header h{frame_kind::hello, 0, c.cluster_id, node_id(2), node_id(1), 0};
-    net::append_frame(bytes, h, net::encode_hello(42));
+    net::append_frame(bytes, h, net::encode_hello({42, 1}));
     boost::system::error_code ignored;
     asio::write(client, asio::buffer(bytes), ignored);
     read_to_end(client, got, ended);

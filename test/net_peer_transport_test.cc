@@ -1,4 +1,5 @@
 #define BOOST_TEST_MODULE net_peer_transport
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -350,7 +351,7 @@ BOOST_AUTO_TEST_CASE(bad_frames_after_a_valid_hello_are_dropped_one_by_one) {
     return net::frame_header{kind, 0, cid, node_id(from), node_id(to)};
   };
   std::string bytes;
-  net::append_frame(bytes, h(c.cluster_id, 2, 1, frame_kind::hello), net::encode_hello(77));
+  net::append_frame(bytes, h(c.cluster_id, 2, 1, frame_kind::hello), net::encode_hello({77, 1}));
   net::append_frame(bytes, h(c.cluster_id + 1, 2, 1), "other cluster");
   net::append_frame(bytes, h(c.cluster_id, 2, 7), "not for node 1");
   net::append_frame(bytes, h(c.cluster_id, 9, 1), "unknown sender");
@@ -558,7 +559,7 @@ BOOST_AUTO_TEST_CASE(a_new_incarnation_in_a_hello_drops_the_replies_queued_for_t
     asio::connect(*s, std::vector{a.transport->local_endpoint()});
     asio::write(*s, asio::buffer(net::encode_frame(
                         {frame_kind::hello, 0, c.cluster_id, node_id(2), node_id(1)},
-                        net::encode_hello(incarnation))));
+                        net::encode_hello({incarnation, 1}))));
     return s;
   };
   auto first = hello_from_2(1111);
@@ -600,7 +601,7 @@ BOOST_AUTO_TEST_CASE(a_frame_meant_for_another_incarnation_is_dropped_by_its_rec
     return net::frame_header{kind, flags, c.cluster_id, node_id(2), node_id(1), to_incarnation};
   };
   std::string bytes;
-  net::append_frame(bytes, h(frame_kind::hello, 0), net::encode_hello(5));
+  net::append_frame(bytes, h(frame_kind::hello, 0), net::encode_hello({5, 1}));
   net::append_frame(bytes, h(frame_kind::forward_response, mine + 1), "old life");
   using namespace net::frame_flags;
   net::append_frame(bytes, h(frame_kind::forward_response, mine + 1, fragment | first), "old ");
@@ -702,7 +703,7 @@ BOOST_AUTO_TEST_CASE(a_whole_frame_larger_than_the_read_buffer_is_delivered) {
   const std::string big = random_bytes(3 << 20, 5);
   std::string bytes;
   net::append_frame(bytes, {frame_kind::hello, 0, c.cluster_id, node_id(2), node_id(1)},
-                    net::encode_hello(77));
+                    net::encode_hello({77, 1}));
   net::append_frame(bytes, {frame_kind::raft_message, 0, c.cluster_id, node_id(2), node_id(1)},
                     big);
   net::append_frame(bytes, {frame_kind::raft_message, 0, c.cluster_id, node_id(2), node_id(1)},
@@ -745,4 +746,147 @@ BOOST_AUTO_TEST_CASE(a_large_message_cut_by_a_lost_connection_is_resent_whole) {
   BOOST_TEST_REQUIRE(
       run_until(c.io, [&] { return c.t(1).status(node_id(2))->queued_frames == 0; }));
   BOOST_TEST(c.t(1).status(node_id(2))->connects == 2u);
+}
+
+namespace {
+
+// The amnesia guard of one node: a data-dir generation and the record of the others', kept
+// here instead of in a file; `records` counts the durable writes the transport asked for.
+struct guard_store {
+  std::map<node_id, std::uint64_t> recorded;
+  int records = 0;
+  std::string fail;  // set: record() fails with it
+
+  net::peer_transport_options options(std::uint64_t own) {
+    net::peer_transport_options o;
+    o.backoff_initial = 10ms;
+    o.backoff_max = 50ms;
+    net::peer_transport_options::generation_guard g;
+    g.own = own;
+    g.known = recorded;
+    g.record = [this](node_id id, std::uint64_t generation) -> std::string {
+      if (!fail.empty()) return fail;
+      ++records;
+      recorded[id] = generation;
+      return {};
+    };
+    o.generations = std::move(g);
+    return o;
+  }
+};
+
+std::uint64_t drops_of(peer_transport& t, const std::string& reason) {
+  const auto d = t.drops();
+  const auto it = d.find(reason);
+  return it == d.end() ? 0 : it->second;
+}
+
+std::size_t count_kind(const test_node& n, frame_kind kind) {
+  std::size_t k = 0;
+  for (const auto& r : n.got) k += r.kind == kind;
+  return k;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_member_that_lost_its_data_dir_is_refused_and_told_so) {
+  cluster c(2);
+  guard_store one, two;
+  c.start(node_id(1), one.options(0x1111));
+  c.start(node_id(2), two.options(0x2222));
+  BOOST_TEST(c.t(1).generation() == 0x1111u);
+  c.t(2).send(node_id(1), frame_kind::raft_message, "vote");
+  c.t(1).send(node_id(2), frame_kind::raft_message, "append");
+  BOOST_TEST_REQUIRE(
+      run_until(c.io, [&] { return c.n(1).got.size() == 1 && c.n(2).got.size() == 1; }));
+  // Each learned the other's generation once, before delivering its first frame.
+  BOOST_TEST(one.records == 1);
+  BOOST_TEST(one.recorded.at(node_id(2)) == 0x2222u);
+  BOOST_TEST(two.recorded.at(node_id(1)) == 0x1111u);
+  BOOST_TEST(c.t(1).status(node_id(2))->generation == 0x2222u);
+  BOOST_TEST_REQUIRE(connected(c.t(1), 2));
+
+  // Node 2 loses its data dir: it comes back with another generation and no record.
+  const auto port = static_cast<unsigned short>(c.t(2).local_endpoint().port());
+  c.kill(node_id(2));
+  guard_store wiped;
+  c.pending.emplace(node_id(2), listen_on(c.io, port));
+  auto& b = c.start(node_id(2), wiped.options(0x3333));
+  b.transport->send(node_id(1), frame_kind::raft_message, "second vote");
+
+  // Node 1 refuses it and says so; node 2 gets the refusal on node 1's connection to it.
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return count_kind(b, frame_kind::refused) >= 1; }));
+  const auto& told = *std::find_if(b.got.begin(), b.got.end(),
+                                   [](const received& r) { return r.kind == frame_kind::refused; });
+  BOOST_TEST((told.from == node_id(1)));
+  const auto r = net::decode_refusal(told.payload);
+  BOOST_TEST_REQUIRE(r.has_value());
+  BOOST_TEST((r->reason == net::refusal_reason::lost_data_dir));
+  BOOST_TEST(r->recorded_generation == 0x2222u);
+  BOOST_TEST(r->announced_generation == 0x3333u);
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return drops_of(c.t(1), "lost_data_dir") >= 2; }));
+  BOOST_TEST(c.n(1).got.size() == 1u);  // neither the hello nor "second vote" delivered
+  BOOST_TEST(c.n(1).logs_at(base::log_level::error, "node 2 lost its data dir") == 1u);
+  BOOST_TEST(c.t(1).status(node_id(2))->refused);
+  BOOST_TEST(one.records == 1);  // the record is not overwritten
+  BOOST_TEST(one.recorded.at(node_id(2)) == 0x2222u);
+  // Nothing but the refusal goes to it: no Raft message of node 1 reaches node 2.
+  BOOST_TEST(!c.t(1).send(node_id(2), frame_kind::raft_message, "append"));
+  BOOST_TEST(count_kind(b, frame_kind::raft_message) == 0u);
+  BOOST_TEST(b.got.size() == count_kind(b, frame_kind::refused));
+  // More frames of that life are dropped and counted, and not logged again as errors.
+  const auto before = drops_of(c.t(1), "lost_data_dir");
+  b.transport->send(node_id(1), frame_kind::raft_message, "third vote");
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return drops_of(c.t(1), "lost_data_dir") > before; }));
+  BOOST_TEST(c.n(1).got.size() == 1u);
+  BOOST_TEST(c.n(1).logs_at(base::log_level::error, "node 2 lost its data dir") == 1u);
+
+  // Its data dir restored (the recorded generation again): accepted as before.
+  c.kill(node_id(2));
+  c.pending.emplace(node_id(2), listen_on(c.io, port));
+  auto& restored = c.start(node_id(2), two.options(0x2222));
+  restored.transport->send(node_id(1), frame_kind::raft_message, "back");
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return c.n(1).got.size() == 2; }));
+  BOOST_TEST(c.n(1).got.back().payload == "back");
+  BOOST_TEST(!c.t(1).status(node_id(2))->refused);
+  BOOST_TEST_REQUIRE(c.t(1).send(node_id(2), frame_kind::raft_message, "welcome"));
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return !restored.got.empty(); }));
+  BOOST_TEST(restored.got.back().payload == "welcome");
+  BOOST_TEST(count_kind(restored, frame_kind::refused) == 0u);
+  BOOST_TEST(one.records == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_member_first_heard_late_is_learned_and_a_failed_record_refuses_it) {
+  cluster c(3);
+  guard_store one, two, three;
+  c.start(node_id(1), one.options(11));
+  c.start(node_id(2), two.options(22));
+  c.t(1).send(node_id(2), frame_kind::raft_message, "a");
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return c.n(2).got.size() == 1; }));
+  BOOST_TEST(one.recorded.count(node_id(3)) == 0u);
+
+  // Node 3 starts late, after the others talked: it is learned at first sight.
+  c.start(node_id(3), three.options(33));
+  c.t(3).send(node_id(1), frame_kind::raft_message, "late");
+  c.t(1).send(node_id(3), frame_kind::raft_message, "hi");
+  BOOST_TEST_REQUIRE(
+      run_until(c.io, [&] { return c.n(1).got.size() == 1 && c.n(3).got.size() == 1; }));
+  BOOST_TEST(one.recorded.at(node_id(3)) == 33u);
+  BOOST_TEST(three.recorded.at(node_id(1)) == 11u);
+  BOOST_TEST(drops_of(c.t(1), "lost_data_dir") == 0u);
+
+  // A record that cannot be made durable: the frames of that member are not delivered.
+  c.kill(node_id(3));
+  guard_store broken;
+  broken.fail = "disk full";
+  // Node 2 restarts with its data dir but cannot write its record of node 3 (never seen
+  // by this life, since its record is empty in `broken`).
+  const auto port2 = static_cast<unsigned short>(c.t(2).local_endpoint().port());
+  c.kill(node_id(2));
+  c.pending.emplace(node_id(2), listen_on(c.io, port2));
+  auto& b = c.start(node_id(2), broken.options(22));
+  BOOST_TEST_REQUIRE(
+      run_until(c.io, [&] { return drops_of(c.t(2), "unrecorded_generation") >= 1; }));
+  BOOST_TEST(b.got.empty());
+  BOOST_TEST(b.logs_at(base::log_level::error, "disk full") >= 1u);
 }

@@ -36,6 +36,8 @@ std::string_view to_string(frame_kind k) {
       return "forward request";
     case frame_kind::forward_response:
       return "forward response";
+    case frame_kind::refused:
+      return "refused";
   }
   return "unknown";
 }
@@ -186,17 +188,38 @@ std::optional<forward_response> decode_forward_response(std::string_view bytes) 
                           std::string(parts->body)};
 }
 
-std::string encode_hello(std::uint64_t incarnation) {
+std::string encode_hello(const hello& h) {
   std::string out;
-  append_u64(out, incarnation);
+  out.reserve(hello_payload_bytes);
+  append_u64(out, h.incarnation);
+  append_u64(out, h.generation);
   return out;
 }
 
-std::optional<std::uint64_t> decode_hello(std::string_view payload) {
+std::optional<hello> decode_hello(std::string_view payload) {
   if (payload.size() != hello_payload_bytes) return std::nullopt;
-  const std::uint64_t incarnation = base::load_le64(payload.data());
-  if (incarnation == 0) return std::nullopt;
-  return incarnation;
+  hello h{base::load_le64(payload.data()), base::load_le64(payload.data() + 8)};
+  if (h.incarnation == 0 || h.generation == 0) return std::nullopt;
+  return h;
+}
+
+std::string encode(const refusal& r) {
+  std::string out;
+  out.reserve(refused_payload_bytes);
+  out.push_back(static_cast<char>(r.reason));
+  append_u64(out, r.recorded_generation);
+  append_u64(out, r.announced_generation);
+  return out;
+}
+
+std::optional<refusal> decode_refusal(std::string_view payload) {
+  if (payload.size() != refused_payload_bytes) return std::nullopt;
+  const auto reason = static_cast<std::uint8_t>(payload[0]);
+  if (reason == 0 || reason > max_refusal_reason) return std::nullopt;
+  refusal r{static_cast<refusal_reason>(reason), base::load_le64(payload.data() + 1),
+            base::load_le64(payload.data() + 9)};
+  if (r.recorded_generation == 0 || r.announced_generation == 0) return std::nullopt;
+  return r;
 }
 
 }  // namespace net

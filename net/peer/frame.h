@@ -22,13 +22,22 @@
 //
 // The hello's payload is the sender's incarnation (u64, never 0): a number drawn at random
 // by each process for its transport, so that a peer can tell a restarted node from one that
-// merely reconnected. Replies (forward_response) carry the incarnation of the node they
-// answer, so a reply queued while that node was down never reaches its next life, whose call
-// ids mean other calls.
+// merely reconnected; then the sender's data-dir generation (u64, never 0): a number drawn
+// once when the sender's data dir was first initialised and kept in it (app/generation.h),
+// so that a peer can tell a node that kept its Raft state from one that lost it (the
+// amnesia guard, net/peer/transport.h). Replies (forward_response) carry the incarnation of the
+// node they answer, so a reply queued while that node was down never reaches its next life, whose
+// call ids mean other calls.
+//
+// A `refused` frame tells its receiver that the sender will not take its frames; payload:
+// u8 reason (refusal_reason), u64 the receiver's generation as the sender recorded it, u64
+// the generation the receiver announced. It is written on the sender's outbound connection.
 //
 // Version history: 1 had no receiver incarnation (header of 36 bytes) and an empty hello.
-// Versions 1 and 2 refuse each other's frames (bad_version), so a cluster moves from one to
-// the other by stopping every node, upgrading and starting again.
+// 2 added the receiver incarnation; its hello carried the incarnation only (8 bytes). 3 adds
+// the generation to the hello (16 bytes) and the `refused` kind. Versions refuse each
+// other's frames (bad_version), so a cluster moves from one to the next by stopping every
+// node, upgrading and starting again.
 //
 // A large message is split by the sender into fragment frames (see frame_flags); the
 // fragments and every other frame to the same peer are written in send order.
@@ -46,10 +55,12 @@
 
 namespace net {
 
-inline constexpr std::uint8_t frame_version = 2;
+inline constexpr std::uint8_t frame_version = 3;
 inline constexpr std::size_t frame_header_bytes = 44;
-// The hello's payload: the sender's incarnation.
-inline constexpr std::size_t hello_payload_bytes = 8;
+// The hello's payload: the sender's incarnation and data-dir generation.
+inline constexpr std::size_t hello_payload_bytes = 16;
+// The refused frame's payload: reason, recorded generation, announced generation.
+inline constexpr std::size_t refused_payload_bytes = 17;
 inline constexpr std::size_t frame_trailer_bytes = 4;
 inline constexpr std::size_t frame_overhead_bytes = frame_header_bytes + frame_trailer_bytes;
 // Default bound on one frame's payload and on one reassembled message (config
@@ -58,12 +69,13 @@ inline constexpr std::size_t default_max_frame_bytes = std::size_t{64} << 20;
 
 enum class frame_kind : std::uint8_t {
   hello = 1,             // first frame on every connection: announces cluster, sender,
-                         // receiver; payload: the sender's incarnation (u64)
+                         // receiver; payload: the sender's incarnation and generation
   raft_message = 2,      // payload: one encoded Raft message
   forward_request = 3,   // payload: encode(forward_request)
   forward_response = 4,  // payload: encode(forward_response)
+  refused = 5,           // payload: encode(refusal); the sender takes no frame of the receiver
 };
-inline constexpr std::uint8_t max_frame_kind = 4;
+inline constexpr std::uint8_t max_frame_kind = 5;
 
 std::string_view to_string(frame_kind k);
 
@@ -164,8 +176,33 @@ std::optional<forward_request> decode_forward_request(std::string_view bytes);
 std::optional<forward_response> decode_forward_response(std::string_view bytes);
 
 // The hello's payload. decode_hello: nullopt unless exactly hello_payload_bytes holding a
-// non-zero incarnation.
-std::string encode_hello(std::uint64_t incarnation);
-std::optional<std::uint64_t> decode_hello(std::string_view payload);
+// non-zero incarnation and a non-zero generation.
+struct hello {
+  std::uint64_t incarnation = 0;  // the sender's process life
+  std::uint64_t generation = 0;   // the sender's data dir (app/generation.h)
+
+  bool operator==(const hello&) const = default;
+};
+std::string encode_hello(const hello& h);
+std::optional<hello> decode_hello(std::string_view payload);
+
+// Why a node refuses another's frames.
+enum class refusal_reason : std::uint8_t {
+  // The receiver announced a generation other than the one the sender recorded for it: its
+  // data dir was lost (or replaced) since, and with it the votes and entries it promised.
+  lost_data_dir = 1,
+};
+inline constexpr std::uint8_t max_refusal_reason = 1;
+
+struct refusal {
+  refusal_reason reason = refusal_reason::lost_data_dir;
+  std::uint64_t recorded_generation = 0;   // what the sender knows the receiver by
+  std::uint64_t announced_generation = 0;  // what the receiver announced in its hello
+
+  bool operator==(const refusal&) const = default;
+};
+std::string encode(const refusal& r);
+// nullopt unless exactly refused_payload_bytes with a known reason and non-zero generations.
+std::optional<refusal> decode_refusal(std::string_view payload);
 
 }  // namespace net

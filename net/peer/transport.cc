@@ -53,9 +53,11 @@ enum class drop_reason : std::uint8_t {
   other_incarnation,
   tls_refused,        // the TLS handshake failed (no or untrusted certificate, not TLS, timeout)
   wrong_certificate,  // the certificate names another member than the connection speaks for
+  lost_data_dir,      // the sender announced another data-dir generation than recorded
+  unrecorded_generation,  // a first-seen generation could not be made durable
 };
 inline constexpr std::size_t drop_reason_count =
-    static_cast<std::size_t>(drop_reason::wrong_certificate) + 1;
+    static_cast<std::size_t>(drop_reason::unrecorded_generation) + 1;
 
 std::string_view to_string(drop_reason r) {
   switch (r) {
@@ -85,6 +87,10 @@ std::string_view to_string(drop_reason r) {
       return "tls_refused";
     case drop_reason::wrong_certificate:
       return "wrong_certificate";
+    case drop_reason::lost_data_dir:
+      return "lost_data_dir";
+    case drop_reason::unrecorded_generation:
+      return "unrecorded_generation";
   }
   return "unknown";
 }
@@ -157,6 +163,10 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     bool unreachable_logged = false;  // "cannot reach" said for the current outage
     bool flapping = false;            // the last connection closed right after it opened
     std::string close_reason;
+    // Set while the peer is refused (it lost its data dir): what it is told, and the life
+    // of it that is told (the refused frame is tagged with that incarnation).
+    std::optional<refusal> refused;
+    std::uint64_t refused_incarnation = 0;
   };
 
   struct drop_log_entry {
@@ -171,6 +181,9 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         self(self_),
         cluster_id(cluster_id_),
         incarnation(draw_incarnation()),
+        generation(options_.generations && options_.generations->own != 0
+                       ? options_.generations->own
+                       : draw_incarnation()),
         acceptor(std::move(acceptor_)),
         on_frame(std::move(on_frame_)),
         log(std::move(log_)),
@@ -188,6 +201,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   raft::node_id self;
   std::uint64_t cluster_id;
   std::uint64_t incarnation;  // this process life's; announced in every hello
+  std::uint64_t generation;   // this data dir's; announced in every hello
   tcp::acceptor acceptor;
   frame_handler on_frame;
   logger log;
@@ -259,12 +273,17 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   // --- sending --------------------------------------------------------------------------
 
   bool send(raft::node_id to, frame_kind kind, std::string payload) {
-    if (stopped || kind == frame_kind::hello || payload.size() > options.max_frame_bytes) {
+    if (stopped || kind == frame_kind::hello || kind == frame_kind::refused ||
+        payload.size() > options.max_frame_bytes) {
       return false;
     }
     auto it = peers.find(to);
     if (it == peers.end()) return false;
     peer& p = *it->second;
+    if (p.refused) {
+      ++p.st.frames_dropped;  // nothing but the refusal goes to a refused peer
+      return false;
+    }
     message m{kind, std::move(payload)};
     m.large = m.payload.size() > options.chunk_bytes;
     // A reply is for the life of the peer that asked (see the header essay).
@@ -338,6 +357,71 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
             (dropped == 0 ? std::string()
                           : ": dropped " + std::to_string(dropped) + " queued repl" +
                                 (dropped == 1 ? "y" : "ies") + " meant for its previous life"));
+  }
+
+  enum class generation_check { accepted, refused, unrecorded };
+
+  // The amnesia guard (header essay): a hello from `p` announced `h`.
+  generation_check check_generation(peer& p, const hello& h) {
+    p.st.generation = h.generation;
+    if (!options.generations) return generation_check::accepted;
+    auto& guard = *options.generations;
+    const std::string who = "node " + std::to_string(p.st.id.value);
+    const auto known = guard.known.find(p.st.id);
+    if (known == guard.known.end()) {
+      // First sight: made durable before any frame of this connection is delivered.
+      if (guard.record) {
+        if (auto err = guard.record(p.st.id, h.generation); !err.empty()) {
+          log_drop(drop_reason::unrecorded_generation, p.st.id,
+                   "closing the connection of " + who + ": cannot record its data-dir generation " +
+                       hex(h.generation) + ": " + err,
+                   log_level::error);
+          return generation_check::unrecorded;
+        }
+      }
+      guard.known.emplace(p.st.id, h.generation);
+      say(log_level::info, who + ": data-dir generation " + hex(h.generation) + " recorded");
+      return generation_check::accepted;
+    }
+    if (known->second == h.generation) {
+      if (p.refused) {
+        p.refused.reset();
+        p.refused_incarnation = 0;
+        p.st.refused = false;
+        say(log_level::warn, who + " announces its recorded data-dir generation " +
+                                 hex(h.generation) + " again: no longer refused");
+      }
+      return generation_check::accepted;
+    }
+    refuse(p, refusal{refusal_reason::lost_data_dir, known->second, h.generation}, h.incarnation);
+    return generation_check::refused;
+  }
+
+  // `p` lost its data dir: nothing but a refusal goes to it from now on.
+  void refuse(peer& p, const refusal& r, std::uint64_t its_incarnation) {
+    const bool same_life = p.refused && p.refused_incarnation == its_incarnation;
+    p.refused = r;
+    p.refused_incarnation = its_incarnation;
+    p.st.refused = true;
+    if (same_life) return;  // another connection of a life already refused and told
+    say(log_level::error,
+        "node " + std::to_string(p.st.id.value) + " announced data-dir generation " +
+            hex(r.announced_generation) + ", but this node recorded " + hex(r.recorded_generation) +
+            " for it: node " + std::to_string(p.st.id.value) +
+            " lost its data dir (and with it its votes and the entries it acknowledged); "
+            "refusing its frames and telling it so. Restore its data dir from a backup, or "
+            "remove it from the cluster and add it back under a new id");
+    // Drop what was queued for it, even a message half written: the connection is closed
+    // below, and the next one starts with the hello and the refusal.
+    std::uint64_t dropped = p.queue.size();
+    p.queue.clear();
+    p.small_count = p.small_bytes = p.large_count = p.large_bytes = 0;
+    p.st.frames_dropped += dropped;
+    if (p.st.connected) {
+      p.close_reason = "refused (node lost its data dir)";
+      boost::system::error_code ignored;
+      p.socket.close(ignored);
+    }
   }
 
   void note_dropped(peer& p, std::uint64_t dropped) {
@@ -476,7 +560,13 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     co_await asio::this_coro::throw_if_cancelled(false);
     std::string batch;
     // The hello goes first, in the same write as whatever is already queued.
-    append_frame(batch, header_to(p.st.id, frame_kind::hello, 0), encode_hello(incarnation));
+    append_frame(batch, header_to(p.st.id, frame_kind::hello, 0),
+                 encode_hello({incarnation, generation}));
+    // A refused peer gets the refusal, meant for the life refused, and then nothing else.
+    if (p.refused) {
+      append_frame(batch, header_to(p.st.id, frame_kind::refused, 0, p.refused_incarnation),
+                   encode(*p.refused));
+    }
     for (;;) {
       while (batch.empty() && p.queue.empty()) {
         p.wake.expires_at(asio::steady_timer::time_point::max());
@@ -612,6 +702,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     std::vector<char> buf(64 << 10);
     std::size_t begin = 0, end = 0;
     std::optional<raft::node_id> sender;  // set by a valid hello
+    bool lost_data_dir = false;           // the hello's generation is refused
     std::string partial;                  // reassembly of a fragmented message
     std::optional<frame_kind> partial_kind;
 
@@ -656,20 +747,33 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
                          ": it did not start with a hello");
             co_return;
           }
-          const auto its_incarnation = decode_hello(d.value.payload);
-          if (!its_incarnation) {
+          const auto its_hello = decode_hello(d.value.payload);
+          if (!its_hello) {
             log_drop(drop_reason::bad_hello, h.from,
                      "closing a connection from node " + std::to_string(h.from.value) +
-                         ": its hello does not carry an incarnation");
+                         ": its hello does not carry an incarnation and a generation");
             co_return;
           }
+          peer& hp = *peers.at(h.from);
+          const auto checked = check_generation(hp, *its_hello);
+          if (checked == generation_check::unrecorded) co_return;
+          lost_data_dir = checked == generation_check::refused;
           sender = h.from;
-          learn_incarnation(*peers.at(h.from), *its_incarnation);
+          learn_incarnation(hp, its_hello->incarnation);
           say(log_level::debug, "accepted a connection from node " + std::to_string(h.from.value));
         } else if (h.from != *sender) {
           log_drop(drop_reason::sender_changed, h.from,
                    "dropped a frame claiming node " + std::to_string(h.from.value) +
                        " on the connection of node " + std::to_string(sender->value));
+          continue;
+        }
+        if (lost_data_dir) {
+          // The error was logged once for this life of the sender (refuse()); the count
+          // shows how much it tried.
+          log_drop(drop_reason::lost_data_dir, h.from,
+                   "dropped " + std::string(to_string(h.kind)) + " frame from node " +
+                       std::to_string(h.from.value) + ": it lost its data dir (refused)",
+                   log_level::debug);
           continue;
         }
         peer& p = *peers.at(h.from);
@@ -844,6 +948,10 @@ std::optional<peer_status> peer_transport::status(raft::node_id peer) const {
 
 std::uint64_t peer_transport::incarnation() const {
   return impl_->incarnation;
+}
+
+std::uint64_t peer_transport::generation() const {
+  return impl_->generation;
 }
 
 tcp::endpoint peer_transport::local_endpoint() const {

@@ -48,6 +48,30 @@
 // closed. Inbound connections are bounded (4 per member, plus 4): beyond that a new one is
 // closed at once.
 //
+// Amnesia guard (options.generations; docs/config.md "Data dir"). A node whose data dir was
+// lost comes back under its old id with an empty log, term 0 and no vote: it could vote a
+// second time in a term, and the entries it acknowledged (counted toward a majority) are
+// gone from it. Each data dir has a generation, drawn when it was first initialised
+// (app/generation.h), and every hello announces it. The transport remembers, durably, the
+// generation each member announced first (options.generations->record, called on the
+// io_context before any frame of that hello's connection is delivered: a member is learned
+// once per life of the cluster, so one small synchronous fsync then is cheaper than the
+// reasoning a window of delivered-but-unrecorded frames would need: a node that counted a
+// vote or an acknowledgement of a member always knows, after any crash, which data dir it
+// came from). A hello announcing another generation than the recorded one means the
+// member lost its data dir, and then:
+// - every frame of that connection, the hello included, is dropped (drop reason
+//   lost_data_dir, counted in drops()), and the error is logged once per life of the member;
+// - nothing but hellos and one `refused` frame (net/peer/frame.h) goes to it: its queued
+//   messages are dropped, send() refuses new ones, and our connection to it is closed and
+//   dialled again so that the refusal is the first thing after the hello (tagged with the
+//   refused life's incarnation, so a later life gets a refusal of its own);
+// - a later hello announcing the recorded generation (the data dir restored from a backup)
+//   lifts the refusal.
+// The refused node decides what to do (app/node.cc: exit if its data dir is new).
+// Without options.generations the transport announces a generation drawn per transport and
+// checks none (tests and tools that have no data dir).
+//
 // TLS (options.tls, docs/config.md [tls]): every connection starts with a TLS handshake in
 // which both sides present a certificate signed by the cluster CA, and nothing else is read
 // or written before it completes (plain TCP to a TLS peer port gets nothing back). The name
@@ -104,6 +128,18 @@ struct peer_transport_options {
   // Set: every connection, dialled or accepted, is mutual TLS (net/peer/tls.h); the TLS
   // handshake must finish within connect_timeout. Unset: plain TCP.
   std::optional<peer_tls> tls;
+
+  // The amnesia guard (see the header essay). Unset: no data dir, nothing checked.
+  struct generation_guard {
+    // This node's data-dir generation, announced in every hello; never 0.
+    std::uint64_t own = 0;
+    // The generations recorded for other members (from the data dir's record).
+    std::map<raft::node_id, std::uint64_t> known;
+    // Makes a first-seen generation durable before it is trusted; returns "" or the error
+    // (then the connection is closed and the member tried again at its next hello).
+    std::function<std::string(raft::node_id, std::uint64_t generation)> record;
+  };
+  std::optional<generation_guard> generations;
 };
 
 // One peer as this transport sees it, for status pages and last_contact_ms.
@@ -115,6 +151,10 @@ struct peer_status {
   std::optional<std::chrono::steady_clock::time_point> last_received;
   // The peer's incarnation from its latest hello; 0: never heard. Changes when it restarts.
   std::uint64_t incarnation = 0;
+  // The peer's data-dir generation from its latest hello; 0: never heard.
+  std::uint64_t generation = 0;
+  // Refused: it announced another generation than the recorded one (lost its data dir).
+  bool refused = false;
   std::uint64_t frames_sent = 0;      // messages written (a fragmented one counts once)
   std::uint64_t bytes_sent = 0;       // bytes written, frame overhead included
   std::uint64_t frames_received = 0;  // messages delivered to the handler
@@ -153,8 +193,9 @@ class peer_transport {
   void start();
 
   // Queues payload for `to`. Returns false (and queues nothing) when `to` is not another
-  // member, the payload is over max_frame_bytes, kind is hello, or the transport is
-  // stopped. True means queued, not delivered.
+  // member or is refused (lost its data dir), the payload is over max_frame_bytes, kind is
+  // hello or refused (the transport's own), or the transport is stopped. True means queued,
+  // not delivered.
   bool send(raft::node_id to, frame_kind kind, std::string payload);
 
   // Closes the acceptor and every connection and cancels every timer: all coroutines end
@@ -163,14 +204,16 @@ class peer_transport {
 
   std::vector<peer_status> status() const;
   // Refusals and drops by reason ("other_cluster", "tls_refused", "wrong_certificate",
-  // "queue_full", ...), one per event (a refused connection, a dropped inbound frame, one
-  // overflow of an outbound queue), whether its log line was written or rate-limited away.
-  // Only reasons that happened are listed.
+  // "queue_full", "lost_data_dir", ...), one per event (a refused connection, a dropped inbound
+  // frame, one overflow of an outbound queue), whether its log line was written or rate-limited
+  // away. Only reasons that happened are listed.
   std::map<std::string, std::uint64_t> drops() const;
   std::optional<peer_status> status(raft::node_id peer) const;
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   // This transport's incarnation (random, never 0), announced in its hellos.
   std::uint64_t incarnation() const;
+  // The data-dir generation announced in its hellos (options.generations->own, or drawn).
+  std::uint64_t generation() const;
 
   // The cluster id every bootstrap member derives alike: a hash of the sorted (id, peer
   // address) pairs and the cluster token ([cluster] token; empty: none, which gives the id

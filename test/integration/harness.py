@@ -251,6 +251,29 @@ class Node:
                 return "killed after timeout"
         return self.proc.returncode
 
+    def wait_exit(self, timeout):
+        """Polls until the process exits on its own; returns its exit code."""
+        assert self.proc is not None, f"node {self.id} was never started"
+        wait_until(lambda: self.proc.poll() is not None, timeout, what=f"node {self.id} to exit")
+        return self.proc.returncode
+
+    def wipe_data(self):
+        """Removes the data dir, as a lost disk would (the node must not be running)."""
+        assert not self.running(), f"node {self.id} is running"
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def metrics(self, timeout=2.0):
+        """/metrics as {'name{labels}': value} (samples only, comments left out)."""
+        status, _, body = http_request(self.http, "GET", "/metrics", timeout=timeout)
+        if status != 200:
+            raise ValueError(f"status {status}")
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
     def log(self):
         try:
             with open(self.log_path, "rb") as f:
