@@ -19,20 +19,20 @@
 namespace kv {
 
 enum class op : std::uint8_t {
-  set = 1,      // store unconditionally
-  add,          // store only if absent
-  replace,      // store only if present
-  append,       // value = old + new; flags and expiry kept
-  prepend,      // value = new + old; flags and expiry kept
-  cas,          // store only if present and its version == cas_unique
-  remove,       // delete (memcached `delete`, CS733 `delete`, HTTP DELETE)
-  incr,         // decimal add with wrap at 2^64
-  decr,         // decimal subtract, floor at 0
-  touch,        // change expiry only; version kept
-  get_and_touch,// memcached gat/gats: touch and return the item
-  flush_all,    // invalidate every item stored before now + delay_s
-  purge_expired,// leader-proposed reclamation of expired items' memory
-  set_limits,   // leader-proposed: adopt the limits in `value` (see encode_limits)
+  set = 1,        // store unconditionally
+  add,            // store only if absent
+  replace,        // store only if present
+  append,         // value = old + new; flags and expiry kept
+  prepend,        // value = new + old; flags and expiry kept
+  cas,            // store only if present and its version == cas_unique
+  remove,         // delete (memcached `delete`, CS733 `delete`, HTTP DELETE)
+  incr,           // decimal add with wrap at 2^64
+  decr,           // decimal subtract, floor at 0
+  touch,          // change expiry only; version kept
+  get_and_touch,  // memcached gat/gats: touch and return the item
+  flush_all,      // invalidate every item stored before now + delay_s
+  purge_expired,  // leader-proposed reclamation of expired items' memory
+  set_limits,     // leader-proposed: adopt the limits in `value` (see encode_limits)
   // The memcached meta commands that need more than the ops above (see "Meta commands").
   meta_get,     // mg with T, N or R, or on a stale item: touch / vivify / win a recache
   meta_delete,  // md: delete, compare cas, or (I) mark stale
@@ -45,8 +45,8 @@ enum class op : std::uint8_t {
 // one of every command; these fields are otherwise unused by these ops):
 //  - storage ops (ms): delta bit meta_key_binary = the key was sent base64 (`b`), bit
 //    meta_invalidate = `I` (with op::cas: a cas older than the item's stores the value
-//    marked stale instead of failing; a cas of 0 never does); append/prepend with cas_unique != 0 store only if
-//    it equals the item's version (`C`).
+//    marked stale instead of failing; a cas of 0 never does); append/prepend with cas_unique != 0
+//    store only if it equals the item's version (`C`).
 //  - meta_get: flags bits meta_has_ttl (`T`, exptime), meta_vivify (`N`, delay_s = its
 //    TTL; meta_vivify_after_ttl: N came after T, so on a vivified item N's TTL is the
 //    final one), meta_recache (`R`, cas_unique = its TTL as two's complement;
@@ -71,7 +71,7 @@ inline constexpr std::uint32_t meta_stale_flag = 16;  // meta_delete: I
 inline constexpr std::uint32_t meta_decr = 32;
 inline constexpr std::uint32_t meta_vivify_after_ttl = 64;    // meta_get: N came after T
 inline constexpr std::uint32_t meta_recache_after_ttl = 128;  // meta_get: R came after T
-inline constexpr std::uint64_t meta_won = 1;      // meta_get result.number bits
+inline constexpr std::uint64_t meta_won = 1;                  // meta_get result.number bits
 inline constexpr std::uint64_t meta_created = 2;
 
 // item_view::meta bits.
@@ -109,56 +109,61 @@ struct request_id {
 
 struct command {
   op kind = op::set;
-  std::string key;                        // 1..max_key_bytes, no space, CR, LF or NUL
-  std::string value;                      // data block for storage commands
-  std::uint32_t flags = 0;                // opaque client flags
-  std::int64_t exptime = 0;               // see kind_of_expiry
+  std::string key;           // 1..max_key_bytes, no space, CR, LF or NUL
+  std::string value;         // data block for storage commands
+  std::uint32_t flags = 0;   // opaque client flags
+  std::int64_t exptime = 0;  // see kind_of_expiry
   expiry_kind kind_of_expiry = expiry_kind::memcached;
-  std::uint64_t cas_unique = 0;           // for op::cas (0 never matches); for remove: 0 = any
-  std::uint64_t delta = 0;                // incr/decr amount
-  std::int64_t delay_s = 0;               // flush_all delay
-  std::int64_t timestamp_ms = 0;          // leader wall clock (Unix ms), stamped at propose
-  request_id id;                          // at-most-once identity (client 0 = none)
+  std::uint64_t cas_unique = 0;   // for op::cas (0 never matches); for remove: 0 = any
+  std::uint64_t delta = 0;        // incr/decr amount
+  std::int64_t delay_s = 0;       // flush_all delay
+  std::int64_t timestamp_ms = 0;  // leader wall clock (Unix ms), stamped at propose
+  request_id id;                  // at-most-once identity (client 0 = none)
 
   bool operator==(const command&) const = default;
 };
 
 // The outcome of applying one command.
 enum class status : std::uint8_t {
-  stored = 1,      // set/add/replace/append/prepend/cas succeeded
-  not_stored,      // add on present, replace/append/prepend on absent
-  exists,          // cas version mismatch (memcached EXISTS, CS733 ERR_VERSION, HTTP 412)
-  not_found,       // key absent or expired
-  deleted,         // remove succeeded
-  touched,         // touch succeeded
-  number,          // incr/decr succeeded; result.number holds the new value
-  item,            // get_and_touch hit; result.item holds the item
-  ok,              // flush_all, purge_expired
-  non_numeric,     // incr/decr on a value that is not a decimal u64
-  too_large,       // value over max_value_bytes
-  out_of_memory,   // the write would take the store over its memory quota
-  bad_command,     // the command could not be decoded or is invalid
-  outcome_unknown, // a retry older than the at-most-once window: it may or may not have
-                   // been applied earlier, and it was not applied now (memcached
-                   // SERVER_ERROR ... outcome unknown, CS733 ERR_INTERNAL, HTTP 504)
+  stored = 1,       // set/add/replace/append/prepend/cas succeeded
+  not_stored,       // add on present, replace/append/prepend on absent
+  exists,           // cas version mismatch (memcached EXISTS, CS733 ERR_VERSION, HTTP 412)
+  not_found,        // key absent or expired
+  deleted,          // remove succeeded
+  touched,          // touch succeeded
+  number,           // incr/decr succeeded; result.number holds the new value
+  item,             // get_and_touch hit; result.item holds the item
+  ok,               // flush_all, purge_expired
+  non_numeric,      // incr/decr on a value that is not a decimal u64
+  too_large,        // value over max_value_bytes
+  out_of_memory,    // the write would take the store over its memory quota
+  bad_command,      // the command could not be decoded or is invalid
+  outcome_unknown,  // a retry older than the at-most-once window: it may or may not have
+                    // been applied earlier, and it was not applied now (memcached
+                    // SERVER_ERROR ... outcome unknown, CS733 ERR_INTERNAL, HTTP 504)
 };
 
 // An item as returned by reads and by get_and_touch.
+// Why a read found no live item under a key (memcached's get_flushed / get_expired
+// counters): an item still held but invalidated by flush_all, one past its expiry, or none.
+// A flushed item that has also expired counts as flushed, as memcached checks that first.
+enum class miss_kind : std::uint8_t { absent, expired, flushed };
+
 struct item_view {
   std::string value;
   std::uint32_t flags = 0;
-  std::uint64_t version = 0;     // log index of the write that set value/flags (= cas unique)
-  std::int64_t expires_at_ms = 0;// Unix ms; 0 = never
-  std::uint8_t meta = 0;         // item_stale | item_token_sent | item_key_binary
+  std::uint64_t version = 0;       // log index of the write that set value/flags (= cas unique)
+  std::int64_t expires_at_ms = 0;  // Unix ms; 0 = never
+  std::uint8_t meta = 0;           // item_stale | item_token_sent | item_key_binary
 
   bool operator==(const item_view&) const = default;
 };
 
 struct result {
   status code = status::ok;
-  std::uint64_t version = 0;        // version of the item written (stored), else 0
-  std::uint64_t number = 0;         // incr/decr new value
-  std::optional<item_view> item;    // get_and_touch
+  std::uint64_t version = 0;      // version of the item written (stored), else 0
+  std::uint64_t number = 0;       // incr/decr new value
+  std::optional<item_view> item;  // get_and_touch
 
   bool operator==(const result&) const = default;
 };

@@ -129,11 +129,11 @@ constexpr std::uint8_t snapshot_format_without_limits = 1;
 constexpr std::size_t limits_payload_bytes = 3 * 8;
 
 constexpr std::uint64_t store_stats::*stat_fields[] = {
-    &store_stats::curr_items,  &store_stats::total_items,  &store_stats::bytes,
-    &store_stats::cmd_set,     &store_stats::cmd_touch,    &store_stats::cmd_flush,
+    &store_stats::curr_items,  &store_stats::total_items,   &store_stats::bytes,
+    &store_stats::cmd_set,     &store_stats::cmd_touch,     &store_stats::cmd_flush,
     &store_stats::delete_hits, &store_stats::delete_misses, &store_stats::incr_hits,
-    &store_stats::incr_misses, &store_stats::decr_hits,    &store_stats::decr_misses,
-    &store_stats::cas_hits,    &store_stats::cas_misses,   &store_stats::cas_badval,
+    &store_stats::incr_misses, &store_stats::decr_hits,     &store_stats::decr_misses,
+    &store_stats::cas_hits,    &store_stats::cas_misses,    &store_stats::cas_badval,
     &store_stats::touch_hits,  &store_stats::touch_misses,
 };
 static_assert(sizeof(stat_fields) / sizeof(stat_fields[0]) * sizeof(std::uint64_t) ==
@@ -471,8 +471,7 @@ result store::meta_arith_op(std::uint64_t index, const command& c) {
     r = outcome(status::stored, index, number);
   } else {
     // memcached compares a non-zero cas only.
-    if ((c.flags & meta_has_cas) != 0 && c.cas_unique != 0 &&
-        c.cas_unique != pos->version)
+    if ((c.flags & meta_has_cas) != 0 && c.cas_unique != 0 && c.cas_unique != pos->version)
       return outcome(status::exists);
     r = add_delta(index, pos, incr, c.delta, now);
     if (r.code != status::number) return r;
@@ -589,6 +588,15 @@ std::optional<item_view> store::find(std::string_view key, std::int64_t now_ms) 
   return view_of(*it);
 }
 
+miss_kind store::why_missing(std::string_view key, std::int64_t now_ms) const {
+  const item* it = items_.find(key);
+  if (it == nullptr) return miss_kind::absent;
+  if (flush_at_ms_ != 0 && now_ms >= flush_at_ms_ && it->written_at_ms <= flush_at_ms_)
+    return miss_kind::flushed;
+  if (it->expires_at_ms != 0 && it->expires_at_ms <= now_ms) return miss_kind::expired;
+  return miss_kind::absent;  // live: not a miss at all
+}
+
 item_view store::view_of(const item& it) {
   return item_view{std::string(it.value()), it.flags, it.version, it.expires_at_ms, it.meta};
 }
@@ -598,8 +606,8 @@ std::vector<key_info> store::list(std::string_view prefix, std::string_view afte
   std::vector<key_info> out;
   if (limit == 0) return out;
   // From the later of "first key >= prefix" and "first key > after".
-  auto pos = !after.empty() && after >= prefix ? items_.seek(after, false)
-                                               : items_.seek(prefix, true);
+  auto pos =
+      !after.empty() && after >= prefix ? items_.seek(after, false) : items_.seek(prefix, true);
   for (; pos.get() != nullptr && out.size() < limit; pos.next()) {
     const item& it = *pos.get();
     if (!it.key().starts_with(prefix)) break;

@@ -55,8 +55,8 @@ struct store_stats {
 struct key_info {
   std::string key;
   std::uint64_t version = 0;
-  std::uint64_t bytes = 0;       // value size
-  std::int64_t expires_at_ms = 0;// 0 = never
+  std::uint64_t bytes = 0;         // value size
+  std::int64_t expires_at_ms = 0;  // 0 = never
 };
 
 class store {
@@ -79,6 +79,8 @@ class store {
 
   // The live item under key at time now_ms, or nullopt if absent, expired or flushed.
   std::optional<item_view> find(std::string_view key, std::int64_t now_ms) const;
+  // Why find(key, now_ms) finds nothing (kv/command.h, miss_kind).
+  miss_kind why_missing(std::string_view key, std::int64_t now_ms) const;
 
   // Live keys that start with prefix and sort after `after`, in order, at most `limit`.
   std::vector<key_info> list(std::string_view prefix, std::string_view after, std::size_t limit,

@@ -25,9 +25,8 @@ std::string_view to_string(door d);
 // A cumulative histogram with fixed bucket bounds (seconds), Prometheus style.
 class latency_histogram {
  public:
-  static constexpr std::array<double, 14> bounds_s = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                      0.005,  0.01,    0.025,  0.05,  0.1,
-                                                      0.25,   0.5,     1.0,    5.0};
+  static constexpr std::array<double, 14> bounds_s = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0};
   void observe(std::chrono::nanoseconds latency);
   // count of observations <= bounds_s[i] (cumulative), i < bounds_s.size()
   std::uint64_t cumulative(std::size_t i) const;
@@ -42,10 +41,12 @@ class latency_histogram {
 
 // memcached-style read counters (write counters live in kv::store_stats).
 struct read_counters {
-  std::uint64_t cmd_get = 0;     // keys requested by get/gets/gat/gats
+  std::uint64_t cmd_get = 0;  // keys requested by get/gets/gat/gats
   std::uint64_t get_hits = 0;
   std::uint64_t get_misses = 0;
-  std::uint64_t bytes_read = 0;  // bytes received from clients
+  std::uint64_t get_expired = 0;  // misses of an item past its expiry (memcached's meaning)
+  std::uint64_t get_flushed = 0;  // misses of an item invalidated by flush_all
+  std::uint64_t bytes_read = 0;   // bytes received from clients
   std::uint64_t bytes_written = 0;
 };
 
@@ -53,8 +54,7 @@ class metrics {
  public:
   // One request of `command` ("get", "set", "GET /v1/kv", ...) served by door d, with its
   // outcome ok/failed and how long it took from parse to reply.
-  void observe_request(door d, std::string_view command, bool ok,
-                       std::chrono::nanoseconds latency);
+  void observe_request(door d, std::string_view command, bool ok, std::chrono::nanoseconds latency);
   void connection_opened(door d);
   void connection_closed(door d);
   void observe_fsync(std::chrono::nanoseconds latency);

@@ -4,6 +4,10 @@
 
 namespace net {
 
+kv::miss_kind read_view::why_missing(std::string_view key) const {
+  return store_->why_missing(key, now_ms_);
+}
+
 std::optional<kv::item_view> read_view::find(std::string_view key) const {
   if (!store_) return std::nullopt;
   return store_->find(key, now_ms_);

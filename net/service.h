@@ -49,6 +49,8 @@ class read_view {
   // The live item under key, judged by now_ms(); nullopt when absent or expired.
   // Only when ok().
   std::optional<kv::item_view> find(std::string_view key) const;
+  // After find() found nothing: was the item expired, flushed or absent? Only when ok().
+  kv::miss_kind why_missing(std::string_view key) const;
   // Live keys that start with prefix and sort after `after`, at most limit. Only when ok().
   std::vector<kv::key_info> list(std::string_view prefix, std::string_view after,
                                  std::size_t limit) const;

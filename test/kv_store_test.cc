@@ -1,16 +1,14 @@
 // The kv state machine: memcached semantics of every op, expiry, flush, quota, at-most-once,
 // listing and snapshots.
 #define BOOST_TEST_MODULE kv_store
-#include <boost/test/unit_test.hpp>
-
 #include <algorithm>
-#include <tuple>
-
+#include <boost/test/unit_test.hpp>
 #include <limits>
 #include <map>
 #include <optional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "base/crc32c.h"
@@ -300,13 +298,15 @@ BOOST_AUTO_TEST_CASE(decr_stops_at_zero) {
 
 BOOST_AUTO_TEST_CASE(incr_and_decr_of_a_non_numeric_value_fail_and_change_nothing) {
   fixture f;
-  const std::vector<std::string> bad = {"",    "abc", "12a",  "-1", "- 1", "1.5", "+",
-                                        " ",   "18446744073709551616", "1x 2"};
+  const std::vector<std::string> bad = {
+      "", "abc", "12a", "-1", "- 1", "1.5", "+", " ", "18446744073709551616", "1x 2"};
   for (const auto& v : bad) {
     f.set("n", v);
     const auto before = *f.get("n");
-    BOOST_TEST((f.incr(kv::op::incr, "n", 1).code == kv::status::non_numeric), "value '" << v << "'");
-    BOOST_TEST((f.incr(kv::op::decr, "n", 1).code == kv::status::non_numeric), "value '" << v << "'");
+    BOOST_TEST((f.incr(kv::op::incr, "n", 1).code == kv::status::non_numeric),
+               "value '" << v << "'");
+    BOOST_TEST((f.incr(kv::op::decr, "n", 1).code == kv::status::non_numeric),
+               "value '" << v << "'");
     BOOST_TEST((*f.get("n") == before));
   }
   BOOST_TEST(f.s.stats().incr_hits == 0u);
@@ -831,8 +831,11 @@ BOOST_AUTO_TEST_CASE(a_snapshot_with_a_bad_limits_section_is_rejected) {
 
 BOOST_AUTO_TEST_CASE(keys_may_hold_any_bytes) {
   fixture f;
-  const std::vector<std::string> keys = {std::string("\x01\x02", 2), "a\tb", "\x7f",
-                                         std::string("\xff\xfe", 2), std::string("z\0z", 3),
+  const std::vector<std::string> keys = {std::string("\x01\x02", 2),
+                                         "a\tb",
+                                         "\x7f",
+                                         std::string("\xff\xfe", 2),
+                                         std::string("z\0z", 3),
                                          "\xc3\xa9t\xc3\xa9"};
   for (const auto& k : keys) BOOST_TEST((f.set(k, "v:" + k).code == kv::status::stored));
   for (const auto& k : keys) BOOST_TEST(f.get(k)->value == "v:" + k);
@@ -984,7 +987,8 @@ BOOST_AUTO_TEST_CASE(list_returns_live_keys_in_order_by_prefix_after_and_limit) 
              (std::vector<std::string>{"user:1", "user:2"}));
   BOOST_TEST(keys(f.s.list("user:", "a", 100, now)).size() == 4u);  // after before the prefix
   BOOST_TEST(keys(f.s.list("user:", "zzz", 100, now)).empty());
-  BOOST_TEST(keys(f.s.list("", "", 3, now)) == (std::vector<std::string>{"app", "user:1", "user:2"}));
+  BOOST_TEST(keys(f.s.list("", "", 3, now)) ==
+             (std::vector<std::string>{"app", "user:1", "user:2"}));
   BOOST_TEST(f.s.list("", "", 0, now).empty());
   auto info = f.s.list("v", "", 10, now);
   BOOST_REQUIRE(info.size() == 1u);
@@ -992,7 +996,8 @@ BOOST_AUTO_TEST_CASE(list_returns_live_keys_in_order_by_prefix_after_and_limit) 
   BOOST_TEST(info[0].version == 7u);
   BOOST_TEST(info[0].expires_at_ms == 0);
   // The expired key shows up for a reader whose clock is before its expiry.
-  BOOST_TEST(keys(f.s.list("user:2", "", 10, t0)) == (std::vector<std::string>{"user:2", "user:25"}));
+  BOOST_TEST(keys(f.s.list("user:2", "", 10, t0)) ==
+             (std::vector<std::string>{"user:2", "user:25"}));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1002,16 +1007,18 @@ namespace {
 
 // A random but valid workload over a small key space, so that ops hit and miss.
 kv::command random_command(std::mt19937_64& rng, std::int64_t& now, const kv::store& s) {
-  static const kv::op ops[] = {kv::op::set,   kv::op::set,     kv::op::add,     kv::op::replace,
-                               kv::op::append, kv::op::prepend, kv::op::cas,     kv::op::remove,
-                               kv::op::incr,  kv::op::decr,    kv::op::touch,   kv::op::get_and_touch,
+  static const kv::op ops[] = {kv::op::set,       kv::op::set,          kv::op::add,
+                               kv::op::replace,   kv::op::append,       kv::op::prepend,
+                               kv::op::cas,       kv::op::remove,       kv::op::incr,
+                               kv::op::decr,      kv::op::touch,        kv::op::get_and_touch,
                                kv::op::flush_all, kv::op::purge_expired};
   now += static_cast<std::int64_t>(rng() % 3000);
   kv::command c;
   c.kind = ops[rng() % std::size(ops)];
   if (c.kind == kv::op::flush_all && rng() % 20 != 0) c.kind = kv::op::set;  // keep data around
   c.key = "k" + std::to_string(rng() % 40);
-  c.value = rng() % 3 == 0 ? std::to_string(rng() % 1000) : std::string(rng() % 50, 'a' + rng() % 26);
+  c.value =
+      rng() % 3 == 0 ? std::to_string(rng() % 1000) : std::string(rng() % 50, 'a' + rng() % 26);
   c.flags = static_cast<std::uint32_t>(rng() % 4);
   c.exptime = rng() % 4 == 0 ? static_cast<std::int64_t>(rng() % 20) - 2 : 0;
   c.kind_of_expiry = rng() % 2 ? kv::expiry_kind::memcached : kv::expiry_kind::relative;
@@ -1083,10 +1090,10 @@ BOOST_AUTO_TEST_CASE(stores_fed_the_same_commands_have_byte_identical_snapshots)
     BOOST_TEST(a.stats().cas_hits > 0u);
     BOOST_TEST(a.stats().incr_hits > 0u);
     BOOST_TEST(a.stats().curr_items > 0u);
-    for (auto code : {kv::status::stored, kv::status::not_stored, kv::status::exists,
-                      kv::status::not_found, kv::status::deleted, kv::status::touched,
-                      kv::status::number, kv::status::item, kv::status::non_numeric,
-                      kv::status::too_large, kv::status::out_of_memory})
+    for (auto code :
+         {kv::status::stored, kv::status::not_stored, kv::status::exists, kv::status::not_found,
+          kv::status::deleted, kv::status::touched, kv::status::number, kv::status::item,
+          kv::status::non_numeric, kv::status::too_large, kv::status::out_of_memory})
       BOOST_TEST(seen[code] > 0, "seed " << seed << " status " << static_cast<int>(code));
   }
 }
@@ -1249,7 +1256,7 @@ BOOST_AUTO_TEST_CASE(cas_with_invalidate_stores_an_older_cas_as_stale) {
   BOOST_TEST(item->value == "late");
   BOOST_TEST(item->meta == kv::item_stale);
   BOOST_TEST(item->expires_at_ms == t0 + 100000);  // the old TTL is kept
-  c.cas_unique = 0;  // cas 0 never stores
+  c.cas_unique = 0;                                // cas 0 never stores
   BOOST_TEST((f.apply(c).code == kv::status::exists));
 }
 
@@ -1478,4 +1485,20 @@ BOOST_AUTO_TEST_CASE(random_writes_match_a_simple_model) {
   }
   BOOST_TEST(f.s.stats().curr_items == model.size());
   BOOST_TEST(f.s.stats().bytes == bytes);
+}
+
+// memcached's get_expired / get_flushed: a miss is told apart from an absent key while the
+// item is still held (expired and not yet reclaimed; hidden by a delayed flush_all).
+BOOST_AUTO_TEST_CASE(why_missing_tells_expired_and_flushed_items_from_absent_keys) {
+  fixture f;
+  f.set("ttl", "1", 0, 10);  // expires at t0 + 10 s
+  f.set("kept", "2");
+  BOOST_TEST((f.s.why_missing("none", t0) == kv::miss_kind::absent));
+  BOOST_TEST((f.s.why_missing("ttl", t0 + 10'000) == kv::miss_kind::expired));
+  f.flush(20);  // deadline t0 + 20 s: both are hidden from then on
+  const std::int64_t deadline = t0 + 20'000;
+  BOOST_TEST((f.s.why_missing("kept", deadline) == kv::miss_kind::flushed));
+  // Expired and flushed: flushed, as memcached checks that first.
+  BOOST_TEST((f.s.why_missing("ttl", deadline) == kv::miss_kind::flushed));
+  BOOST_TEST(!f.get("kept", deadline).has_value());
 }

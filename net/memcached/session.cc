@@ -186,7 +186,6 @@ void append_value(std::string& out, std::string_view key, const kv::item_view& i
   out += "\r\n";
 }
 
-
 // memcached 1.6.18's default slab classes (chunk 48 + 48-byte header, factor 1.25, 8-byte
 // alignment, the largest class is slab_chunk_max = item_size_max / 2): `me` reports the
 // class an item of this size would live in.
@@ -382,8 +381,8 @@ class protocol final : public text_protocol {
         // later reads see it. A plain mg that wins a stale item's token writes from inside
         // its read (the connection's later writes still wait for it).
         ++state_->cmd_meta;
-        step.order = req.meta.has_ttl || req.meta.vivify || req.meta.recache ? access::write
-                                                                             : access::read;
+        step.order =
+            req.meta.has_ttl || req.meta.vivify || req.meta.recache ? access::write : access::read;
         break;
       case mc::command_kind::meta_set:
       case mc::command_kind::meta_delete:
@@ -549,11 +548,27 @@ class protocol final : public text_protocol {
         const bool sent = co_await add_hit(out, key, *item, with_cas);
         if (!sent) co_return false;
       } else {
-        ++service_.metrics().reads().get_misses;
+        count_miss(view.why_missing(key));
       }
     }
     out.text() += "END\r\n";
     co_return true;
+  }
+
+  // A get miss: memcached also counts those of an item that expired or was flushed.
+  void count_miss(kv::miss_kind why) {
+    auto& reads = service_.metrics().reads();
+    ++reads.get_misses;
+    switch (why) {
+      case kv::miss_kind::expired:
+        ++reads.get_expired;
+        break;
+      case kv::miss_kind::flushed:
+        ++reads.get_flushed;
+        break;
+      case kv::miss_kind::absent:
+        break;
+    }
   }
 
   asio::awaitable<bool> get_and_touch(const mc::request& req, reply_sink& out) {
@@ -580,7 +595,6 @@ class protocol final : public text_protocol {
     out.text() += "END\r\n";
     co_return true;
   }
-
 
   // The reply to a write that failed in the service, or nullopt when it succeeded.
   static std::optional<std::string_view> failure(const write_reply& reply) {
@@ -612,6 +626,7 @@ class protocol final : public text_protocol {
     bool created = false;
     std::int64_t expiry_before = 0;
     std::int64_t now_ms = 0;
+    auto miss = kv::miss_kind::absent;  // why a read found nothing
     if (!must_write) {
       const read_view view = co_await service_.linearizable_read();
       if (!view.ok()) {
@@ -619,6 +634,7 @@ class protocol final : public text_protocol {
         co_return false;
       }
       item = view.find(key);
+      if (!item) miss = view.why_missing(key);
       now_ms = view.now_ms();
       // The first reader of a stale item wins its recache token: a change of the item.
       if (item && (item->meta & kv::item_stale) && !(item->meta & kv::item_token_sent)) {
@@ -666,7 +682,11 @@ class protocol final : public text_protocol {
     }
     if (!m.has_ttl) {
       ++service_.metrics().reads().cmd_get;
-      ++(item ? service_.metrics().reads().get_hits : service_.metrics().reads().get_misses);
+      if (item) {
+        ++service_.metrics().reads().get_hits;
+      } else {
+        count_miss(miss);
+      }
     }
     if (!item) {
       if (!req.noreply) {
@@ -701,8 +721,8 @@ class protocol final : public text_protocol {
         case 'T':
         case 'N':
           if (f.name == 'N' && !created) break;
-          shown_expiry = f.name == last_setter ? item->expires_at_ms
-                                               : approximate_expiry(f.word, now_ms);
+          shown_expiry =
+              f.name == last_setter ? item->expires_at_ms : approximate_expiry(f.word, now_ms);
           break;
         case 't':
           o += " t" + ttl_text(shown_expiry, now_ms);
@@ -778,11 +798,21 @@ class protocol final : public text_protocol {
     const auto& m = req.meta;
     kv::command cmd;
     switch (m.mode) {
-      case 'E': cmd.kind = kv::op::add; break;
-      case 'A': cmd.kind = kv::op::append; break;
-      case 'P': cmd.kind = kv::op::prepend; break;
-      case 'R': cmd.kind = kv::op::replace; break;
-      default: cmd.kind = kv::op::set; break;
+      case 'E':
+        cmd.kind = kv::op::add;
+        break;
+      case 'A':
+        cmd.kind = kv::op::append;
+        break;
+      case 'P':
+        cmd.kind = kv::op::prepend;
+        break;
+      case 'R':
+        cmd.kind = kv::op::replace;
+        break;
+      default:
+        cmd.kind = kv::op::set;
+        break;
     }
     if (m.has_cas) {
       // Set and replace with a cas are a cas; append/prepend compare a non-zero cas;
@@ -808,9 +838,15 @@ class protocol final : public text_protocol {
         if (req.noreply) co_return true;
         line = "HD";
         break;
-      case kv::status::exists: line = "EX"; break;
-      case kv::status::not_found: line = "NF"; break;
-      case kv::status::not_stored: line = "NS"; break;
+      case kv::status::exists:
+        line = "EX";
+        break;
+      case kv::status::not_found:
+        line = "NF";
+        break;
+      case kv::status::not_stored:
+        line = "NS";
+        break;
       case kv::status::out_of_memory:
         ++state_->store_no_memory;
         [[fallthrough]];
@@ -858,8 +894,12 @@ class protocol final : public text_protocol {
         if (req.noreply) co_return true;
         line = "HD";
         break;
-      case kv::status::not_found: line = "NF"; break;
-      case kv::status::exists: line = "EX"; break;
+      case kv::status::not_found:
+        line = "NF";
+        break;
+      case kv::status::exists:
+        line = "EX";
+        break;
       default:
         out.text() += status_reply(reply.result.code);
         co_return false;
@@ -920,8 +960,12 @@ class protocol final : public text_protocol {
         out.text() += line + "\r\n";
         co_return true;
       }
-      case kv::status::not_found: line = "NF"; break;
-      case kv::status::exists: line = "EX"; break;
+      case kv::status::not_found:
+        line = "NF";
+        break;
+      case kv::status::exists:
+        line = "EX";
+        break;
       case kv::status::out_of_memory:
         ++state_->store_no_memory;
         out.text() += "SERVER_ERROR out of memory\r\n";
@@ -971,11 +1015,11 @@ class protocol final : public text_protocol {
       append_stat(out, "items:1:age", 0);
       append_stat(out, "items:1:mem_requested", s.bytes);
       for (std::string_view zero :
-           {"evicted", "evicted_nonzero", "evicted_time", "outofmemory", "tailrepairs",
-            "reclaimed", "expired_unfetched", "evicted_unfetched", "evicted_active",
-            "crawler_reclaimed", "crawler_items_checked", "lrutail_reflocked", "moves_to_cold",
-            "moves_to_warm", "moves_within_lru", "direct_reclaims", "hits_to_hot",
-            "hits_to_warm", "hits_to_cold", "hits_to_temp"}) {
+           {"evicted",        "evicted_nonzero",   "evicted_time",          "outofmemory",
+            "tailrepairs",    "reclaimed",         "expired_unfetched",     "evicted_unfetched",
+            "evicted_active", "crawler_reclaimed", "crawler_items_checked", "lrutail_reflocked",
+            "moves_to_cold",  "moves_to_warm",     "moves_within_lru",      "direct_reclaims",
+            "hits_to_hot",    "hits_to_warm",      "hits_to_cold",          "hits_to_temp"}) {
         append_stat(out, "items:1:" + std::string(zero), 0);
       }
     }
@@ -1013,7 +1057,9 @@ class protocol final : public text_protocol {
   kv::store_stats replicated_stats() const {
     kv::store_stats s = service_.store_stats();
     const kv::store_stats& b = state_->baseline;
-    auto since = [](std::uint64_t now, std::uint64_t then) { return now >= then ? now - then : now; };
+    auto since = [](std::uint64_t now, std::uint64_t then) {
+      return now >= then ? now - then : now;
+    };
     s.total_items = since(s.total_items, b.total_items);
     s.cmd_set = since(s.cmd_set, b.cmd_set);
     s.cmd_touch = since(s.cmd_touch, b.cmd_touch);
@@ -1058,8 +1104,8 @@ class protocol final : public text_protocol {
     append_stat(out, "get_hits", reads.get_hits);
     append_stat(out, "get_misses", reads.get_misses);
     // An expired or flushed item is a plain miss here (the read does not tell them apart).
-    append_stat(out, "get_expired", 0);
-    append_stat(out, "get_flushed", 0);
+    append_stat(out, "get_expired", reads.get_expired);
+    append_stat(out, "get_flushed", reads.get_flushed);
     append_stat(out, "delete_misses", s.delete_misses);
     append_stat(out, "delete_hits", s.delete_hits);
     append_stat(out, "incr_misses", s.incr_misses);
