@@ -312,6 +312,32 @@ void node::stop() {
   if (storage_) storage_->close();
 }
 
+void node::hand_over_then(std::chrono::milliseconds limit, std::function<void()> then) {
+  if (stopped_ || members_.size() < 2) return then();
+  const raft::node_id to = replica_->hand_over();
+  if (to == raft::no_node) return then();
+  base::log(log_level::info, "handing leadership to node ", to.value, " before stopping");
+  const auto started = clock::now();
+  auto timer = std::make_shared<asio::steady_timer>(io_);
+  // Polled every tick: the hand-over takes an election timeout at most.
+  auto poll = std::make_shared<std::function<void()>>();
+  *poll = [this, timer, started, limit, then = std::move(then), poll]() mutable {
+    const bool handed = stopped_ || !replica_->is_leader();
+    if (handed || clock::now() - started >= limit) {
+      if (!handed) base::log(log_level::warn, "no other node took over; stopping as leader");
+      auto done = std::move(then);
+      *poll = nullptr;  // breaks the cycle through the captured pointer
+      done();
+      return;
+    }
+    timer->expires_after(std::chrono::milliseconds(config_.raft.tick_ms));
+    timer->async_wait([poll](boost::system::error_code) {
+      if (*poll) (*poll)();
+    });
+  };
+  (*poll)();
+}
+
 void node::on_tick() {
   if (stopped_) return;
   replica_->tick();

@@ -63,6 +63,11 @@ class node final : public net::kv_service {
   // Fails every waiting request with `stopped`, stops ticks and the transport, drains and
   // closes storage. Idempotent.
   void stop();
+  // Before a graceful stop: a leader of a multi-node cluster hands leadership to its most
+  // up-to-date voter (raft::replica::hand_over) and keeps serving until another node leads
+  // or `limit` passed; then `then` runs (at once when there is nothing to hand over). From
+  // the call on this node never campaigns.
+  void hand_over_then(std::chrono::milliseconds limit, std::function<void()> then);
   // Called (posted on the io_context) when the node must not run on: a member refused it
   // because its data dir was lost (app/generation.h). The caller shuts down with exit 1.
   void on_fatal(std::function<void(const std::string& why)> handler) {

@@ -12,9 +12,9 @@
 #include <variant>
 
 #include "app/node.h"
+#include "base/log.h"
 #include "net/cs733/session.h"
 #include "net/http/server.h"
-#include "base/log.h"
 #include "net/memcached/session.h"
 
 namespace app {
@@ -35,9 +35,9 @@ bool is_loopback(const endpoint& e) {
 
 void log_config(const config& c) {
   base::log(log_level::info, "raftkv ", RAFTKV_VERSION, " starting: config ", c.source.string(),
-           ", data_dir ", c.data_dir.string(), ", ", c.members.size(), " member(s), tick ",
-           c.raft.tick_ms, " ms, heartbeat ", c.raft.heartbeat_ticks, " ticks, election ",
-           c.raft.election_ticks, " ticks");
+            ", data_dir ", c.data_dir.string(), ", ", c.members.size(), " member(s), tick ",
+            c.raft.tick_ms, " ms, heartbeat ", c.raft.heartbeat_ticks, " ticks, election ",
+            c.raft.election_ticks, " ticks");
   auto door = [](const char* name, const std::optional<endpoint>& e) {
     base::log(log_level::info, "  ", name, ": ", e ? e->text : std::string("disabled"));
   };
@@ -76,8 +76,8 @@ void log_config(const config& c) {
   }
   if (!c.raft.fsync) {
     base::log(log_level::warn,
-             "raft.fsync = false: acknowledged writes can be LOST on power failure or kernel "
-             "crash. Use this for throwaway benchmarks only.");
+              "raft.fsync = false: acknowledged writes can be LOST on power failure or kernel "
+              "crash. Use this for throwaway benchmarks only.");
   }
 }
 
@@ -115,8 +115,7 @@ int run_server(const config& c) {
     auto made = net::make_peer_tls(c.tls.ca.string(), c.tls.cert.string(), c.tls.key.string(),
                                    raft::node_id(c.node_id));
     if (auto* why = std::get_if<std::string>(&made)) {
-      base::log(log_level::error, c.source.string(), ": key 'tls.ca'/'tls.cert'/'tls.key': ",
-                *why);
+      base::log(log_level::error, c.source.string(), ": key 'tls.ca'/'tls.cert'/'tls.key': ", *why);
       return exit_bad_config;
     }
     peer_tls = std::get<net::peer_tls>(std::move(made));
@@ -173,7 +172,7 @@ int run_server(const config& c) {
     }
   } catch (const boost::system::system_error& e) {
     base::log(log_level::error, "fatal: cannot listen on ", binding, " address ",
-             binding_at ? binding_at->text : std::string("?"), ": ", e.code().message());
+              binding_at ? binding_at->text : std::string("?"), ": ", e.code().message());
     n->stop();
     return exit_fatal;
   }
@@ -207,7 +206,11 @@ int run_server(const config& c) {
   signals.async_wait([&](boost::system::error_code ec, int signo) {
     if (ec) return;
     base::log(log_level::info, "signal ", signo, ": shutting down");
-    shut_down(0);
+    // A leader hands over first (bounded by two election timeouts), so that the other
+    // nodes' clients see no leaderless gap; the doors keep serving meanwhile.
+    const auto limit =
+        std::chrono::milliseconds(2 * std::int64_t{c.raft.election_ticks} * c.raft.tick_ms);
+    n->hand_over_then(limit, [&] { shut_down(0); });
   });
   n->on_fatal([&](const std::string&) {
     base::log(log_level::error, "fatal: refused by the cluster; shutting down");
