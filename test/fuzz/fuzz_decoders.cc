@@ -1,5 +1,5 @@
 // Fuzz target: every decoder of bytes that arrive from outside the process — Raft messages,
-// peer frames and forwarding bodies, kv commands and results, kv snapshots.
+// peer frames, hellos and refusals, forwarding bodies, kv commands and results, kv snapshots.
 // Invariants: nothing crashes or reads out of bounds, and whatever decodes re-encodes to
 // bytes that decode to the same value.
 #include <cstddef>
@@ -34,6 +34,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (auto f = net::decode_forward_response(input)) {
     check(net::decode_forward_response(net::encode(*f)) == f);
   }
+
+  if (auto h = net::decode_hello(input)) check(net::decode_hello(net::encode_hello(*h)) == h);
+  if (auto r = net::decode_refusal(input)) check(net::decode_refusal(net::encode(*r)) == r);
 
   const auto frame = net::decode_frame(input, 1 << 16);
   if (const auto* d = std::get_if<net::decoded_frame>(&frame)) {
