@@ -289,8 +289,9 @@ BOOST_AUTO_TEST_CASE(a_refusal_round_trips_and_decodes_strictly) {
   BOOST_TEST_REQUIRE(back.has_value());
   BOOST_TEST((*back == r));
   // Carried in a frame of its own kind.
-  const auto framed =
-      expect_frame(decode_frame(net::encode_frame(sample_header(frame_kind::refused), p)));
+  // The decoded payload is a view into the encoded bytes: keep them alive.
+  const std::string wire = net::encode_frame(sample_header(frame_kind::refused), p);
+  const auto framed = expect_frame(decode_frame(wire));
   BOOST_TEST((framed.value.header.kind == frame_kind::refused));
   BOOST_TEST((net::decode_refusal(framed.value.payload) == std::optional<net::refusal>(r)));
 
