@@ -11,55 +11,12 @@
 #include <system_error>
 
 #include "app/config.h"
+#include "app/durable_file.h"
 #include "base/log.h"
 #include "net/peer/transport.h"
 
 namespace app::cluster_id {
 namespace fs = std::filesystem;
-
-namespace {
-
-std::string errno_text(int e) {
-  return std::generic_category().message(e);
-}
-
-// Writes all of `bytes` to a new file at `path` and makes it durable: temporary file,
-// fsync, rename, fsync of the directory.
-std::string write_atomically(const fs::path& path, const std::string& bytes) {
-  const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return "cannot create " + tmp.string() + ": " + errno_text(errno);
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int e = n < 0 ? errno : EIO;
-      ::close(fd);
-      return "cannot write " + tmp.string() + ": " + errno_text(e);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return "cannot fsync " + tmp.string() + ": " + errno_text(e);
-  }
-  if (::close(fd) != 0) return "cannot close " + tmp.string() + ": " + errno_text(errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return "cannot rename " + tmp.string() + " to " + path.string() + ": " + errno_text(errno);
-  }
-  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return "cannot open " + dir.string() + ": " + errno_text(errno);
-  const int rc = ::fsync(dfd);
-  const int e = errno;
-  ::close(dfd);
-  if (rc != 0) return "cannot fsync " + dir.string() + ": " + errno_text(e);
-  return {};
-}
-
-}  // namespace
 
 std::uint64_t derive(const config& c) {
   std::map<raft::node_id, std::string> members;
@@ -101,7 +58,7 @@ std::variant<loaded, std::string> load_or_create(const fs::path& data_dir, std::
   if (!exists) {
     fs::create_directories(data_dir, ec);
     if (ec) return "cannot create " + data_dir.string() + ": " + ec.message();
-    if (auto err = write_atomically(path, format(derived)); !err.empty()) return err;
+    if (auto err = write_file_atomically(path, format(derived)); !err.empty()) return err;
     base::log(base::log_level::info, "cluster id ", format(derived).substr(0, 16), " recorded in ",
               path.string());
     return loaded{derived, true, false};

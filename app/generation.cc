@@ -9,53 +9,13 @@
 #include <sstream>
 #include <system_error>
 
+#include "app/durable_file.h"
 #include "base/log.h"
 
 namespace app::generation {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string errno_text(int e) {
-  return std::generic_category().message(e);
-}
-
-// Writes all of `bytes` to a new file at `path` and makes it durable: temporary file,
-// fsync, rename, fsync of the directory. (The same steps as app/cluster_id.cc: a crash
-// leaves the old file or the new one, never a part.)
-std::string write_atomically(const fs::path& path, const std::string& bytes) {
-  const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return "cannot create " + tmp.string() + ": " + errno_text(errno);
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int e = n < 0 ? errno : EIO;
-      ::close(fd);
-      return "cannot write " + tmp.string() + ": " + errno_text(e);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return "cannot fsync " + tmp.string() + ": " + errno_text(e);
-  }
-  if (::close(fd) != 0) return "cannot close " + tmp.string() + ": " + errno_text(errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return "cannot rename " + tmp.string() + " to " + path.string() + ": " + errno_text(errno);
-  }
-  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return "cannot open " + dir.string() + ": " + errno_text(errno);
-  const int rc = ::fsync(dfd);
-  const int e = errno;
-  ::close(dfd);
-  if (rc != 0) return "cannot fsync " + dir.string() + ": " + errno_text(e);
-  return {};
-}
 
 // The file's content; nullopt when there is none or when it cannot be read (`error` says).
 std::optional<std::string> read_small(const fs::path& path, std::string& error) {
@@ -163,7 +123,7 @@ std::variant<loaded, std::string> load_or_create(const fs::path& data_dir, bool 
   fs::create_directories(data_dir, ec);
   if (ec) return "cannot create " + data_dir.string() + ": " + ec.message();
   const std::uint64_t value = draw();
-  if (auto err = write_atomically(path, format(value)); !err.empty()) return err;
+  if (auto err = write_file_atomically(path, format(value)); !err.empty()) return err;
   if (has_raft_state) {
     // A data dir of a version without the guard: its Raft state is real, so it is known.
     base::log(base::log_level::info, "data-dir generation ", format(value).substr(0, 16),
@@ -191,13 +151,13 @@ std::variant<peer_record, std::string> load_peers(const fs::path& data_dir) {
 }
 
 std::string save_peers(const fs::path& data_dir, const peer_record& record) {
-  return write_atomically(data_dir / peers_file_name, format_peers(record));
+  return write_file_atomically(data_dir / peers_file_name, format_peers(record));
 }
 
 std::string mark_refused(const fs::path& data_dir, std::string_view why) {
   std::string text(why);
   if (text.empty() || text.back() != '\n') text += '\n';
-  return write_atomically(data_dir / refused_file_name, text);
+  return write_file_atomically(data_dir / refused_file_name, text);
 }
 
 std::optional<std::string> refused_mark(const fs::path& data_dir) {
