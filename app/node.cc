@@ -1,3 +1,7 @@
+// app::node's wiring (see app/node.h). One file because every function here is a member
+// of the one object that holds the io_context side of a node; its status building is
+// already apart (node_status.cc), as are the state machine, the log store adapter, the
+// cluster id and the data dir's generation files.
 #include "app/node.h"
 
 #include <boost/asio/as_tuple.hpp>

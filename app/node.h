@@ -9,7 +9,10 @@
 //   - kv::store behind the replica's state_machine (app/kv_state_machine.h);
 //   - net::kv_service for the doors: each call becomes a replica call whose callback cancels
 //     the steady_timer the coroutine waits on; the timer doubles as the request deadline;
-//   - kv specifics: request ids for at-most-once writes, the leader's expired-item purge.
+//   - kv specifics: request ids for at-most-once writes, the leader's expired-item purge;
+//   - the data dir's generation and the peers' recorded ones (app/generation.h: a node whose
+//     data dir was lost is refused and stops), and the hand-over of leadership before a
+//     graceful stop (hand_over_then).
 // Everything runs on the io_context thread except the storage writer and snapshot threads.
 #pragma once
 
