@@ -21,6 +21,7 @@
 #include "net/peer/frame.h"
 #include "net/peer/tls.h"
 #include "net/peer/transport.h"
+#include "test/support/run_until.h"
 
 namespace asio = boost::asio;
 namespace ssl = asio::ssl;
@@ -88,16 +89,7 @@ struct need_openssl {
   }
 };
 
-template <typename Pred>
-bool run_until(asio::io_context& io, Pred pred, std::chrono::milliseconds limit = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    io.run_one_for(20ms);
-    if (io.stopped()) io.restart();
-  }
-  return true;
-}
+using test_support::run_until;
 
 struct received {
   node_id from;

@@ -15,6 +15,7 @@
 
 #include "net/peer/frame.h"
 #include "net/peer/transport.h"
+#include "test/support/run_until.h"
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -31,18 +32,7 @@ struct received {
   std::string payload;
 };
 
-// Runs the io_context until pred holds or the deadline passes; no sleeping: each step
-// waits for the next handler, at most 20 ms.
-template <typename Pred>
-bool run_until(asio::io_context& io, Pred pred, std::chrono::milliseconds limit = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    io.run_one_for(20ms);
-    if (io.stopped()) io.restart();
-  }
-  return true;
-}
+using test_support::run_until;
 
 tcp::acceptor listen_on(asio::io_context& io, unsigned short port = 0) {
   tcp::acceptor a(io);
