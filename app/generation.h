@@ -37,8 +37,10 @@
 // Limits. A member never heard by a node is learned at first sight: a node that never
 // talked to the amnesiac's previous life (say it was down all along) accepts the new one;
 // the nodes that did talk to it refuse it, and it exits at the first refusal. A data dir
-// restored from a backup keeps its generation and is accepted: that is the operator's
-// decision (a backup older than what the node acknowledged since has the same hazard).
+// restored from a copy keeps its generation and is accepted: that is the operator's
+// decision, and safe only if the node did nothing after the copy was taken (an older copy
+// has forgotten votes and acknowledged entries just as an empty data dir; the guard cannot
+// tell them apart).
 #pragma once
 
 #include <cstdint>

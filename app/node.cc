@@ -431,7 +431,8 @@ void node::on_refused(raft::node_id from, std::string_view payload) {
   why += "; this data dir, created empty at this start, has " + mine;
   why += "; refused by node " + std::to_string(from.value) + ")";
   why += "; this node's Raft state was lost and it must not vote again under id " + id;
-  why += ". Restore its data dir from a backup, or remove it from the cluster and add it back";
+  why += ". Restore its data dir only from a copy taken after its last run (an older copy has";
+  why += " forgotten the same votes and entries), or remove it from the cluster and add it back";
   why += " under a new id (membership changes: see the README's known gaps)";
   base::log(log_level::error, why);
   if (auto err = generation::mark_refused(config_.data_dir, why); !err.empty()) {

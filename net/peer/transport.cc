@@ -409,8 +409,9 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
             hex(r.announced_generation) + ", but this node recorded " + hex(r.recorded_generation) +
             " for it: node " + std::to_string(p.st.id.value) +
             " lost its data dir (and with it its votes and the entries it acknowledged); "
-            "refusing its frames and telling it so. Restore its data dir from a backup, or "
-            "remove it from the cluster and add it back under a new id");
+            "refusing its frames and telling it so. Restore its data dir only from a copy "
+            "taken after its last run, or remove it from the cluster and add it back under a "
+            "new id");
     // Drop what was queued for it, even a message half written: the connection is closed
     // below, and the next one starts with the hello and the refusal.
     std::uint64_t dropped = p.queue.size();

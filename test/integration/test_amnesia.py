@@ -51,7 +51,7 @@ class AmnesiaTest(harness.TestCase):
             log = follower.log()
             self.assertIn(f"node {follower.id}: {AMNESIAC_MESSAGE}", log)
             self.assertIn(f"must not vote again under id {follower.id}", log)
-            self.assertIn("Restore its data dir from a backup", log)
+            self.assertIn("Restore its data dir only from a copy taken after its last run", log)
 
             # The cluster kept accepting writes throughout, and still does.
             w.wait_progress(100, timeout=30)
