@@ -10,6 +10,7 @@
 
 #include "app/cluster_id.h"
 #include "app/config.h"
+#include "test/support/temp_dir.h"
 
 namespace {
 
@@ -222,27 +223,11 @@ BOOST_AUTO_TEST_CASE(cluster_id_depends_on_the_member_list_and_the_token) {
 
 namespace {
 
-// A fresh directory under the system's temporary directory, removed at the end.
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    std::random_device entropy;
-    path = std::filesystem::temp_directory_path() /
-           ("raftkv-cluster-id-" + std::to_string(entropy()) + std::to_string(entropy()));
-    std::filesystem::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
+struct temp_dir : test_support::temp_dir {
+  temp_dir() : test_support::temp_dir("raftkv-cluster-id-") {}
 };
 
-std::string read_all(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using test_support::read_all;
 
 app::cluster_id::loaded expect_loaded(const std::variant<app::cluster_id::loaded, std::string>& r) {
   // Boost.Test builds a message even when the check passes: only name the error if any.
@@ -380,8 +365,8 @@ BOOST_AUTO_TEST_CASE(http_tls_files_must_be_readable_and_come_in_pairs) {
   const std::string cert = temp_file("c.pem", "x");
   BOOST_TEST(error_of(minimal + "[http]\ntls_cert = \"" + cert + "\"\n").find("http.tls_key") !=
              std::string::npos);
-  const std::string missing = error_of(minimal + "[http]\ntls_cert = \"" + cert +
-                                       "\"\ntls_key = \"/nonexistent/k.pem\"\n");
+  const std::string missing =
+      error_of(minimal + "[http]\ntls_cert = \"" + cert + "\"\ntls_key = \"/nonexistent/k.pem\"\n");
   BOOST_TEST(missing.find("test.toml:") == 0u);
   BOOST_TEST(missing.find("http.tls_key") != std::string::npos);
   auto c = std::get<app::config>(
@@ -399,8 +384,7 @@ BOOST_AUTO_TEST_CASE(admin_token_is_the_first_line_and_never_rendered) {
   BOOST_TEST(rendered.find("admin_token_file") != std::string::npos);
   // Too short, or with a space: refused, and the message does not quote the file.
   const std::string short_file = temp_file("s", "short\n");
-  const std::string e =
-      error_of(minimal + "[http]\nadmin_token_file = \"" + short_file + "\"\n");
+  const std::string e = error_of(minimal + "[http]\nadmin_token_file = \"" + short_file + "\"\n");
   BOOST_TEST(e.find("http.admin_token_file") != std::string::npos);
   BOOST_TEST(e.find("short\n") == std::string::npos);
   BOOST_TEST(error_of(minimal + "[http]\nadmin_token_file = \"" +

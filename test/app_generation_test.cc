@@ -8,32 +8,17 @@
 #include <variant>
 
 #include "app/generation.h"
+#include "test/support/temp_dir.h"
 
 namespace gen = app::generation;
 
 namespace {
 
-// A fresh directory under the system's temporary directory, removed at the end.
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    std::random_device entropy;
-    path = std::filesystem::temp_directory_path() /
-           ("raftkv-generation-" + std::to_string(entropy()) + std::to_string(entropy()));
-    std::filesystem::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
+struct temp_dir : test_support::temp_dir {
+  temp_dir() : test_support::temp_dir("raftkv-generation-") {}
 };
 
-std::string read_all(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using test_support::read_all;
 
 void write_all(const std::filesystem::path& p, const std::string& text) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
