@@ -880,3 +880,228 @@ BOOST_AUTO_TEST_CASE(a_member_first_heard_late_is_learned_and_a_failed_record_re
   BOOST_TEST(b.got.empty());
   BOOST_TEST(b.logs_at(base::log_level::error, "disk full") >= 1u);
 }
+
+// --- membership changes at run time (set_members) and joining (cluster id 0) ---------------
+
+namespace {
+
+net::peer_transport_options fast_redial() {
+  net::peer_transport_options o;
+  o.backoff_initial = 10ms;
+  o.backoff_max = 40ms;
+  return o;
+}
+
+bool has_payload(const test_node& n, node_id from, const std::string& payload) {
+  return std::any_of(n.got.begin(), n.got.end(),
+                     [&](const received& r) { return r.from == from && r.payload == payload; });
+}
+
+// Sends until `receiver` has the payload from `from`: a frame written to a connection that
+// is then closed is lost, and Raft sends again the same way. False if send() refuses.
+bool deliver_eventually(cluster& c, test_node& sender, node_id from, node_id to,
+                        test_node& receiver, const std::string& payload) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!sender.transport->send(to, frame_kind::raft_message, payload)) return false;
+    if (run_until(
+            c.io, [&] { return has_payload(receiver, from, payload); }, 200ms))
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(an_added_member_is_dialled_and_its_frames_are_accepted) {
+  cluster c(3);
+  const auto o = fast_redial();
+  const std::map<node_id, std::string> first{{node_id(1), c.members.at(node_id(1))},
+                                             {node_id(2), c.members.at(node_id(2))}};
+  auto& a = c.start_with(node_id(1), c.cluster_id, first, std::move(c.pending.at(node_id(1))), o);
+  auto& b = c.start_with(node_id(2), c.cluster_id, first, std::move(c.pending.at(node_id(2))), o);
+  // Node 3 was added: it knows all three, nodes 1 and 2 have not applied the change yet.
+  auto& n3 =
+      c.start_with(node_id(3), c.cluster_id, c.members, std::move(c.pending.at(node_id(3))), o);
+  c.pending.clear();
+  BOOST_TEST(!a.transport->send(node_id(3), frame_kind::raft_message, "not yet"));
+  BOOST_TEST(!a.transport->status(node_id(3)).has_value());
+  n3.transport->send(node_id(1), frame_kind::raft_message, "too early");
+  BOOST_TEST_REQUIRE(
+      run_until(c.io, [&] { return drops_of(*a.transport, "unknown_sender") >= 2; }));
+  BOOST_TEST(a.got.empty());
+
+  a.transport->set_members(c.members);
+  BOOST_TEST(a.logs_containing("peers: now dialling node 3 at " + c.members.at(node_id(3))) == 1u);
+  BOOST_TEST(a.transport->status().size() == 2u);
+  BOOST_TEST_REQUIRE(deliver_eventually(c, a, node_id(1), node_id(3), n3, "welcome"));
+  BOOST_TEST_REQUIRE(deliver_eventually(c, n3, node_id(3), node_id(1), a, "thanks"));
+  BOOST_TEST(a.transport->status(node_id(3))->frames_received >= 1u);
+  BOOST_TEST(connected(*a.transport, 3));
+  // Node 2 is not disturbed by the change.
+  BOOST_TEST_REQUIRE(deliver_eventually(c, a, node_id(1), node_id(2), b, "still here"));
+  BOOST_TEST(a.transport->status(node_id(2))->connects == 1u);
+
+  // The same members again: nothing changes, nothing is logged.
+  const auto lines = a.logs.size();
+  a.transport->set_members(c.members);
+  BOOST_TEST(a.logs.size() == lines);
+  BOOST_TEST(a.transport->status(node_id(3))->connects == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_removed_member_is_heard_no_more_and_can_be_added_again) {
+  cluster c(2);
+  const auto o = fast_redial();
+  auto& a = c.start(node_id(1), o);
+  auto& b = c.start(node_id(2), o);
+  BOOST_TEST_REQUIRE(deliver_eventually(c, a, node_id(1), node_id(2), b, "hi"));
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return connected(*b.transport, 1); }));
+
+  // Node 1 applies the removal of node 2 inside its frame handler, as a node applies a
+  // configuration entry: node 2's frames behind it, maybe in the same read, are not delivered.
+  const std::map<node_id, std::string> alone{{node_id(1), c.members.at(node_id(1))}};
+  a.react = [&](const received& r) {
+    if (r.payload == "leave") a.transport->set_members(alone);
+  };
+  b.transport->send(node_id(1), frame_kind::raft_message, "before");
+  b.transport->send(node_id(1), frame_kind::raft_message, "leave");
+  b.transport->send(node_id(1), frame_kind::raft_message, "after");
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return has_payload(a, node_id(2), "leave"); }));
+  a.react = nullptr;
+  BOOST_TEST(a.logs_containing("peers: node 2 removed") == 1u);
+  BOOST_TEST(!a.transport->send(node_id(2), frame_kind::raft_message, "to a former member"));
+  BOOST_TEST(!a.transport->status(node_id(2)).has_value());
+  BOOST_TEST(a.transport->status().empty());
+
+  // Its connection was closed, and each redial is refused at its hello.
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] {
+    return b.transport->status(node_id(1))->connects >= 4 &&
+           drops_of(*a.transport, "unknown_sender") >= 3;
+  }));
+  for (int i = 0; i < 3; ++i) b.transport->send(node_id(1), frame_kind::raft_message, "ignored");
+  BOOST_TEST_REQUIRE(
+      run_until(c.io, [&] { return b.transport->status(node_id(1))->connects >= 6; }));
+  BOOST_TEST(a.got.size() == 2u);  // "before" and "leave"
+  BOOST_TEST(!has_payload(a, node_id(2), "after"));
+  BOOST_TEST(!has_payload(a, node_id(2), "ignored"));
+  // Node 1 dials it no more (it would have redialled within its 40 ms backoff).
+  BOOST_TEST(a.logs_containing("connected to node 2") == 1u);
+  BOOST_TEST(a.logs_containing("lost connection to node 2") == 0u);
+
+  // Added again: a new member as far as the transport knows, counters from zero.
+  a.transport->set_members(c.members);
+  BOOST_TEST(a.logs_containing("peers: now dialling node 2 at " + c.members.at(node_id(2))) == 1u);
+  BOOST_TEST(a.transport->status(node_id(2))->frames_received == 0u);
+  BOOST_TEST_REQUIRE(deliver_eventually(c, a, node_id(1), node_id(2), b, "welcome back"));
+  BOOST_TEST_REQUIRE(deliver_eventually(c, b, node_id(2), node_id(1), a, "glad to be back"));
+  BOOST_TEST(a.transport->status(node_id(2))->connects == 1u);
+
+  // Removed and added again at once, while its old coroutine is still winding down: the two
+  // peer states coexist for a moment; the new one works.
+  a.transport->set_members(alone);
+  a.transport->set_members(c.members);
+  BOOST_TEST(a.logs_containing("peers: node 2 removed") == 2u);
+  BOOST_TEST_REQUIRE(deliver_eventually(c, a, node_id(1), node_id(2), b, "third time"));
+  BOOST_TEST_REQUIRE(deliver_eventually(c, b, node_id(2), node_id(1), a, "still me"));
+}
+
+BOOST_AUTO_TEST_CASE(a_member_that_moved_is_redialled_at_its_new_address) {
+  cluster c(2);
+  const auto o = fast_redial();
+  auto& a = c.start(node_id(1), o);
+  c.start(node_id(2), o);
+  BOOST_TEST_REQUIRE(deliver_eventually(c, a, node_id(1), node_id(2), c.n(2), "before"));
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return connected(*a.transport, 2); }));
+
+  // Node 2 moves while its old process still answers at the old address: node 1 must leave
+  // the connection it has and dial the new address.
+  std::unique_ptr<test_node> old = std::move(c.nodes.at(node_id(2)));
+  c.nodes.erase(node_id(2));
+  auto moved_acceptor = listen_on(c.io);
+  auto moved = c.members;
+  moved[node_id(2)] = address_of(moved_acceptor);
+  auto& fresh = c.start_with(node_id(2), c.cluster_id, moved, std::move(moved_acceptor), o);
+  a.transport->set_members(moved);
+  BOOST_TEST(a.logs_containing("peers: node 2 moved from " + c.members.at(node_id(2)) + " to " +
+                               moved.at(node_id(2))) == 1u);
+  BOOST_TEST(a.transport->status(node_id(2))->address == moved.at(node_id(2)));
+  BOOST_TEST_REQUIRE(deliver_eventually(c, a, node_id(1), node_id(2), fresh, "after"));
+  BOOST_TEST(old->got.size() == 1u);  // nothing more went to the old address
+  BOOST_TEST(a.transport->status(node_id(2))->connects == 2u);
+  BOOST_TEST_REQUIRE(deliver_eventually(c, fresh, node_id(2), node_id(1), a, "from the new place"));
+  old->transport->stop();
+
+  // It moves again, this time restarting on another port while node 1 redials the address
+  // it left: delivery resumes at the new address.
+  c.kill(node_id(2));
+  BOOST_TEST_REQUIRE(
+      run_until(c.io, [&] { return a.logs_containing("cannot reach node 2") >= 1; }));
+  auto third_acceptor = listen_on(c.io);
+  auto third = moved;
+  third[node_id(2)] = address_of(third_acceptor);
+  auto& again = c.start_with(node_id(2), c.cluster_id, third, std::move(third_acceptor), o);
+  a.transport->set_members(third);
+  BOOST_TEST_REQUIRE(deliver_eventually(c, a, node_id(1), node_id(2), again, "found you"));
+  BOOST_TEST_REQUIRE(deliver_eventually(c, again, node_id(2), node_id(1), a, "yes"));
+}
+
+BOOST_AUTO_TEST_CASE(a_joining_node_adopts_the_cluster_id_of_the_first_member_that_contacts_it) {
+  cluster c(2);
+  const auto o = fast_redial();
+  // Node 2 joins with an empty data dir: cluster id 0. Its first attempt to make the id
+  // durable fails.
+  std::vector<std::uint64_t> adopted;
+  std::string fail_once = "disk full";
+  auto joining = o;
+  joining.adopt_cluster_id = [&](std::uint64_t id) {
+    adopted.push_back(id);
+    return std::exchange(fail_once, std::string{});
+  };
+  auto& j = c.start_with(node_id(2), 0, c.members, std::move(c.pending.at(node_id(2))), joining);
+  c.pending.erase(node_id(2));
+  BOOST_TEST(j.transport->cluster_id() == 0u);
+  BOOST_TEST(j.transport->send(node_id(1), frame_kind::raft_message, "queued while joining"));
+
+  // A stranger of another cluster (node 9, not a member) contacts it: never adopted.
+  auto stranger_acceptor = listen_on(c.io);
+  const std::map<node_id, std::string> stranger_view{{node_id(2), c.members.at(node_id(2))},
+                                                     {node_id(9), address_of(stranger_acceptor)}};
+  auto& stranger =
+      c.start_with(node_id(9), c.cluster_id + 1, stranger_view, std::move(stranger_acceptor), o);
+  stranger.transport->send(node_id(2), frame_kind::raft_message, "adopt me");
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] {
+    return stranger.transport->status(node_id(2))->connects >= 3 &&
+           drops_of(*j.transport, "unknown_sender") >= 3;
+  }));
+  BOOST_TEST(adopted.empty());
+  BOOST_TEST(j.transport->cluster_id() == 0u);
+  BOOST_TEST(j.got.empty());
+  // Meanwhile it dials nobody: node 1's port listens (its transport is not started yet),
+  // so any dial would have connected.
+  BOOST_TEST(j.transport->status(node_id(1))->connects == 0u);
+
+  // Node 1, a member with the real id, contacts it.
+  auto& a = c.start(node_id(1), o);
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return j.transport->cluster_id() != 0; }));
+  BOOST_TEST(adopted.size() == 2u);
+  for (auto id : adopted) BOOST_TEST(id == c.cluster_id);
+  BOOST_TEST(j.transport->cluster_id() == c.cluster_id);
+  BOOST_TEST(drops_of(*j.transport, "unrecorded_cluster_id") == 1u);
+  BOOST_TEST(j.logs_at(base::log_level::error, "disk full") == 1u);
+  BOOST_TEST(j.logs_containing("joined cluster") == 1u);
+
+  // Now it dials with the adopted id: what it queued arrives, and both ways work.
+  BOOST_TEST_REQUIRE(
+      run_until(c.io, [&] { return has_payload(a, node_id(2), "queued while joining"); }));
+  BOOST_TEST_REQUIRE(deliver_eventually(c, a, node_id(1), node_id(2), j, "hello joiner"));
+  BOOST_TEST_REQUIRE(deliver_eventually(c, j, node_id(2), node_id(1), a, "hello member"));
+  BOOST_TEST(drops_of(*a.transport, "other_cluster") == 0u);  // it never sent cluster id 0
+
+  // The stranger stays refused, now for its cluster id, and changes nothing.
+  const auto other = drops_of(*j.transport, "other_cluster");
+  BOOST_TEST_REQUIRE(
+      run_until(c.io, [&] { return drops_of(*j.transport, "other_cluster") > other; }));
+  BOOST_TEST(adopted.size() == 2u);
+  BOOST_TEST(j.transport->cluster_id() == c.cluster_id);
+  BOOST_TEST(!has_payload(j, node_id(9), "adopt me"));
+}

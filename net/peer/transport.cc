@@ -55,9 +55,10 @@ enum class drop_reason : std::uint8_t {
   wrong_certificate,  // the certificate names another member than the connection speaks for
   lost_data_dir,      // the sender announced another data-dir generation than recorded
   unrecorded_generation,  // a first-seen generation could not be made durable
+  unrecorded_cluster_id,  // a joining node could not make the adopted cluster id durable
 };
 inline constexpr std::size_t drop_reason_count =
-    static_cast<std::size_t>(drop_reason::unrecorded_generation) + 1;
+    static_cast<std::size_t>(drop_reason::unrecorded_cluster_id) + 1;
 
 std::string_view to_string(drop_reason r) {
   switch (r) {
@@ -91,6 +92,8 @@ std::string_view to_string(drop_reason r) {
       return "lost_data_dir";
     case drop_reason::unrecorded_generation:
       return "unrecorded_generation";
+    case drop_reason::unrecorded_cluster_id:
+      return "unrecorded_cluster_id";
   }
   return "unknown";
 }
@@ -167,6 +170,20 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     // of it that is told (the refused frame is tagged with that incarnation).
     std::optional<refusal> refused;
     std::uint64_t refused_incarnation = 0;
+    // An outbound coroutine (run_outbound) is running for this peer and refers to it: a
+    // removed peer is kept in `retired` until that coroutine has ended.
+    bool dialling = false;
+    // No longer a member (set_members): the outbound coroutine ends at its next step.
+    bool removed = false;
+    // The address changed (set_members): dial the new one now, without backoff or a
+    // "cannot reach" line for the abandoned attempt.
+    bool redial = false;
+  };
+
+  // An accepted connection, so that stop() and set_members() can close it.
+  struct inbound_connection {
+    tcp::socket* socket = nullptr;
+    raft::node_id sender = raft::no_node;  // from its accepted hello; no_node before
   };
 
   struct drop_log_entry {
@@ -207,7 +224,9 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   logger log;
   peer_transport_options options;
   std::map<raft::node_id, std::unique_ptr<peer>> peers;  // every member but self
-  std::map<std::uint64_t, tcp::socket*> inbound;         // open inbound connections
+  // Removed members whose outbound coroutine has not ended yet (it erases its peer here).
+  std::vector<std::unique_ptr<peer>> retired;
+  std::map<std::uint64_t, inbound_connection> inbound;  // open inbound connections
   std::uint64_t next_inbound = 0;
   std::map<std::pair<drop_reason, std::uint64_t>, drop_log_entry> drop_log;
   std::array<std::uint64_t, drop_reason_count> drop_counts{};  // every drop, logged or not
@@ -252,11 +271,20 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     return frame_header{kind, flags, cluster_id, self, to, to_incarnation};
   }
 
-  // docs/config.md: peers identify with the cluster's member ids.
-  std::optional<std::pair<drop_reason, std::string>> check_identity(const frame_header& h) const {
+  // docs/config.md: peers identify with the cluster's member ids. opening_hello: h is the
+  // hello that opens a connection, which may tell a joining node (cluster id still 0) its
+  // cluster's id: its cluster id is then not checked here, only that it is one (adopt()).
+  std::optional<std::pair<drop_reason, std::string>> check_identity(const frame_header& h,
+                                                                    bool opening_hello) const {
     const std::string what = "dropped " + std::string(to_string(h.kind)) + " frame from node " +
                              std::to_string(h.from.value) + ": ";
-    if (h.cluster_id != cluster_id) {
+    const bool adoptable = cluster_id == 0 && opening_hello && h.cluster_id != 0;
+    if (cluster_id == 0 && !adoptable) {
+      return std::pair{drop_reason::other_cluster,
+                       what + "this node does not know its cluster id yet; only a member's " +
+                           "hello can tell it"};
+    }
+    if (h.cluster_id != cluster_id && !adoptable) {
       return std::pair{drop_reason::other_cluster, what + "cluster id " + hex(h.cluster_id) +
                                                        " is not ours (" + hex(cluster_id) + ")"};
     }
@@ -438,7 +466,9 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     if (!address) co_return make_error_code(asio::error::invalid_argument);
     auto [rerr, endpoints] =
         co_await p.resolver.async_resolve(address->host, address->port, nothrow);
-    if (rerr || stopped) co_return rerr ? rerr : asio::error::operation_aborted;
+    if (rerr || stopped || p.removed || p.redial) {
+      co_return rerr ? rerr : asio::error::operation_aborted;
+    }
     p.timer.expires_after(options.connect_timeout);
     auto r =
         co_await (asio::async_connect(p.socket, endpoints, nothrow) || p.timer.async_wait(nothrow));
@@ -472,7 +502,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       why = "TLS handshake failed: " + ec.message();
     }
     if (ec) {
-      if (!stopped) {
+      // A handshake cut by stop() or set_members() is not a refusal.
+      if (!stopped && !p.removed && !p.redial) {
         log_drop(drop_reason::tls_refused, p.st.id,
                  "refused the peer at " + p.st.address + " (dialling node " +
                      std::to_string(p.st.id.value) + "): " + why);
@@ -494,13 +525,36 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     co_return boost::system::error_code{};
   }
 
-  // Dials the peer, keeps the connection fed, and dials again after any failure.
+  // Dials the peer, keeps the connection fed, and dials again after any failure, until
+  // stop() or the peer's removal from the members.
   asio::awaitable<void> run_outbound(peer& p) {
     auto keep_alive = shared_from_this();
+    // However the coroutine ends: a removed peer is destroyed here, once nothing refers to
+    // it (set_members() left it in `retired` for this coroutine).
+    struct finish {
+      impl& self;
+      peer& p;
+      ~finish() {
+        p.dialling = false;
+        boost::system::error_code ignored;
+        p.socket.close(ignored);  // a connect that completed as the peer was removed
+        if (p.removed) {
+          std::erase_if(self.retired, [this](const auto& r) { return r.get() == &p; });
+        }
+      }
+    } guard{*this, p};
     auto backoff = options.backoff_initial;
-    while (!stopped) {
+    while (!stopped && !p.removed) {
+      if (std::exchange(p.redial, false)) backoff = options.backoff_initial;
       const auto ec = co_await connect(p);
-      if (stopped) break;
+      if (stopped || p.removed) break;
+      if (p.redial) {
+        // The address changed meanwhile: drop what was reached, if anything, and dial anew.
+        boost::system::error_code ignored;
+        p.socket.close(ignored);
+        p.tls.reset();
+        continue;
+      }
       if (ec) {
         if (!p.unreachable_logged) {
           say(log_level::info, "cannot reach node " + std::to_string(p.st.id.value) + " at " +
@@ -529,7 +583,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
           p.queue.front().offset = 0;
           p.queue.front().started = false;
         }
-        if (stopped) break;
+        if (stopped || p.removed) break;
+        if (p.redial) continue;  // closed by set_members(): "moved" was logged there
         const bool short_lived = clock::now() - since < options.backoff_max;
         say(p.flapping ? log_level::debug : log_level::info,
             "lost connection to node " + std::to_string(p.st.id.value) + ": " +
@@ -572,7 +627,9 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       while (batch.empty() && p.queue.empty()) {
         p.wake.expires_at(asio::steady_timer::time_point::max());
         co_await p.wake.async_wait(nothrow);
-        if (stopped || cancelled(co_await asio::this_coro::cancellation_state)) co_return;
+        if (stopped || p.removed || cancelled(co_await asio::this_coro::cancellation_state)) {
+          co_return;
+        }
       }
       // Whole messages from the front of the queue, up to max_batch_bytes; a large message
       // at the front contributes one fragment and ends the batch: what is behind it waits
@@ -624,7 +681,9 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
           ++p.st.frames_sent;
         }
       }
-      if (stopped || cancelled(co_await asio::this_coro::cancellation_state)) co_return;
+      if (stopped || p.removed || cancelled(co_await asio::this_coro::cancellation_state)) {
+        co_return;
+      }
     }
   }
 
@@ -655,7 +714,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   asio::awaitable<void> run_inbound(tcp::socket socket) {
     auto keep_alive = shared_from_this();
     const std::uint64_t key = next_inbound++;
-    inbound.emplace(key, &socket);
+    inbound.emplace(key, inbound_connection{&socket, raft::no_node});
     // Unregistered even if the handler throws out of read_frames: stop() must never
     // touch a socket that is gone.
     struct unregister {
@@ -664,7 +723,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       ~unregister() { self.inbound.erase(key); }
     } guard{*this, key};
     if (!options.tls) {
-      co_await read_frames(socket, nullptr, std::nullopt);
+      co_await read_frames(socket, nullptr, std::nullopt, key);
       co_return;
     }
     // The server side of mutual TLS. Until it completes nothing is read as a frame and
@@ -692,14 +751,14 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
                    ", not a member of this cluster");
       co_return;
     }
-    co_await read_frames(socket, &tls, certified);
+    co_await read_frames(socket, &tls, certified, key);
   }
 
   // Reads and delivers the frames of one inbound connection. tls: the connection's TLS
   // stream, or null for plain TCP; certified: the member its certificate names (TLS only),
-  // which the hello must claim.
+  // which the hello must claim; key: the connection's entry in `inbound`.
   asio::awaitable<void> read_frames(tcp::socket& socket, tls_stream* tls,
-                                    std::optional<raft::node_id> certified) {
+                                    std::optional<raft::node_id> certified, std::uint64_t key) {
     std::vector<char> buf(64 << 10);
     std::size_t begin = 0, end = 0;
     std::optional<raft::node_id> sender;  // set by a valid hello
@@ -727,7 +786,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         begin += d.consumed;
         const frame_header& h = d.value.header;
 
-        if (auto refused = check_identity(h)) {
+        // A member removed while its frames were buffered is caught here too (unknown_sender).
+        if (auto refused = check_identity(h, !sender && h.kind == frame_kind::hello)) {
           log_drop(refused->first, h.from, refused->second);
           if (!sender) co_return;  // an unidentified connection gets nothing more
           continue;
@@ -759,7 +819,13 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
           const auto checked = check_generation(hp, *its_hello);
           if (checked == generation_check::unrecorded) co_return;
           lost_data_dir = checked == generation_check::refused;
+          if (cluster_id == 0) {
+            // A joining node learns its cluster's id from a member that passed every check
+            // (check_identity let this hello's id through, and only this one).
+            if (lost_data_dir || !adopt(h.from, h.cluster_id)) co_return;
+          }
           sender = h.from;
+          inbound.at(key).sender = h.from;
           learn_incarnation(hp, its_hello->incarnation);
           say(log_level::debug, "accepted a connection from node " + std::to_string(h.from.value));
         } else if (h.from != *sender) {
@@ -841,9 +907,11 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     }
   }
 
+  // on_frame may change the members (set_members): `p` must not be touched after it.
   void deliver(peer& p, frame_kind kind, std::string payload) {
     ++p.st.frames_received;
-    if (on_frame) on_frame(p.st.id, kind, std::move(payload));
+    const raft::node_id from = p.st.id;
+    if (on_frame) on_frame(from, kind, std::move(payload));
   }
 
   static std::string describe(const tcp::socket& socket, std::optional<raft::node_id> sender) {
@@ -870,10 +938,103 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     if (started || stopped) return;
     started = true;
     asio::co_spawn(executor, run_acceptor(), report("acceptor"));
-    for (auto& [id, p] : peers) {
-      asio::co_spawn(executor, run_outbound(*p),
-                     report("connection to node " + std::to_string(id.value)));
+    if (cluster_id == 0) {
+      say(log_level::info,
+          "cluster id not known yet (joining): not dialling any member until one of them "
+          "connects and its hello tells it");
     }
+    for (auto& [id, p] : peers) dial(*p);
+  }
+
+  // Starts the outbound coroutine of `p` unless one runs or dialling must wait: before
+  // start(), after stop(), or while the cluster id is unknown (a hello with cluster id 0
+  // would only be counted as other_cluster by the member; adopt() dials then).
+  void dial(peer& p) {
+    if (!started || stopped || cluster_id == 0 || p.dialling || p.removed) return;
+    p.dialling = true;
+    asio::co_spawn(executor, run_outbound(p),
+                   report("connection to node " + std::to_string(p.st.id.value)));
+  }
+
+  // The first hello from a member tells a joining node its cluster id (header essay).
+  // Returns false (the connection is to be closed) if it could not be made durable.
+  bool adopt(raft::node_id from, std::uint64_t id) {
+    if (options.adopt_cluster_id) {
+      if (auto err = options.adopt_cluster_id(id); !err.empty()) {
+        log_drop(drop_reason::unrecorded_cluster_id, from,
+                 "closing the connection of node " + std::to_string(from.value) +
+                     ": cannot record the cluster id " + hex(id) + " it announced: " + err,
+                 log_level::error);
+        return false;
+      }
+    }
+    cluster_id = id;
+    say(log_level::info,
+        "joined cluster " + hex(id) + " (learned from node " + std::to_string(from.value) + ")");
+    for (auto& [pid, p] : peers) dial(*p);
+    return true;
+  }
+
+  // The replicated configuration changed: see set_members() in the header.
+  void set_members(std::map<raft::node_id, std::string> members) {
+    if (stopped) return;
+    members.erase(self);
+    members.erase(raft::no_node);
+    for (auto it = peers.begin(); it != peers.end();) {
+      if (members.contains(it->first)) {
+        ++it;
+        continue;
+      }
+      const raft::node_id id = it->first;
+      retire(std::move(it->second));
+      it = peers.erase(it);
+      say(log_level::info, "node " + std::to_string(id.value) + " removed");
+    }
+    for (auto& [id, address] : members) {
+      auto it = peers.find(id);
+      if (it == peers.end()) {
+        auto& p = *peers.emplace(id, std::make_unique<peer>(executor, id, address)).first->second;
+        say(log_level::info, "now dialling node " + std::to_string(id.value) + " at " + address);
+        dial(p);
+        continue;
+      }
+      peer& p = *it->second;
+      if (p.st.address == address) continue;
+      say(log_level::info, "node " + std::to_string(id.value) + " moved from " + p.st.address +
+                               " to " + address + ": redialling");
+      p.st.address = std::move(address);
+      p.unreachable_logged = false;
+      if (!p.dialling) continue;  // the next dial uses the new address
+      // Cut whatever the outbound coroutine waits on (a dial, a connection, a backoff):
+      // it sees `redial` and dials the new address at once.
+      p.redial = true;
+      p.close_reason = "node moved";
+      boost::system::error_code ignored;
+      p.socket.close(ignored);
+      p.resolver.cancel();
+      p.timer.cancel();
+    }
+  }
+
+  // `p` is no longer a member: nothing goes to it or comes from it from now on. Its frames
+  // are refused because it is gone from `peers` (check_identity); the connections it opened
+  // are closed so that its frames already in flight are not read.
+  void retire(std::unique_ptr<peer> owned) {
+    peer& p = *owned;
+    p.removed = true;
+    p.st.connected = false;
+    p.queue.clear();
+    p.small_count = p.small_bytes = p.large_count = p.large_bytes = 0;
+    boost::system::error_code ignored;
+    p.socket.close(ignored);
+    p.resolver.cancel();
+    p.wake.cancel();
+    p.timer.cancel();
+    for (auto& [key, conn] : inbound) {
+      if (conn.sender == p.st.id) conn.socket->close(ignored);
+    }
+    // Its outbound coroutine still refers to it and destroys it as it ends.
+    if (p.dialling) retired.push_back(std::move(owned));
   }
 
   void stop() {
@@ -890,7 +1051,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       p->queue.clear();
       p->small_count = p->small_bytes = p->large_count = p->large_bytes = 0;
     }
-    for (auto& [key, socket] : inbound) socket->close(ignored);
+    for (auto& [key, conn] : inbound) conn.socket->close(ignored);
   }
 
   peer_status status_of(const peer& p) const {
@@ -923,6 +1084,14 @@ bool peer_transport::send(raft::node_id to, frame_kind kind, std::string payload
 
 void peer_transport::stop() {
   impl_->stop();
+}
+
+void peer_transport::set_members(std::map<raft::node_id, std::string> members) {
+  impl_->set_members(std::move(members));
+}
+
+std::uint64_t peer_transport::cluster_id() const {
+  return impl_->cluster_id;
 }
 
 std::vector<peer_status> peer_transport::status() const {

@@ -46,7 +46,33 @@
 // for another incarnation, and logs it at most once per drop_log_interval per (reason,
 // sender). A connection whose hello fails these checks, or whose bytes do not decode, is
 // closed. Inbound connections are bounded (4 per member, plus 4): beyond that a new one is
-// closed at once.
+// closed at once. "Member" means the current members: the member list given at construction
+// is only the first one, and the node replaces it at run time (set_members) whenever the
+// replicated configuration changes.
+//
+// Membership changes (set_members). An added member is dialled at once and its frames are
+// accepted from then on. A removed member gets nothing more: its queue is dropped, our
+// connection to it closed, send() to it refused, and its frames are refused as from a
+// stranger (unknown_sender), those already buffered included; the connections it opened are
+// closed. Its peer state lives on, out of the member list, only until its outbound coroutine
+// has seen the removal and ended (that coroutine refers to it): a member removed and added
+// again starts afresh, with its counters at zero and an empty queue. A member whose address
+// changed is dialled at the new address at once (our connection to the old one is closed);
+// its queue is kept. Its recorded data-dir generation (below) is kept across all of this: a
+// removed id coming back is still the same member to the amnesia guard.
+//
+// Joining (cluster_id 0 at construction): a node started with `[cluster] state = "join"` and
+// an empty data dir does not know its cluster's id until a member contacts it. Until then it
+// dials nobody (its hellos could only carry cluster id 0, which every member would count as
+// other_cluster; send() queues, and the queue goes out once the id is known), and it drops
+// every inbound frame but the hello that opens a connection. The first such hello from a
+// current member that passes every other check (receiver, TLS certificate, hello contents,
+// data-dir generation) tells the id: options.adopt_cluster_id makes it durable (an error
+// closes that connection and the node stays at 0, to try again at the next hello), and from
+// then on the node uses and checks that id everywhere as if it had been given it, and dials
+// every member. A stranger's hello (not a member) never sets it. Without TLS a process that
+// claims a member's id is believed, exactly as it would be by a node that knows the id: the
+// cluster id keeps apart clusters that share addresses by mistake, it is not a defence.
 //
 // Amnesia guard (options.generations; docs/config.md "Data dir"). A node whose data dir was
 // lost comes back under its old id with an empty log, term 0 and no vote: it could vote a
@@ -140,6 +166,12 @@ struct peer_transport_options {
     std::function<std::string(raft::node_id, std::uint64_t generation)> record;
   };
   std::optional<generation_guard> generations;
+
+  // Only for a joining node (cluster_id 0 at construction; see "Joining" in the header
+  // essay): makes the cluster id learned from a member's hello durable before it is used;
+  // returns "" or the error (then that connection is closed and the id stays unknown).
+  // Unset: the id is adopted in memory only.
+  std::function<std::string(std::uint64_t cluster_id)> adopt_cluster_id;
 };
 
 // One peer as this transport sees it, for status pages and last_contact_ms.
@@ -179,7 +211,8 @@ class peer_transport {
 
   // members: every member's peer address, this node included (its own entry is ignored);
   // acceptor: already bound and listening on this node's peer address (the caller binds so
-  // that "port in use" is reported at start-up). Nothing runs until start().
+  // that "port in use" is reported at start-up); cluster_id: 0 for a joining node that does
+  // not know it yet (header essay, "Joining"). Nothing runs until start().
   peer_transport(boost::asio::any_io_executor executor, raft::node_id self,
                  std::uint64_t cluster_id, std::map<raft::node_id, std::string> members,
                  boost::asio::ip::tcp::acceptor acceptor, frame_handler on_frame, logger log,
@@ -189,11 +222,17 @@ class peer_transport {
   peer_transport(const peer_transport&) = delete;
   peer_transport& operator=(const peer_transport&) = delete;
 
-  // Starts accepting and dialling every other member.
+  // Starts accepting and dialling every other member (once the cluster id is known).
   void start();
 
+  // Replaces the member list (same form as the constructor's: every member's peer address,
+  // this node's own entry ignored), for a change of the replicated configuration: added
+  // members are dialled, removed ones forgotten, moved ones redialled at their new address
+  // (header essay, "Membership changes"). One log line per change. Ignored after stop().
+  void set_members(std::map<raft::node_id, std::string> members);
+
   // Queues payload for `to`. Returns false (and queues nothing) when `to` is not another
-  // member or is refused (lost its data dir), the payload is over max_frame_bytes, kind is
+  // current member or is refused (lost its data dir), the payload is over max_frame_bytes, kind is
   // hello or refused (the transport's own), or the transport is stopped. True means queued,
   // not delivered.
   bool send(raft::node_id to, frame_kind kind, std::string payload);
@@ -202,13 +241,17 @@ class peer_transport {
   // promptly. No callback runs after this returns. Idempotent.
   void stop();
 
+  // The current members but self.
   std::vector<peer_status> status() const;
   // Refusals and drops by reason ("other_cluster", "tls_refused", "wrong_certificate",
   // "queue_full", "lost_data_dir", ...), one per event (a refused connection, a dropped inbound
   // frame, one overflow of an outbound queue), whether its log line was written or rate-limited
   // away. Only reasons that happened are listed.
   std::map<std::string, std::uint64_t> drops() const;
+  // nullopt: `peer` is not a current member (or is self).
   std::optional<peer_status> status(raft::node_id peer) const;
+  // The cluster id in use: as constructed, or adopted by a joining node; 0 until then.
+  std::uint64_t cluster_id() const;
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   // This transport's incarnation (random, never 0), announced in its hellos.
   std::uint64_t incarnation() const;
