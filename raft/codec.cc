@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "base/bytes.h"
+#include "raft/membership.h"
 
 namespace raft {
 namespace {
@@ -78,7 +79,7 @@ class reader {
     e.term = term_t(u64());
     e.index = index_t(u64());
     std::uint8_t t = u8();
-    if (t > static_cast<std::uint8_t>(entry_type::noop)) ok_ = false;
+    if (t > static_cast<std::uint8_t>(entry_type::config)) ok_ = false;
     e.type = static_cast<entry_type>(t);
     e.data = str();
     return e;
@@ -131,14 +132,12 @@ void write_body(writer& w, const message_body& body) {
         } else if constexpr (std::is_same_v<T, snapshot_request>) {
           w.u64(b.meta.index.value);
           w.u64(b.meta.term.value);
-          w.u64(b.meta.voters.size());
-          for (auto v : b.meta.voters) w.u64(v.value);
+          w.str(encode_membership(b.meta.config));
           w.str(b.data ? std::string_view(*b.data) : std::string_view());
         } else if constexpr (std::is_same_v<T, snapshot_chunk>) {
           w.u64(b.meta.index.value);
           w.u64(b.meta.term.value);
-          w.u64(b.meta.voters.size());
-          for (auto v : b.meta.voters) w.u64(v.value);
+          w.str(encode_membership(b.meta.config));
           w.u64(b.offset);
           w.u64(b.total);
           w.u64(b.checksum);
@@ -199,16 +198,20 @@ T read_one(reader& r) {
   } else if constexpr (std::is_same_v<T, snapshot_request>) {
     b.meta.index = index_t(r.u64());
     b.meta.term = term_t(r.u64());
-    std::uint64_t n = r.count(8);
-    b.meta.voters.reserve(n);
-    for (std::uint64_t k = 0; k < n && r.ok(); ++k) b.meta.voters.push_back(node_id(r.u64()));
+    if (auto config = decode_membership(r.str())) {
+      b.meta.config = std::move(*config);
+    } else {
+      r.fail();
+    }
     b.data = std::make_shared<const std::string>(r.str());
   } else if constexpr (std::is_same_v<T, snapshot_chunk>) {
     b.meta.index = index_t(r.u64());
     b.meta.term = term_t(r.u64());
-    std::uint64_t n = r.count(8);
-    b.meta.voters.reserve(n);
-    for (std::uint64_t k = 0; k < n && r.ok(); ++k) b.meta.voters.push_back(node_id(r.u64()));
+    if (auto config = decode_membership(r.str())) {
+      b.meta.config = std::move(*config);
+    } else {
+      r.fail();
+    }
     b.offset = r.u64();
     b.total = r.u64();
     const std::uint64_t crc = r.u64();

@@ -15,8 +15,10 @@
 
 namespace raft {
 
-// 2: read_index_response carries leader_time_ms; 3: snapshots travel as snapshot_chunk
-inline constexpr std::uint8_t codec_version = 3;
+// 2: read_index_response carries leader_time_ms; 3: snapshots travel as snapshot_chunk;
+// 4: snapshot metadata carries the whole configuration (encode_membership), entries may be
+// entry_type::config
+inline constexpr std::uint8_t codec_version = 4;
 
 std::string encode(const message& m);
 std::optional<message> decode(std::string_view bytes);

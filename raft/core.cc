@@ -82,10 +82,8 @@ const char* to_string(progress_state s) {
   return "?";
 }
 
-core::core(config cfg, restore_state restored)
-    : cfg_(std::move(cfg)), voters_(cfg_.voters), rng_(cfg_.seed) {
-  std::sort(voters_.begin(), voters_.end());
-  voters_.erase(std::unique(voters_.begin(), voters_.end()), voters_.end());
+core::core(config cfg, restore_state restored) : cfg_(std::move(cfg)), rng_(cfg_.seed) {
+  bootstrap_ = cfg_.bootstrap.empty() ? voters_only(cfg_.voters) : cfg_.bootstrap;
   if (cfg_.heartbeat_ticks == 0) cfg_.heartbeat_ticks = 1;
   if (cfg_.election_ticks <= cfg_.heartbeat_ticks) cfg_.election_ticks = cfg_.heartbeat_ticks + 1;
   if (cfg_.max_inflight == 0) cfg_.max_inflight = 1;
@@ -93,9 +91,13 @@ core::core(config cfg, restore_state restored)
 
   term_ = restored.hs.term;
   vote_ = restored.hs.vote;
+  snapshot_config_ = bootstrap_;
   if (restored.snapshot) {
     snapshot_index_ = restored.snapshot->index;
     snapshot_term_ = restored.snapshot->term;
+    // A snapshot record from before configurations were replicated has none: the
+    // bootstrap list is all that ever existed then.
+    if (!restored.snapshot->config.empty()) snapshot_config_ = restored.snapshot->config;
   }
   for (auto& e : restored.entries) {
     if (e.index <= snapshot_index_) continue;
@@ -110,7 +112,136 @@ core::core(config cfg, restore_state restored)
   unstable_from_ = last_index() + 1;
   last_hs_ = hard_state{term_, vote_, commit_};
   role_ = role::follower;
+  recompute_config();
   randomize_timeout();
+}
+
+// ---------------------------------------------------------------------------------------
+// Membership (raft/membership.h has the rules).
+
+void core::set_config(membership m, index_t at) {
+  if (m == config_ && at == config_index_) return;
+  config_ = std::move(m);
+  config_index_ = at;
+  voters_ = config_.voters();
+  ++config_seq_;
+  if (role_ == role::leader) sync_progress();
+  if (transferee_ != no_node && !counts(transferee_)) transferee_ = no_node;
+}
+
+// The configuration in use is the latest in the log: after a truncation or an install,
+// find it again from the snapshot's on.
+void core::recompute_config() {
+  membership m = snapshot_config_;
+  index_t at = snapshot_index_;
+  for (const auto& e : entries_) {
+    if (e.type != entry_type::config) continue;
+    if (auto decoded = decode_membership(e.data)) {
+      m = std::move(*decoded);
+      at = e.index;
+    }
+  }
+  set_config(std::move(m), at);
+}
+
+membership core::config_at(index_t i) const {
+  if (i >= config_index_) return config_;
+  membership m = snapshot_config_;
+  for (const auto& e : entries_) {
+    if (e.index > i) break;
+    if (e.type != entry_type::config) continue;
+    if (auto decoded = decode_membership(e.data)) m = std::move(*decoded);
+  }
+  return m;
+}
+
+// Leader: one progress per member but itself. A removed member stays as `leaving` until
+// it holds the entry that removed it (see progress::leaving).
+void core::sync_progress() {
+  for (const auto& m : config_.members) {
+    if (m.id == cfg_.id) continue;
+    auto [it, fresh] = progress_.try_emplace(m.id);
+    if (fresh) {
+      it->second.next = last_index() + 1;
+      it->second.recent_active = true;
+    }
+    it->second.leaving = false;
+  }
+  for (auto& [id, pr] : progress_) {
+    if (!config_.find(id) && !pr.leaving) {
+      pr.leaving = true;
+      pr.leaving_ticks = 0;
+    }
+  }
+}
+
+// A leader that is not in the configuration it committed hands over to its most
+// up-to-date voter (thesis §3.10) and steps down; it never campaigns again.
+void core::maybe_leave() {
+  if (role_ != role::leader || counts(cfg_.id) || commit_ < config_index_) return;
+  node_id best;
+  index_t best_match;
+  for (const auto& [id, pr] : progress_) {
+    if (!counts(id)) continue;
+    if (best == no_node || pr.match > best_match) {
+      best = id;
+      best_match = pr.match;
+    }
+  }
+  if (best != no_node && best_match == last_index()) {
+    send(best, timeout_now{});
+    become_follower(term_, no_node);
+  } else if (best != no_node) {
+    if (transferee_ != best) transfer_leadership(best);
+  } else {
+    become_follower(term_, no_node);
+  }
+}
+
+bool core::caught_up(node_id id) const {
+  if (role_ != role::leader) return false;
+  auto it = progress_.find(id);
+  return it != progress_.end() && it->second.state == progress_state::replicate &&
+         it->second.match + cfg_.max_entries_per_append >= commit_;
+}
+
+change_result core::propose_change(const membership_change& c) {
+  change_result res;
+  if (role_ != role::leader) {
+    res.error = change_error::not_leader;
+    return res;
+  }
+  if (transferee_ != no_node) {
+    res.error = change_error::transfer_in_progress;
+    return res;
+  }
+  if (config_index_ > commit_) {
+    res.error = change_error::change_in_progress;
+    return res;
+  }
+  // Thesis §4.1 (the fix): until an entry of this term commits, an uncommitted change of
+  // an earlier leader may still be in some logs; a change on top of it could leave two
+  // disjoint majorities.
+  if (cfg_.mutation != unsafe_mutation::change_before_term_commit && commit_ < term_start_) {
+    res.error = change_error::leader_not_ready;
+    return res;
+  }
+  auto next = apply_change(config_, c);
+  if (auto* e = std::get_if<change_error>(&next)) {
+    res.error = *e;
+    return res;
+  }
+  if (c.kind == change_kind::promote && !caught_up(c.subject.id)) {
+    res.error = change_error::not_caught_up;
+    return res;
+  }
+  res.index = last_index() + 1;
+  res.term = term_;
+  append_local(
+      entry{term_, res.index, entry_type::config, encode_membership(std::get<membership>(next))});
+  append_due_ = true;
+  maybe_commit();
+  return res;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -134,11 +265,21 @@ bool core::up_to_date(index_t last, term_t last_term) const {
 }
 
 void core::append_local(entry e) {
+  if (e.type == entry_type::config) {
+    if (auto m = decode_membership(e.data)) {
+      const index_t at = e.index;
+      entries_.push_back(std::move(e));
+      set_config(std::move(*m), at);
+      return;
+    }
+  }
   entries_.push_back(std::move(e));
 }
 
 // Replace everything from `from` on with new_entries (which start at `from`).
 void core::truncate_and_append(index_t from, std::vector<entry> new_entries) {
+  bool config_changes = from <= config_index_;
+  for (const auto& e : new_entries) config_changes = config_changes || e.type == entry_type::config;
   if (from <= last_index()) {
     entries_.resize(from.value - snapshot_index_.value - 1);
     if (from < unstable_from_) {
@@ -149,6 +290,7 @@ void core::truncate_and_append(index_t from, std::vector<entry> new_entries) {
     if (persisted_ >= from) persisted_ = from - 1;
   }
   for (auto& e : new_entries) entries_.push_back(std::move(e));
+  if (config_changes) recompute_config();
 }
 
 void core::commit_to(index_t i) {
@@ -177,6 +319,7 @@ void core::reset(term_t term) {
   drop_all_reads();
   progress_.clear();
   append_due_ = false;
+  term_unsafe_ = false;
 }
 
 void core::become_follower(term_t term, node_id leader) {
@@ -208,15 +351,15 @@ void core::become_leader() {
   reset(term_);
   role_ = role::leader;
   leader_ = cfg_.id;
-  for (auto v : voters_) {
-    if (v == cfg_.id) continue;
-    progress pr;
-    pr.next = last_index() + 1;
-    pr.recent_active = true;  // give everyone one check-quorum period
-    progress_[v] = pr;
-  }
+  sync_progress();  // every member (learners too) from last_index() + 1; all recently active
   // Thesis §6.4: a new leader commits a no-op entry of its own term, which also lets it
-  // learn the commit index for ReadIndex.
+  // learn the commit index for ReadIndex (and allows membership changes, thesis §4.1).
+  term_start_ = last_index() + 1;
+  // Won without anyone's vote but its own (a single voter): the term it leads is not durable
+  // yet. Until it is, replication waits for this node's own write too, or a crash could
+  // bring it back in the old term to lead the same term again with other entries, while
+  // a learner or a leaving member holds the lost ones (two entries at one index and term).
+  term_unsafe_ = last_hs_.term != term_;
   append_local(entry{term_, last_index() + 1, entry_type::noop, {}});
   broadcast_append();
   maybe_commit();  // single-node cluster
@@ -226,16 +369,32 @@ bool core::lease_active() const {
   return cfg_.check_quorum && leader_ != no_node && election_elapsed_ < cfg_.election_ticks;
 }
 
+// Learners, joining nodes and removed nodes never campaign, with one exception: one of two
+// voters whose own removal is the latest configuration entry in its log, not known
+// committed. It may hold the only copy of that entry (a leader that removed itself, then
+// crashed or lost its quorum; or a follower that got it before the leader's own write was
+// durable and the leader crashed), and the other voter cannot win without its vote, which
+// its longer log makes it refuse: nobody would ever lead again. Someone must commit the
+// entry, and only it can: it campaigns among the new configuration's voters (counting
+// itself for nothing), commits the entry and hands over (maybe_leave). With three voters or
+// more the others elect a leader without it, so it keeps quiet.
+bool core::may_campaign() const {
+  if (counts(cfg_.id)) return true;
+  if (config_index_ <= commit_ || config_index_ <= snapshot_index_) return false;
+  const membership before = config_at(config_index_ - 1);
+  return before.is_voter(cfg_.id) && before.voters().size() == 2;
+}
+
 void core::start_campaign(bool pre_vote, bool transfer) {
-  if (std::find(voters_.begin(), voters_.end(), cfg_.id) == voters_.end()) return;
+  if (!may_campaign()) return;
   if (pre_vote) {
     become_pre_candidate();
   } else {
     become_candidate(transfer);
   }
   term_t vote_term = pre_vote ? term_ + 1 : term_;
-  votes_[cfg_.id] = true;
-  if (votes_.size() >= quorum()) {  // single-node cluster
+  if (counts(cfg_.id)) votes_[cfg_.id] = true;  // only voters of the configuration elect
+  if (votes_.size() >= quorum()) {              // single-node cluster
     if (pre_vote) {
       start_campaign(false, transfer);
     } else {
@@ -289,6 +448,14 @@ void core::tick() {
   if (role_ == role::leader) {
     ++heartbeat_elapsed_;
     ++election_elapsed_;
+    for (auto it = progress_.begin(); it != progress_.end();) {
+      if (it->second.leaving && (it->second.match >= config_index_ ||
+                                 ++it->second.leaving_ticks >= 2ull * cfg_.election_ticks)) {
+        it = progress_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     for (auto& [id, pr] : progress_) {
       ++pr.ticks_since_contact;
       ++pr.ticks_in_state;
@@ -308,15 +475,20 @@ void core::tick() {
       // Thesis §3.10: abort a transfer that does not complete within an election timeout.
       transferee_ = no_node;
       transfer_elapsed_ = 0;
+      if (!counts(cfg_.id) && commit_ >= config_index_) {
+        // Removed itself and no voter took over in time: step down anyway.
+        become_follower(term_, no_node);
+        return;
+      }
     }
     if (election_elapsed_ >= cfg_.election_ticks) {
       election_elapsed_ = 0;
       // Thesis §6.2: a leader that has not heard from a quorum within an election timeout
       // steps down, so clients can find the real leader.
       if (cfg_.check_quorum) {
-        std::size_t active = 1;
+        std::size_t active = counts(cfg_.id) ? 1 : 0;
         for (auto& [id, pr] : progress_) {
-          if (pr.recent_active) ++active;
+          if (pr.recent_active && counts(id)) ++active;
           pr.recent_active = false;
         }
         if (active < quorum()) {
@@ -334,6 +506,10 @@ void core::tick() {
   ++election_elapsed_;
   if (election_elapsed_ >= randomized_timeout_) {
     election_elapsed_ = 0;
+    // Nothing heard from the leader for an election timeout: forget it, which ends the vote
+    // lease (§4.2.3) too. A node that may not campaign (a learner) must still answer those
+    // that may: a new configuration can need its vote (a promotion not yet committed).
+    if (role_ == role::follower) leader_ = no_node;
     if (!standing_down_) start_campaign(cfg_.pre_vote, false);
   }
 }
@@ -342,7 +518,8 @@ void core::tick() {
 // Messages.
 
 void core::send(node_id to, message_body body) {
-  bool now = send_before_persist(body);
+  // Nothing of a term may leave before the term is durable here (see term_unsafe_).
+  bool now = send_before_persist(body) && !term_unsafe_;
   message m{cfg_.id, to, term_, std::move(body)};
   if (now) {
     out_.messages.push_back(std::move(m));
@@ -549,7 +726,11 @@ void core::handle_append_response(const message& m, const append_response& r) {
     send_append(m.from, pr, false);
   }
   // Thesis §3.10: once the transferee is caught up, tell it to start an election.
-  if (transferee_ == m.from && pr.match == last_index()) send(m.from, timeout_now{});
+  if (transferee_ == m.from && pr.match == last_index()) {
+    send(m.from, timeout_now{});
+    // A leader that removed itself is done once its successor has everything.
+    if (!counts(cfg_.id) && commit_ >= config_index_) become_follower(term_, no_node);
+  }
 }
 
 void core::handle_vote(const message& m, const vote_request& r) {
@@ -582,6 +763,7 @@ void core::handle_vote_response(const message& m, const vote_response& r) {
     become_follower(m.term, no_node);
     return;
   }
+  if (!counts(m.from)) return;  // only voters of our configuration elect
   votes_.emplace(m.from, r.granted);
   std::size_t yes = 0, no = 0;
   for (auto& [id, g] : votes_) (g ? yes : no)++;
@@ -646,6 +828,8 @@ void core::handle_snapshot(const message& m, const snapshot_request& r) {
   entries_.clear();
   snapshot_index_ = r.meta.index;
   snapshot_term_ = r.meta.term;
+  if (!r.meta.config.empty()) snapshot_config_ = r.meta.config;
+  recompute_config();
   commit_ = r.meta.index;
   applied_ = r.meta.index;
   if (persisted_ > snapshot_index_) persisted_ = snapshot_index_;
@@ -716,7 +900,7 @@ void core::send_append(node_id to, progress& pr, bool allow_empty) {
   if (!prev_term) {
     // Paper §7: the entries it needs are compacted away: send the snapshot instead. The
     // request carries the metadata only; the drive loop streams the bytes from storage.
-    snapshot_meta meta{snapshot_index_, snapshot_term_, voters_};
+    snapshot_meta meta{snapshot_index_, snapshot_term_, snapshot_config_};
     pr.state = progress_state::snapshot;
     pr.pending_snapshot = snapshot_index_;
     pr.ticks_in_state = 0;
@@ -775,9 +959,13 @@ index_t core::self_match() const {
 // the current term are committed by counting replicas; earlier ones commit indirectly.
 bool core::maybe_commit() {
   if (role_ != role::leader) return false;
+  // Only voters count: a learner's copy, or that of a member being removed, proves nothing
+  // about the next election. A leader that removed itself does not count itself either.
   std::vector<index_t> matches;
-  matches.push_back(self_match());
-  for (auto& [id, pr] : progress_) matches.push_back(pr.match);
+  if (counts(cfg_.id)) matches.push_back(self_match());
+  for (auto& [id, pr] : progress_)
+    if (counts(id)) matches.push_back(pr.match);
+  if (matches.size() < quorum()) return false;
   std::sort(matches.begin(), matches.end(), std::greater<>());
   index_t q = matches[quorum() - 1];
   if (q <= commit_) return false;
@@ -789,6 +977,7 @@ bool core::maybe_commit() {
     reads_waiting_.clear();
     for (auto& r : waiting) start_read(r.context, r.requester);
   }
+  maybe_leave();
   return true;
 }
 
@@ -813,7 +1002,7 @@ propose_result core::propose(std::string data) {
 }
 
 void core::transfer_leadership(node_id to) {
-  if (role_ != role::leader) return;
+  if (role_ != role::leader || !counts(to)) return;
   auto it = progress_.find(to);
   if (it == progress_.end()) return;
   transferee_ = to;
@@ -833,7 +1022,7 @@ void core::read_index(std::uint64_t context) {
     start_read(context, cfg_.id);
     return;
   }
-  if (leader_ == no_node) {
+  if (leader() == no_node) {
     out_.dropped_reads.push_back(context);
     return;
   }
@@ -868,9 +1057,9 @@ bool core::read_round_due() const {
 void core::release_reads() {
   while (!reads_.empty()) {
     const auto& r = reads_.front();
-    std::size_t acks = 1;
+    std::size_t acks = counts(cfg_.id) ? 1 : 0;
     for (auto& [id, pr] : progress_)
-      if (pr.read_ack_seq >= r.seq) ++acks;
+      if (counts(id) && pr.read_ack_seq >= r.seq) ++acks;
     if (acks < quorum()) break;
     answer_read(r, true);
     reads_.pop_front();
@@ -924,6 +1113,7 @@ void core::handle_read_index_response(const message&, const read_index_response&
 bool core::compact(index_t index, std::shared_ptr<const std::string>) {
   if (index <= snapshot_index_ || index > applied_ || index > persisted_) return false;
   term_t t = *term_at(index);
+  snapshot_config_ = config_at(index);
   entries_.erase(entries_.begin(), entries_.begin() + (index.value - snapshot_index_.value));
   snapshot_index_ = index;
   snapshot_term_ = t;
@@ -933,6 +1123,8 @@ bool core::compact(index_t index, std::shared_ptr<const std::string>) {
 void core::on_persisted(index_t index, term_t term) {
   auto t = term_at(index);
   if (!t || *t != term) return;  // overwritten since: a later notice will come
+  // The no-op came in the same write as the term, or a later one.
+  if (term_unsafe_ && term == term_ && index >= term_start_) term_unsafe_ = false;
   if (index > persisted_ && index < unstable_from_) {
     persisted_ = index;
     if (role_ == role::leader && maybe_commit()) broadcast_append();
@@ -984,12 +1176,15 @@ raft::status core::status() const {
   s.last_index = last_index();
   s.snapshot_index = snapshot_index_;
   s.persisted_index = persisted_;
-  for (auto v : voters_) {
-    auto it = progress_.find(v);
-    if (it == progress_.end()) continue;
-    s.peers.push_back(peer_status{v, it->second.match, it->second.next, it->second.state,
-                                  it->second.ticks_since_contact});
+  for (const auto& [id, pr] : progress_) {
+    if (pr.leaving) continue;
+    s.peers.push_back(
+        peer_status{id, counts(id), pr.match, pr.next, pr.state, pr.ticks_since_contact});
   }
+  std::sort(s.peers.begin(), s.peers.end(),
+            [](const peer_status& a, const peer_status& b) { return a.id < b.id; });
+  s.config = config_;
+  s.config_index = config_index_;
   return s;
 }
 

@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "raft/membership.h"
 #include "raft/message.h"
 #include "raft/types.h"
 
@@ -35,14 +36,21 @@ const char* to_string(role r);
 // Never set outside tests.
 enum class unsafe_mutation : std::uint8_t {
   none,
-  vote_ignores_log,     // grant votes without the §5.4.1 up-to-date check
-  commit_any_term,      // count replicas of previous-term entries (violates §5.4.2)
-  read_without_quorum,  // answer ReadIndex without confirming leadership (violates §6.4)
+  vote_ignores_log,           // grant votes without the §5.4.1 up-to-date check
+  commit_any_term,            // count replicas of previous-term entries (violates §5.4.2)
+  read_without_quorum,        // answer ReadIndex without confirming leadership (violates §6.4)
+  change_before_term_commit,  // allow a membership change before the leader's term commits
+                              // (the bug thesis §4.1 fixes)
 };
 
 struct config {
-  node_id id;                         // this node; must be in voters
-  std::vector<node_id> voters;        // every member, including id
+  node_id id;  // this node
+  // The configuration to start from when storage holds none (no config entry in the log, no
+  // configuration in the snapshot): a new cluster's member list. `bootstrap` when not empty
+  // (with the members' endpoints), else `voters`, each a voter without endpoints. Both empty:
+  // a node that joins an existing cluster; it never campaigns until its log makes it a voter.
+  std::vector<node_id> voters;
+  membership bootstrap;
   std::uint32_t election_ticks = 10;  // minimum election timeout; actual is [e, 2e)
   std::uint32_t heartbeat_ticks = 2;  // leader heartbeat period; must be < election_ticks
   std::uint32_t max_inflight = 64;    // AppendEntries in flight per peer (pipelining)
@@ -150,6 +158,7 @@ const char* to_string(progress_state s);
 
 struct peer_status {
   node_id id;
+  bool voter = true;  // false: a learner
   index_t match;
   index_t next;
   progress_state state = progress_state::probe;
@@ -169,6 +178,17 @@ struct status {
   index_t snapshot_index;
   index_t persisted_index;
   std::vector<peer_status> peers;  // leader only; empty otherwise
+  membership config;               // the configuration in use (latest in the log)
+  index_t config_index;            // the entry that set it (0: bootstrap or snapshot)
+};
+
+// The outcome of core::propose_change.
+struct change_result {
+  change_error error = change_error::none;
+  index_t index;  // where the configuration entry was appended (when error == none)
+  term_t term;
+
+  bool ok() const { return error == change_error::none; }
 };
 
 class core {
@@ -182,6 +202,10 @@ class core {
   void tick();
   // Append a client command to the leader's log.
   propose_result propose(std::string data);
+  // Append a configuration entry for one membership change (raft/membership.h): leader only,
+  // one change at a time, only once an entry of this term is committed; a promotion only
+  // once the learner has caught up. The new configuration is in use from this call on.
+  change_result propose_change(const membership_change& c);
   // Start a linearizable read (thesis §6.4). The answer comes later in ready::read_states
   // or ready::dropped_reads. On a follower, forwards to the leader (or drops if none).
   void read_index(std::uint64_t context);
@@ -225,7 +249,23 @@ class core {
   node_id id() const { return cfg_.id; }
   raft::role role() const { return role_; }
   term_t term() const { return term_; }
-  node_id leader() const { return leader_; }
+  // The known leader; no_node also while this node is not a member of its configuration
+  // (removed, or joining and not caught up): its doors must answer as without a leader.
+  node_id leader() const { return removed() ? no_node : leader_; }
+  // The configuration in use (the latest in the log, committed or not) and its entry.
+  const membership& configuration() const { return config_; }
+  index_t config_index() const { return config_index_; }
+  // Bumped whenever configuration() changes (appended, truncated away, installed by a snapshot).
+  std::uint64_t config_seq() const { return config_seq_; }
+  // The configuration as of log index i (snapshot_index() <= i <= last_index()), which a
+  // snapshot taken at i must carry.
+  membership config_at(index_t i) const;
+  // A configuration is known and this node is not in it.
+  bool removed() const { return !config_.empty() && !config_.find(cfg_.id); }
+  bool is_voter() const { return config_.is_voter(cfg_.id); }
+  // Leader: member `id` receives the log as it is written, within one append of the commit
+  // point, so promoting it will not stall commits (false on a follower, or for itself).
+  bool caught_up(node_id id) const;
   index_t commit_index() const { return commit_; }
   index_t applied_index() const { return applied_; }
   index_t first_index() const { return snapshot_index_ + 1; }
@@ -255,6 +295,10 @@ class core {
     bool recent_active = false;        // heard from in the current check-quorum period
     std::uint64_t ticks_since_contact = 0;
     std::uint64_t read_ack_seq = 0;  // highest heartbeat read_seq it acknowledged
+    // Removed from the configuration: kept only until it holds the entry that removes it
+    // (so that it learns it and stops campaigning) or for two election timeouts.
+    bool leaving = false;
+    std::uint64_t leaving_ticks = 0;
   };
 
   struct pending_read {
@@ -271,6 +315,7 @@ class core {
   void become_leader();
   void reset(term_t term);
   void start_campaign(bool pre_vote, bool transfer);
+  bool may_campaign() const;
   void randomize_timeout();
 
   // Handlers.
@@ -315,8 +360,22 @@ class core {
   void send(node_id to, message_body body);
   bool lease_active() const;
 
-  config cfg_;
-  std::vector<node_id> voters_;
+  // Membership.
+  void set_config(membership m, index_t at);
+  void recompute_config();
+  void sync_progress();
+  void maybe_leave();
+  bool counts(node_id id) const { return config_.is_voter(id); }
+
+  raft::config cfg_;
+  std::vector<node_id> voters_;  // config_.voters(), sorted
+  membership bootstrap_;         // cfg_.bootstrap, or cfg_.voters as voters
+  membership config_;            // in use: the latest in the log
+  index_t config_index_;         // its entry (snapshot_index_ or 0 when from snapshot/bootstrap)
+  membership snapshot_config_;   // as of snapshot_index_
+  std::uint64_t config_seq_ = 0;
+  index_t term_start_;        // leader: index of its no-op (thesis §4.1 fix)
+  bool term_unsafe_ = false;  // leader: its term is not durable yet (become_leader)
   std::mt19937_64 rng_;
 
   // Persistent state (paper Figure 2), mirrored to storage through ready::hs.

@@ -123,6 +123,9 @@ class log_store {
 struct forward_request {
   std::uint64_t call_id = 0;
   std::string command;
+  // The command is a membership change (raft/membership.h encode_change), not a state
+  // machine command; the reply's result is an encoded change_outcome.
+  bool config_change = false;
 
   bool operator==(const forward_request&) const = default;
 };
@@ -149,8 +152,9 @@ class peer_sender {
 class state_machine {
  public:
   virtual ~state_machine() = default;
-  // Applies a committed entry (normal or noop, index = applied_index() + 1) and returns the
-  // encoded result for whoever proposed it (may be empty; ignored for noops).
+  // Applies a committed entry (normal, noop or config; index = applied_index() + 1) and
+  // returns the encoded result for whoever proposed it (may be empty; ignored for noops and
+  // config entries, which only advance applied_index(): the replica owns configurations).
   virtual std::string apply(const entry& e) = 0;
   // Last index applied (or covered by the restored snapshot).
   virtual index_t applied_index() const = 0;

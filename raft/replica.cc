@@ -195,6 +195,12 @@ void replica::process_ready() {
     if (stopped_) return;
   }
   note_role_changes();
+  if (core_.config_seq() != config_seq_seen_) {
+    config_seq_seen_ = core_.config_seq();
+    log(log_level::info, cat("configuration at index ", core_.config_index().value, ": ",
+                             describe(core_.configuration())));
+    if (opts_.on_config_change) opts_.on_config_change(core_.configuration());
+  }
   wake_applied_reads();
   retry_due();
   maybe_snapshot(false);
@@ -364,6 +370,12 @@ void replica::apply(const std::vector<entry>& committed) {
     if (w == writes_.end()) continue;
     if (w->second.term == e.term) {
       ++proposals_ok_;
+      if (w->second.config) {
+        // The state machine knows nothing of configurations: the outcome is the entry's.
+        auto config = decode_membership(e.data);
+        result = encode_outcome(change_outcome{change_error::none, e.index,
+                                               config ? std::move(*config) : membership{}});
+      }
       finish_write(id, replica_error::none, std::move(result));
     } else if (w->second.serving) {
       // Another leader's entry took this index: the proposal was lost (paper §5.3).
@@ -418,6 +430,13 @@ void replica::note_role_changes() {
   for (auto id : lost) {
     auto& w = writes_.at(id);
     forwards_.erase(w.forward_id);
+    if (w.config) {
+      // A membership change has no request id to make a resend harmless: "add 4" sent again
+      // after the first one committed and 4 was removed would bring 4 back. Its fate at the
+      // old leader is unknown: say so (the operator reads the member list), never resend.
+      finish_write(id, replica_error::timeout);
+      continue;
+    }
     w.state = write_state::idle;
     w.retry_at = now();
     idle_writes_.insert(id);
@@ -430,15 +449,30 @@ void replica::note_role_changes() {
 
 replica::call_id replica::propose(std::string command, std::int64_t deadline_ms,
                                   write_callback cb) {
-  const call_id id = next_id();
-  if (stopped_) {
-    opts_.post([cb = std::move(cb)] { cb(replica_error::stopped, {}); });
-    return id;
-  }
   write_op w;
   w.command = std::move(command);
   w.deadline = deadline_ms;
   w.cb = std::move(cb);
+  return add_write(std::move(w));
+}
+
+replica::call_id replica::change_membership(const membership_change& change,
+                                            std::int64_t deadline_ms, write_callback cb) {
+  write_op w;
+  w.command = encode_change(change);
+  w.deadline = deadline_ms;
+  w.cb = std::move(cb);
+  w.config = true;
+  return add_write(std::move(w));
+}
+
+replica::call_id replica::add_write(write_op w) {
+  const call_id id = next_id();
+  if (stopped_) {
+    opts_.post([cb = std::move(w.cb)] { cb(replica_error::stopped, {}); });
+    return id;
+  }
+  const std::int64_t deadline_ms = w.deadline;
   w.retry_at = now();
   writes_.emplace(id, std::move(w));
   deadlines_.emplace(deadline_ms, id);
@@ -465,7 +499,11 @@ void replica::on_forward_request(node_id from, forward_request r) {
     const call_id id = next_id();
     write_op w;
     w.command = std::move(r.command);
-    w.deadline = now() + opts_.serve_timeout_ms;
+    w.config = r.config_change;
+    // A change refused for a transient reason is retried here until this deadline and then
+    // answered with that reason: it must reach the follower before the follower's own
+    // deadline (the same length, started earlier) turns it into a bare timeout.
+    w.deadline = now() + (w.config ? opts_.serve_timeout_ms * 3 / 4 : opts_.serve_timeout_ms);
     w.serving = std::make_pair(from, r.call_id);
     writes_.emplace(id, std::move(w));
     deadlines_.emplace(writes_.at(id).deadline, id);
@@ -500,7 +538,14 @@ void replica::attempt_write(call_id id) {
   idle_writes_.erase(id);
   if (stopped_) return finish_write(id, replica_error::stopped);
   if (!storage_error_.empty()) return finish_write(id, replica_error::unavailable);
-  if (now() >= w.deadline) return finish_write(id, deadline_error());
+  if (now() >= w.deadline) {
+    if (w.config && w.last_refusal != change_error::none) {
+      return finish_write(id, replica_error::none,
+                          encode_outcome(change_outcome{w.last_refusal, {}, {}}));
+    }
+    return finish_write(id, deadline_error());
+  }
+  if (is_leader() && w.config) return attempt_change(id);
   if (is_leader()) {
     auto bytes = sm_.prepare_proposal(w.command, opts_.now_ms());
     if (!bytes) return finish_write(id, replica_error::rejected);
@@ -525,11 +570,40 @@ void replica::attempt_write(call_id id) {
   if (leader == no_node) return wait_for_leader(id, w.deadline);
   w.forward_id = next_id();
   w.target = leader;
-  if (!peers_.forward(leader, forward_request{w.forward_id, w.command})) {
+  if (!peers_.forward(leader, forward_request{w.forward_id, w.command, w.config})) {
     return wait_for_leader(id, now() + 5 * std::int64_t{opts_.tick_ms});
   }
   w.state = write_state::forwarded;
   forwards_[w.forward_id] = id;
+}
+
+// The leader's half of change_membership (and of a change forwarded to it).
+void replica::attempt_change(call_id id) {
+  auto& w = writes_.at(id);
+  const auto change = decode_change(w.command);
+  if (!change) {
+    return finish_write(id, replica_error::none,
+                        encode_outcome(change_outcome{change_error::malformed, {}, {}}));
+  }
+  const change_result r = core_.propose_change(*change);
+  if (r.ok()) {
+    w.state = write_state::proposed;
+    w.index = r.index;
+    w.term = r.term;
+    proposals_[r.index] = id;
+    log(log_level::info,
+        cat("proposed a membership change at index ", r.index.value, ": ", describe(*change)));
+    schedule_ready();
+    return;
+  }
+  if (retryable(r.error)) {
+    w.last_refusal = r.error;
+    w.state = write_state::idle;
+    w.retry_at = now() + opts_.tick_ms;
+    idle_writes_.insert(id);
+    return;
+  }
+  finish_write(id, replica_error::none, encode_outcome(change_outcome{r.error, {}, {}}));
 }
 
 void replica::wait_for_leader(call_id id, std::int64_t until) {
@@ -563,6 +637,12 @@ void replica::finish_write(call_id id, replica_error e, std::string result) {
 
 void replica::expire(call_id id) {
   if (auto w = writes_.find(id); w != writes_.end()) {
+    if (w->second.config && w->second.state == write_state::idle &&
+        w->second.last_refusal != change_error::none) {
+      finish_write(id, replica_error::none,
+                   encode_outcome(change_outcome{w->second.last_refusal, {}, {}}));
+      return;
+    }
     replica_error e = replica_error::timeout;
     if (w->second.state == write_state::proposed) {
       ++proposals_failed_;
@@ -869,8 +949,11 @@ void replica::answer_chunk(const message& m, const snapshot_chunk& c, std::uint6
 }
 
 void replica::on_chunk(const message& m, const snapshot_chunk& c) {
-  // Only from the leader of our term (the core answered anything stale already).
-  if (core_.role() != role::follower || core_.leader() != m.from || core_.term() != m.term) return;
+  // Only from the leader of our term (the core answered anything stale already). The leader
+  // the core follows, even while this node is in no configuration it knows (joining, or a
+  // snapshot from before its addition): core::leader() hides the leader then.
+  if (core_.role() != role::follower || core_.status().leader != m.from || core_.term() != m.term)
+    return;
   if (!storage_error_.empty()) return;  // installing would need storage: let it time out
   if (c.meta.index <= core_.commit_index()) {
     // Nothing to install: the core tells the leader where this log is.
@@ -1003,8 +1086,7 @@ void replica::maybe_snapshot(bool forced) {
   snapshot_meta meta;
   meta.index = applied;
   meta.term = *term;
-  meta.voters = opts_.raft.voters;
-  std::sort(meta.voters.begin(), meta.voters.end());
+  meta.config = core_.config_at(applied);
   // The state machine captures its state at `applied` now and writes it while it keeps
   // applying (app/kv_state_machine forks; the default takes the bytes here).
   snapshot_in_progress_ = true;

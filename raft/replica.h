@@ -145,6 +145,9 @@ struct replica_options {
   std::function<void(base::log_level, const std::string&)> log;
   // Called after the known leader changed (to wake callers waiting for one).
   std::function<void()> on_leader_change;
+  // Called after the configuration in use changed (core::configuration(): appended, truncated
+  // away or installed by a snapshot; committed or not), e.g. to connect to added members.
+  std::function<void(const membership&)> on_config_change;
   // Called with every batch as taken from the core, before it is handled (tests, traces).
   std::function<void(const ready&)> observe;
   // Snapshot streaming (see "Snapshot transfer"): bytes per chunk, chunks in flight per peer.
@@ -230,6 +233,13 @@ class replica {
   // state machine's result once applied, or with an error. cb runs on the executor, never
   // from inside this call.
   call_id propose(std::string command, std::int64_t deadline_ms, write_callback cb);
+  // One membership change (raft/membership.h), made by the leader (forwarded from a
+  // follower). cb gets replica_error::none and an encoded change_outcome: committed (the new
+  // configuration and its index) or refused with a change_error. A transient refusal
+  // (leader_not_ready, not_caught_up, transfer_in_progress) is retried every tick until the
+  // deadline, which then answers with that refusal rather than a timeout.
+  call_id change_membership(const membership_change& change, std::int64_t deadline_ms,
+                            write_callback cb);
   // Linearizable read barrier: cb(none, leader time) once the state machine reflects every
   // write acknowledged anywhere before the call.
   call_id read(std::int64_t deadline_ms, read_callback cb);
@@ -277,6 +287,8 @@ class replica {
     call_id forward_id = 0;     //            with which call id
     std::int64_t retry_at = 0;  // idle: when to try again (or at a leader change)
     std::optional<std::pair<node_id, std::uint64_t>> serving;  // a peer's forwarded write
+    bool config = false;                             // command is an encoded membership_change
+    change_error last_refusal = change_error::none;  // config: the latest transient refusal
   };
   enum class read_state_kind : std::uint8_t { queued, in_round, applying, idle };
   struct read_op {
@@ -309,6 +321,8 @@ class replica {
 
   // Writes.
   void attempt_write(call_id id);
+  void attempt_change(call_id id);
+  call_id add_write(write_op w);
   void finish_write(call_id id, replica_error e, std::string result = {});
   void wait_for_leader(call_id id, std::int64_t until);
   replica_error deadline_error() const;
@@ -382,6 +396,7 @@ class replica {
   index_t stored_snapshot_index_;  // snapshot index recorded in storage (as submitted)
   std::size_t batches_in_flight_ = 0;
 
+  std::uint64_t config_seq_seen_ = 0;
   role last_role_ = role::follower;
   term_t last_term_;
   node_id last_leader_;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace raft {
@@ -44,6 +45,7 @@ inline constexpr node_id no_node{};
 enum class entry_type : std::uint8_t {
   normal = 0,  // data is an opaque client command for the state machine
   noop = 1,    // appended by a new leader at the start of its term (thesis §6.4); data empty
+  config = 2,  // data is a whole new cluster configuration (raft/membership.h, encode_membership)
 };
 
 // One log entry. Invariant: index > 0, term > 0.
@@ -66,11 +68,48 @@ struct hard_state {
   bool operator==(const hard_state&) const = default;
 };
 
+// One cluster member as the replicated configuration knows it.
+struct member {
+  node_id id;
+  bool voter = true;  // false: a learner (receives the log, never votes or counts for a quorum)
+  // Where the member is reached, by name ("peer", "memcached", "http", ...). Opaque to Raft:
+  // they travel in configuration entries and snapshots so that every node, a joining one
+  // included, learns every other member's addresses from the replicated state. Sorted by name.
+  std::vector<std::pair<std::string, std::string>> endpoints;
+
+  bool operator==(const member&) const = default;
+};
+
+// A cluster configuration (raft/membership.h). members sorted by id, ids unique. Empty means
+// "not known": a snapshot record written before configurations were replicated, or a node
+// that joins and has heard nothing yet.
+struct membership {
+  std::vector<member> members;
+
+  bool empty() const { return members.empty(); }
+  const member* find(node_id id) const {
+    for (const auto& m : members)
+      if (m.id == id) return &m;
+    return nullptr;
+  }
+  bool is_voter(node_id id) const {
+    const member* m = find(id);
+    return m && m->voter;
+  }
+  std::vector<node_id> voters() const {
+    std::vector<node_id> v;
+    for (const auto& m : members)
+      if (m.voter) v.push_back(m.id);
+    return v;
+  }
+  bool operator==(const membership&) const = default;
+};
+
 // Describes a state-machine snapshot: it contains the effect of every entry up to index.
 struct snapshot_meta {
-  index_t index;                // last log index the snapshot covers
-  term_t term;                  // term of the entry at index
-  std::vector<node_id> voters;  // cluster membership as of index
+  index_t index;      // last log index the snapshot covers
+  term_t term;        // term of the entry at index
+  membership config;  // the cluster configuration as of index (latest config entry <= index)
 
   bool operator==(const snapshot_meta&) const = default;
 };

@@ -20,6 +20,7 @@
 #include "app/kv_state_machine.h"
 #include "app/lmdb_log_store.h"
 #include "kv/store.h"
+#include "raft/membership.h"
 #include "raft/storage/lmdb_store.h"
 
 namespace fs = std::filesystem;
@@ -78,7 +79,7 @@ raft::snapshot_meta meta_at(std::uint64_t index) {
   raft::snapshot_meta m;
   m.index = raft::index_t{index};
   m.term = raft::term_t{1};
-  m.voters = {raft::node_id{1}};
+  m.config = raft::voters_only({raft::node_id{1}});
   return m;
 }
 

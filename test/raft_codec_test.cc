@@ -3,6 +3,7 @@
 #include <random>
 
 #include "raft/codec.h"
+#include "raft/membership.h"
 
 using namespace raft;
 
@@ -28,14 +29,16 @@ std::vector<message> samples() {
   out.push_back(hdr(vote_response{true, true}));
   out.push_back(hdr(heartbeat_request{index_t(3), 99}));
   out.push_back(hdr(heartbeat_response{99}));
-  out.push_back(hdr(
-      snapshot_request{snapshot_meta{index_t(50), term_t(4), {node_id(1), node_id(2), node_id(3)}},
-                       std::make_shared<const std::string>("state bytes")}));
+  out.push_back(
+      hdr(snapshot_request{snapshot_meta{index_t(50), term_t(4),
+                                         raft::voters_only({node_id(1), node_id(2), node_id(3)})},
+                           std::make_shared<const std::string>("state bytes")}));
   out.push_back(hdr(timeout_now{}));
   out.push_back(hdr(read_index_request{12345}));
   out.push_back(hdr(read_index_response{12345, index_t(77), true, 1764300000123}));
-  out.push_back(hdr(snapshot_chunk{snapshot_meta{index_t(50), term_t(4), {node_id(1), node_id(2)}},
-                                   1024, 1029, 0xdeadbeef, true, "tail!"}));
+  out.push_back(hdr(snapshot_chunk{
+      snapshot_meta{index_t(50), term_t(4), raft::voters_only({node_id(1), node_id(2)})}, 1024,
+      1029, 0xdeadbeef, true, "tail!"}));
   out.push_back(hdr(snapshot_chunk_response{index_t(50), term_t(4), 1024, 1029, true, false}));
   return out;
 }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <set>
 
+#include "raft/membership.h"
 #include "raft/core.h"
 #include "test/sim/harness.h"
 
@@ -514,7 +515,7 @@ BOOST_AUTO_TEST_CASE(conflicting_follower_log_is_repaired_with_few_round_trips) 
 BOOST_AUTO_TEST_CASE(restart_restores_hard_state_and_log) {
   restore_state rs;
   rs.hs = hard_state{t(3), n(2), i(2)};
-  rs.snapshot = snapshot_meta{i(1), t(1), {n(1), n(2), n(3)}};
+  rs.snapshot = snapshot_meta{i(1), t(1), raft::voters_only({n(1), n(2), n(3)})};
   rs.snapshot_data = std::make_shared<const std::string>("s");
   auto l = log_of({1, 2, 3});
   rs.entries.assign(l.begin() + 1, l.end());

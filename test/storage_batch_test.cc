@@ -8,6 +8,7 @@
 #include <random>
 #include <string>
 
+#include "raft/membership.h"
 #include "raft/storage/log_shape.h"
 #include "raft/storage/records.h"
 #include "raft/storage/snapshot_files.h"
@@ -40,12 +41,12 @@ log_shape shape(std::uint64_t last, std::uint64_t last_term, std::uint64_t snap 
   log_shape s;
   s.last_index = index_t{last};
   s.last_term = term_t{last_term};
-  s.snap = snapshot_meta{index_t{snap}, term_t{snap_term}, {node_id{1}}};
+  s.snap = snapshot_meta{index_t{snap}, term_t{snap_term}, raft::voters_only({node_id{1}})};
   return s;
 }
 
 snapshot_meta meta(std::uint64_t index, std::uint64_t term) {
-  return snapshot_meta{index_t{index}, term_t{term}, {node_id{1}, node_id{2}}};
+  return snapshot_meta{index_t{index}, term_t{term}, raft::voters_only({node_id{1}, node_id{2}})};
 }
 
 bool invalid(const result<log_shape>& r) {

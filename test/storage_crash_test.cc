@@ -30,6 +30,7 @@
 #include <sstream>
 #include <string>
 
+#include "raft/membership.h"
 #include "raft/storage/lmdb_store.h"
 
 namespace fs = std::filesystem;
@@ -146,7 +147,8 @@ int child_main(const fs::path& dir, std::uint64_t seed) {
         say("error read " + at_entries.err.message);
         return 5;
       }
-      const snapshot_meta meta{index_t{at}, at_entries.value[0].term, {node_id{1}}};
+      const snapshot_meta meta{index_t{at}, at_entries.value[0].term,
+                               raft::voters_only({node_id{1}})};
       if (auto err = s.write_snapshot(meta, snapshot_bytes(at, meta.term.value)); !err.ok()) {
         say("error snapshot " + err.message);
         return 5;

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 
+#include "raft/membership.h"
 #include "raft/storage/lmdb_store.h"
 
 namespace fs = std::filesystem;
@@ -82,7 +83,8 @@ batch append(std::vector<entry> es) {
 }
 
 snapshot_meta meta(std::uint64_t index, std::uint64_t term) {
-  return snapshot_meta{index_t{index}, term_t{term}, {node_id{1}, node_id{2}, node_id{3}}};
+  return snapshot_meta{index_t{index}, term_t{term},
+                       raft::voters_only({node_id{1}, node_id{2}, node_id{3}})};
 }
 
 // Flips one byte inside every copy of `needle` in the file (LMDB keeps old page copies).

@@ -3,8 +3,13 @@
 #include <cstdio>
 
 #include "base/crc32c.h"
+#include "raft/membership.h"
 
 namespace raft::storage {
+
+namespace {
+constexpr std::uint32_t config_follows = 0x80000000u;
+}  // namespace
 
 std::string seal(std::string_view body) {
   std::string out(4, '\0');
@@ -53,7 +58,7 @@ result<entry> decode_entry(index_t key, std::string_view record) {
   const std::uint8_t type = *r.u8();
   for (int pad = 0; pad < 3; ++pad) r.u8();
   entry e;
-  if (type > static_cast<std::uint8_t>(entry_type::noop))
+  if (type > static_cast<std::uint8_t>(entry_type::config))
     return {{}, make_error(errc::corrupt, name + ": unknown entry type " + std::to_string(type))};
   e.type = static_cast<entry_type>(type);
   e.term = term_t{*r.u64()};
@@ -89,8 +94,12 @@ result<hard_state> decode_hard_state(std::string_view record) {
 void write_meta_body(base::byte_writer& w, const snapshot_meta& m) {
   w.u64(m.index.value);
   w.u64(m.term.value);
-  w.u32(static_cast<std::uint32_t>(m.voters.size()));
-  for (auto v : m.voters) w.u64(v.value);
+  const auto voters = m.config.voters();
+  // The top bit of the count says the whole configuration follows the voters: a reader of
+  // the first format (voters only) refuses the record instead of misreading it.
+  w.u32(static_cast<std::uint32_t>(voters.size()) | config_follows);
+  for (auto v : voters) w.u64(v.value);
+  w.bytes(encode_membership(m.config));
 }
 
 result<snapshot_meta> read_meta_body(base::byte_reader& r, std::string_view name) {
@@ -99,14 +108,28 @@ result<snapshot_meta> read_meta_body(base::byte_reader& r, std::string_view name
   };
   const auto index = r.u64();
   const auto term = r.u64();
-  const auto n = r.u32();
+  auto n = r.u32();
+  if (!index || !term || !n) return bad();
+  const bool with_config = (*n & config_follows) != 0;
+  *n &= ~config_follows;
   // The count is checked against what is left before anything is allocated for it.
-  if (!index || !term || !n || r.remaining() / 8 < *n) return bad();
+  if (r.remaining() / 8 < *n) return bad();
   snapshot_meta m;
   m.index = index_t{*index};
   m.term = term_t{*term};
-  m.voters.reserve(*n);
-  for (std::uint32_t i = 0; i < *n; ++i) m.voters.push_back(node_id{*r.u64()});
+  std::vector<node_id> voters;
+  voters.reserve(*n);
+  for (std::uint32_t i = 0; i < *n; ++i) voters.push_back(node_id{*r.u64()});
+  if (with_config) {
+    const auto bytes = r.bytes();
+    if (!bytes) return bad();
+    auto config = decode_membership(*bytes);
+    if (!config || config->voters() != voters) return bad();
+    m.config = std::move(*config);
+  } else {
+    // The first format: the voters, no endpoints (the node's config file supplies them).
+    m.config = voters_only(voters);
+  }
   return {std::move(m), {}};
 }
 

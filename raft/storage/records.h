@@ -6,6 +6,8 @@
 //   "meta"  "format"     -> crc32c u32 | version u32 (= format_version)
 //           "hard_state" -> crc32c u32 | term u64 | vote u64 | commit u64
 //           "snapshot"   -> crc32c u32 | index u64 | term u64 | n u32 | n x voter u64
+//                           [| config bytes] when n's top bit is set: the whole configuration
+//                           (raft/membership.h encode_membership), varint-length-prefixed
 //   "log"   key = index as 8 big-endian bytes (memcmp order = numeric order)
 //           value = crc32c u32 | type u8 | 0 u8 x3 | term u64 | index u64 | data
 //
@@ -48,7 +50,7 @@ std::string encode_format_record(std::uint32_t version);
 // The version a format record names; 0 when its body is malformed.
 result<std::uint32_t> decode_format_record(std::string_view record);
 
-// index u64 | term u64 | n u32 | n x voter u64, appended to w / read from r.
+// index u64 | term u64 | n u32 | n x voter u64 [| config], appended to w / read from r.
 void write_meta_body(base::byte_writer& w, const snapshot_meta& m);
 result<snapshot_meta> read_meta_body(base::byte_reader& r, std::string_view name);
 

@@ -19,6 +19,27 @@
 // fault phase everything heals and liveness is checked: a leader within a bounded time, then
 // ten writes (retried by their client after an error, as a client would) acknowledged and
 // applied on every node.
+//
+// ## Membership (options::membership)
+//
+// The cluster starts with `nodes` voters; `spares` more ids exist, never started until an
+// operation adds them, each then started as a joining node (empty bootstrap) and never
+// reused: an id whose old data could come back is never added again. Mixed into the fault
+// schedule: add a learner, promote a learner, remove a follower (voter or learner), remove
+// the leader, replace a voter (remove it, then add a fresh id and promote it once that
+// committed), each asked of a random node (followers forward). Removed nodes keep running,
+// crashing and restarting like the others. Checked after every event, besides the above:
+//   - configurations agree: at its committed index, every node uses the configuration the
+//     committed log gives there (its latest configuration entry, or the bootstrap), so any
+//     two nodes agree at the same committed index; an acknowledged change is the committed
+//     configuration entry at the index it reports, and made the change asked for;
+//   - a leader's log holds at most one configuration entry beyond the highest commit index
+//     any node has held (one change at a time);
+//   - only voters campaign (with the one exception of core::may_campaign);
+//   - a removed id never comes back in a committed configuration, never becomes leader
+//     after its removal committed, and no message it sent after that raises a member's term
+//     beyond every term the cluster had (it does not disturb);
+// and liveness at the end is judged on the members of the latest committed configuration.
 #pragma once
 
 #include <algorithm>
@@ -57,6 +78,10 @@ struct options {
   bool check_quorum = true;
   raft::unsafe_mutation mutation = raft::unsafe_mutation::none;
   bool unsafe_ack_before_persist = false;  // drive-loop mutation (raft::replica_options)
+  // Membership changes mixed into the fault schedule (see "Membership" above): `spares`
+  // fresh ids beyond `nodes` may join, each at most once.
+  bool membership = false;
+  int spares = 3;
 };
 
 struct result {
@@ -72,15 +97,23 @@ struct result {
   std::uint64_t snapshot_chunks = 0;  // snapshot_chunk messages sent
   std::uint64_t crashes = 0;
   std::uint64_t leaders = 0;
-  std::uint64_t retries = 0;  // healed-period writes that failed and were retried
+  std::uint64_t retries = 0;            // healed-period writes that failed and were retried
+  std::uint64_t changes_asked = 0;      // membership changes asked of some node
+  std::uint64_t changes_committed = 0;  // acknowledged as committed
+  std::uint64_t changes_refused = 0;    // answered with a change_error (or failed)
+  std::uint64_t removals = 0;           // members whose removal committed
 };
 
 class cluster {
  public:
   explicit cluster(options o) : opt_(o), rng_(o.seed * 0x9E3779B97F4A7C15ull + 7) {
     for (int k = 1; k <= opt_.nodes; ++k) voters_.push_back(raft::node_id(k));
-    nodes_.resize(opt_.nodes);
-    for (int k = 0; k < opt_.nodes; ++k) {
+    bootstrap_ = raft::voters_only(voters_);
+    latest_config_ = bootstrap_;
+    // Spare ids exist only with membership: without it the random sequence (and so every
+    // seed's schedule) is what it always was.
+    nodes_.resize(opt_.nodes + (opt_.membership ? opt_.spares : 0));
+    for (int k = 0; k < size(); ++k) {
       auto& n = nodes_[k];
       n.id = raft::node_id(k + 1);
       // Clocks drift: each node ticks every tick_ms +- 1 ms, with its own phase.
@@ -91,7 +124,7 @@ class cluster {
       n.checked = std::make_unique<checked_store>(*this, k);
       n.net = std::make_unique<sender>(*this, n.id);
     }
-    blocked_.assign(opt_.nodes, std::vector<bool>(opt_.nodes, false));
+    blocked_.assign(size(), std::vector<bool>(size(), false));
     for (int k = 0; k < opt_.nodes; ++k) start(k);
     if (opt_.faults) {
       drop_pct_ = rng_() % 15;
@@ -118,10 +151,17 @@ class cluster {
     for (now_ = 0; now_ < end && res_.ok; ++now_) {
       if (now_ == end_faults) heal_all();
       bool healed = now_ >= end_faults;
-      if (!healed && now_ % opt_.tick_ms == 0) nemesis();
+      if (!healed && now_ % opt_.tick_ms == 0) {
+        // Follow-ups of a replacement (add after remove, promote after add) come first.
+        auto due = std::move(followups_);
+        followups_.clear();
+        for (auto& f : due)
+          if (res_.ok) f();
+        nemesis();
+      }
       deliver();
       complete_writes();
-      for (int k = 0; k < opt_.nodes && res_.ok; ++k) {
+      for (int k = 0; k < size() && res_.ok; ++k) {
         auto& n = nodes_[k];
         if (n.up && now_ % n.period == n.phase) {
           n.rep->tick();
@@ -169,7 +209,9 @@ class cluster {
               : h.failed ? "failed"
                          : "pending");
       }
+      s << "\n    members: " << raft::describe(latest_config_);
       for (auto& n : nodes_) {
+        if (!n.started) continue;
         s << "\n    n" << n.id.value << (n.up ? "" : " (down)");
         if (n.up) {
           auto st = n.rep->status();
@@ -196,6 +238,8 @@ class cluster {
     std::uint64_t order;  // random tie-break: reordering among same-time deliveries
     raft::node_id from, to;
     wire_body body;
+    std::int64_t sent = 0;
+    bool sender_may_campaign = false;  // sent while self_removal_pending (membership)
   };
   struct event {
     std::int64_t at;
@@ -242,6 +286,7 @@ class cluster {
       auto it = c_.committed_.find(e.index.value);
       if (it == c_.committed_.end()) {
         c_.committed_[e.index.value] = committed_entry{e.term, hash_bytes(e.data), hash_};
+        if (e.type == raft::entry_type::config) c_.on_config_committed(e);
       } else if (it->second.term != e.term || it->second.data_hash != hash_bytes(e.data)) {
         c_.fail("two nodes applied different entries at index " + std::to_string(e.index.value));
       } else if (it->second.chain != hash_) {
@@ -332,6 +377,11 @@ class cluster {
     std::unique_ptr<raft::replica> rep;
     std::deque<std::function<void()>> tasks;  // the replica's executor
     std::uint64_t incarnation = 0;
+    bool started = false;              // ever started (a spare id is not, until it joins)
+    std::uint64_t checked_commit = 0;  // commit index at the last configuration check
+    std::uint64_t checked_seq = 0;     // core::config_seq() at the last configuration check
+    std::uint64_t max_term = 0;        // highest term it has held
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> provisional;  // see check_submitted
   };
 
   void trace(std::string what) {
@@ -356,7 +406,8 @@ class cluster {
     raft::replica_options o;
     auto& c = o.raft;
     c.id = nodes_[k].id;
-    c.voters = voters_;
+    // A spare id joins an existing cluster: no bootstrap, it waits to be contacted.
+    if (k < opt_.nodes) c.voters = voters_;
     c.election_ticks = opt_.election_ticks;
     c.heartbeat_ticks = opt_.heartbeat_ticks;
     c.max_inflight = 4;
@@ -376,6 +427,11 @@ class cluster {
     o.post = [n](std::function<void()> fn) { n->tasks.push_back(std::move(fn)); };
     o.now_ms = [this] { return 1'700'000'000'000 + now_; };
     o.monotonic_ms = [this] { return now_; };
+    if (opt_.membership) {
+      o.on_config_change = [this, k](const raft::membership& m) {
+        trace("n" + std::to_string(k + 1) + " config " + raft::describe(m));
+      };
+    }
     return o;
   }
 
@@ -395,6 +451,8 @@ class cluster {
     n.rep =
         std::make_unique<raft::replica>(make_options(k), std::move(rs), *n.checked, *n.net, *n.sm);
     n.up = true;
+    n.started = true;
+    n.checked_commit = ~0ull;
     ++n.incarnation;
     trace("n" + std::to_string(n.id.value) + " start, durable log " + std::to_string(entries) +
           " entries, term " + std::to_string(term));
@@ -406,6 +464,12 @@ class cluster {
     auto& n = nodes_[k];
     n.up = false;
     n.store->crash();  // unsynced writes are lost
+    for (const auto& key : n.provisional) {
+      const auto& log = n.store->state().log;
+      auto d = log.find(key.first);
+      if (d == log.end() || d->second.term.value != key.second) seen_.erase(key);
+    }
+    n.provisional.clear();
     n.rep.reset();
     n.tasks.clear();
     ++res_.crashes;
@@ -425,14 +489,14 @@ class cluster {
 
   void nemesis() {
     auto r = rng_() % 1000;
-    int a = static_cast<int>(rng_() % opt_.nodes);
-    int b = static_cast<int>(rng_() % opt_.nodes);
+    int a = static_cast<int>(rng_() % size());
+    int b = static_cast<int>(rng_() % size());
     if (r < 20) {
       // Symmetric partition into a random split.
-      std::vector<int> side(opt_.nodes);
+      std::vector<int> side(size());
       for (auto& s : side) s = static_cast<int>(rng_() % 2);
-      for (int i = 0; i < opt_.nodes; ++i)
-        for (int j = 0; j < opt_.nodes; ++j) blocked_[i][j] = side[i] != side[j];
+      for (int i = 0; i < size(); ++i)
+        for (int j = 0; j < size(); ++j) blocked_[i][j] = side[i] != side[j];
       trace("partition symmetric");
     } else if (r < 30) {
       if (a != b) {
@@ -445,7 +509,7 @@ class cluster {
     } else if (r < 75) {
       if (nodes_[a].up) crash(a);
     } else if (r < 115) {
-      if (!nodes_[a].up) start(a);
+      if (!nodes_[a].up && nodes_[a].started) start(a);
     } else if (r < 125) {
       drop_pct_ = rng_() % 20;
       dup_pct_ = rng_() % 10;
@@ -456,6 +520,8 @@ class cluster {
         trace("n" + std::to_string(a + 1) + " transfer to n" + std::to_string(b + 1));
         settle(a);
       }
+    } else if (opt_.membership && r < 160) {
+      membership_op();
     }
   }
 
@@ -464,19 +530,22 @@ class cluster {
     drop_pct_ = 0;
     dup_pct_ = 0;
     max_delay_ms_ = 3;
-    for (int k = 0; k < opt_.nodes; ++k)
-      if (!nodes_[k].up) start(k);
+    for (int k = 0; k < size(); ++k)
+      if (!nodes_[k].up && nodes_[k].started) start(k);
     trace("HEAL ALL");
   }
 
   void send(raft::node_id from_id, raft::node_id to_id, wire_body body) {
     int from = static_cast<int>(from_id.value - 1), to = static_cast<int>(to_id.value - 1);
+    if (to < 0 || to >= size()) return;  // no such node: nobody listens at that address
     if (blocked_[from][to]) return;
     if (rng_() % 100 < drop_pct_) return;
     int copies = rng_() % 100 < dup_pct_ ? 2 : 1;
+    const bool may_campaign =
+        opt_.membership && nodes_[from].up && self_removal_pending(nodes_[from].rep->core());
     for (int c = 0; c < copies; ++c) {
       std::int64_t at = now_ + 1 + static_cast<std::int64_t>(rng_() % max_delay_ms_);
-      net_.emplace(at, in_flight{at, rng_(), from_id, to_id, body});
+      net_.emplace(at, in_flight{at, rng_(), from_id, to_id, body, now_, may_campaign});
     }
   }
 
@@ -496,7 +565,9 @@ class cluster {
           trace("n" + std::to_string(m->from.value) + "->n" + std::to_string(m->to.value) + " " +
                 raft::message_name(*m) + " t" + std::to_string(m->term.value));
         }
+        const auto term_before = n.rep->core().term();
         n.rep->step(*m);
+        check_disturbance(f, *m, to, term_before);
       } else if (auto* r = std::get_if<raft::forward_request>(&f.body)) {
         if (trace_messages_)
           trace("n" + std::to_string(f.from.value) + "->n" + std::to_string(to + 1) + " forward");
@@ -510,7 +581,7 @@ class cluster {
   }
 
   void complete_writes() {
-    for (int k = 0; k < opt_.nodes && res_.ok; ++k) {
+    for (int k = 0; k < size() && res_.ok; ++k) {
       auto& n = nodes_[k];
       if (!n.up) continue;
       n.store->complete_due(now_);
@@ -521,7 +592,7 @@ class cluster {
 
   std::optional<int> current_leader() {
     std::optional<int> best;
-    for (int k = 0; k < opt_.nodes; ++k) {
+    for (int k = 0; k < size(); ++k) {
       auto& n = nodes_[k];
       if (n.up && n.rep->is_leader() &&
           (!best || n.rep->core().term() > nodes_[*best].rep->core().term()))
@@ -533,9 +604,12 @@ class cluster {
   // A client writes through a random node (a follower forwards it to its leader). `healed`
   // is the index of a healed-period write, or -1.
   bool client_write(std::ptrdiff_t healed = -1) {
-    int k = static_cast<int>(rng_() % opt_.nodes);
+    int k = static_cast<int>(rng_() % size());
     auto& n = nodes_[k];
     if (!n.up) return false;
+    // A client of the healed period talks to a member (a removed node has no leader to
+    // forward to, and would only make it wait for its deadline).
+    if (healed >= 0 && !latest_config_.find(n.id)) return false;
     std::string data = healed >= 0
                            ? healed_[healed].data
                            : "w" + std::to_string(opt_.seed) + "-" + std::to_string(++write_seq_);
@@ -586,7 +660,7 @@ class cluster {
   }
 
   void client_read() {
-    int k = static_cast<int>(rng_() % opt_.nodes);
+    int k = static_cast<int>(rng_() % size());
     auto& n = nodes_[k];
     if (!n.up) return;
     // Everything committed anywhere before the read starts must be visible to it.
@@ -627,6 +701,10 @@ class cluster {
       auto it = seen_.find(key);
       if (it == seen_.end()) {
         seen_[key] = std::make_pair(h, prev ? prev->value : ~0ull);
+        // An entry of a term not yet durable on its author (a single voter that won alone):
+        // nobody sees it before that write (core::term_unsafe_), so if a crash loses it, it
+        // never existed, and its (index, term) may be used again.
+        if (n.store->state().hs.term < e.term) n.provisional.push_back(key);
       } else {
         if (it->second.first != h)
           fail("log matching: two different entries at the same index and term");
@@ -649,7 +727,42 @@ class cluster {
       fail("storage error on n" + std::to_string(k + 1) + ": " + n.rep->storage_error());
       return;
     }
-    if (c.role() == raft::role::leader) {
+    // Learners, joining nodes and removed nodes never campaign; but one of two voters whose
+    // own removal is its latest configuration entry, not known committed, may (it may hold
+    // the only copy of that entry: see core::may_campaign).
+    if ((c.role() == raft::role::pre_candidate || c.role() == raft::role::candidate) &&
+        !c.is_voter() && !self_removal_pending(c)) {
+      fail("n" + std::to_string(k + 1) + " campaigns (" + raft::to_string(c.role()) +
+           ") but is no voter of its configuration (" + raft::describe(c.configuration()) + ")");
+      return;
+    }
+    max_commit_seen_ = std::max(max_commit_seen_, c.commit_index().value);
+    n.max_term = std::max(n.max_term, c.term().value);
+    if (!removed_at_.count(c.id().value)) max_member_term_ = std::max(max_member_term_, n.max_term);
+    if (opt_.membership) {
+      check_config(k);
+      if (!res_.ok) return;
+    }
+    if (c.role() == raft::role::leader && opt_.membership) {
+      // One change at a time: a leader's log holds at most one configuration entry beyond
+      // what is known committed anywhere.
+      int uncommitted = 0;
+      const auto from = std::max(max_commit_seen_, c.snapshot_index().value) + 1;
+      for (auto i = from; i <= c.last_index().value; ++i) {
+        const raft::entry* e = c.entry_at(raft::index_t(i));
+        if (e && e->type == raft::entry_type::config) ++uncommitted;
+      }
+      if (uncommitted > 1) {
+        fail("leader n" + std::to_string(k + 1) + " holds " + std::to_string(uncommitted) +
+             " uncommitted configuration entries (commit known: " +
+             std::to_string(max_commit_seen_) + ")");
+        return;
+      }
+    }
+    // A leader counts from when its term is durable. One that won alone (a single voter)
+    // and crashed before its term reached the disk led for nobody: the core sends nothing of
+    // a term before it is durable, and the term may be won again after the restart.
+    if (c.role() == raft::role::leader && n.store->state().hs.term >= c.term()) {
       auto [it, inserted] = leaders_.emplace(c.term().value, c.id().value);
       if (!inserted && it->second != c.id().value) {
         fail("two leaders in term " + std::to_string(c.term().value) + ": n" +
@@ -660,6 +773,13 @@ class cluster {
         ++res_.leaders;
         trace("n" + std::to_string(c.id().value) + " LEADER term " +
               std::to_string(c.term().value));
+        if (auto r = removed_at_.find(c.id().value);
+            r != removed_at_.end() && !self_removal_pending(c)) {
+          fail("n" + std::to_string(c.id().value) + " became leader in term " +
+               std::to_string(c.term().value) +
+               " after its removal committed (t=" + std::to_string(r->second.at) + ")");
+          return;
+        }
         // Leader completeness (§5.4): a new leader holds every committed entry.
         for (auto& [idx, ce] : committed_) {
           if (idx <= c.snapshot_index().value) continue;
@@ -674,6 +794,233 @@ class cluster {
     }
   }
 
+  // ---- Membership ------------------------------------------------------------------------
+
+  int size() const { return static_cast<int>(nodes_.size()); }
+
+  // One of two voters whose own removal is the latest entry in its log, not known committed
+  // to it: it may campaign (core::may_campaign), since it may hold the only copy of that
+  // entry. Once the entry is committed elsewhere that is a disturbance, but a bounded one
+  // (it wins, commits the entry, hands over), and the price of never deadlocking.
+  static bool self_removal_pending(const raft::core& c) {
+    if (c.is_voter() || c.config_index() <= c.commit_index() ||
+        c.config_index() <= c.snapshot_index())
+      return false;
+    const raft::membership before = c.config_at(c.config_index() - 1);
+    return before.is_voter(c.id()) && before.voters().size() == 2;
+  }
+  std::string name(raft::node_id id) const { return "n" + std::to_string(id.value); }
+
+  // The configuration as of committed index i, as the committed log says (every committed
+  // index has been applied by some node before any node can hold a later one).
+  const raft::membership& reference_config_at(std::uint64_t i) const {
+    auto it = committed_configs_.upper_bound(i);
+    return it == committed_configs_.begin() ? bootstrap_ : std::prev(it)->second;
+  }
+
+  // A configuration entry was committed (first applied anywhere).
+  void on_config_committed(const raft::entry& e) {
+    auto m = raft::decode_membership(e.data);
+    if (!m) {
+      fail("committed configuration entry at index " + std::to_string(e.index.value) +
+           " does not decode");
+      return;
+    }
+    if (!committed_configs_.empty() && committed_configs_.rbegin()->first >= e.index.value) {
+      fail("configuration entries committed out of order");
+      return;
+    }
+    committed_configs_[e.index.value] = *m;
+    trace("config COMMITTED at " + std::to_string(e.index.value) + ": " + raft::describe(*m));
+    for (const auto& x : latest_config_.members) {
+      if (m->find(x.id)) continue;
+      removed_at_.emplace(x.id.value, removal{now_, nodes_[x.id.value - 1].max_term});
+      ++res_.removals;
+    }
+    for (const auto& x : m->members) {
+      if (removed_at_.count(x.id.value)) {
+        fail(name(x.id) + " is in a committed configuration again after its removal");
+        return;
+      }
+    }
+    latest_config_ = std::move(*m);
+  }
+
+  // Configurations agree: what node k uses at its committed index is what the committed log
+  // says there (so any two nodes agree at the same committed index).
+  void check_config(int k) {
+    auto& n = nodes_[k];
+    const auto& c = n.rep->core();
+    if (c.commit_index().value == n.checked_commit && c.config_seq() == n.checked_seq) return;
+    n.checked_commit = c.commit_index().value;
+    n.checked_seq = c.config_seq();
+    const std::uint64_t known = committed_.empty() ? 0 : committed_.rbegin()->first;
+    const raft::index_t i(std::min(c.commit_index().value, known));
+    if (i < c.snapshot_index()) return;
+    const raft::membership have = c.config_at(i);
+    // A joining node that received the log from its start knows no configuration before
+    // the entry that added it.
+    if (have.empty() && k >= opt_.nodes) return;
+    const raft::membership& want = reference_config_at(i.value);
+    if (have != want) {
+      fail("configurations disagree: n" + std::to_string(k + 1) + " uses \"" +
+           raft::describe(have) + "\" at committed index " + std::to_string(i.value) +
+           ", the committed log says \"" + raft::describe(want) + "\"");
+    }
+  }
+
+  // A removed node must not disturb the members: no message it sent after its removal
+  // committed may push a member's term beyond every term the cluster had (its own at the
+  // removal included). Answering a lagging member with the cluster's term is fine; a
+  // campaign of its own is not. A leader's hand-over (TimeoutNow) is the one message it
+  // means the recipient to act on.
+  void check_disturbance(const in_flight& f, const raft::message& m, int to, raft::term_t before) {
+    if (!opt_.membership || !res_.ok) return;
+    auto r = removed_at_.find(f.from.value);
+    if (r == removed_at_.end() || f.sent < r->second.at || f.sender_may_campaign) return;
+    if (std::holds_alternative<raft::timeout_now>(m.body)) return;
+    auto& n = nodes_[to];
+    if (!n.up || !latest_config_.find(n.id)) return;
+    const auto after = n.rep->core().term().value;
+    const auto cluster_term = std::max(max_member_term_, r->second.term);
+    if (after > before.value && after > cluster_term) {
+      fail("removed " + name(f.from) + " (removal committed at t=" + std::to_string(r->second.at) +
+           ") raised member " + name(n.id) + "'s term from " + std::to_string(before.value) +
+           " to " + std::to_string(after) + " (the cluster's was " + std::to_string(cluster_term) +
+           ") with " + raft::message_name(m));
+    }
+  }
+
+  int random_up_node() {
+    for (int tries = 0; tries < 4; ++tries) {
+      int k = static_cast<int>(rng_() % size());
+      if (nodes_[k].up) return k;
+    }
+    return -1;
+  }
+
+  template <typename T>
+  T pick(const std::vector<T>& v) {
+    return v[rng_() % v.size()];
+  }
+
+  // An operator's change, asked of a random node (a follower forwards it to its leader),
+  // planned from the leader's configuration as an operator would read it off a status
+  // page; the core refuses what it must (one change at a time, the §4.1 rule, promotion
+  // before catching up).
+  void membership_op() {
+    const int via = random_up_node();
+    if (via < 0) return;
+    const auto l = current_leader();
+    const raft::membership cfg = nodes_[l ? *l : via].rep->core().configuration();
+    if (cfg.empty()) return;
+    const auto voters = cfg.voters();
+    std::vector<raft::node_id> learners, others;
+    const raft::node_id leader = l ? nodes_[*l].id : raft::no_node;
+    for (const auto& m : cfg.members) {
+      if (!m.voter) learners.push_back(m.id);
+      if (m.id != leader && (!m.voter || voters.size() > 2)) others.push_back(m.id);
+    }
+    switch (rng_() % 6) {
+      case 0:
+      case 1:
+        add_learner(via, false);
+        break;
+      case 2:
+        if (!learners.empty()) change(via, raft::change_kind::promote, pick(learners));
+        break;
+      case 3:  // remove a follower (voter or learner)
+        if (!others.empty()) change(via, raft::change_kind::remove, pick(others));
+        break;
+      case 4:  // remove the leader: it hands over once the removal commits
+        if (leader != raft::no_node && voters.size() > 2)
+          change(via, raft::change_kind::remove, leader);
+        break;
+      case 5:  // replace a voter (maybe the leader) by a fresh node: remove, add, promote
+        if (voters.size() >= 2) {
+          change(via, raft::change_kind::remove, pick(voters), [this] {
+            const int next = random_up_node();
+            if (next >= 0) add_learner(next, true);
+          });
+        }
+        break;
+    }
+  }
+
+  // Starts a fresh spare id as a joining node and asks for it to be added as a learner;
+  // with `promote`, asks for its promotion once that committed.
+  void add_learner(int via, bool promote) {
+    int k = opt_.nodes;
+    while (k < size() && nodes_[k].started) ++k;
+    if (k == size()) return;  // every spare id has been used: ids are never reused
+    start(k);
+    const raft::node_id id = nodes_[k].id;
+    std::function<void()> then;
+    if (promote) {
+      then = [this, id] {
+        const int next = random_up_node();
+        if (next >= 0) change(next, raft::change_kind::promote, id, {}, 3000);
+      };
+    }
+    change(via, raft::change_kind::add_learner, id, std::move(then));
+  }
+
+  void change(int via, raft::change_kind kind, raft::node_id id, std::function<void()> then = {},
+              std::int64_t timeout_ms = 1500) {
+    raft::membership_change c{kind, raft::member{id, false, {}}};
+    // Endpoints travel in the configuration; unique per id, as the core requires.
+    if (kind == raft::change_kind::add_learner) c.subject.endpoints = {{"peer", "sim:" + name(id)}};
+    ++res_.changes_asked;
+    trace(name(nodes_[via].id) + " asks: " + raft::describe(c));
+    nodes_[via].rep->change_membership(
+        c, now_ + timeout_ms,
+        [this, c, then = std::move(then)](raft::replica_error e, std::string result) {
+          if (stopping_) return;
+          on_change_done(c, e, result, then);
+        });
+    settle(via);
+  }
+
+  void on_change_done(const raft::membership_change& c, raft::replica_error e,
+                      const std::string& result, const std::function<void()>& then) {
+    if (e != raft::replica_error::none) {
+      ++res_.changes_refused;
+      trace("change " + raft::describe(c) + " failed: " + raft::to_string(e));
+      return;
+    }
+    auto out = raft::decode_outcome(result);
+    if (!out) {
+      fail("change " + raft::describe(c) + ": undecodable outcome");
+      return;
+    }
+    if (out->error != raft::change_error::none) {
+      ++res_.changes_refused;
+      trace("change " + raft::describe(c) + " refused: " + raft::to_string(out->error));
+      return;
+    }
+    // Acknowledged: it is the committed configuration entry at the index it reports, and
+    // it made the change asked for.
+    auto it = committed_.find(out->index.value);
+    if (it == committed_.end() ||
+        it->second.data_hash != hash_bytes(raft::encode_membership(out->config))) {
+      fail("change " + raft::describe(c) + " acknowledged at index " +
+           std::to_string(out->index.value) + " but that is not the committed entry there");
+      return;
+    }
+    const raft::member* m = out->config.find(c.subject.id);
+    const bool made = c.kind == raft::change_kind::remove    ? m == nullptr
+                      : c.kind == raft::change_kind::promote ? m && m->voter
+                                                             : m && !m->voter;
+    if (!made) {
+      fail("change " + raft::describe(c) + " acknowledged with configuration " +
+           raft::describe(out->config));
+      return;
+    }
+    ++res_.changes_committed;
+    trace("change " + raft::describe(c) + " committed at " + std::to_string(out->index.value));
+    if (then) followups_.push_back(then);
+  }
+
   bool all_healed_applied() { return !healed_.empty() && count_healed_applied() == healed_.size(); }
 
   std::size_t count_healed_applied() {
@@ -681,8 +1028,10 @@ class cluster {
     for (auto& h : healed_) {
       if (!h.acked) continue;
       bool everywhere = true;
-      for (auto& n : nodes_)
+      for (auto& n : nodes_) {
+        if (!latest_config_.find(n.id)) continue;  // removed, or never joined
         if (!n.up || n.sm->applied_index().value < h.index) everywhere = false;
+      }
       if (everywhere) ++done;
     }
     return done;
@@ -709,6 +1058,18 @@ class cluster {
   std::map<std::uint64_t, std::uint64_t> leaders_;
   std::vector<healed_write> healed_;
   std::uint64_t write_seq_ = 0;
+  // Membership.
+  raft::membership bootstrap_;      // the initial voters
+  raft::membership latest_config_;  // as of the highest committed configuration entry
+  std::map<std::uint64_t, raft::membership> committed_configs_;  // by entry index
+  struct removal {
+    std::int64_t at;     // when it committed
+    std::uint64_t term;  // the highest term the node had held by then
+  };
+  std::map<std::uint64_t, removal> removed_at_;
+  std::uint64_t max_member_term_ = 0;  // highest term held by a node not removed
+  std::uint64_t max_commit_seen_ = 0;  // highest commit index any node has held
+  std::vector<std::function<void()>> followups_;
 };
 
 inline result run_seed(options o) {

@@ -85,6 +85,7 @@ struct harness_options {
   std::map<std::uint64_t, std::int64_t> clock_skew_ms;
   std::size_t snapshot_chunk_bytes = std::size_t{512} << 10;  // replica_options
   std::size_t snapshot_window = 4;
+  raft::unsafe_mutation mutation = raft::unsafe_mutation::none;  // every node's core
 };
 
 class harness {
@@ -137,6 +138,17 @@ class harness {
     return c;
   }
 
+  // Adds node `id` as a node that joins an existing cluster: an empty store and no bootstrap
+  // configuration (it waits to be contacted; raft::config). Ids beyond the initial ones.
+  void add_joining(std::uint64_t id) {
+    auto m = std::make_unique<member>();
+    m->id = raft::node_id(id);
+    m->store = std::make_unique<raft::storage::memory_store>([this] { return now_; });
+    members_[m->id] = std::move(m);
+    joining_.insert(raft::node_id(id));
+    start(raft::node_id(id));
+  }
+
   // (Re)starts a node from what its store holds.
   void start(raft::node_id id) {
     auto& m = *members_.at(id);
@@ -148,6 +160,8 @@ class harness {
     m.sm->restores = 0;
     raft::replica_options o;
     o.raft = make_config(id.value, static_cast<int>(voters_.size()), opt_.pre_vote);
+    if (joining_.count(id)) o.raft.voters.clear();
+    o.raft.mutation = opt_.mutation;
     o.tick_ms = tick_ms;
     o.snapshot_entries = opt_.snapshot_entries;
     o.serve_timeout_ms = 1000;
@@ -218,7 +232,7 @@ class harness {
     for (int guard = 0; guard < 100000 && !queue.empty(); ++guard) {
       wire w = std::move(queue.front());
       queue.pop_front();
-      if (cut.count({w.from, w.to})) continue;
+      if (cut.count({w.from, w.to}) || !members_.count(w.to)) continue;
       auto& m = *members_.at(w.to);
       if (auto* msg = std::get_if<raft::message>(&w.body)) {
         m.rep->step(*msg);
@@ -282,7 +296,7 @@ class harness {
     raft::snapshot_meta meta;
     meta.index = upto;
     meta.term = m.rep->core().term_at(upto).value_or(raft::term_t{});
-    meta.voters = voters_;
+    meta.config = m.rep->core().config_at(upto);
     m.store->write_snapshot(meta, bytes, [](std::string) {});
     m.store->complete_all();
     return (*this)[id].compact(upto, bytes);
@@ -325,6 +339,7 @@ class harness {
   std::vector<raft::node_id> voters_;
   std::map<raft::node_id, std::unique_ptr<member>> members_;
   std::map<raft::node_id, std::unique_ptr<sender>> senders_;
+  std::set<raft::node_id> joining_;
   std::int64_t now_ = 0;
 };
 
