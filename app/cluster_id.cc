@@ -49,6 +49,11 @@ std::uint64_t parse(std::string_view text) {
   return id;
 }
 
+bool exists(const fs::path& data_dir) {
+  std::error_code ec;
+  return fs::exists(data_dir / file_name, ec);
+}
+
 std::variant<loaded, std::string> load_or_create(const fs::path& data_dir, std::uint64_t derived) {
   const fs::path path = data_dir / file_name;
   std::error_code ec;

@@ -49,6 +49,10 @@ inline constexpr const char* file_name = "cluster_id";
 std::variant<loaded, std::string> load_or_create(const std::filesystem::path& data_dir,
                                                  std::uint64_t derived);
 
+// Whether data_dir already records a cluster id (a joining node has none until a member
+// contacts it).
+bool exists(const std::filesystem::path& data_dir);
+
 // The file's content for an id, and its parse (nullopt-like: 0 when malformed).
 std::string format(std::uint64_t id);
 std::uint64_t parse(std::string_view text);

@@ -161,7 +161,14 @@ config build(const toml::table& root, const std::filesystem::path& source) {
   }
 
   if (const toml::table* cluster = v.table_at(root, "cluster", "cluster")) {
-    v.only_keys(*cluster, "cluster", {"member", "token"});
+    v.only_keys(*cluster, "cluster", {"member", "token", "state"});
+    if (auto state = v.string(*cluster, "state", "cluster.state")) {
+      if (*state == "join") {
+        c.join = true;
+      } else if (*state != "new") {
+        v.fail(cluster->get("state"), "cluster.state", "must be \"new\" or \"join\"");
+      }
+    }
     if (auto token = v.string(*cluster, "token", "cluster.token")) {
       // Visible ASCII only: a token is copied between files and shells by hand, where a
       // trailing space or a look-alike character would split a cluster silently.
@@ -221,6 +228,9 @@ config build(const toml::table& root, const std::filesystem::path& source) {
         v.fail(nullptr, "listen.peer", "required when the cluster has more than one member");
       }
     }
+  }
+  if (c.join && !c.listen_peer) {
+    v.fail(nullptr, "listen.peer", "required with cluster.state = \"join\"");
   }
   if (c.members.empty()) {
     member_config self;
@@ -442,7 +452,8 @@ std::string render_config(const config& c) {
   if (c.listen_cs733) out << "cs733 = " << quoted(c.listen_cs733->text) << "\n";
   if (c.listen_http) out << "http = " << quoted(c.listen_http->text) << "\n";
   if (c.listen_peer) out << "peer = " << quoted(c.listen_peer->text) << "\n";
-  if (!c.cluster_token.empty()) out << "\n[cluster]\ntoken = " << quoted(c.cluster_token) << "\n";
+  out << "\n[cluster]\nstate = " << quoted(c.join ? "join" : "new") << "\n";
+  if (!c.cluster_token.empty()) out << "token = " << quoted(c.cluster_token) << "\n";
   for (const auto& m : c.members) {
     out << "\n[[cluster.member]]\nid = " << m.id << "\n";
     if (!m.peer.text.empty()) out << "peer = " << quoted(m.peer.text) << "\n";

@@ -95,8 +95,13 @@ struct config {
   std::optional<endpoint> listen_http;
   std::optional<endpoint> listen_peer;
   // Initial voting members, sorted by id. A config without [[cluster.member]] is a cluster of
-  // one: this node alone, advertising its listen addresses.
+  // one: this node alone, advertising its listen addresses. Only bootstraps a new cluster:
+  // once a node has state, the replicated configuration rules (SPEC §8); for a joining node
+  // it names the members that may contact it (and its own addresses).
   std::vector<member_config> members;
+  // [cluster] state = "join": this node was added with POST /v1/members; it starts with no
+  // configuration, never campaigns, and waits for the leader to send it the log.
+  bool join = false;
   // [cluster] token: mixed into the cluster id with the member list (app/cluster_id.h), so
   // that a cluster rebuilt at the same addresses with a new token refuses the nodes of the
   // old one. Empty: not set (the id then depends on the member list alone).

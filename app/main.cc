@@ -2,15 +2,23 @@
 //
 //   raftkv serve --config FILE          run one node (foreground; logs to stderr)
 //   raftkv check-config --config FILE   validate, print the effective config, exit 0 or 2
+//   raftkv member list    --endpoint URL [--token-file F] [--json]
+//   raftkv member add     --endpoint URL --id N --peer H:P [--memcached H:P] [--cs733 H:P]
+//                         [--http H:P] [--token-file F]
+//   raftkv member promote --endpoint URL --id N [--token-file F]
+//   raftkv member remove  --endpoint URL --id N [--token-file F]
+//                                       membership changes over HTTP (app/member_cli.h)
 //   raftkv --version | --help
 //
-// Exit codes: 0 clean shutdown, 1 fatal runtime error, 2 bad command line or config.
+// Exit codes: 0 clean shutdown (member: success), 1 fatal runtime error (member: the request
+// failed), 2 bad command line or config.
 #include <CLI/CLI.hpp>
 
 #include <iostream>
 #include <variant>
 
 #include "app/config.h"
+#include "app/member_cli.h"
 #include "app/server.h"
 
 namespace {
@@ -49,6 +57,7 @@ int main(int argc, char** argv) {
   auto* check_cmd =
       cli.add_subcommand("check-config", "validate a config file and print the effective config");
   check_cmd->add_option("--config", config_file, "TOML config file")->required();
+  app::member_cli member_cmd(cli);  // CLI11 fills its fields: not const
 
   try {
     cli.parse(argc, argv);
@@ -58,5 +67,6 @@ int main(int argc, char** argv) {
   }
   if (*serve_cmd) return serve(config_file);
   if (*check_cmd) return check_config(config_file);
+  if (member_cmd.chosen()) return member_cmd.run();
   return exit_bad_usage;
 }

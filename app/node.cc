@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <random>
 
+#include "app/bootstrap_members.h"
 #include "app/cluster_id.h"
 #include "app/generation.h"
 #include "app/kv_state_machine.h"
@@ -83,6 +84,60 @@ raft::replica_error to_replica(service_error e) {
   return raft::replica_error::unavailable;
 }
 
+// A member as the replicated configuration carries it: its doors by name (SPEC §8 names).
+raft::member to_member(const net::member_address& a, bool voter) {
+  raft::member m{a.id, voter, {}};
+  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"cs733", &a.cs733},
+                                    {"http", &a.http},
+                                    {"memcached", &a.memcached},
+                                    {"peer", &a.peer}}) {
+    if (!value->empty()) m.endpoints.emplace_back(name, *value);
+  }
+  return m;
+}
+
+net::member_address to_address(const raft::member& m) {
+  net::member_address a;
+  a.id = m.id;
+  for (const auto& [name, value] : m.endpoints) {
+    if (name == "peer") a.peer = value;
+    if (name == "memcached") a.memcached = value;
+    if (name == "cs733") a.cs733 = value;
+    if (name == "http") a.http = value;
+  }
+  return a;
+}
+
+net::member_refusal to_refusal(raft::change_error e) {
+  using ce = raft::change_error;
+  using mr = net::member_refusal;
+  switch (e) {
+    case ce::none:
+    case ce::not_leader:
+      return mr::none;
+    case ce::transfer_in_progress:
+    case ce::leader_not_ready:
+      return mr::not_ready;
+    case ce::change_in_progress:
+      return mr::change_in_progress;
+    case ce::member_exists:
+      return mr::member_exists;
+    case ce::address_in_use:
+      return mr::address_in_use;
+    case ce::unknown_member:
+      return mr::unknown_member;
+    case ce::not_learner:
+      return mr::not_learner;
+    case ce::last_voter:
+      return mr::last_voter;
+    case ce::not_caught_up:
+      return mr::not_caught_up;
+    case ce::malformed:
+      return mr::malformed;
+  }
+  return mr::malformed;
+}
+
 const kv::result bad_command{kv::status::bad_command, 0, 0, std::nullopt};
 
 // What a write's caller gets from the replica's answer.
@@ -109,7 +164,7 @@ class node::peer_link final : public raft::peer_sender {
     if (!n_.transport_) return false;
     net::forward_request req;
     req.call_id = r.call_id;
-    req.op = net::forward_op::write;
+    req.op = r.config_change ? net::forward_op::config_change : net::forward_op::write;
     req.body = r.command;
     return n_.transport_->send(to, net::frame_kind::forward_request, net::encode(req));
   }
@@ -175,9 +230,13 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
   // The cluster id every peer frame carries: derived from the bootstrap member list and
   // [cluster] token at the first start, then read from data_dir/cluster_id, so a rebuilt
   // cluster at the same addresses (new token) refuses this node and vice versa.
-  auto cid = cluster_id::load_or_create(c.data_dir, cluster_id::derive(c));
-  if (auto* err = std::get_if<std::string>(&cid)) return *err;
-  n->cluster_id_ = std::get<cluster_id::loaded>(cid).id;
+  // A joining node cannot derive it (the bootstrap list is not its business): it adopts the
+  // id of the first member that contacts it (net/peer/transport.h) and records it then.
+  if (!c.join || cluster_id::exists(c.data_dir)) {
+    auto cid = cluster_id::load_or_create(c.data_dir, cluster_id::derive(c));
+    if (auto* err = std::get_if<std::string>(&cid)) return *err;
+    n->cluster_id_ = std::get<cluster_id::loaded>(cid).id;
+  }
 
   // A node refused for a lost data dir stays refused: a supervisor restarting it must not
   // bring it back as a node whose data dir merely no longer looks new (app/generation.h).
@@ -213,9 +272,23 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
     snapshot_index = state.snapshot->meta.index;
   }
 
+  // The configuration to fall back on while the snapshot and log hold none (SPEC §8): the
+  // list this data dir was bootstrapped with, recorded at its first start.
+  raft::membership from_config;
+  if (!c.join) {
+    for (const auto& a : c.member_addresses()) from_config.members.push_back(to_member(a, true));
+  }
+  auto boot = bootstrap_members::load_or_create(c.data_dir, from_config);
+  if (auto* err = std::get_if<std::string>(&boot)) return *err;
+  const auto& bootstrap = std::get<bootstrap_members::loaded>(boot);
+  if (!bootstrap.created && !c.join && bootstrap.members != from_config) {
+    base::log(log_level::info, "the [[cluster.member]] list differs from the one this data dir ",
+              "was bootstrapped with; the replicated configuration is used (SPEC §8)");
+  }
+
   raft::replica_options ro;
   ro.raft.id = n->self_;
-  for (const auto& m : c.members) ro.raft.voters.push_back(raft::node_id(m.id));
+  ro.raft.bootstrap = bootstrap.members;
   ro.raft.election_ticks = c.raft.election_ticks;
   ro.raft.heartbeat_ticks = c.raft.heartbeat_ticks;
   std::random_device entropy;
@@ -231,6 +304,7 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
   ro.monotonic_ms = monotonic_ms;
   ro.log = [](log_level level, const std::string& text) { base::log(level, text); };
   ro.on_leader_change = [self] { self->wake_leader_waiters(); };
+  ro.on_config_change = [self](const raft::membership& m) { self->on_config_change(m); };
   // Snapshots stream in chunks below the transport's fragment size (1 MiB), so each is one
   // frame and a heartbeat waits behind at most the window (2 MiB) on the peer's connection.
   ro.snapshot_chunk_bytes = std::size_t{512} << 10;
@@ -250,6 +324,7 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
   n->replica_ = std::make_unique<raft::replica>(std::move(ro), std::move(rs), *n->log_store_,
                                                 *n->peers_, *n->state_machine_);
   const std::uint64_t replayed = n->replica_->recover();
+  n->on_config_change(n->replica_->core().configuration());
   const auto took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            clock::now() - recovery_started + state.took)
                            .count();
@@ -261,9 +336,12 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
 
 void node::start(std::optional<asio::ip::tcp::acceptor> peer_acceptor,
                  std::optional<net::peer_tls> peer_tls) {
-  if (members_.size() > 1 && peer_acceptor) {
+  if (peer_acceptor) {
+    // The members of the configuration in use; a joining node that has none yet accepts
+    // the members its config file names (one of them is the leader that will contact it).
     std::map<raft::node_id, std::string> peers;
     for (const auto& m : members_) peers[m.id] = m.peer;
+    for (const auto& [id, left] : leaving_) peers.emplace(id, left.first);
     auto logger = [](net::peer_transport::log_level level, std::string text) {
       using pl = net::peer_transport::log_level;
       const auto l = level == pl::debug  ? log_level::debug
@@ -288,6 +366,15 @@ void node::start(std::optional<asio::ip::tcp::acceptor> peer_acceptor,
       return err;
     };
     transport_options.generations = std::move(guard);
+    if (cluster_id_ == 0) {
+      transport_options.adopt_cluster_id = [this](std::uint64_t id) -> std::string {
+        auto cid = cluster_id::load_or_create(config_.data_dir, id);
+        if (auto* err = std::get_if<std::string>(&cid)) return *err;
+        cluster_id_ = std::get<cluster_id::loaded>(cid).id;
+        base::log(log_level::info, "joined cluster ", cluster_id::format(cluster_id_));
+        return {};
+      };
+    }
     transport_ = std::make_unique<net::peer_transport>(
         io_.get_executor(), self_, cluster_id_, peers, std::move(*peer_acceptor),
         [this](raft::node_id from, net::frame_kind kind, std::string payload) {
@@ -296,7 +383,9 @@ void node::start(std::optional<asio::ip::tcp::acceptor> peer_acceptor,
         logger, std::move(transport_options));
     transport_->start();
   }
-  if (members_.size() == 1) replica_->campaign();  // a cluster of one elects itself at once
+  // A cluster whose only voter is this node elects itself at once.
+  const auto voters = replica_->core().configuration().voters();
+  if (voters.size() == 1 && voters[0] == self_) replica_->campaign();
   tick_timer_.expires_after(std::chrono::milliseconds(config_.raft.tick_ms));
   tick_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) on_tick();
@@ -342,8 +431,43 @@ void node::hand_over_then(std::chrono::milliseconds limit, std::function<void()>
   (*poll)();
 }
 
+void node::on_config_change(const raft::membership& m) {
+  std::vector<net::member_address> next;
+  if (m.empty()) {
+    // Joining, nothing heard yet: the config file's list.
+    next = config_.member_addresses();
+  } else {
+    for (const auto& x : m.members) next.push_back(to_address(x));
+  }
+  // Removed members stay reachable for a while (see leaving_).
+  const auto linger =
+      std::chrono::milliseconds(4ull * config_.raft.election_ticks * config_.raft.tick_ms);
+  for (const auto& old : members_) {
+    const bool kept = std::any_of(next.begin(), next.end(),
+                                  [&](const net::member_address& a) { return a.id == old.id; });
+    if (!kept && old.id != self_) leaving_[old.id] = {old.peer, clock::now() + linger};
+  }
+  for (const auto& a : next) leaving_.erase(a.id);
+  members_ = std::move(next);
+  update_transport_members();
+}
+
+void node::update_transport_members() {
+  if (!transport_) return;
+  std::map<raft::node_id, std::string> peers;
+  for (const auto& m : members_) peers[m.id] = m.peer;
+  for (const auto& [id, left] : leaving_) peers.emplace(id, left.first);
+  transport_->set_members(std::move(peers));
+}
+
 void node::on_tick() {
   if (stopped_) return;
+  if (!leaving_.empty()) {
+    const auto now = clock::now();
+    const auto before = leaving_.size();
+    std::erase_if(leaving_, [&](const auto& kv) { return kv.second.second <= now; });
+    if (leaving_.size() != before) update_transport_members();
+  }
   replica_->tick();
   maybe_propose_limits();
   maybe_purge_expired();
@@ -374,7 +498,7 @@ void node::on_frame(raft::node_id from, net::frame_kind kind, std::string payloa
         base::log(log_level::warn, "dropped an undecodable forward request from node ", from.value);
         return;
       }
-      if (req->op != net::forward_op::write) {
+      if (req->op != net::forward_op::write && req->op != net::forward_op::config_change) {
         net::forward_response resp;
         resp.call_id = req->call_id;
         resp.error = service_error::unavailable;
@@ -383,7 +507,9 @@ void node::on_frame(raft::node_id from, net::frame_kind kind, std::string payloa
         }
         return;
       }
-      replica_->on_forward_request(from, raft::forward_request{req->call_id, std::move(req->body)});
+      replica_->on_forward_request(
+          from, raft::forward_request{req->call_id, std::move(req->body),
+                                      req->op == net::forward_op::config_change});
       return;
     }
     case net::frame_kind::forward_response: {
@@ -613,6 +739,65 @@ void node::maybe_purge_expired() {
   purge.timestamp_ms = unix_ms();
   replica_->propose(kv::encode(purge), monotonic_ms() + limits_.request_timeout.count(),
                     [](raft::replica_error, std::string) {});
+}
+
+asio::awaitable<net::member_change_reply> node::change_membership(net::member_change c) {
+  net::member_change_reply reply;
+  if (stopped_) {
+    reply.error = service_error::stopped;
+    co_return reply;
+  }
+  raft::membership_change change;
+  change.subject = to_member(c.member, false);
+  change.kind = c.kind == net::member_change_kind::add       ? raft::change_kind::add_learner
+                : c.kind == net::member_change_kind::promote ? raft::change_kind::promote
+                                                             : raft::change_kind::remove;
+  struct answer {
+    raft::replica_error error;
+    std::string result;
+  };
+  auto w = std::make_shared<waiter<answer>>(io_);
+  const auto id =
+      replica_->change_membership(change, monotonic_ms() + limits_.request_timeout.count(),
+                                  [w](raft::replica_error e, std::string result) {
+                                    w->answer = answer{e, std::move(result)};
+                                    w->timer.cancel();
+                                  });
+  w->timer.expires_after(limits_.request_timeout);
+  if (!w->answer) co_await wait_on(w->timer);
+  if (!w->answer) replica_->expire(id);
+  if (!w->answer) {
+    reply.error = service_error::timeout;
+    co_return reply;
+  }
+  if (w->answer->error != raft::replica_error::none) {
+    reply.error = to_service(w->answer->error);
+    co_return reply;
+  }
+  const auto outcome = raft::decode_outcome(w->answer->result);
+  if (!outcome) {
+    reply.error = service_error::unavailable;
+    reply.message = "undecodable answer from the leader";
+    co_return reply;
+  }
+  if (outcome->error == raft::change_error::not_leader) {
+    reply.error = service_error::no_leader;
+  } else if (outcome->error != raft::change_error::none) {
+    reply.refusal = to_refusal(outcome->error);
+    reply.message = raft::to_string(outcome->error);
+  } else {
+    reply.config_index = outcome->index.value;
+    // Answer once this node's own view shows the new configuration, so that a GET right
+    // after the reply (on this node) sees it.
+    const auto deadline = clock::now() + limits_.request_timeout;
+    while (!stopped_ && replica_->core().config_index() < outcome->index &&
+           clock::now() < deadline) {
+      auto t = std::make_shared<asio::steady_timer>(io_);
+      t->expires_after(std::chrono::milliseconds(config_.raft.tick_ms));
+      co_await t->async_wait(wait_token);
+    }
+  }
+  co_return reply;
 }
 
 std::optional<net::member_address> node::address_of(raft::node_id id) const {

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -91,6 +92,7 @@ class node final : public net::kv_service {
   net::metrics& metrics() override { return metrics_; }
   boost::asio::awaitable<net::service_error> transfer_leadership(raft::node_id to) override;
   boost::asio::awaitable<net::service_error> take_snapshot() override;
+  boost::asio::awaitable<net::member_change_reply> change_membership(net::member_change c) override;
 
  private:
   using clock = std::chrono::steady_clock;
@@ -106,11 +108,20 @@ class node final : public net::kv_service {
   boost::asio::awaitable<bool> wait_leader_change(clock::time_point deadline);
   void wake_leader_waiters();
   std::optional<net::member_address> address_of(raft::node_id id) const;
+  // The replicated configuration changed: the member addresses the doors show and the
+  // peers the transport talks to follow it.
+  void on_config_change(const raft::membership& m);
+  void update_transport_members();
 
   boost::asio::io_context& io_;
   config config_;
   net::limits limits_;
+  // The configuration in use (raft::core::configuration()), as addresses; for a joining
+  // node that has none yet, the config file's list.
   std::vector<net::member_address> members_;
+  // Members removed from the configuration, kept in the transport until this time so the
+  // leader can still tell them (the entry that removes them) and they stop campaigning.
+  std::map<raft::node_id, std::pair<std::string, clock::time_point>> leaving_;
   raft::node_id self_;
   std::unique_ptr<raft::storage::lmdb_store> storage_;
   std::unique_ptr<lmdb_log_store> log_store_;

@@ -55,10 +55,15 @@ net::node_status node::status() const {
           .count();
   read_rss(out);
   const auto now = clock::now();
+  const raft::membership& config = replica_->core().configuration();
+  out.config_index = replica_->core().config_index().value;
+  out.change_in_progress = replica_->core().config_index() > s.commit;
   for (const auto& m : members_) {
     net::member_status ms;
     ms.address = m;
+    ms.voter = config.is_voter(m.id);
     if (m.id == self_) {
+      ms.caught_up = true;
       ms.match_index = s.persisted_index.value;
       ms.next_index = s.last_index.value + 1;
       ms.last_contact_ms = 0;
@@ -67,6 +72,7 @@ net::node_status node::status() const {
         if (p.id != m.id) continue;
         ms.match_index = p.match.value;
         ms.next_index = p.next.value;
+        ms.caught_up = replica_->core().caught_up(m.id);
       }
       for (const auto& t : r.snapshot_transfers) {
         if (t.peer != m.id) continue;

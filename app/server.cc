@@ -45,7 +45,7 @@ void log_config(const config& c) {
   door("cs733", c.listen_cs733);
   door("http", c.listen_http);
   door("peer", c.listen_peer);
-  if (c.listen_peer && c.members.size() > 1) {
+  if (c.listen_peer) {
     if (c.tls.enabled()) {
       base::log(log_level::info, "  peer: mutual TLS (ca ", c.tls.ca.string(), ", cert ",
                 c.tls.cert.string(), ")");
@@ -147,7 +147,7 @@ int run_server(const config& c) {
   const char* binding = "";
   const endpoint* binding_at = nullptr;
   try {
-    if (c.listen_peer && c.members.size() > 1) {
+    if (c.listen_peer) {
       binding = "peer";
       binding_at = &*c.listen_peer;
       peer_acceptor = bind_acceptor(io, *c.listen_peer);

@@ -216,8 +216,14 @@ std::string metrics::render_prometheus(const node_status& node,
   append_single(out, "raftkv_storage_healthy", "gauge",
                 "1 while storage accepts writes, 0 after a disk error.",
                 std::uint64_t{node.storage_error.empty() ? 1u : 0u});
-  append_single(out, "raftkv_members", "gauge", "Members in the configuration this node knows.",
-                static_cast<std::uint64_t>(node.members.size()));
+  // By role, so that a learner waiting for promotion (or one left behind) is visible.
+  append_header(out, "raftkv_members", "gauge",
+                "Members of the configuration this node knows, by role (voter or learner).");
+  const auto voters = static_cast<std::uint64_t>(std::count_if(
+      node.members.begin(), node.members.end(), [](const auto& m) { return m.voter; }));
+  append_sample(out, "raftkv_members", "role=\"voter\"", voters);
+  append_sample(out, "raftkv_members", "role=\"learner\"",
+                static_cast<std::uint64_t>(node.members.size()) - voters);
   append_header(out, "raftkv_snapshot_transfers_total", "counter",
                 "Snapshot streams to followers this node ended as leader, by result.");
   append_sample(out, "raftkv_snapshot_transfers_total", "result=\"done\"",

@@ -106,6 +106,11 @@ class kv_service {
   virtual boost::asio::awaitable<service_error> transfer_leadership(raft::node_id to) = 0;
   virtual boost::asio::awaitable<service_error> take_snapshot() = 0;
 
+  // Membership (SPEC §8): one change, made by the leader (forwarded from a follower), answered
+  // once committed or refused. A promotion waits up to request_timeout_ms for the learner to
+  // catch up (then refusal not_caught_up). The current configuration is in status().
+  virtual boost::asio::awaitable<member_change_reply> change_membership(member_change c) = 0;
+
  protected:
   // What an implementation provides for linearizable_read(). Callers outside this class
   // go through linearizable_read(), so the barrier cannot be skipped.

@@ -24,6 +24,32 @@ std::string_view to_string(service_error e) {
   return "unknown";
 }
 
+std::string_view to_string(member_refusal r) {
+  switch (r) {
+    case member_refusal::none:
+      return "ok";
+    case member_refusal::member_exists:
+      return "id already in use";
+    case member_refusal::address_in_use:
+      return "address already in use by another member";
+    case member_refusal::change_in_progress:
+      return "another membership change is in progress";
+    case member_refusal::unknown_member:
+      return "no such member";
+    case member_refusal::not_learner:
+      return "not a learner";
+    case member_refusal::last_voter:
+      return "would leave no voter";
+    case member_refusal::not_caught_up:
+      return "the learner has not caught up with the leader's log";
+    case member_refusal::not_ready:
+      return "the leader is not ready for a membership change yet";
+    case member_refusal::malformed:
+      return "malformed membership change";
+  }
+  return "unknown";
+}
+
 bool constant_time_equal(std::string_view a, std::string_view b) {
   // Every byte of the longer input is looked at; the difference is accumulated without a
   // branch, and volatile keeps the compiler from turning the loop into an early exit.

@@ -32,6 +32,27 @@ enum class service_error : std::uint8_t {
 // Short stable text for logs and error bodies, e.g. "no leader".
 std::string_view to_string(service_error e);
 
+// --- Membership changes (SPEC §8) -----------------------------------------------------------
+
+enum class member_change_kind : std::uint8_t { add, promote, remove };
+
+// Why the leader refused a membership change (raft/membership.h change_error, minus the
+// ones that are service errors).
+enum class member_refusal : std::uint8_t {
+  none = 0,
+  member_exists,       // 409: the id is already a member
+  address_in_use,      // 409: an address is another member's
+  change_in_progress,  // 409: an earlier change is not committed yet
+  unknown_member,      // 404
+  not_learner,         // 409: promote of a voter
+  last_voter,          // 409: remove would leave no voter
+  not_caught_up,       // 503 + Retry-After: the learner did not catch up in time
+  not_ready,           // 503 + Retry-After: a new leader has not committed its first entry,
+                       // or leadership is being handed over
+  malformed,           // 400
+};
+std::string_view to_string(member_refusal r);
+
 // Advertised addresses of one cluster member (config [[cluster.member]]).
 struct member_address {
   raft::node_id id;
@@ -39,6 +60,22 @@ struct member_address {
   std::string memcached;
   std::string cs733;
   std::string http;
+};
+
+// One membership change as a door asks for it.
+struct member_change {
+  member_change_kind kind = member_change_kind::add;
+  member_address member;  // add: the whole new member (id and peer set); else only the id
+};
+
+// The outcome: error none and refusal none = committed (status() then shows the new
+// configuration); error set = the service's (no_leader, timeout: outcome unknown, ...);
+// refusal set = the leader refused it, with `message` saying why.
+struct member_change_reply {
+  service_error error = service_error::none;
+  member_refusal refusal = member_refusal::none;
+  std::string message;
+  std::uint64_t config_index = 0;  // committed: the configuration entry's index
 };
 
 // Size and time bounds every door enforces (config [limits]).
@@ -65,7 +102,10 @@ struct write_reply {
 // One member as this node sees it (leader's view of match/next; 0 when unknown).
 struct member_status {
   member_address address;
-  bool voter = true;
+  bool voter = true;  // false: a learner (receives the log, does not vote)
+  // Leader only: the member's log is within one append of the commit point (a learner may
+  // be promoted). Followers do not know the others' progress and report false.
+  bool caught_up = false;
   std::uint64_t match_index = 0;
   std::uint64_t next_index = 0;
   std::int64_t last_contact_ms = -1;  // ms since last message from it; -1 unknown
@@ -105,6 +145,11 @@ struct node_status {
   std::uint64_t rss_anon_bytes = 0;
   std::uint64_t rss_file_bytes = 0;
   std::uint64_t rss_shmem_bytes = 0;
+  // The configuration in use (raft/membership.h): the log index of the entry that set it
+  // (0: the bootstrap list), and whether that entry is not committed yet (a change in
+  // progress). members lists exactly its members.
+  std::uint64_t config_index = 0;
+  bool change_in_progress = false;
   std::vector<member_status> members;
   // Peer frames and connections refused or dropped, by reason (peer_transport::drops()).
   std::map<std::string, std::uint64_t> peer_drops;

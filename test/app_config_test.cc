@@ -193,6 +193,27 @@ BOOST_AUTO_TEST_CASE(bad_cluster_tokens_are_named) {
              std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(cluster_state_is_new_by_default_or_join) {
+  BOOST_TEST(!std::get<app::config>(parse(three_nodes)).join);
+  BOOST_TEST(!std::get<app::config>(parse(three_nodes + "[cluster]\nstate = \"new\"\n")).join);
+  auto joining = parse(three_nodes + "[cluster]\nstate = \"join\"\n");
+  BOOST_REQUIRE(std::holds_alternative<app::config>(joining));
+  BOOST_TEST(std::get<app::config>(joining).join);
+  // The rendered config keeps it.
+  auto again = parse(app::render_config(std::get<app::config>(joining)));
+  BOOST_REQUIRE(std::holds_alternative<app::config>(again));
+  BOOST_TEST(std::get<app::config>(again).join);
+}
+
+BOOST_AUTO_TEST_CASE(bad_cluster_states_are_named) {
+  const auto msg = error_of(three_nodes + "[cluster]\nstate = \"existing\"\n");
+  BOOST_TEST(msg.find("cluster.state") != std::string::npos, msg);
+  BOOST_TEST(msg.find("\"new\" or \"join\"") != std::string::npos, msg);
+  // A joining node must have a peer port: the leader reaches it there.
+  const auto no_peer = error_of(minimal + "[cluster]\nstate = \"join\"\n");
+  BOOST_TEST(no_peer.find("listen.peer") != std::string::npos, no_peer);
+}
+
 BOOST_AUTO_TEST_CASE(rendered_config_keeps_the_token) {
   auto c = std::get<app::config>(parse(three_nodes + "[cluster]\ntoken = \"a\\\"b\"\n"));
   BOOST_TEST(c.cluster_token == "a\"b");

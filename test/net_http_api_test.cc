@@ -296,11 +296,11 @@ BOOST_AUTO_TEST_CASE(status_body_has_every_field) {
   const auto o = json::parse(resp.body).as_object();
   for (const char* field : {"id", "role", "term", "leader_id", "commit_index", "applied_index",
                             "last_log_index", "snapshot_index", "members", "kv", "uptime_s",
-                            "version"})
+                            "version", "config_index", "change_in_progress"})
     BOOST_CHECK_MESSAGE(o.contains(field), "missing " << field);
   const auto& mo = o.at("members").as_array().at(0).as_object();
-  for (const char* field : {"id", "peer", "http", "memcached", "cs733", "voter", "match_index",
-                            "next_index", "last_contact_ms"})
+  for (const char* field : {"id", "peer", "http", "memcached", "cs733", "voter", "caught_up",
+                            "match_index", "next_index", "last_contact_ms"})
     BOOST_CHECK_MESSAGE(mo.contains(field), "missing member " << field);
   BOOST_CHECK_EQUAL(mo.at("match_index").to_number<std::uint64_t>(), 9u);
   BOOST_CHECK_EQUAL(mo.at("last_contact_ms").to_number<std::int64_t>(), 12);
@@ -324,4 +324,303 @@ BOOST_AUTO_TEST_CASE(helpers) {
   BOOST_CHECK_EQUAL(net::expires_unix_s(0), 0);
   BOOST_CHECK_EQUAL(net::expires_unix_s(1000), 1);
   BOOST_CHECK_EQUAL(net::expires_unix_s(1001), 2);
+}
+
+// --- membership (SPEC §8) ---------------------------------------------------------------------
+
+namespace {
+
+net::route post_member(std::string body) {
+  return parse(req("POST", "/v1/members", std::move(body)));
+}
+
+std::string error_message(const net::route& r) {
+  const auto& resp = std::get<net::http_response>(r);
+  return std::string(json::parse(resp.body).at("message").as_string());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(member_routes) {
+  BOOST_CHECK(std::holds_alternative<net::route_members_list>(parse(req("GET", "/v1/members"))));
+  BOOST_CHECK(std::holds_alternative<net::route_members_list>(parse(req("HEAD", "/v1/members"))));
+  BOOST_CHECK(std::holds_alternative<net::route_members_list>(parse(req("GET", "/v1/members/"))));
+
+  const auto promote = parse(req("POST", "/v1/members/4/promote"));
+  BOOST_REQUIRE(std::holds_alternative<net::route_member_promote>(promote));
+  BOOST_CHECK(std::get<net::route_member_promote>(promote).id == raft::node_id(4));
+
+  const auto remove = parse(req("DELETE", "/v1/members/4294967295"));
+  BOOST_REQUIRE(std::holds_alternative<net::route_member_remove>(remove));
+  BOOST_CHECK(std::get<net::route_member_remove>(remove).id == raft::node_id(4294967295u));
+
+  const auto add = post_member(
+      R"({"id":4,"peer":"10.0.0.4:7000","memcached":"10.0.0.4:11211","cs733":"[::1]:9001","http":"h4:8081"})");
+  BOOST_REQUIRE(std::holds_alternative<net::route_member_add>(add));
+  const auto& m = std::get<net::route_member_add>(add).member;
+  BOOST_CHECK(m.id == raft::node_id(4));
+  BOOST_CHECK_EQUAL(m.peer, "10.0.0.4:7000");
+  BOOST_CHECK_EQUAL(m.memcached, "10.0.0.4:11211");
+  BOOST_CHECK_EQUAL(m.cs733, "[::1]:9001");
+  BOOST_CHECK_EQUAL(m.http, "h4:8081");
+
+  // Only id and peer are required; an optional door given as "" is not given.
+  const auto minimal = post_member(R"({"peer":"h:1","id":7,"http":""})");
+  BOOST_REQUIRE(std::holds_alternative<net::route_member_add>(minimal));
+  BOOST_CHECK(std::get<net::route_member_add>(minimal).member.id == raft::node_id(7));
+  BOOST_CHECK(std::get<net::route_member_add>(minimal).member.http.empty());
+  BOOST_CHECK(std::get<net::route_member_add>(minimal).member.memcached.empty());
+
+  // Every route has its own metrics name.
+  BOOST_CHECK_EQUAL(net::metrics_name(parse(req("GET", "/v1/members")), "GET"), "GET /v1/members");
+  BOOST_CHECK_EQUAL(net::metrics_name(add, "POST"), "POST /v1/members");
+  BOOST_CHECK_EQUAL(net::metrics_name(promote, "POST"), "POST /v1/members/{id}/promote");
+  BOOST_CHECK_EQUAL(net::metrics_name(remove, "DELETE"), "DELETE /v1/members/{id}");
+}
+
+BOOST_AUTO_TEST_CASE(member_add_body_errors_are_400_with_a_reason) {
+  struct bad_case {
+    std::string body;
+    std::string says;  // a piece of the message
+  };
+  const std::vector<bad_case> cases = {
+      {"", "JSON object"},
+      {"{\"id\":4,\"peer\":", "invalid JSON"},
+      {"{\"id\":4 \"peer\":\"h:1\"}", "invalid JSON at byte 8"},
+      {"{\"id\":4,\"peer\":\"h:1\"} trailing", "invalid JSON"},
+      {"[4,\"h:1\"]", "JSON object"},
+      {"\"h:1\"", "JSON object"},
+      {R"({"id":4})", "peer is required"},
+      {R"({"peer":"h:1"})", "id is required"},
+      {R"({"id":0,"peer":"h:1"})", "id must be"},
+      {R"({"id":-3,"peer":"h:1"})", "id must be"},
+      {R"({"id":4.0,"peer":"h:1"})", "id must be"},
+      {R"({"id":"4","peer":"h:1"})", "id must be"},
+      {R"({"id":4294967296,"peer":"h:1"})", "id must be"},
+      {R"({"id":4,"peer":"h"})", "peer must be host:port"},
+      {R"({"id":4,"peer":""})", "peer must be host:port"},
+      {R"({"id":4,"peer":"h:0"})", "peer must be host:port"},
+      {R"({"id":4,"peer":"h:65536"})", "peer must be host:port"},
+      {R"({"id":4,"peer":"h:1","http":"nohost"})", "http must be host:port"},
+      {R"({"id":4,"peer":"h:1","cs733":":9001"})", "cs733 must be host:port"},
+      {R"({"id":4,"peer":"h:1","memcached":11211})", "memcached must be a \"host:port\" string"},
+      {R"({"id":4,"peer":null})", "peer must be a \"host:port\" string"},
+      {R"({"id":4,"peer":"h:1","htpp":"h:2"})", "unknown field \"htpp\""},
+      {R"({"id":4,"peer":"h:1","voter":true})", "unknown field \"voter\""},
+  };
+  for (const auto& c : cases) {
+    const auto r = post_member(c.body);
+    BOOST_TEST_CONTEXT("body " << c.body) {
+      BOOST_CHECK_EQUAL(error_status(r), 400u);
+      BOOST_CHECK_EQUAL(error_code(r), "bad_request");
+      BOOST_CHECK_MESSAGE(error_message(r).find(c.says) != std::string::npos,
+                          "message: " << error_message(r));
+    }
+  }
+  // A POST without any body at all.
+  BOOST_CHECK_EQUAL(error_status(parse(req("POST", "/v1/members"))), 400u);
+}
+
+BOOST_AUTO_TEST_CASE(member_paths_ids_and_methods) {
+  for (const char* bad :
+       {"/v1/members/0", "/v1/members/x", "/v1/members/-1", "/v1/members/04",
+        "/v1/members/4294967296", "/v1/members/99999999999999999999", "/v1/members/+4"}) {
+    BOOST_TEST_CONTEXT(bad) {
+      BOOST_CHECK_EQUAL(error_status(parse(req("DELETE", bad))), 400u);
+      BOOST_CHECK_EQUAL(error_status(parse(req("POST", std::string(bad) + "/promote"))), 400u);
+    }
+  }
+  BOOST_CHECK_EQUAL(error_status(parse(req("POST", "/v1/members//promote"))), 400u);
+  BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/members/4/demote"))), 404u);
+  BOOST_CHECK_EQUAL(error_status(parse(req("POST", "/v1/members/4/promote/now"))), 404u);
+  BOOST_CHECK_EQUAL(error_status(parse(req("GET", "/v1/membersx"))), 404u);
+
+  const auto allow = [](const net::route& r) {
+    return std::get<net::http_response>(r).header("Allow").value_or("");
+  };
+  const auto put = parse(req("PUT", "/v1/members", "{}"));
+  BOOST_CHECK_EQUAL(error_status(put), 405u);
+  BOOST_CHECK_EQUAL(allow(put), "GET, HEAD, POST");
+  BOOST_CHECK_EQUAL(error_status(parse(req("DELETE", "/v1/members"))), 405u);
+  const auto get_one = parse(req("GET", "/v1/members/4"));
+  BOOST_CHECK_EQUAL(error_status(get_one), 405u);
+  BOOST_CHECK_EQUAL(allow(get_one), "DELETE");
+  const auto get_promote = parse(req("GET", "/v1/members/4/promote"));
+  BOOST_CHECK_EQUAL(error_status(get_promote), 405u);
+  BOOST_CHECK_EQUAL(allow(get_promote), "POST");
+  BOOST_CHECK_EQUAL(error_status(parse(req("DELETE", "/v1/members/4/promote"))), 405u);
+
+  // Changes need the admin token when one is configured; reading the list does not.
+  BOOST_CHECK(net::needs_admin_token("POST", "/v1/members"));
+  BOOST_CHECK(net::needs_admin_token("POST", "/v1/members/4/promote"));
+  BOOST_CHECK(net::needs_admin_token("DELETE", "/v1/members/4"));
+  BOOST_CHECK(net::needs_admin_token("PUT", "/v1/members?x=1"));
+  BOOST_CHECK(!net::needs_admin_token("GET", "/v1/members"));
+  BOOST_CHECK(!net::needs_admin_token("HEAD", "/v1/members"));
+}
+
+BOOST_AUTO_TEST_CASE(every_membership_refusal_has_its_status_and_code) {
+  using net::member_refusal;
+  struct expected {
+    member_refusal refusal;
+    unsigned status;
+    std::string code;
+    bool retry_after;
+  };
+  const std::vector<expected> table = {
+      {member_refusal::member_exists, 409, "member_exists", false},
+      {member_refusal::address_in_use, 409, "address_in_use", false},
+      {member_refusal::change_in_progress, 409, "change_in_progress", false},
+      {member_refusal::not_learner, 409, "not_learner", false},
+      {member_refusal::last_voter, 409, "last_voter", false},
+      {member_refusal::unknown_member, 404, "unknown_member", false},
+      {member_refusal::not_caught_up, 503, "not_caught_up", true},
+      {member_refusal::not_ready, 503, "not_ready", true},
+      {member_refusal::malformed, 400, "bad_request", false},
+  };
+  for (const auto& e : table) {
+    BOOST_TEST_CONTEXT("refusal " << net::to_string(e.refusal)) {
+      const net::http_error mapped = net::map_error(e.refusal);
+      BOOST_CHECK_EQUAL(mapped.status, e.status);
+      BOOST_CHECK_EQUAL(mapped.code, e.code);
+      BOOST_CHECK_EQUAL(mapped.retry_after, e.retry_after);
+
+      // Without a message from the leader, the refusal's own text.
+      net::member_change_reply reply;
+      reply.refusal = e.refusal;
+      const auto plain = net::member_change_error(reply);
+      BOOST_CHECK_EQUAL(plain.status, e.status);
+      BOOST_CHECK_EQUAL(plain.header("Retry-After").has_value(), e.retry_after);
+      const auto body = json::parse(plain.body).as_object();
+      BOOST_CHECK_EQUAL(body.at("error").as_string(), e.code);
+      BOOST_CHECK_EQUAL(body.at("message").as_string(), net::to_string(e.refusal));
+
+      // With one, the leader's words.
+      reply.message = "member 4 is 1200 entries behind";
+      const auto told = json::parse(net::member_change_error(reply).body).as_object();
+      BOOST_CHECK_EQUAL(told.at("message").as_string(), reply.message);
+    }
+  }
+  // A service error wins over any refusal: the outcome is the service's (e.g. unknown).
+  net::member_change_reply timed_out;
+  timed_out.error = net::service_error::timeout;
+  timed_out.refusal = member_refusal::member_exists;
+  timed_out.message = "ignored";
+  const auto t = net::member_change_error(timed_out);
+  BOOST_CHECK_EQUAL(t.status, 504u);
+  BOOST_CHECK_EQUAL(json::parse(t.body).at("error").as_string(), "timeout");
+  net::member_change_reply no_leader;
+  no_leader.error = net::service_error::no_leader;
+  const auto n = net::member_change_error(no_leader);
+  BOOST_CHECK_EQUAL(n.status, 503u);
+  BOOST_CHECK_EQUAL(n.header("Retry-After").value_or(""), "1");
+  BOOST_CHECK_EQUAL(json::parse(n.body).at("error").as_string(), "no_leader");
+}
+
+namespace {
+
+net::node_status two_voters_and_a_learner() {
+  net::node_status s;
+  s.id = 1;
+  s.role = "leader";
+  s.leader_id = 1;
+  s.commit_index = 50;
+  s.config_index = 48;
+  s.change_in_progress = true;
+  for (std::uint64_t id : {1, 2, 4}) {
+    net::member_status m;
+    m.address.id = raft::node_id(id);
+    m.address.peer = "10.0.0." + std::to_string(id) + ":7000";
+    m.address.http = "10.0.0." + std::to_string(id) + ":8081";
+    m.voter = id != 4;
+    m.caught_up = id != 4;
+    m.match_index = id == 4 ? 12 : 50;
+    m.next_index = m.match_index + 1;
+    s.members.push_back(m);
+  }
+  return s;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(members_body_shape) {
+  const auto resp = net::members_response(two_voters_and_a_learner());
+  BOOST_CHECK_EQUAL(resp.status, 200u);
+  BOOST_CHECK_EQUAL(resp.content_type, "application/json");
+  BOOST_CHECK_EQUAL(resp.body.back(), '\n');
+  const auto o = json::parse(resp.body).as_object();
+  BOOST_CHECK_EQUAL(o.size(), 4u);
+  BOOST_CHECK_EQUAL(o.at("config_index").to_number<std::uint64_t>(), 48u);
+  BOOST_CHECK_EQUAL(o.at("change_in_progress").as_bool(), true);
+  BOOST_CHECK_EQUAL(o.at("leader_id").to_number<std::uint64_t>(), 1u);
+  const auto& members = o.at("members").as_array();
+  BOOST_REQUIRE_EQUAL(members.size(), 3u);
+  for (const auto& v : members) {
+    const auto& m = v.as_object();
+    BOOST_CHECK_EQUAL(m.size(), 8u);
+    for (const char* field :
+         {"id", "peer", "memcached", "cs733", "http", "voter", "match_index", "caught_up"})
+      BOOST_CHECK_MESSAGE(m.contains(field), "missing member " << field);
+    BOOST_CHECK(m.at("voter").is_bool());
+    BOOST_CHECK(m.at("caught_up").is_bool());
+  }
+  const auto& learner = members.at(2).as_object();
+  BOOST_CHECK_EQUAL(learner.at("id").to_number<std::uint64_t>(), 4u);
+  BOOST_CHECK_EQUAL(learner.at("voter").as_bool(), false);
+  BOOST_CHECK_EQUAL(learner.at("caught_up").as_bool(), false);
+  BOOST_CHECK_EQUAL(learner.at("match_index").to_number<std::uint64_t>(), 12u);
+  BOOST_CHECK_EQUAL(learner.at("peer").as_string(), "10.0.0.4:7000");
+  BOOST_CHECK_EQUAL(members.at(0).at("voter").as_bool(), true);
+}
+
+BOOST_AUTO_TEST_CASE(member_added_body_is_the_member) {
+  net::member_address asked;
+  asked.id = raft::node_id(4);
+  asked.peer = "10.0.0.4:7000";
+  // Listed: as the configuration has it.
+  const auto listed = net::member_added_response(two_voters_and_a_learner(), asked);
+  BOOST_CHECK_EQUAL(listed.status, 201u);
+  BOOST_CHECK_EQUAL(listed.header("Location").value_or(""), "/v1/members/4");
+  const auto l = json::parse(listed.body).as_object();
+  BOOST_CHECK_EQUAL(l.at("id").to_number<std::uint64_t>(), 4u);
+  BOOST_CHECK_EQUAL(l.at("http").as_string(), "10.0.0.4:8081");
+  BOOST_CHECK_EQUAL(l.at("match_index").to_number<std::uint64_t>(), 12u);
+  BOOST_CHECK_EQUAL(l.at("voter").as_bool(), false);
+  // Not listed yet (this node's view lags): as asked, a learner.
+  asked.id = raft::node_id(9);
+  const auto unlisted =
+      json::parse(net::member_added_response(two_voters_and_a_learner(), asked).body).as_object();
+  BOOST_CHECK_EQUAL(unlisted.at("id").to_number<std::uint64_t>(), 9u);
+  BOOST_CHECK_EQUAL(unlisted.at("peer").as_string(), "10.0.0.4:7000");
+  BOOST_CHECK_EQUAL(unlisted.at("voter").as_bool(), false);
+  BOOST_CHECK_EQUAL(unlisted.at("caught_up").as_bool(), false);
+  BOOST_CHECK_EQUAL(unlisted.at("http").as_string(), "");
+}
+
+BOOST_AUTO_TEST_CASE(status_body_carries_the_configuration) {
+  const auto o = json::parse(net::status_response(two_voters_and_a_learner(), {}).body).as_object();
+  BOOST_CHECK_EQUAL(o.at("config_index").to_number<std::uint64_t>(), 48u);
+  BOOST_CHECK_EQUAL(o.at("change_in_progress").as_bool(), true);
+  const auto& learner = o.at("members").as_array().at(2).as_object();
+  BOOST_CHECK_EQUAL(learner.at("voter").as_bool(), false);
+  BOOST_CHECK_EQUAL(learner.at("caught_up").as_bool(), false);
+  BOOST_CHECK_EQUAL(o.at("members").as_array().at(0).at("caught_up").as_bool(), true);
+  // The fields the status page and older clients read are still there.
+  BOOST_CHECK(learner.contains("next_index"));
+  BOOST_CHECK(learner.contains("last_contact_ms"));
+}
+
+BOOST_AUTO_TEST_CASE(membership_errors_read_as_documented) {
+  // The exact answers of the console examples in docs/http-api.md, "Membership".
+  const auto body = [](const net::route& r) { return std::get<net::http_response>(r).body; };
+  BOOST_CHECK_EQUAL(
+      body(post_member(R"({"id":4,"peer":"127.0.0.1:7004","htpp":"127.0.0.1:8084"})")),
+      "{\"error\":\"bad_request\",\"message\":\"unknown field \\\"htpp\\\" (expected id, peer, "
+      "memcached, cs733, http)\"}\n");
+  BOOST_CHECK_EQUAL(body(post_member(R"({"id":4,"peer":"127.0.0.1:7004",})")),
+                    "{\"error\":\"bad_request\",\"message\":\"invalid JSON at byte 32: syntax "
+                    "error\"}\n");
+  BOOST_CHECK_EQUAL(
+      body(parse(req("POST", "/v1/members/0/promote"))),
+      "{\"error\":\"bad_request\",\"message\":\"member id must be 1..4294967295\"}\n");
 }

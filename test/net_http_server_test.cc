@@ -1,6 +1,7 @@
 // The HTTP door over real loopback sockets, in process, against the single-node
-// test_support::local_service: keep-alive, pipelining, size limits, Expect: 100-continue, and
-// the read and idle timeouts (with short timeouts so the test is quick).
+// test_support::local_service: keep-alive, pipelining, size limits, Expect: 100-continue, the
+// read and idle timeouts (with short timeouts so the test is quick), and the membership
+// routes end to end (the double refuses or commits changes as its comment says).
 #define BOOST_TEST_MODULE net_http_server
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -10,6 +11,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 #include <future>
 #include <thread>
@@ -272,4 +274,146 @@ BOOST_AUTO_TEST_CASE(max_connections_refuses_new_ones) {
   BOOST_CHECK(closed_within(c, 2s));
   // The existing ones still work.
   BOOST_CHECK_EQUAL(roundtrip(a, buffer, http::verb::get, "/healthz").result_int(), 200);
+}
+
+namespace {
+
+response send(tcp::socket& s, beast::flat_buffer& buffer, http::verb verb, std::string target,
+              std::string body = {}, std::string token = {}) {
+  http::request<http::string_body> req{verb, target, 11};
+  req.set(http::field::host, "test");
+  if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+  if (!body.empty()) {
+    req.set(http::field::content_type, "application/json");
+    req.body() = std::move(body);
+  }
+  req.prepare_payload();
+  http::write(s, req);
+  return read_response(s, buffer);
+}
+
+boost::json::object json_of(const response& r) {
+  return boost::json::parse(r.body()).as_object();
+}
+
+std::string error_of(const response& r) {
+  return std::string(json_of(r).at("error").as_string());
+}
+
+std::vector<std::uint64_t> member_ids(const boost::json::object& o, bool voters) {
+  std::vector<std::uint64_t> ids;
+  for (const auto& m : o.at("members").as_array())
+    if (m.at("voter").as_bool() == voters) ids.push_back(m.at("id").to_number<std::uint64_t>());
+  return ids;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(membership_changes_end_to_end) {
+  fixture f;
+  auto s = f.connect();
+  beast::flat_buffer buffer;
+
+  auto list = send(s, buffer, http::verb::get, "/v1/members");
+  BOOST_CHECK_EQUAL(list.result_int(), 200);
+  auto o = json_of(list);
+  BOOST_CHECK(member_ids(o, true) == std::vector<std::uint64_t>{1});
+  BOOST_CHECK(member_ids(o, false).empty());
+  BOOST_CHECK_EQUAL(o.at("config_index").to_number<std::uint64_t>(), 0u);
+  BOOST_CHECK_EQUAL(o.at("change_in_progress").as_bool(), false);
+  BOOST_CHECK_EQUAL(o.at("leader_id").to_number<std::uint64_t>(), 1u);
+
+  // A write first, so the change takes a later index.
+  BOOST_CHECK_EQUAL(roundtrip(s, buffer, http::verb::put, "/v1/kv/k", "v").result_int(), 200);
+  const auto added = send(s, buffer, http::verb::post, "/v1/members",
+                          R"({"id":4,"peer":"127.0.0.1:7004","http":"127.0.0.1:8084"})");
+  BOOST_CHECK_EQUAL(added.result_int(), 201);
+  BOOST_CHECK_EQUAL(std::string(added[http::field::location]), "/v1/members/4");
+  const auto member = json_of(added);
+  BOOST_CHECK_EQUAL(member.at("id").to_number<std::uint64_t>(), 4u);
+  BOOST_CHECK_EQUAL(member.at("voter").as_bool(), false);
+  BOOST_CHECK_EQUAL(member.at("http").as_string(), "127.0.0.1:8084");
+
+  o = json_of(send(s, buffer, http::verb::get, "/v1/members"));
+  BOOST_CHECK(member_ids(o, false) == std::vector<std::uint64_t>{4});
+  BOOST_CHECK_EQUAL(o.at("config_index").to_number<std::uint64_t>(), 2u);
+  // /v1/status shows the same configuration.
+  const auto status = json_of(send(s, buffer, http::verb::get, "/v1/status"));
+  BOOST_CHECK_EQUAL(status.at("config_index").to_number<std::uint64_t>(), 2u);
+  BOOST_CHECK_EQUAL(status.at("members").as_array().size(), 2u);
+  BOOST_CHECK_EQUAL(status.at("members").as_array().at(1).at("voter").as_bool(), false);
+
+  // Every refusal the double can give, as the client sees it.
+  const auto dup = send(s, buffer, http::verb::post, "/v1/members", R"({"id":4,"peer":"h:1"})");
+  BOOST_CHECK_EQUAL(dup.result_int(), 409);
+  BOOST_CHECK_EQUAL(error_of(dup), "member_exists");
+  const auto clash =
+      send(s, buffer, http::verb::post, "/v1/members", R"({"id":5,"peer":"127.0.0.1:8084"})");
+  BOOST_CHECK_EQUAL(clash.result_int(), 409);
+  BOOST_CHECK_EQUAL(error_of(clash), "address_in_use");
+  const auto behind = send(s, buffer, http::verb::post, "/v1/members/4/promote");
+  BOOST_CHECK_EQUAL(behind.result_int(), 503);
+  BOOST_CHECK_EQUAL(error_of(behind), "not_caught_up");
+  BOOST_CHECK_EQUAL(std::string(behind[http::field::retry_after]), "1");
+  const auto voter = send(s, buffer, http::verb::post, "/v1/members/1/promote");
+  BOOST_CHECK_EQUAL(voter.result_int(), 409);
+  BOOST_CHECK_EQUAL(error_of(voter), "not_learner");
+  const auto last = send(s, buffer, http::verb::delete_, "/v1/members/1");
+  BOOST_CHECK_EQUAL(last.result_int(), 409);
+  BOOST_CHECK_EQUAL(error_of(last), "last_voter");
+  const auto unknown = send(s, buffer, http::verb::delete_, "/v1/members/9");
+  BOOST_CHECK_EQUAL(unknown.result_int(), 404);
+  BOOST_CHECK_EQUAL(error_of(unknown), "unknown_member");
+  const auto bad = send(s, buffer, http::verb::post, "/v1/members", R"({"id":5,"peer":)");
+  BOOST_CHECK_EQUAL(bad.result_int(), 400);
+  BOOST_CHECK_EQUAL(error_of(bad), "bad_request");
+
+  // Removing the learner: 200 with the configuration without it.
+  const auto removed = send(s, buffer, http::verb::delete_, "/v1/members/4");
+  BOOST_CHECK_EQUAL(removed.result_int(), 200);
+  o = json_of(removed);
+  BOOST_CHECK(member_ids(o, false).empty());
+  BOOST_CHECK(member_ids(o, true) == std::vector<std::uint64_t>{1});
+  BOOST_CHECK_EQUAL(o.at("config_index").to_number<std::uint64_t>(), 3u);
+  // The id is free again.
+  BOOST_CHECK_EQUAL(
+      send(s, buffer, http::verb::post, "/v1/members", R"({"id":4,"peer":"h:1"})").result_int(),
+      201);
+
+  // Writes carry on after the changes: versions skip the configuration entries.
+  const auto put = roundtrip(s, buffer, http::verb::put, "/v1/kv/k", "w");
+  BOOST_CHECK_EQUAL(put.result_int(), 200);
+  BOOST_CHECK_EQUAL(std::string(put[http::field::etag]), "\"5\"");
+
+  // /metrics counts the routes by name and the members by role.
+  const auto metrics = send(s, buffer, http::verb::get, "/metrics").body();
+  BOOST_CHECK_NE(metrics.find("raftkv_requests_total{door=\"http\",command=\"POST /v1/members\","
+                              "outcome=\"ok\"} 2"),
+                 std::string::npos);
+  BOOST_CHECK_NE(metrics.find("command=\"DELETE /v1/members/{id}\",outcome=\"failed\"} 1"),
+                 std::string::npos);
+  BOOST_CHECK_NE(metrics.find("raftkv_members{role=\"learner\"} 1"), std::string::npos);
+  BOOST_CHECK_NE(metrics.find("raftkv_members{role=\"voter\"} 1"), std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(membership_changes_need_the_admin_token) {
+  auto options = fixture::short_timeouts();
+  options.admin_token = "0123456789abcdef-token";
+  fixture f(options);
+  auto s = f.connect();
+  beast::flat_buffer buffer;
+  const std::string body = R"({"id":4,"peer":"h:1"})";
+  BOOST_CHECK_EQUAL(send(s, buffer, http::verb::post, "/v1/members", body).result_int(), 401);
+  BOOST_CHECK_EQUAL(
+      send(s, buffer, http::verb::post, "/v1/members", body, "wrong-token-000000").result_int(),
+      401);
+  BOOST_CHECK_EQUAL(send(s, buffer, http::verb::delete_, "/v1/members/1").result_int(), 401);
+  BOOST_CHECK_EQUAL(send(s, buffer, http::verb::post, "/v1/members/1/promote").result_int(), 401);
+  // Nothing was changed, and the list needs no token.
+  const auto list = send(s, buffer, http::verb::get, "/v1/members");
+  BOOST_CHECK_EQUAL(list.result_int(), 200);
+  BOOST_CHECK_EQUAL(json_of(list).at("members").as_array().size(), 1u);
+  BOOST_CHECK_EQUAL(
+      send(s, buffer, http::verb::post, "/v1/members", body, options.admin_token).result_int(),
+      201);
 }

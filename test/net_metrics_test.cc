@@ -286,3 +286,27 @@ BOOST_AUTO_TEST_CASE(exposition_parses_and_carries_every_value) {
   BOOST_CHECK_EQUAL(e.find("raftkv_connections_total", {{"door", "http"}}).value_or(-1), 1);
   BOOST_CHECK_EQUAL(e.type.at("raftkv_request_duration_seconds"), "histogram");
 }
+
+BOOST_AUTO_TEST_CASE(members_are_counted_by_role) {
+  net::metrics m;
+  net::node_status node;
+  node.role = "leader";
+  for (std::uint64_t id = 1; id <= 5; ++id) {
+    net::member_status s;
+    s.address.id = raft::node_id(id);
+    s.voter = id <= 3;  // three voters, two learners
+    node.members.push_back(s);
+  }
+  const exposition e = parse(m.render_prometheus(node, kv::store_stats{}));
+  BOOST_CHECK_EQUAL(e.type.at("raftkv_members"), "gauge");
+  BOOST_CHECK_EQUAL(e.find("raftkv_members", {{"role", "voter"}}).value_or(-1), 3);
+  BOOST_CHECK_EQUAL(e.find("raftkv_members", {{"role", "learner"}}).value_or(-1), 2);
+  // Both series are there even when there is no learner (a gauge at 0, not a missing series).
+  node.members.resize(1);
+  const exposition one = parse(m.render_prometheus(node, kv::store_stats{}));
+  BOOST_CHECK_EQUAL(one.find("raftkv_members", {{"role", "voter"}}).value_or(-1), 1);
+  BOOST_CHECK_EQUAL(one.find("raftkv_members", {{"role", "learner"}}).value_or(-1), 0);
+  std::size_t series = 0;
+  for (const auto& s : one.samples) series += s.name == "raftkv_members";
+  BOOST_CHECK_EQUAL(series, 2u);
+}

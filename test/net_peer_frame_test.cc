@@ -210,7 +210,7 @@ BOOST_AUTO_TEST_CASE(malformed_forward_bodies_are_refused) {
   std::string bad_op = req;
   bad_op[8] = 0;
   BOOST_TEST(!net::decode_forward_request(bad_op).has_value());
-  bad_op[8] = 3;
+  bad_op[8] = 4;  // one past forward_op::config_change
   BOOST_TEST(!net::decode_forward_request(bad_op).has_value());
 
   std::string bad_error = net::encode(net::forward_response{1, net::service_error::none, ""});

@@ -4,6 +4,7 @@
 // so that the document and the code can be checked against each other in one place.
 #include "net/http/api.h"
 
+#include "base/host_port.h"
 #include "net/text_words.h"
 
 #include <boost/json.hpp>
@@ -292,6 +293,104 @@ route parse_kv_item(http_request&& req, std::string_view raw_key,
   return r;
 }
 
+// A member id in a path: decimal 1..max_member_id, nothing else (a typo must not name
+// another member).
+std::optional<raft::node_id> parse_member_id(std::string_view s) {
+  if (s.empty() || s.size() > 10 || s.front() == '0') return std::nullopt;
+  const auto v = parse_number<std::uint64_t>(s);
+  if (!v || *v == 0 || *v > max_member_id) return std::nullopt;
+  return raft::node_id(*v);
+}
+
+const std::string& bad_member_id_message() {
+  static const std::string m = "member id must be 1.." + std::to_string(max_member_id);
+  return m;
+}
+
+// The body of POST /v1/members: {"id":4,"peer":"h:p","memcached":"h:p","cs733":"h:p",
+// "http":"h:p"}. Strict on purpose: a misspelt field ("htpp") would otherwise add a member
+// whose HTTP door nobody can find, and a membership change is not easily undone.
+route parse_member_add(const http_request& req) {
+  static constexpr std::string_view shape =
+      R"({"id":N,"peer":"host:port","memcached":"host:port","cs733":"host:port","http":"host:port"})";
+  if (!req.has_body || req.body.empty())
+    return bad_request("the body must be a JSON object: " + std::string(shape));
+  json::stream_parser parser;
+  boost::system::error_code ec;
+  const std::size_t used = parser.write(req.body, ec);
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    return bad_request("invalid JSON at byte " + std::to_string(used) + ": " + ec.message());
+  }
+  const json::value body = parser.release();
+  if (!body.is_object())
+    return bad_request("the body must be a JSON object: " + std::string(shape));
+  route_member_add r;
+  bool has_id = false;
+  bool has_peer = false;
+  for (const auto& [name, value] : body.as_object()) {
+    if (name == "id") {
+      // Integers only: 4.0 or "4" are refused rather than guessed at.
+      std::optional<std::uint64_t> id;
+      if (value.is_uint64()) id = value.get_uint64();
+      if (value.is_int64() && value.get_int64() > 0) id = std::uint64_t(value.get_int64());
+      if (!id || *id == 0 || *id > max_member_id)
+        return bad_request("id must be an integer 1.." + std::to_string(max_member_id));
+      r.member.id = raft::node_id(*id);
+      has_id = true;
+      continue;
+    }
+    std::string* field = name == "peer"        ? &r.member.peer
+                         : name == "memcached" ? &r.member.memcached
+                         : name == "cs733"     ? &r.member.cs733
+                         : name == "http"      ? &r.member.http
+                                               : nullptr;
+    if (!field) {
+      std::string key(name.data(), name.size());
+      if (!valid_utf8(key) || key.size() > 64) key = "?";  // never echo much of a bad body
+      return bad_request("unknown field \"" + key +
+                         "\" (expected id, peer, memcached, cs733, http)");
+    }
+    const std::string field_name(name.data(), name.size());
+    if (!value.is_string()) return bad_request(field_name + " must be a \"host:port\" string");
+    const std::string_view text(value.get_string().data(), value.get_string().size());
+    // An optional door given as "" is not given (GET /v1/members shows missing ones so).
+    if (text.empty() && name != "peer") continue;
+    if (!base::split_host_port(text))
+      return bad_request(field_name + " must be host:port with a port 1..65535");
+    *field = std::string(text);
+    if (name == "peer") has_peer = true;
+  }
+  if (!has_id) return bad_request("id is required: " + std::string(shape));
+  if (!has_peer) return bad_request("peer is required: the address its peer port is reached at");
+  return r;
+}
+
+// /v1/members and /v1/members/...: `rest` is what follows "/v1/members".
+route parse_members(const http_request& req, std::string_view rest) {
+  if (rest.empty() || rest == "/") {
+    if (req.method == "GET" || req.method == "HEAD") return route_members_list{};
+    if (req.method == "POST") return parse_member_add(req);
+    return method_not_allowed("GET, HEAD, POST");
+  }
+  rest.remove_prefix(1);  // the '/'
+  const auto slash = rest.find('/');
+  const std::string_view id_text = rest.substr(0, slash);
+  if (slash == std::string_view::npos) {
+    if (req.method != "DELETE") return method_not_allowed("DELETE");
+    const auto id = parse_member_id(id_text);
+    if (!id) return bad_request(bad_member_id_message());
+    return route_member_remove{*id};
+  }
+  if (rest.substr(slash) == "/promote") {
+    if (req.method != "POST") return method_not_allowed("POST");
+    const auto id = parse_member_id(id_text);
+    if (!id) return bad_request(bad_member_id_message());
+    return route_member_promote{*id};
+  }
+  return error_response(404, "not_found", "no such path");
+}
+
 }  // namespace
 
 route parse_route(http_request&& req, const limits& lim) {
@@ -338,6 +437,8 @@ route parse_route(http_request&& req, const limits& lim) {
     if (req.method != "POST") return method_not_allowed("POST");
     return route_snapshot{};
   }
+  if (path == "/v1/members" || path.starts_with("/v1/members/"))
+    return parse_members(req, path.substr(11));
   return error_response(404, "not_found", "no such path");
 }
 
@@ -400,8 +501,16 @@ std::string_view metrics_name(const route& r, std::string_view method) {
       return "POST /v1/admin/transfer-leadership";
     case 11:
       return "POST /v1/admin/snapshot";
+    case 12:
+      return "GET /v1/members";
+    case 13:
+      return "POST /v1/members";
+    case 14:
+      return "POST /v1/members/{id}/promote";
+    case 15:
+      return "DELETE /v1/members/{id}";
   }
-  static_assert(std::variant_size_v<route> == 12, "name every route for /metrics");
+  static_assert(std::variant_size_v<route> == 16, "name every route for /metrics");
   (void)method;
   return "other";
 }
@@ -483,6 +592,42 @@ http_error map_error(kv::status s) {
     default:
       return {500, "internal", "unexpected store result", false};
   }
+}
+
+http_error map_error(member_refusal r) {
+  const std::string_view text = to_string(r);
+  switch (r) {
+    case member_refusal::none:
+      return {500, "internal", "no refusal", false};
+    case member_refusal::member_exists:
+      return {409, "member_exists", text, false};
+    case member_refusal::address_in_use:
+      return {409, "address_in_use", text, false};
+    case member_refusal::change_in_progress:
+      return {409, "change_in_progress", text, false};
+    case member_refusal::not_learner:
+      return {409, "not_learner", text, false};
+    case member_refusal::last_voter:
+      return {409, "last_voter", text, false};
+    case member_refusal::unknown_member:
+      return {404, "unknown_member", text, false};
+    // "Not now": the same request can succeed once the learner caught up or the new leader
+    // committed its first entry, so the client is told to retry.
+    case member_refusal::not_caught_up:
+      return {503, "not_caught_up", text, true};
+    case member_refusal::not_ready:
+      return {503, "not_ready", text, true};
+    case member_refusal::malformed:
+      return {400, "bad_request", text, false};
+  }
+  return {500, "internal", "unknown membership refusal", false};
+}
+
+http_response member_change_error(const member_change_reply& reply) {
+  if (reply.error != service_error::none) return error_response(map_error(reply.error));
+  http_error e = map_error(reply.refusal);
+  if (!reply.message.empty()) e.message = reply.message;
+  return error_response(e);
 }
 
 http_response error_response(unsigned status, std::string_view code, std::string_view message) {
@@ -636,6 +781,7 @@ http_response status_response(const node_status& s, const status_extra& extra) {
     mo["memcached"] = m.address.memcached;
     mo["cs733"] = m.address.cs733;
     mo["voter"] = m.voter;
+    mo["caught_up"] = m.caught_up;
     mo["match_index"] = m.match_index;
     mo["next_index"] = m.next_index;
     mo["last_contact_ms"] = m.last_contact_ms;
@@ -650,6 +796,8 @@ http_response status_response(const node_status& s, const status_extra& extra) {
     members.push_back(std::move(mo));
   }
   o["members"] = std::move(members);
+  o["config_index"] = s.config_index;
+  o["change_in_progress"] = s.change_in_progress;
   o["snapshot_transfers"] = json::object{{"done", s.snapshot_transfers_done},
                                          {"failed", s.snapshot_transfers_failed},
                                          {"aborted", s.snapshot_transfers_aborted}};
@@ -669,6 +817,51 @@ http_response status_response(const node_status& s, const status_extra& extra) {
   // The status page of one member polls the others' /v1/status (cross-origin).
   r.headers.emplace_back("Access-Control-Allow-Origin", "*");
   r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+namespace {
+
+// One member as GET /v1/members and POST /v1/members show it.
+json::object member_object(const member_status& m) {
+  json::object o;
+  o["id"] = m.address.id.value;
+  o["peer"] = m.address.peer;
+  o["memcached"] = m.address.memcached;
+  o["cs733"] = m.address.cs733;
+  o["http"] = m.address.http;
+  o["voter"] = m.voter;
+  o["match_index"] = m.match_index;
+  o["caught_up"] = m.caught_up;
+  return o;
+}
+
+}  // namespace
+
+http_response members_response(const node_status& s) {
+  http_response r;
+  json::array members;
+  for (const auto& m : s.members) members.push_back(member_object(m));
+  json::object o;
+  o["members"] = std::move(members);
+  o["config_index"] = s.config_index;
+  o["change_in_progress"] = s.change_in_progress;
+  o["leader_id"] = s.leader_id;
+  r.body = json_text(o);
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+http_response member_added_response(const node_status& s, const member_address& asked) {
+  member_status shown;
+  shown.address = asked;
+  shown.voter = false;  // an added member is a learner until promoted
+  for (const auto& m : s.members)
+    if (m.address.id == asked.id) shown = m;
+  http_response r;
+  r.status = 201;
+  r.body = json_text(member_object(shown));
+  r.headers.emplace_back("Location", "/v1/members/" + std::to_string(asked.id.value));
   return r;
 }
 

@@ -91,13 +91,30 @@ struct route_transfer_leadership {
 };
 struct route_snapshot {};
 
+// Membership (SPEC §8). The body of POST /v1/members is validated here, so the service only
+// ever sees a positive id and host:port addresses (empty = not given, except peer).
+struct route_members_list {};
+struct route_member_add {
+  member_address member;
+};
+struct route_member_promote {
+  raft::node_id id;
+};
+struct route_member_remove {
+  raft::node_id id;
+};
+
 // Either a route to execute, or the answer itself (a 4xx for a malformed request).
-using route = std::variant<http_response, route_kv_get, route_kv_put, route_kv_delete,
-                           route_kv_list, route_status, route_page, route_metrics, route_healthz,
-                           route_readyz, route_transfer_leadership, route_snapshot>;
+using route =
+    std::variant<http_response, route_kv_get, route_kv_put, route_kv_delete, route_kv_list,
+                 route_status, route_page, route_metrics, route_healthz, route_readyz,
+                 route_transfer_leadership, route_snapshot, route_members_list, route_member_add,
+                 route_member_promote, route_member_remove>;
 
 inline constexpr std::size_t max_list_limit = 1000;
 inline constexpr std::size_t default_list_limit = 100;
+// Member ids are 1..UINT32_MAX, as [node] id and [[cluster.member]] id (docs/config.md).
+inline constexpr std::uint64_t max_member_id = 0xFFFFFFFFu;
 
 // Parses method + target + preconditions. Moves the body into a PUT route.
 route parse_route(http_request&& request, const limits& lim);
@@ -122,6 +139,13 @@ struct http_error {
 http_error map_error(service_error e);
 // Only for failing statuses (not stored/deleted/touched/...).
 http_error map_error(kv::status s);
+// Why the leader refused a membership change: 409 for a change that conflicts with the
+// configuration, 404 for an unknown id, 503 + Retry-After for "not now" (not caught up, a
+// leader not ready), 400 for malformed. The message is to_string(r).
+http_error map_error(member_refusal r);
+// The error answer of a failed membership change: the service error if there is one, else
+// the refusal, with the leader's message when it gave one.
+http_response member_change_error(const member_change_reply& reply);
 
 // {"error": code, "message": text} with the status (and Retry-After when asked for).
 http_response error_response(unsigned status, std::string_view code, std::string_view message);
@@ -162,6 +186,13 @@ struct status_extra {
 };
 // GET /v1/status body (also carries Access-Control-Allow-Origin: *).
 http_response status_response(const node_status& s, const status_extra& extra);
+
+// GET /v1/members, and the answer to a promote or remove: the configuration in s
+// {"members":[...],"config_index","change_in_progress","leader_id"}.
+http_response members_response(const node_status& s);
+// POST /v1/members: 201 with the member as s lists it (or as it was asked for, as a learner,
+// when s does not list it yet) and Location: /v1/members/{id}.
+http_response member_added_response(const node_status& s, const member_address& asked);
 
 // --- helpers (exposed for tests) ------------------------------------------------------------
 

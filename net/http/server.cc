@@ -123,6 +123,19 @@ bool counts_as_ok(unsigned status) {
   return status < 400 || status == 404 || status == 412;
 }
 
+bool committed(const member_change_reply& reply) {
+  return reply.error == service_error::none && reply.refusal == member_refusal::none;
+}
+
+// A change is answered once the leader committed it; a follower that forwarded it may not
+// have the configuration entry in its log yet, and its answer would then show the old
+// configuration. The ReadIndex barrier brings it up to the leader's commit index, which
+// covers the entry. Best effort: if the barrier fails, the answer is this node's view.
+asio::awaitable<void> catch_up_with(kv_service& svc, const member_change_reply& reply) {
+  if (svc.status().config_index >= reply.config_index) co_return;
+  (void)co_await svc.linearizable_read();
+}
+
 asio::awaitable<http_response> execute(http_server::state& st, route& r) {
   kv_service& svc = st.service;
   if (auto* resp = std::get_if<http_response>(&r)) co_return std::move(*resp);
@@ -251,7 +264,30 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
     co_return resp;
   }
 
-  static_assert(std::variant_size_v<route> == 12, "execute() must handle every route");
+  if (std::holds_alternative<route_members_list>(r)) co_return members_response(svc.status());
+
+  if (auto* add = std::get_if<route_member_add>(&r)) {
+    // A named argument, never a temporary in the co_await expression: g++ 12 destroys such a
+    // temporary twice when it is a by-value coroutine parameter (a double free).
+    member_change c{member_change_kind::add, add->member};
+    const member_change_reply reply = co_await svc.change_membership(std::move(c));
+    if (!committed(reply)) co_return member_change_error(reply);
+    co_await catch_up_with(svc, reply);
+    co_return member_added_response(svc.status(), add->member);
+  }
+
+  const auto* promote = std::get_if<route_member_promote>(&r);
+  const auto* remove = std::get_if<route_member_remove>(&r);
+  if (promote || remove) {
+    member_change c{promote ? member_change_kind::promote : member_change_kind::remove, {}};
+    c.member.id = promote ? promote->id : remove->id;
+    const member_change_reply reply = co_await svc.change_membership(std::move(c));
+    if (!committed(reply)) co_return member_change_error(reply);
+    co_await catch_up_with(svc, reply);
+    co_return members_response(svc.status());
+  }
+
+  static_assert(std::variant_size_v<route> == 16, "execute() must handle every route");
   co_return error_response(500, "internal", "unhandled route");
 }
 

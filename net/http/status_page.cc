@@ -2,7 +2,10 @@
 // member. The script polls /v1/status of this node once a second, then the /v1/status of
 // every member it lists (cross-origin: the API answers with Access-Control-Allow-Origin: *),
 // and renders the members as the leader sees them (match index, last contact) together with
-// what each member says about itself (role, term, commit and applied index).
+// what each member says about itself (role, term, commit and applied index). The member list
+// is this node's current configuration: voters and learners, a learner with its catch-up
+// progress (its match index against the leader's commit index), and a banner while a
+// membership change is not yet committed.
 #include "net/http/status_page.h"
 
 namespace net {
@@ -47,6 +50,9 @@ tr.leader td:first-child { box-shadow:inset 4px 0 0 var(--leader-edge); }
 .health.down { color:var(--bad); font-weight:600; }
 a { color:var(--writes); }
 #error { color:var(--bad); min-height:1.2em; }
+#change { background:var(--leader); border:1px solid var(--leader-edge); border-radius:8px;
+          padding:.4rem .8rem; margin-bottom:1rem; }
+.badge.learner { border-style:dashed; color:var(--muted); }
 .chart-wrap { position:relative; width:100%; height:220px; }
 canvas { width:100%; height:100%; display:block; }
 .legend { display:flex; gap:1rem; font-size:.85rem; color:var(--muted); margin-top:.4rem; }
@@ -73,6 +79,7 @@ canvas { width:100%; height:100%; display:block; }
 </header>
 <main>
   <div id="error" role="status"></div>
+  <div id="change" role="status" hidden></div>
   <div class="cards">
     <div class="card"><div class="label">Leader</div><div class="value" id="leader">&ndash;</div></div>
     <div class="card"><div class="label">Term</div><div class="value" id="term">&ndash;</div></div>
@@ -84,7 +91,7 @@ canvas { width:100%; height:100%; display:block; }
   <section>
     <h2>Members</h2>
     <table id="members">
-      <thead><tr><th>Node</th><th>Role</th><th>Term</th><th>Commit</th><th>Applied</th>
+      <thead><tr><th>Node</th><th>Role</th><th>Member</th><th>Term</th><th>Commit</th><th>Applied</th>
         <th>Lag</th><th>Last contact</th><th>Snapshot</th><th>Health</th></tr></thead>
       <tbody></tbody>
     </table>
@@ -159,6 +166,23 @@ function render(self, views) {
     badge.className = "badge" + (role === "leader" ? " leader" : "");
     badge.textContent = role;
     cell(row, "Role", badge);
+    // Voter or learner; a learner's catch-up as the leader sees it (promotable once caught up).
+    const voter = m.voter !== false;
+    row.dataset.member = voter ? "voter" : "learner";
+    let memberText = "voter";
+    if (!voter) {
+      memberText = "learner";
+      if (lm && lm.caught_up) memberText += " \u00b7 caught up";
+      else if (lm && leaderView) {
+        const goal = leaderView.commit_index;
+        const pct = goal ? Math.min(100, Math.floor(100 * lm.match_index / goal)) : 100;
+        memberText += " \u00b7 " + lm.match_index + " / " + goal + " (" + pct + "%)";
+      }
+    }
+    const kind = document.createElement("span");
+    kind.className = "badge" + (voter ? "" : " learner");
+    kind.textContent = memberText;
+    cell(row, "Member", kind);
     cell(row, "Term", st ? st.term : "\u2013");
     cell(row, "Commit", st ? st.commit_index : "\u2013");
     cell(row, "Applied", st ? st.applied_index : "\u2013");
@@ -191,6 +215,12 @@ function render(self, views) {
     cell(row, "Health", health, "health " + health);
     tbody.appendChild(row);
   });
+
+  // A configuration entry not committed yet, as the leader (or else this node) knows it.
+  const cfg = leaderView || self;
+  $("change").hidden = !cfg.change_in_progress;
+  $("change").textContent = cfg.change_in_progress
+      ? "membership change in progress (configuration at index " + cfg.config_index + ")" : "";
 
   $("leader").textContent = leaderId ? "node " + leaderId : "none";
   $("leader").dataset.leaderId = leaderId || 0;

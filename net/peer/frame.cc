@@ -171,7 +171,7 @@ std::string encode(const forward_response& r) {
 std::optional<forward_request> decode_forward_request(std::string_view bytes) {
   const auto parts = decode_forward(bytes);
   if (!parts || parts->code < static_cast<std::uint8_t>(forward_op::write) ||
-      parts->code > static_cast<std::uint8_t>(forward_op::read_barrier)) {
+      parts->code > static_cast<std::uint8_t>(forward_op::config_change)) {
     return std::nullopt;
   }
   return forward_request{parts->call_id, static_cast<forward_op>(parts->code),

@@ -149,8 +149,9 @@ std::string encode_frame(const frame_header& h, std::string_view payload);
 // in a forward_request frame and relays the forward_response with the same call id.
 
 enum class forward_op : std::uint8_t {
-  write = 1,         // body: kv::encode(command); response body: kv::encode(result)
-  read_barrier = 2,  // body empty; response body empty (the error says whether it passed)
+  write = 1,          // body: kv::encode(command); response body: kv::encode(result)
+  read_barrier = 2,   // body empty; response body empty (the error says whether it passed)
+  config_change = 3,  // body: raft::encode_change; response body: raft::encode_outcome
 };
 
 struct forward_request {

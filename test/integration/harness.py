@@ -143,6 +143,15 @@ def http_request(addr, method, path, body=None, headers=None, timeout=10.0):
         conn.close()
 
 
+def close_after(testcase, cluster):
+    """tearDown for a test that owns `cluster`: prints the node logs first if the test
+    failed (they help whoever reads the failure), then closes it."""
+    result = getattr(getattr(testcase, "_outcome", None), "result", None)
+    if result is not None and any(t is testcase for t, _ in result.failures + result.errors):
+        cluster.dump_logs()
+    cluster.close()
+
+
 class Node:
     def __init__(self, cluster, node_id):
         self.cluster = cluster
@@ -157,6 +166,7 @@ class Node:
         self.log_path = os.path.join(self.dir, "raftkv.log")
         self.proc = None
         self.paused = False  # SIGSTOPped by pause(); wait_leader() leaves it out
+        self.join = False  # [cluster] state = "join": added at run time (Cluster.add_node)
         os.makedirs(self.dir, exist_ok=True)
 
     @staticmethod
@@ -174,6 +184,8 @@ class Node:
         ]
         if len(c.nodes) > 1:
             lines.append(f'peer = "{self._addr(self.peer)}"')
+            if self.join:
+                lines += ["", "[cluster]", 'state = "join"']
             for n in c.nodes:
                 lines += ["", "[[cluster.member]]", f"id = {n.id}",
                           f'peer = "{self._addr(n.peer)}"',
@@ -363,6 +375,16 @@ class Cluster:
             return None
 
         return wait_until(agreed, timeout, interval=0.05, what="an agreed leader")
+
+    def add_node(self):
+        """A new node (next id, fresh ports and data dir) configured to join: not started,
+        not yet a member (POST /v1/members it first). Every node's config lists it from now
+        on, as an operator's would; a running node's replicated configuration is what it
+        uses, so that only matters for the joiner's own list."""
+        n = self.node_class(self, len(self.nodes) + 1)
+        n.join = True
+        self.nodes.append(n)
+        return n
 
     def live_nodes(self):
         """Nodes that are running and not paused."""

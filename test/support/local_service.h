@@ -2,9 +2,21 @@
 // is given the next index and applied at once. Tests of the doors use it so that they need
 // only the net layer; `raftkv serve` uses the replicated node (app/node.h) for every cluster
 // size, including one.
+//
+// Membership: the double is the one voter of its configuration and replicates to nobody. It
+// checks a change as a leader would and commits it at once (the change takes the next log
+// index, as a configuration entry would):
+//   add      a new id with addresses no member has -> a learner (which never catches up);
+//            a taken id -> member_exists; a taken address -> address_in_use;
+//            id 0 or no peer -> malformed
+//   promote  the node itself -> not_learner; a learner -> not_caught_up (nothing is ever
+//            replicated to it); an unknown id -> unknown_member
+//   remove   the node itself -> last_voter; a learner -> removed; unknown -> unknown_member
+// So every refusal a door must map, but change_in_progress and not_ready, can be provoked.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kv/store.h"
 #include "net/metrics.h"
@@ -29,9 +41,14 @@ class local_service final : public net::kv_service {
   net::metrics& metrics() override { return metrics_; }
   boost::asio::awaitable<net::service_error> transfer_leadership(raft::node_id to) override;
   boost::asio::awaitable<net::service_error> take_snapshot() override;
+  boost::asio::awaitable<net::member_change_reply> change_membership(net::member_change c) override;
 
  private:
+  net::member_change_reply check(const net::member_change& c) const;
+
   net::member_address self_;
+  std::vector<net::member_address> learners_;  // added and not removed, in order of adding
+  std::uint64_t config_index_ = 0;             // 0: the bootstrap configuration (self only)
   net::limits limits_;
   kv::store store_;
   net::metrics metrics_;

@@ -1,0 +1,81 @@
+#include "app/bootstrap_members.h"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+#include "app/durable_file.h"
+
+namespace app::bootstrap_members {
+
+namespace {
+constexpr std::string_view header = "raftkv bootstrap members v1";
+}  // namespace
+
+std::string format(const raft::membership& m) {
+  std::string out(header);
+  out += "\n";
+  for (const auto& x : m.members) {
+    out += std::to_string(x.id.value);
+    out += x.voter ? " voter" : " learner";
+    for (const auto& [name, value] : x.endpoints) out += " " + name + "=" + value;
+    out += "\n";
+  }
+  return out;
+}
+
+std::variant<raft::membership, std::string> parse(std::string_view text) {
+  std::istringstream in{std::string(text)};
+  std::string line;
+  if (!std::getline(in, line) || line != header) return std::string("bad first line");
+  raft::membership m;
+  int n = 1;
+  while (std::getline(in, line)) {
+    ++n;
+    std::istringstream words(line);
+    std::string id_text, role, pair;
+    if (!(words >> id_text >> role)) return "line " + std::to_string(n) + ": malformed";
+    std::uint64_t id = 0;
+    const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+    if (ec != std::errc{} || end != id_text.data() + id_text.size() || id == 0 ||
+        (role != "voter" && role != "learner")) {
+      return "line " + std::to_string(n) + ": malformed";
+    }
+    raft::member x{raft::node_id{id}, role == "voter", {}};
+    while (words >> pair) {
+      const auto eq = pair.find('=');
+      if (eq == std::string::npos || eq == 0) return "line " + std::to_string(n) + ": malformed";
+      x.endpoints.emplace_back(pair.substr(0, eq), pair.substr(eq + 1));
+    }
+    std::sort(x.endpoints.begin(), x.endpoints.end());
+    if (!m.members.empty() && !(m.members.back().id < x.id)) {
+      return "line " + std::to_string(n) + ": ids out of order";
+    }
+    m.members.push_back(std::move(x));
+  }
+  return m;
+}
+
+std::variant<loaded, std::string> load_or_create(const std::filesystem::path& data_dir,
+                                                 const raft::membership& fallback) {
+  const auto path = data_dir / file_name;
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in && !in.eof()) return "cannot read " + path.string();
+    auto parsed = parse(text.str());
+    if (auto* err = std::get_if<std::string>(&parsed)) {
+      return path.string() + ": " + *err;
+    }
+    return loaded{std::get<raft::membership>(std::move(parsed)), false};
+  }
+  if (ec) return "cannot stat " + path.string() + ": " + ec.message();
+  std::filesystem::create_directories(data_dir, ec);
+  if (auto err = write_file_atomically(path, format(fallback)); !err.empty()) return err;
+  return loaded{fallback, true};
+}
+
+}  // namespace app::bootstrap_members
