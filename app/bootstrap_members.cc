@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "app/config.h"
 #include "app/durable_file.h"
 
 namespace app::bootstrap_members {
@@ -12,6 +13,25 @@ namespace app::bootstrap_members {
 namespace {
 constexpr std::string_view header = "raftkv bootstrap members v1";
 }  // namespace
+
+raft::member to_member(const net::member_address& a, bool voter) {
+  raft::member m{a.id, voter, {}};
+  // In name order, as the configuration keeps them.
+  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"cs733", &a.cs733},
+                                    {"http", &a.http},
+                                    {"memcached", &a.memcached},
+                                    {"peer", &a.peer}}) {
+    if (!value->empty()) m.endpoints.emplace_back(name, *value);
+  }
+  return m;
+}
+
+raft::membership from_config(const config& c) {
+  raft::membership m;
+  if (c.join) return m;
+  for (const auto& a : c.member_addresses()) m.members.push_back(to_member(a, true));
+  return m;
+}
 
 std::string format(const raft::membership& m) {
   std::string out(header);

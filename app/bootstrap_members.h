@@ -20,7 +20,12 @@
 #include <string_view>
 #include <variant>
 
+#include "net/service_types.h"
 #include "raft/types.h"
+
+namespace app {
+struct config;
+}
 
 namespace app::bootstrap_members {
 
@@ -35,6 +40,14 @@ struct loaded {
 // (unreadable or malformed file, a failed write) are one line naming the file.
 std::variant<loaded, std::string> load_or_create(const std::filesystem::path& data_dir,
                                                  const raft::membership& fallback);
+
+// The list a node started with config `c` bootstraps a new cluster with: every
+// [[cluster.member]] as a voter with its doors by name (the endpoints SPEC §8 names); empty
+// for a joining node ([cluster] state = "join"). `raftkv restore` writes it into the
+// restored snapshot's configuration, so it must be the list a first start would record.
+raft::membership from_config(const config& c);
+// One member as the replicated configuration carries it: its doors by name (SPEC §8 names).
+raft::member to_member(const net::member_address& a, bool voter);
 
 std::string format(const raft::membership& m);
 // The list a file's text holds; an error line when it is malformed.

@@ -8,6 +8,8 @@
 //   raftkv member promote --endpoint URL --id N [--token-file F]
 //   raftkv member remove  --endpoint URL --id N [--token-file F]
 //                                       membership changes over HTTP (app/member_cli.h)
+//   raftkv restore --config FILE --snapshot PATH | --check --snapshot PATH
+//                                       a new cluster's node from a backup (app/restore.h)
 //   raftkv --version | --help
 //
 // Exit codes: 0 clean shutdown (member: success), 1 fatal runtime error (member: the request
@@ -19,6 +21,7 @@
 
 #include "app/config.h"
 #include "app/member_cli.h"
+#include "app/restore.h"
 #include "app/server.h"
 
 namespace {
@@ -58,6 +61,7 @@ int main(int argc, char** argv) {
       cli.add_subcommand("check-config", "validate a config file and print the effective config");
   check_cmd->add_option("--config", config_file, "TOML config file")->required();
   app::member_cli member_cmd(cli);  // CLI11 fills its fields: not const
+  app::restore_cli restore_cmd(cli);
 
   try {
     cli.parse(argc, argv);
@@ -68,5 +72,6 @@ int main(int argc, char** argv) {
   if (*serve_cmd) return serve(config_file);
   if (*check_cmd) return check_config(config_file);
   if (member_cmd.chosen()) return member_cmd.run();
+  if (restore_cmd.chosen()) return restore_cmd.run();
   return exit_bad_usage;
 }

@@ -84,18 +84,6 @@ raft::replica_error to_replica(service_error e) {
   return raft::replica_error::unavailable;
 }
 
-// A member as the replicated configuration carries it: its doors by name (SPEC §8 names).
-raft::member to_member(const net::member_address& a, bool voter) {
-  raft::member m{a.id, voter, {}};
-  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"cs733", &a.cs733},
-                                    {"http", &a.http},
-                                    {"memcached", &a.memcached},
-                                    {"peer", &a.peer}}) {
-    if (!value->empty()) m.endpoints.emplace_back(name, *value);
-  }
-  return m;
-}
-
 net::member_address to_address(const raft::member& m) {
   net::member_address a;
   a.id = m.id;
@@ -274,10 +262,7 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
 
   // The configuration to fall back on while the snapshot and log hold none (SPEC §8): the
   // list this data dir was bootstrapped with, recorded at its first start.
-  raft::membership from_config;
-  if (!c.join) {
-    for (const auto& a : c.member_addresses()) from_config.members.push_back(to_member(a, true));
-  }
+  const raft::membership from_config = bootstrap_members::from_config(c);
   auto boot = bootstrap_members::load_or_create(c.data_dir, from_config);
   if (auto* err = std::get_if<std::string>(&boot)) return *err;
   const auto& bootstrap = std::get<bootstrap_members::loaded>(boot);
@@ -748,7 +733,7 @@ asio::awaitable<net::member_change_reply> node::change_membership(net::member_ch
     co_return reply;
   }
   raft::membership_change change;
-  change.subject = to_member(c.member, false);
+  change.subject = bootstrap_members::to_member(c.member, false);
   change.kind = c.kind == net::member_change_kind::add       ? raft::change_kind::add_learner
                 : c.kind == net::member_change_kind::promote ? raft::change_kind::promote
                                                              : raft::change_kind::remove;
