@@ -2,9 +2,25 @@
 
 #include <filesystem>
 
+#include "app/config.h"
+#include "base/log.h"
 #include "raft/storage/snapshot_stream.h"
 
 namespace app {
+
+raft::storage::options storage_options(const config& c) {
+  raft::storage::options opts;
+  opts.data_dir = c.data_dir;
+  opts.fsync = c.raft.fsync;
+  opts.max_map_bytes = c.raft.max_disk_mb << 20;
+  opts.log = [](raft::storage::log_level level, std::string_view text) {
+    const auto l = level == raft::storage::log_level::info      ? base::log_level::info
+                   : level == raft::storage::log_level::warning ? base::log_level::warn
+                                                                : base::log_level::error;
+    base::log(l, "storage: ", text);
+  };
+  return opts;
+}
 
 namespace {
 

@@ -16,6 +16,12 @@
 
 namespace app {
 
+struct config;
+
+// The store options a node's config gives (data dir, fsync, map bound), with storage's log
+// lines going to base/log.h. The caller adds what is its own (e.g. on_commit).
+raft::storage::options storage_options(const config& c);
+
 class lmdb_log_store final : public raft::log_store {
  public:
   // stored_snapshot_index: the snapshot recorded in the store as loaded.

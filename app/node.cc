@@ -197,16 +197,7 @@ node::~node() {
 std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io, const config& c) {
   std::unique_ptr<node> n(new node(io, c));
 
-  raft::storage::options opts;
-  opts.data_dir = c.data_dir;
-  opts.fsync = c.raft.fsync;
-  opts.max_map_bytes = c.raft.max_disk_mb << 20;
-  opts.log = [](raft::storage::log_level level, std::string_view text) {
-    const auto l = level == raft::storage::log_level::info      ? log_level::info
-                   : level == raft::storage::log_level::warning ? log_level::warn
-                                                                : log_level::error;
-    base::log(l, "storage: ", text);
-  };
+  raft::storage::options opts = storage_options(c);
   node* self = n.get();
   opts.on_commit = [self, &io](std::chrono::nanoseconds took, std::size_t, std::size_t) {
     asio::post(io, [self, took] { self->metrics_.observe_fsync(took); });

@@ -9,6 +9,7 @@
 #include "app/cluster_id.h"
 #include "app/config.h"
 #include "app/generation.h"
+#include "app/lmdb_log_store.h"
 #include "base/log.h"
 #include "kv/store.h"
 #include "raft/membership.h"
@@ -63,16 +64,8 @@ void undo(const fs::path& dir, bool existed) {
 }
 
 std::unique_ptr<raft::storage::lmdb_store> open_store(const config& c, raft::storage::error& err) {
-  raft::storage::options opts;
-  opts.data_dir = c.data_dir;
+  raft::storage::options opts = storage_options(c);
   opts.fsync = true;  // whatever [raft] fsync says: a restored state must survive a power cut
-  opts.max_map_bytes = c.raft.max_disk_mb << 20;
-  opts.log = [](raft::storage::log_level level, std::string_view text) {
-    const auto l = level == raft::storage::log_level::info      ? log_level::info
-                   : level == raft::storage::log_level::warning ? log_level::warn
-                                                                : log_level::error;
-    base::log(l, "storage: ", text);
-  };
   auto opened = raft::storage::lmdb_store::open(std::move(opts));
   if (!opened.store) err = opened.err;
   return std::move(opened.store);
