@@ -407,6 +407,38 @@ void node::hand_over_then(std::chrono::milliseconds limit, std::function<void()>
   (*poll)();
 }
 
+void node::snapshot_then(std::uint64_t min_entries, std::chrono::milliseconds limit,
+                         std::function<void()> then) {
+  if (stopped_) return then();
+  const auto st = replica_->status();
+  const std::uint64_t since = st.applied.value - std::min(st.applied, st.snapshot_index).value;
+  if (since < min_entries || !replica_->storage_error().empty()) return then();
+  base::log(log_level::info, "taking a snapshot before stopping (", since,
+            " entries since the last one)");
+  auto timer = std::make_shared<asio::steady_timer>(io_);
+  auto done = std::make_shared<std::function<void()>>(std::move(then));
+  // Whichever comes first, the snapshot or the limit, runs `then`; the other finds it gone.
+  auto finish = [done] {
+    if (!*done) return;
+    auto f = std::move(*done);
+    *done = nullptr;
+    f();
+  };
+  replica_->take_snapshot([timer, finish](raft::replica_error e) {
+    if (e != raft::replica_error::none) {
+      base::log(log_level::warn, "no snapshot before stopping: ", raft::to_string(e));
+    }
+    timer->cancel();
+    finish();
+  });
+  timer->expires_after(limit);
+  timer->async_wait([finish](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: the snapshot finished first
+    base::log(log_level::warn, "the snapshot before stopping did not finish in time");
+    finish();
+  });
+}
+
 void node::on_config_change(const raft::membership& m) {
   std::vector<net::member_address> next;
   if (m.empty()) {

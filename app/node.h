@@ -72,6 +72,12 @@ class node final : public net::kv_service {
   // or `limit` passed; then `then` runs (at once when there is nothing to hand over). From
   // the call on this node never campaigns.
   void hand_over_then(std::chrono::milliseconds limit, std::function<void()> then);
+  // Before a graceful stop, after the hand-over: when at least `min_entries` entries were
+  // applied since the last snapshot, takes one (waiting up to `limit`), so that the next
+  // start loads it instead of replaying those entries (restart time is mostly replay).
+  // Then `then` runs (at once when there is little to replay).
+  void snapshot_then(std::uint64_t min_entries, std::chrono::milliseconds limit,
+                     std::function<void()> then);
   // Called (posted on the io_context) when the node must not run on: a member refused it
   // because its data dir was lost (app/generation.h). The caller shuts down with exit 1.
   void on_fatal(std::function<void(const std::string& why)> handler) {
