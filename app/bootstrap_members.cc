@@ -26,6 +26,18 @@ raft::member to_member(const net::member_address& a, bool voter) {
   return m;
 }
 
+net::member_address to_address(const raft::member& m) {
+  net::member_address a;
+  a.id = m.id;
+  for (const auto& [name, value] : m.endpoints) {
+    if (name == "peer") a.peer = value;
+    if (name == "memcached") a.memcached = value;
+    if (name == "cs733") a.cs733 = value;
+    if (name == "http") a.http = value;
+  }
+  return a;
+}
+
 raft::membership from_config(const config& c) {
   raft::membership m;
   if (c.join) return m;

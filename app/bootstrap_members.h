@@ -12,7 +12,8 @@
 // Text, one member per line, so an operator can read it:
 //   raftkv bootstrap members v1
 //   1 voter peer=127.0.0.1:7001 memcached=127.0.0.1:11211 http=127.0.0.1:8001
-// Written once, atomically (app/durable_file.h).
+// Written once, atomically (app/durable_file.h). The conversions between the config's
+// member addresses and the replicated configuration's members live here too.
 #pragma once
 
 #include <filesystem>
@@ -48,6 +49,8 @@ std::variant<loaded, std::string> load_or_create(const std::filesystem::path& da
 raft::membership from_config(const config& c);
 // One member as the replicated configuration carries it: its doors by name (SPEC §8 names).
 raft::member to_member(const net::member_address& a, bool voter);
+// Its inverse: the addresses a configuration's member advertises.
+net::member_address to_address(const raft::member& m);
 
 std::string format(const raft::membership& m);
 // The list a file's text holds; an error line when it is malformed.

@@ -84,18 +84,6 @@ raft::replica_error to_replica(service_error e) {
   return raft::replica_error::unavailable;
 }
 
-net::member_address to_address(const raft::member& m) {
-  net::member_address a;
-  a.id = m.id;
-  for (const auto& [name, value] : m.endpoints) {
-    if (name == "peer") a.peer = value;
-    if (name == "memcached") a.memcached = value;
-    if (name == "cs733") a.cs733 = value;
-    if (name == "http") a.http = value;
-  }
-  return a;
-}
-
 net::member_refusal to_refusal(raft::change_error e) {
   using ce = raft::change_error;
   using mr = net::member_refusal;
@@ -445,7 +433,7 @@ void node::on_config_change(const raft::membership& m) {
     // Joining, nothing heard yet: the config file's list.
     next = config_.member_addresses();
   } else {
-    for (const auto& x : m.members) next.push_back(to_address(x));
+    for (const auto& x : m.members) next.push_back(bootstrap_members::to_address(x));
   }
   // Removed members stay reachable for a while (see leaving_).
   const auto linger =

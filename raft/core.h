@@ -252,6 +252,9 @@ class core {
   // The known leader; no_node also while this node is not a member of its configuration
   // (removed, or joining and not caught up): its doors must answer as without a leader.
   node_id leader() const { return removed() ? no_node : leader_; }
+  // The leader this node follows, even while it is in no configuration it knows (joining,
+  // or holding a snapshot from before its addition): the drive loop takes its chunks.
+  node_id followed_leader() const { return leader_; }
   // The configuration in use (the latest in the log, committed or not) and its entry.
   const membership& configuration() const { return config_; }
   index_t config_index() const { return config_index_; }

@@ -951,8 +951,8 @@ void replica::answer_chunk(const message& m, const snapshot_chunk& c, std::uint6
 void replica::on_chunk(const message& m, const snapshot_chunk& c) {
   // Only from the leader of our term (the core answered anything stale already). The leader
   // the core follows, even while this node is in no configuration it knows (joining, or a
-  // snapshot from before its addition): core::leader() hides the leader then.
-  if (core_.role() != role::follower || core_.status().leader != m.from || core_.term() != m.term)
+  // snapshot from before its addition), which core::leader() hides.
+  if (core_.role() != role::follower || core_.followed_leader() != m.from || core_.term() != m.term)
     return;
   if (!storage_error_.empty()) return;  // installing would need storage: let it time out
   if (c.meta.index <= core_.commit_index()) {
