@@ -62,24 +62,10 @@ mc_port() { echo "${PORTS[$(($1 - 1))]}"; }
 cs_port() { echo "${PORTS[$(($1 + 2))]}"; }
 http_port() { echo "${PORTS[$(($1 + 5))]}"; }
 peer_port() { echo "${PORTS[$(($1 + 8))]}"; }
+BENCH=disk_use_bench
+# shellcheck source=bench/cluster_lib.sh
+source bench/cluster_lib.sh
 
-leader() {  # id of the leader, or empty
-  for i in 1 2 3; do
-    if curl -fsS "http://127.0.0.1:$(http_port "$i")/v1/status" 2>/dev/null | grep -q '"role":"leader"'; then
-      echo "$i"; return
-    fi
-  done
-}
-
-wait_leader() {
-  local deadline=$((SECONDS + 60)) l=""
-  while [ -z "$l" ]; do
-    [ $SECONDS -lt $deadline ] || { echo "disk_use_bench: no leader" >&2; exit 1; }
-    sleep 0.05
-    l=$(leader)
-  done
-  echo "$l"
-}
 
 {
   echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM, uptime: $(uptime)"
@@ -87,17 +73,7 @@ wait_leader() {
 } | tee "$TXT"
 
 for i in 1 2 3; do
-  mkdir -p "$DIR/node$i"
-  {
-    printf '[node]\nid = %d\ndata_dir = "%s"\n\n' "$i" "$DIR/node$i/data"
-    printf '[listen]\nmemcached = "127.0.0.1:%d"\ncs733 = "127.0.0.1:%d"\nhttp = "127.0.0.1:%d"\npeer = "127.0.0.1:%d"\n' \
-      "$(mc_port "$i")" "$(cs_port "$i")" "$(http_port "$i")" "$(peer_port "$i")"
-    for j in 1 2 3; do
-      printf '\n[[cluster.member]]\nid = %d\npeer = "127.0.0.1:%d"\nmemcached = "127.0.0.1:%d"\ncs733 = "127.0.0.1:%d"\nhttp = "127.0.0.1:%d"\n' \
-        "$j" "$(peer_port "$j")" "$(mc_port "$j")" "$(cs_port "$j")" "$(http_port "$j")"
-    done
-    printf '\n[raft]\nfsync = %s\n\n[limits]\nmax_memory_mb = 4096\n' "$FSYNC"
-  } >"$DIR/node$i/raftkv.toml"
+  write_node_config "$DIR" "$i" "$FSYNC" 4096
   "$RAFTKV" serve --config "$DIR/node$i/raftkv.toml" 2>>"$DIR/node$i/raftkv.log" &
   node_pid[$i]=$!
 done

@@ -44,6 +44,9 @@ mc_port() { echo $((BASE_PORT + $1)); }
 cs_port() { echo $((BASE_PORT + 10 + $1)); }
 http_port() { echo $((BASE_PORT + 20 + $1)); }
 peer_port() { echo $((BASE_PORT + 30 + $1)); }
+BENCH=scale_bench
+# shellcheck source=bench/cluster_lib.sh
+source bench/cluster_lib.sh
 MEMCACHED_PORT=$((BASE_PORT + 40))
 
 cat >"$DIR/tool.py" <<'PY'
@@ -131,39 +134,12 @@ start_node() {
   node_pid[$i]=$!
 }
 
-leader() {  # id of the leader, or empty
-  for i in 1 2 3; do
-    if curl -fsS "http://127.0.0.1:$(http_port $i)/v1/status" 2>/dev/null | grep -q '"role":"leader"'; then
-      echo "$i"; return
-    fi
-  done
-}
-
-wait_leader() {
-  local deadline=$((SECONDS + 60)) l=""
-  while [ -z "$l" ]; do
-    [ $SECONDS -lt $deadline ] || { echo "scale_bench: no leader" >&2; exit 1; }
-    sleep 0.05
-    l=$(leader)
-  done
-  echo "$l"
-}
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# items=$ITEMS value_bytes=$VALUE_BYTES fsync=$FSYNC data dirs on $(df -T "$SCRATCH" | awk 'NR==2 {print $2}')"
 
 for i in 1 2 3; do
-  mkdir -p "$DIR/node$i"
-  {
-    printf '[node]\nid = %d\ndata_dir = "%s"\n\n' "$i" "$DIR/node$i/data"
-    printf '[listen]\nmemcached = "127.0.0.1:%d"\ncs733 = "127.0.0.1:%d"\nhttp = "127.0.0.1:%d"\npeer = "127.0.0.1:%d"\n' \
-      "$(mc_port $i)" "$(cs_port $i)" "$(http_port $i)" "$(peer_port $i)"
-    for j in 1 2 3; do
-      printf '\n[[cluster.member]]\nid = %d\npeer = "127.0.0.1:%d"\nmemcached = "127.0.0.1:%d"\ncs733 = "127.0.0.1:%d"\nhttp = "127.0.0.1:%d"\n' \
-        "$j" "$(peer_port $j)" "$(mc_port $j)" "$(cs_port $j)" "$(http_port $j)"
-    done
-    printf '\n[raft]\nfsync = %s\n\n[limits]\nmax_memory_mb = 8192\n' "$FSYNC"
-  } >"$DIR/node$i/raftkv.toml"
+  write_node_config "$DIR" "$i" "$FSYNC" 8192
   start_node "$i"
 done
 L=$(wait_leader)
