@@ -345,6 +345,14 @@ BOOST_AUTO_TEST_CASE(member_routes) {
   BOOST_CHECK(std::holds_alternative<net::route_members_list>(parse(req("GET", "/v1/members"))));
   BOOST_CHECK(std::holds_alternative<net::route_members_list>(parse(req("HEAD", "/v1/members"))));
   BOOST_CHECK(std::holds_alternative<net::route_members_list>(parse(req("GET", "/v1/members/"))));
+  // ?local=1: this node's own view (a follower relays the leader's otherwise).
+  BOOST_CHECK(!std::get<net::route_members_list>(parse(req("GET", "/v1/members"))).local);
+  const auto local = parse(req("GET", "/v1/members?local=1"));
+  BOOST_REQUIRE(std::holds_alternative<net::route_members_list>(local));
+  BOOST_CHECK(std::get<net::route_members_list>(local).local);
+  const auto bad_local = parse(req("GET", "/v1/members?local=yes"));
+  BOOST_REQUIRE(std::holds_alternative<net::http_response>(bad_local));
+  BOOST_CHECK_EQUAL(std::get<net::http_response>(bad_local).status, 400u);
 
   const auto promote = parse(req("POST", "/v1/members/4/promote"));
   BOOST_REQUIRE(std::holds_alternative<net::route_member_promote>(promote));

@@ -367,9 +367,14 @@ route parse_member_add(const http_request& req) {
 }
 
 // /v1/members and /v1/members/...: `rest` is what follows "/v1/members".
-route parse_members(const http_request& req, std::string_view rest) {
+route parse_members(const http_request& req, std::string_view rest,
+                    const std::vector<query_param>& params) {
   if (rest.empty() || rest == "/") {
-    if (req.method == "GET" || req.method == "HEAD") return route_members_list{};
+    if (req.method == "GET" || req.method == "HEAD") {
+      const auto* local = find_param(params, "local");
+      if (local && *local != "1" && *local != "0") return bad_request("local must be 0 or 1");
+      return route_members_list{local && *local == "1"};
+    }
     if (req.method == "POST") return parse_member_add(req);
     return method_not_allowed("GET, HEAD, POST");
   }
@@ -438,7 +443,7 @@ route parse_route(http_request&& req, const limits& lim) {
     return route_snapshot{};
   }
   if (path == "/v1/members" || path.starts_with("/v1/members/"))
-    return parse_members(req, path.substr(11));
+    return parse_members(req, path.substr(11), *params);
   return error_response(404, "not_found", "no such path");
 }
 

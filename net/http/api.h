@@ -93,7 +93,11 @@ struct route_snapshot {};
 
 // Membership (SPEC §8). The body of POST /v1/members is validated here, so the service only
 // ever sees a positive id and host:port addresses (empty = not given, except peer).
-struct route_members_list {};
+struct route_members_list {
+  // ?local=1: this node's own view. Else a follower relays the leader's answer (only the
+  // leader knows each member's progress), falling back to its own view.
+  bool local = false;
+};
 struct route_member_add {
   member_address member;
 };

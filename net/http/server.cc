@@ -27,6 +27,7 @@
 #include <memory>
 #include <sstream>
 
+#include "base/host_port.h"
 #include "base/log.h"
 #include "kv/store.h"
 #include "net/http/api.h"
@@ -134,6 +135,39 @@ bool committed(const member_change_reply& reply) {
 asio::awaitable<void> catch_up_with(kv_service& svc, const member_change_reply& reply) {
   if (svc.status().config_index >= reply.config_index) co_return;
   (void)co_await svc.linearizable_read();
+}
+
+// GET /v1/members on a follower: only the leader knows each member's progress, so ask its
+// HTTP door (plain HTTP, bounded by the request timeout) and relay its answer. nullopt when
+// that fails (no leader, no HTTP address, HTTPS only, unreachable): the caller then answers
+// from this node's own view.
+asio::awaitable<std::optional<http_response>> members_from_leader(http_server::state& st) {
+  kv_service& svc = st.service;
+  const auto leader = svc.leader();
+  if (!leader || svc.is_leader() || leader->http.empty()) co_return std::nullopt;
+  const auto at = base::split_host_port(leader->http);
+  if (!at) co_return std::nullopt;
+  try {
+    beast::tcp_stream stream(st.io);
+    stream.expires_after(svc.request_limits().request_timeout);
+    tcp::resolver resolver(st.io);
+    const auto found = co_await resolver.async_resolve(at->host, at->port, asio::use_awaitable);
+    co_await stream.async_connect(found, asio::use_awaitable);
+    // ?local=1: the leader answers itself, so two nodes with stale views of who leads never
+    // send the request back and forth.
+    http::request<http::empty_body> req{http::verb::get, "/v1/members?local=1", 11};
+    req.set(http::field::host, leader->http);
+    co_await http::async_write(stream, req, asio::use_awaitable);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> resp;
+    co_await http::async_read(stream, buffer, resp, asio::use_awaitable);
+    if (resp.result() != http::status::ok) co_return std::nullopt;
+    http_response out;
+    out.body = std::move(resp.body());
+    co_return out;
+  } catch (const std::exception&) {
+    co_return std::nullopt;
+  }
 }
 
 asio::awaitable<http_response> execute(http_server::state& st, route& r) {
@@ -264,7 +298,12 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
     co_return resp;
   }
 
-  if (std::holds_alternative<route_members_list>(r)) co_return members_response(svc.status());
+  if (auto* list = std::get_if<route_members_list>(&r)) {
+    if (!list->local) {
+      if (auto from_leader = co_await members_from_leader(st)) co_return std::move(*from_leader);
+    }
+    co_return members_response(svc.status());
+  }
 
   if (auto* add = std::get_if<route_member_add>(&r)) {
     // A named argument, never a temporary in the co_await expression: g++ 12 destroys such a

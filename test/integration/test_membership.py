@@ -205,6 +205,18 @@ class Membership(unittest.TestCase):
                 self.assertEqual(status, want, f"{method} {path} via node {via.id}: {doc}")
                 if code is not None:
                     self.assertEqual(doc.get("error"), code, doc)
+        # GET through a follower relays the leader's view (only it knows the progress);
+        # ?local=1 is the follower's own.
+        with harness.McClient(follower.memcached) as mc:
+            self.assertEqual(mc.set("progress", "x"), "STORED")
+        relayed = self.members(follower)
+        self.assertEqual(relayed["leader_id"], leader.id, relayed)
+        self.assertTrue(all(m["match_index"] > 0 and m["caught_up"] for m in relayed["members"]),
+                        relayed)
+        status, _, local = members_call(follower, "GET", "/v1/members?local=1")
+        self.assertEqual(status, 200, local)
+        others = [m for m in local["members"] if m["id"] != follower.id]
+        self.assertTrue(all(m["match_index"] == 0 for m in others), local)
         # A learner that never starts is never caught up: 503 with Retry-After after the
         # request timeout; and while it is a learner, another change waits for nothing.
         ghost = c.add_node()
