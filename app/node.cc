@@ -1,7 +1,8 @@
 // app::node's wiring (see app/node.h). One file because every function here is a member
 // of the one object that holds the io_context side of a node; its status building is
 // already apart (node_status.cc), as are the state machine, the log store adapter, the
-// cluster id and the data dir's generation files.
+// cluster id, the data dir's generation files and the bootstrap member list with the member
+// conversions (bootstrap_members.cc).
 #include "app/node.h"
 
 #include <boost/asio/as_tuple.hpp>
