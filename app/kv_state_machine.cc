@@ -1,7 +1,6 @@
 #include "app/kv_state_machine.h"
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,18 +10,20 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/memory.h"
 #include "kv/command.h"
 
 namespace app {
 
 namespace {
 
-// Large frees leave glibc's heap holding the pages (top-of-heap only is returned by
-// itself); a flush of a big store or a restore would otherwise keep the old state's RSS.
+// Large frees leave the allocator holding the pages (glibc returns only the top of its
+// heap by itself, TCMalloc a little at a time); a flush of a big store or a restore
+// would otherwise keep the old state's RSS.
 constexpr std::uint64_t trim_after_freed_bytes = 64ull << 20;
 
 void trim_memory() {
-  ::malloc_trim(0);
+  base::release_free_memory();
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 
 #include "app/node.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "net/cs733/session.h"
 #include "net/http/server.h"
 #include "net/memcached/session.h"
@@ -40,7 +41,7 @@ void log_config(const config& c) {
   base::log(log_level::info, "raftkv ", RAFTKV_VERSION, " starting: config ", c.source.string(),
             ", data_dir ", c.data_dir.string(), ", ", c.members.size(), " member(s), tick ",
             c.raft.tick_ms, " ms, heartbeat ", c.raft.heartbeat_ticks, " ticks, election ",
-            c.raft.election_ticks, " ticks");
+            c.raft.election_ticks, " ticks, allocator ", base::allocator_name());
   auto door = [](const char* name, const std::optional<endpoint>& e) {
     base::log(log_level::info, "  ", name, ": ", e ? e->text : std::string("disabled"));
   };

@@ -7,7 +7,7 @@ packages=(
   # build
   g++ cmake ninja-build pkg-config ccache
   libboost1.81-all-dev libboost-json1.81-dev libtomlplusplus-dev liblmdb-dev libcli11-dev
-  libssl-dev openssl
+  libssl-dev openssl libgoogle-perftools-dev
   # tests: a reference memcached, a real memcached client, curl, a browser for the status page
   python3 python3-pymemcache memcached curl chromium fonts-liberation
   # partition tests: network namespaces, veth, netem (iproute2) and cuts (iptables)
