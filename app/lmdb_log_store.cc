@@ -132,6 +132,17 @@ std::unique_ptr<raft::snapshot_source> lmdb_log_store::open_snapshot(
   return std::move(opened.value);
 }
 
+std::string lmdb_log_store::read_entries(raft::index_t first, raft::index_t last,
+                                         std::vector<raft::entry>& out) {
+  auto read = store_.read_entries(first, last);
+  if (!read.ok()) {
+    out.clear();
+    return read.err.message;
+  }
+  out = std::move(read.value);
+  return {};
+}
+
 void lmdb_log_store::close() {
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
 }

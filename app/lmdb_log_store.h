@@ -36,6 +36,12 @@ class lmdb_log_store final : public raft::log_store {
   // (raft/storage/snapshot_stream.h).
   std::unique_ptr<raft::snapshot_source> open_snapshot(const raft::snapshot_meta& meta,
                                                        std::string& error) override;
+  // The stored entries [first, last] (raft::storage::lmdb_store::read_entries, checksums
+  // verified): a read transaction on the event loop, served from the page cache when the
+  // entries are recent. Only appends to a peer that lags behind this node's apply point
+  // need it.
+  std::string read_entries(raft::index_t first, raft::index_t last,
+                           std::vector<raft::entry>& out) override;
   // A snapshot file streamed by the state machine (app/kv_state_machine.h writes it from a
   // forked child): raft::storage::snapshot_stream behind raft::snapshot_writer.
   std::unique_ptr<raft::snapshot_writer> open_snapshot_writer(const raft::snapshot_meta& meta,

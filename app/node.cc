@@ -256,6 +256,7 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
   ro.raft.bootstrap = bootstrap.members;
   ro.raft.election_ticks = c.raft.election_ticks;
   ro.raft.heartbeat_ticks = c.raft.heartbeat_ticks;
+  ro.raft.release_applied_payloads = true;  // storage holds them (lmdb_log_store::read_entries)
   std::random_device entropy;
   ro.raft.seed = (std::uint64_t{entropy()} << 32) | entropy();
   ro.tick_ms = c.raft.tick_ms;

@@ -1,5 +1,7 @@
 #include "raft/codec.h"
 
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include "base/bytes.h"
@@ -20,6 +22,12 @@ class writer {
     out_.append(s);
   }
   void entry_(const entry& e) {
+    // A released payload must have been read back from storage (replica::send): sending
+    // the entry without it would hand a follower a different command at this index.
+    if (e.released_bytes != 0) {
+      throw std::logic_error("entry " + std::to_string(e.index.value) +
+                             " is encoded without its released payload");
+    }
     u64(e.term.value);
     u64(e.index.value);
     u8(static_cast<std::uint8_t>(e.type));

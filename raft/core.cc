@@ -297,6 +297,21 @@ void core::commit_to(index_t i) {
   if (i > commit_) commit_ = std::min(i, last_index());
 }
 
+// Only entries this node has applied (so committed: never truncated) and holds durably (so
+// storage can give them back) lose their payloads. Config entries keep theirs: the
+// configuration is recomputed from them after a truncation or an install.
+void core::release_payloads() {
+  if (!cfg_.release_applied_payloads) return;
+  const index_t upto = std::min({applied_, persisted_, last_index()});
+  for (index_t i = std::max(released_to_, snapshot_index_) + 1; i <= upto; ++i) {
+    entry& e = entries_[i.value - snapshot_index_.value - 1];
+    if (e.type != entry_type::normal || e.data.empty()) continue;
+    e.released_bytes = static_cast<std::uint32_t>(e.data.size());
+    std::string().swap(e.data);
+  }
+  if (upto > released_to_) released_to_ = upto;
+}
+
 // ---------------------------------------------------------------------------------------
 // Roles.
 
@@ -915,9 +930,9 @@ void core::send_append(node_id to, progress& pr, bool allow_empty) {
   for (index_t i = pr.next; i <= last_index(); ++i) {
     const entry& e = *entry_at(i);
     if (!req.entries.empty() && (req.entries.size() >= cfg_.max_entries_per_append ||
-                                 bytes + e.data.size() > cfg_.max_bytes_per_append))
+                                 bytes + payload_bytes(e) > cfg_.max_bytes_per_append))
       break;
-    bytes += e.data.size();
+    bytes += payload_bytes(e);
     req.entries.push_back(e);
   }
   if (req.entries.empty() && !allow_empty) return;
@@ -1127,6 +1142,7 @@ void core::on_persisted(index_t index, term_t term) {
   if (term_unsafe_ && term == term_ && index >= term_start_) term_unsafe_ = false;
   if (index > persisted_ && index < unstable_from_) {
     persisted_ = index;
+    release_payloads();
     if (role_ == role::leader && maybe_commit()) broadcast_append();
   }
 }
@@ -1160,6 +1176,7 @@ ready core::take_ready() {
   }
   for (index_t i = applied_ + 1; i <= commit_; ++i) r.committed.push_back(*entry_at(i));
   applied_ = commit_;
+  release_payloads();
   return r;
 }
 
@@ -1209,10 +1226,16 @@ std::optional<std::string> core::check_invariants() const {
     term_t prev = k == 0 ? snapshot_term_ : entries_[k - 1].term;
     if (e.term < prev) err << "log terms decrease at " << e.index.value << "; ";
     if (e.term > term_) err << "entry term above current term at " << e.index.value << "; ";
+    if (e.released_bytes != 0 && (e.index > applied_ || !e.data.empty() ||
+                                  e.type != entry_type::normal)) {
+      err << "payload released before it was applied, or not cleanly, at " << e.index.value
+          << "; ";
+    }
   }
   if (commit_ > last_index()) err << "commit beyond last index; ";
   if (commit_ < snapshot_index_) err << "commit below snapshot; ";
   if (applied_ > commit_) err << "applied beyond commit; ";
+
   if (persisted_ > last_index()) err << "persisted beyond last index; ";
   if (unstable_from_ > last_index() + 1) err << "unstable_from beyond log end; ";
   if (role_ == role::leader) {

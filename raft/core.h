@@ -59,6 +59,12 @@ struct config {
   std::uint64_t seed = 1;                        // seeds the election-timeout randomisation
   bool pre_vote = true;                          // thesis §9.6
   bool check_quorum = true;  // thesis §6.2 leader step-down + §4.2.3 vote lease
+  // Memory: once a normal entry is applied and durable here, drop its payload and keep only
+  // index, term and size (entry::released_bytes). The log since the last snapshot can be
+  // half the state's size (the snapshot policy lets it grow that far); held whole it was
+  // a third of a node's memory. An append that carries such an entry to a lagging peer
+  // then has it read back from storage by the drive loop (raft/replica.h) before it goes.
+  bool release_applied_payloads = false;
   unsafe_mutation mutation = unsafe_mutation::none;
 };
 
@@ -359,6 +365,8 @@ class core {
   index_t quorum_size() const { return index_t(voters_.size() / 2 + 1); }
   std::size_t quorum() const { return voters_.size() / 2 + 1; }
   void commit_to(index_t i);
+  // Drops the payloads of normal entries up to min(applied, persisted), when configured.
+  void release_payloads();
 
   void send(node_id to, message_body body);
   bool lease_active() const;
@@ -397,6 +405,8 @@ class core {
   index_t snapshot_index_;
   term_t snapshot_term_;
   std::deque<entry> entries_;
+  // Entries up to here had their payloads released (config::release_applied_payloads).
+  index_t released_to_;
 
   index_t applied_;           // last index handed out for apply
   index_t persisted_;         // highest index known durable with the term we hold

@@ -107,6 +107,17 @@ class log_store {
   // with `error` set when there is none (yet, or any more).
   virtual std::unique_ptr<snapshot_source> open_snapshot(const snapshot_meta& meta,
                                                          std::string& error) = 0;
+  // Replaces `out` with the durable entries [first, last], payloads included: the drive
+  // loop reads back the payloads the core released from memory (raft::config::
+  // release_applied_payloads) when it sends them to a lagging peer. Only entries the core
+  // knows durable are asked for. Returns an error line for a human, empty on success. This
+  // default keeps no log to read, for stores used without released payloads.
+  virtual std::string read_entries(index_t first, index_t last, std::vector<entry>& out) {
+    (void)first;
+    (void)last;
+    out.clear();
+    return "this log store cannot read entries back";
+  }
   // A writer of the snapshot file for `meta`, for a state machine that streams its bytes
   // itself (state_machine::start_snapshot). nullptr with `error` empty: this store offers
   // none (use write_snapshot); nullptr with `error` set: the file cannot be created.

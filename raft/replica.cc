@@ -331,15 +331,49 @@ void replica::on_storage_error(const std::string& why) {
   schedule_ready();
 }
 
-void replica::send(const std::vector<message>& messages) {
-  for (const auto& m : messages) {
+void replica::send(std::vector<message>& messages) {
+  for (auto& m : messages) {
     const auto* snap = std::get_if<snapshot_request>(&m.body);
     if (snap && !snap->data) {
       start_transfer(m);  // metadata only: stream it (see "Snapshot transfer")
-    } else {
-      peers_.send(m);
+      continue;
     }
+    if (auto* req = std::get_if<append_request>(&m.body); req && !restore_payloads(m.to, *req)) {
+      continue;  // dropped: see "Released payloads"
+    }
+    peers_.send(m);
   }
+}
+
+bool replica::restore_payloads(node_id to, append_request& req) {
+  auto released = [](const entry& e) { return e.released_bytes != 0; };
+  auto first = std::find_if(req.entries.begin(), req.entries.end(), released);
+  if (first == req.entries.end()) return true;
+  // Released entries are applied ones, so they come before every entry not yet applied;
+  // config and no-op entries (never released) may sit among them.
+  const auto last = std::find_if(req.entries.rbegin(), req.entries.rend(), released);
+  std::vector<entry> stored;
+  std::string error = store_.read_entries(first->index, last->index, stored);
+  if (error.empty() && stored.size() != last->index.value - first->index.value + 1) {
+    error = "storage returned a different number of entries";
+  }
+  for (auto it = first; error.empty() && it != last.base(); ++it) {
+    auto& from = stored[it->index.value - first->index.value];
+    if (!released(*it)) continue;
+    if (from.index != it->index || from.term != it->term ||
+        from.data.size() != it->released_bytes) {
+      error = cat("stored entry ", from.index.value, " differs from the log's");
+      break;
+    }
+    it->data = std::move(from.data);
+    it->released_bytes = 0;
+  }
+  if (!error.empty()) {
+    log(log_level::warn, cat("append to node ", to.value, " dropped: reading entries ",
+                             first->index.value, "..", last->index.value, " back failed: ", error));
+    return false;
+  }
+  return true;
 }
 
 void replica::apply(const std::vector<entry>& committed) {

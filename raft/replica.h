@@ -65,6 +65,16 @@
 // this node made was sent after its batch was durable. Calls in flight die with the process;
 // their clients see a timeout (outcome unknown) and retry with the same request id.
 //
+// ## Released payloads
+//
+// The core drops the payload of each entry it has applied and holds durably
+// (raft::config::release_applied_payloads, set by the node and the simulator), so the log
+// since the last snapshot costs memory for index, term and size only. An append the core
+// builds for a peer that lags can carry such entries; send() reads their payloads back from
+// the log store (log_store::read_entries) before handing the message to the network. An
+// append whose entries cannot be read back is dropped with a log line: the peer's progress
+// then falls back to a probe, and a later append (or a snapshot) gets through.
+//
 // ## Snapshot transfer (paper §7, streamed)
 //
 // The core decides when a peer needs a snapshot (progress_state::snapshot) and emits a
@@ -307,7 +317,9 @@ class replica {
   void schedule_ready();
   void process_ready();
   void persist(ready& rd);
-  void send(const std::vector<message>& messages);
+  void send(std::vector<message>& messages);
+  // Reads back the payloads the core released in req's entries; false if storage cannot.
+  bool restore_payloads(node_id to, append_request& req);
   void apply(const std::vector<entry>& committed);
   void on_persisted(bool log_write, index_t index, term_t term, std::vector<message> after);
   void on_restored(const snapshot_meta& meta, bool ok, std::size_t bytes, std::int64_t started);

@@ -54,9 +54,18 @@ struct entry {
   index_t index;                         // its position in the log
   entry_type type = entry_type::normal;  // how the state machine should treat data
   std::string data;                      // opaque payload (kv command bytes)
+  // Not 0: the core released `data` from memory (config::release_applied_payloads) and
+  // storage holds it; this is its size. Such an entry never leaves the node as it is: the
+  // drive loop reads the payload back before sending it (raft/replica.h).
+  std::uint32_t released_bytes = 0;
 
   bool operator==(const entry&) const = default;
 };
+
+// The size of an entry's payload, whether it is held in memory or was released.
+inline std::size_t payload_bytes(const entry& e) {
+  return e.data.size() + e.released_bytes;
+}
 
 // What must be on stable storage before the node answers any RPC (paper Figure 2,
 // "persistent state on all servers"); commit is stored too so a restart re-applies less.

@@ -421,6 +421,51 @@ BOOST_AUTO_TEST_CASE(transfer_to_a_lagging_follower_catches_it_up_first) {
   BOOST_TEST((cl[3].last_index() >= i(7)));
 }
 
+// Memory (config::release_applied_payloads): an entry applied and durable on the leader
+// keeps only index, term and size; a follower that was away still receives every payload,
+// read back from storage, and applies the same commands.
+BOOST_AUTO_TEST_CASE(released_payloads_reach_a_lagging_follower) {
+  cluster cl(3);
+  cl.elect(1);
+  cl.tick_all(2);
+  cl.isolate(3);
+  std::vector<std::string> proposed;
+  for (int k = 0; k < 30; ++k) {
+    proposed.push_back("value-" + std::to_string(k) + std::string(k * 7, 'v'));
+    BOOST_REQUIRE(cl[1].propose(proposed.back()).ok());
+    cl.deliver();
+  }
+  const index_t last = cl[1].last_index();
+  BOOST_REQUIRE(cl[1].commit_index() == last);
+  // Applied and durable on the leader: released, size kept. The no-op of the term and any
+  // config entry keep theirs (there is nothing to release, or it is needed again).
+  std::size_t released = 0;
+  for (index_t x = cl[1].first_index(); x <= last; ++x) {
+    const entry* e = cl[1].entry_at(x);
+    BOOST_REQUIRE(e);
+    if (e->type != entry_type::normal) continue;
+    BOOST_TEST(e->data.empty());
+    BOOST_TEST(e->released_bytes > 0u);
+    ++released;
+  }
+  BOOST_TEST(released == proposed.size());
+  const auto reads_before = cl.at(1).store->entries_read_back();
+  cl.heal();
+  for (int k = 0; k < 10 && cl[3].commit_index() < last; ++k) cl.tick_all(1);
+  BOOST_REQUIRE(cl[3].commit_index() == last);
+  BOOST_TEST(cl.at(1).store->entries_read_back() > reads_before);
+  std::vector<std::string> applied;
+  for (const auto& e : cl.at(3).sm->entries)
+    if (e.type == entry_type::normal) applied.push_back(e.data);
+  BOOST_TEST(applied == proposed, boost::test_tools::per_element());
+  // Nothing left the leader without its payload.
+  for (const auto& m : only<append_request>(cl.at(1).sent)) {
+    for (const auto& e : std::get<append_request>(m.body).entries) {
+      BOOST_TEST(e.released_bytes == 0u);
+    }
+  }
+}
+
 // Paper §7: a follower whose next entry was compacted away gets the snapshot.
 BOOST_AUTO_TEST_CASE(snapshot_install_on_lagging_follower) {
   cluster cl(3);

@@ -82,7 +82,7 @@ std::pair<std::uint64_t, std::uint64_t> seed_range(const char* var, std::uint64_
 struct totals {
   std::uint64_t failures = 0, committed = 0, acked = 0, forwarded = 0, reads = 0, snapshots = 0,
                 crashes = 0, retries = 0, chunks = 0, changes_asked = 0, changes_committed = 0,
-                changes_refused = 0, removals = 0;
+                changes_refused = 0, removals = 0, payload_reads = 0;
 };
 
 totals run_many(std::uint64_t first, std::uint64_t count, bool membership) {
@@ -104,6 +104,7 @@ totals run_many(std::uint64_t first, std::uint64_t count, bool membership) {
     t.changes_committed += r.changes_committed;
     t.changes_refused += r.changes_refused;
     t.removals += r.removals;
+    t.payload_reads += r.payload_reads;
     if (!r.ok) {
       ++t.failures;
       if (t.failures <= 3) report_failure(o, r);
@@ -118,7 +119,8 @@ totals run_many(std::uint64_t first, std::uint64_t count, bool membership) {
             << " writes acknowledged (" << t.forwarded << " forwards), " << t.reads
             << " reads served, " << t.snapshots << " snapshots installed (" << t.chunks
             << " chunks sent), " << t.crashes << " crashes, " << t.retries
-            << " healed-period writes retried, ";
+            << " healed-period writes retried, " << t.payload_reads
+            << " appends with payloads read back from storage, ";
   if (membership) {
     std::cerr << t.changes_asked << " membership changes asked, " << t.changes_committed
               << " committed, " << t.changes_refused << " refused or failed, " << t.removals
@@ -151,6 +153,8 @@ BOOST_AUTO_TEST_CASE(many_seeds) {
   if (count >= 100) {
     BOOST_TEST(t.snapshots > 0u);
     BOOST_TEST(t.chunks > 2 * t.snapshots);
+    // Lagging peers were sent entries whose payloads the leader had released from memory.
+    BOOST_TEST(t.payload_reads > count);
   }
 }
 

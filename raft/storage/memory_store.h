@@ -71,7 +71,19 @@ class memory_store final : public raft::log_store {
     ++snapshots_opened_;
     return std::make_unique<source>(it->second.second);
   }
+  std::string read_entries(index_t first, index_t last, std::vector<entry>& out) override {
+    out.clear();
+    for (index_t i = first; i <= last; ++i) {
+      auto it = d_.log.find(i.value);
+      if (it == d_.log.end()) return "entry " + std::to_string(i.value) + " is not stored";
+      out.push_back(it->second);
+    }
+    ++entries_read_back_;
+    return {};
+  }
   std::uint64_t snapshots_opened() const { return snapshots_opened_; }
+  // read_entries calls that succeeded: appends whose released payloads were read back.
+  std::uint64_t entries_read_back() const { return entries_read_back_; }
   // Batches handed to submit() so far: each is one durable write (one fsync in production).
   std::uint64_t batches_submitted() const { return batches_submitted_; }
 
@@ -252,6 +264,7 @@ class memory_store final : public raft::log_store {
   std::string error_;
   std::map<std::uint64_t, std::pair<snapshot_meta, std::shared_ptr<const std::string>>> served_;
   std::uint64_t snapshots_opened_ = 0;
+  std::uint64_t entries_read_back_ = 0;
   std::uint64_t batches_submitted_ = 0;
 };
 

@@ -102,6 +102,7 @@ struct result {
   std::uint64_t changes_committed = 0;  // acknowledged as committed
   std::uint64_t changes_refused = 0;    // answered with a change_error (or failed)
   std::uint64_t removals = 0;           // members whose removal committed
+  std::uint64_t payload_reads = 0;      // appends whose released payloads storage gave back
 };
 
 class cluster {
@@ -340,6 +341,11 @@ class cluster {
                                                          std::string& error) override {
       return c_.nodes_[k_].store->open_snapshot(meta, error);
     }
+    std::string read_entries(raft::index_t first, raft::index_t last,
+                             std::vector<raft::entry>& out) override {
+      ++c_.res_.payload_reads;
+      return c_.nodes_[k_].store->read_entries(first, last, out);
+    }
 
    private:
     cluster& c_;
@@ -351,6 +357,14 @@ class cluster {
     sender(cluster& c, raft::node_id self) : c_(c), self_(self) {}
     void send(const raft::message& m) override {
       if (std::holds_alternative<raft::snapshot_chunk>(m.body)) ++c_.res_.snapshot_chunks;
+      if (const auto* req = std::get_if<raft::append_request>(&m.body)) {
+        for (const auto& e : req->entries) {
+          if (e.released_bytes != 0) {
+            c_.fail("entry " + std::to_string(e.index.value) +
+                    " was sent without its released payload");
+          }
+        }
+      }
       c_.send(self_, m.to, m);
     }
     bool forward(raft::node_id to, const raft::forward_request& r) override {
@@ -415,6 +429,7 @@ class cluster {
     c.max_bytes_per_append = 4096;
     c.seed = rng_();
     c.check_quorum = opt_.check_quorum;
+    c.release_applied_payloads = true;  // as the node runs
     c.mutation = opt_.mutation;
     o.tick_ms = static_cast<std::uint32_t>(opt_.tick_ms);
     o.snapshot_entries = opt_.compact_every;

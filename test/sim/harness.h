@@ -86,6 +86,7 @@ struct harness_options {
   std::size_t snapshot_chunk_bytes = std::size_t{512} << 10;  // replica_options
   std::size_t snapshot_window = 4;
   raft::unsafe_mutation mutation = raft::unsafe_mutation::none;  // every node's core
+  bool release_applied_payloads = true;  // raft::config, as the node runs
 };
 
 class harness {
@@ -162,6 +163,7 @@ class harness {
     o.raft = make_config(id.value, static_cast<int>(voters_.size()), opt_.pre_vote);
     if (joining_.count(id)) o.raft.voters.clear();
     o.raft.mutation = opt_.mutation;
+    o.raft.release_applied_payloads = opt_.release_applied_payloads;
     o.tick_ms = tick_ms;
     o.snapshot_entries = opt_.snapshot_entries;
     o.serve_timeout_ms = 1000;
