@@ -255,6 +255,7 @@ class core {
   node_id id() const { return cfg_.id; }
   raft::role role() const { return role_; }
   term_t term() const { return term_; }
+  node_id vote() const { return vote_; }
   // The known leader; no_node also while this node is not a member of its configuration
   // (removed, or joining and not caught up): its doors must answer as without a leader.
   node_id leader() const { return removed() ? no_node : leader_; }

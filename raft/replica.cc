@@ -61,6 +61,8 @@ replica::replica(replica_options opts, restore_state restored, log_store& store,
   stored_snapshot_index_ = core_.snapshot_index();
   last_snapshot_index_ = stored_snapshot_index_;
   last_term_ = core_.term();
+  submitted_term_ = core_.term();  // as restored: durable
+  submitted_vote_ = core_.vote();
   if (!opts_.monotonic_ms) opts_.monotonic_ms = [] { return std::int64_t{0}; };
   if (!opts_.now_ms) opts_.now_ms = opts_.monotonic_ms;
 }
@@ -269,6 +271,25 @@ void replica::persist(ready& rd) {
     send(after);
     after.clear();
   }
+  // A heartbeat answer says only "I follow you in this term": it promises no log entry.
+  // Once the term and vote it is sent in are durable (no batch changing them is in flight
+  // or in this one), it need not queue behind the entries being written. Under a steady
+  // write load that is what keeps a ReadIndex round (a linearizable read) from waiting for
+  // a follower's fsync.
+  const bool term_vote_change =
+      rd.hs && (rd.hs->term != submitted_term_ || rd.hs->vote != submitted_vote_);
+  if (term_vote_change) {
+    submitted_term_ = rd.hs->term;
+    submitted_vote_ = rd.hs->vote;
+  } else if (term_vote_batches_in_flight_ == 0) {
+    std::vector<message> now;
+    std::erase_if(after, [&now](message& m) {
+      if (!std::holds_alternative<heartbeat_response>(m.body)) return false;
+      now.push_back(std::move(m));
+      return true;
+    });
+    send(now);
+  }
   if (!any_write && batches_in_flight_ == 0) {
     // Nothing written and nothing earlier still pending: everything these messages promise
     // is already durable.
@@ -279,9 +300,11 @@ void replica::persist(ready& rd) {
   b.entries = std::move(rd.entries);
   b.hs = rd.hs;
   ++batches_in_flight_;
-  store_.submit(std::move(b), on_executor([this, log_write, index, term,
+  if (term_vote_change) ++term_vote_batches_in_flight_;
+  store_.submit(std::move(b), on_executor([this, log_write, term_vote_change, index, term,
                                            after = std::move(after)](std::string error) mutable {
                   --batches_in_flight_;
+                  if (term_vote_change) --term_vote_batches_in_flight_;
                   if (stopped_) return;
                   if (!error.empty()) {
                     on_storage_error(error);

@@ -32,8 +32,12 @@
 // completion of their batch, which runs after that batch and every earlier one is durable
 // (batches complete in order). A batch with nothing to write but messages to send is an
 // empty barrier batch; when no batch is in flight at all, nothing earlier can still be
-// pending, so its messages go out at once. `unsafe_ack_before_persist` breaks exactly this
-// rule, so that the simulator can show that it catches the breakage.
+// pending, so its messages go out at once. A heartbeat answer promises less: only that
+// this node follows the sender in its term. It waits for a batch only while a change of
+// term or vote is on its way to the disk; otherwise it goes out at once, so a ReadIndex
+// round (every linearizable read) does not wait for a follower's fsync under a write load.
+// `unsafe_ack_before_persist` breaks the rule for every message, so that the simulator can
+// show that it catches the breakage.
 //
 // ## Matching answers to calls
 //
@@ -407,6 +411,12 @@ class replica {
   std::string storage_error_;
   index_t stored_snapshot_index_;  // snapshot index recorded in storage (as submitted)
   std::size_t batches_in_flight_ = 0;
+  // Batches in flight that change the stored term or vote, and the term and vote last
+  // handed to storage: while none is in flight, a heartbeat answer promises nothing that
+  // is not durable and goes out at once (persist()).
+  std::size_t term_vote_batches_in_flight_ = 0;
+  term_t submitted_term_;
+  node_id submitted_vote_;
 
   std::uint64_t config_seq_seen_ = 0;
   role last_role_ = role::follower;

@@ -284,6 +284,64 @@ BOOST_AUTO_TEST_CASE(acknowledgements_wait_for_the_batch_to_be_durable) {
   }
 }
 
+// A heartbeat answer promises no entry: with its term and vote durable it does not wait
+// for the follower's batch in flight, so a ReadIndex round does not wait for a fsync.
+// An answer in a term that is not yet durable still waits.
+BOOST_AUTO_TEST_CASE(heartbeat_answers_do_not_wait_for_entries_being_written) {
+  cluster cl(3);
+  cl.elect(1);
+  cl.auto_persist = false;
+  cl[1].propose("x");
+  cl.process(n(1));
+  // Node 2 takes what is queued for it (its write stays in flight); nothing else moves.
+  auto deliver_to_2 = [&cl] {
+    std::deque<sim::harness::wire> rest;
+    std::deque<sim::harness::wire> now = std::move(cl.queue);
+    cl.queue.clear();
+    for (auto& w : now) {
+      if (w.to != n(2)) {
+        rest.push_back(std::move(w));
+        continue;
+      }
+      if (auto* m = std::get_if<message>(&w.body)) cl.rep(2).step(*m);
+      cl.run(n(2));
+    }
+    for (auto& w : cl.queue) rest.push_back(std::move(w));  // what node 2 sent, after
+    cl.queue = std::move(rest);
+  };
+  deliver_to_2();
+  BOOST_REQUIRE(cl.at(2).store->pending() > 0u);
+  cl.at(2).sent.clear();
+  // A read on the leader starts a heartbeat round; node 2 answers at once.
+  bool read_done = false;
+  cl.rep(1).read(cl.now() + 1000, replica::done_callback([&read_done](replica_error e) {
+                   read_done = e == replica_error::none;
+                 }));
+  cl.process(n(1));
+  deliver_to_2();
+  BOOST_TEST(cl.at(2).store->pending() > 0u);
+  BOOST_TEST(count<heartbeat_response>(cl.at(2).sent) == 1u);
+  BOOST_TEST(count<append_response>(cl.at(2).sent) == 0u);  // that one still waits
+  // The answer reaches the leader: the read is served while both followers still write.
+  cl.deliver();
+  BOOST_TEST(read_done);
+  BOOST_TEST(cl.at(2).store->pending() > 0u);
+
+  // A node that has just moved to a new term answers nothing before the term is durable.
+  cluster c2(3);
+  c2.elect(1);
+  c2.auto_persist = false;
+  c2.at(2).sent.clear();
+  c2.rep(2).step(message{n(3), n(2), term_t(c2[1].term().value + 5),
+                         heartbeat_request{index_t{}, 0}});
+  c2.run(n(2));
+  BOOST_TEST(c2.at(2).store->pending() > 0u);
+  BOOST_TEST(count<heartbeat_response>(c2.at(2).sent) == 0u);
+  c2.at(2).store->complete_all();
+  c2.run(n(2));
+  BOOST_TEST(count<heartbeat_response>(c2.at(2).sent) == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_write_costs_each_node_one_durable_batch) {
   // The commit index need not be durable (a restarted node clamps it and learns the rest
   // from the leader), so learning that an entry committed must not cost a write of its own:
