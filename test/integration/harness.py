@@ -143,12 +143,18 @@ def http_request(addr, method, path, body=None, headers=None, timeout=10.0):
         conn.close()
 
 
-def close_after(testcase, cluster):
-    """tearDown for a test that owns `cluster`: prints the node logs first if the test
-    failed (they help whoever reads the failure), then closes it."""
+def dump_logs_if_failed(testcase, cluster):
+    """tearDown for a test that uses a cluster it does not own (one per class): prints the
+    node logs if this test failed, since the class's cluster outlives it."""
     result = getattr(getattr(testcase, "_outcome", None), "result", None)
     if result is not None and any(t is testcase for t, _ in result.failures + result.errors):
         cluster.dump_logs()
+
+
+def close_after(testcase, cluster):
+    """tearDown for a test that owns `cluster`: prints the node logs first if the test
+    failed (they help whoever reads the failure), then closes it."""
+    dump_logs_if_failed(testcase, cluster)
     cluster.close()
 
 

@@ -41,6 +41,9 @@ class Cluster3(harness.TestCase):
     def tearDownClass(cls):
         cls.cluster.close()
 
+    def tearDown(self):
+        harness.dump_logs_if_failed(self, self.cluster)
+
     def test_quiet_pipeline_ends_with_mn(self):
         addr = self.followers[0].memcached
         reply = send(addr, b"ms q1 1 q\r\na\r\nms q2 1 q\r\nb\r\nms q1 1 ME q\r\nc\r\n"
