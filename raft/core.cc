@@ -474,6 +474,7 @@ void core::tick() {
     for (auto& [id, pr] : progress_) {
       ++pr.ticks_since_contact;
       ++pr.ticks_in_state;
+      ++pr.ticks_since_resend;
       // A snapshot (or probe) lost in the network would stall the peer forever: retry.
       if (pr.state == progress_state::snapshot && pr.ticks_in_state >= cfg_.election_ticks) {
         become_probe(pr);
@@ -809,11 +810,16 @@ void core::handle_heartbeat_response(const message& m, const heartbeat_response&
   progress& pr = it->second;
   pr.recent_active = true;
   pr.ticks_since_contact = 0;
-  pr.probe_sent = false;
   if (r.read_seq > pr.read_ack_seq) pr.read_ack_seq = r.read_seq;
   release_reads();
-  if (pr.match < last_index()) {
-    // Requests may have been lost: free one slot so replication cannot stall for good.
+  // A peer that answers heartbeats but lags may have lost requests: retry a probe, or free
+  // one slot of the pipeline, so replication cannot stall for good. Once per heartbeat
+  // period, not once per answer: every ReadIndex round is a heartbeat round, and a peer
+  // catching up would otherwise be sent one more append (up to max_bytes_per_append) per
+  // read the leader serves.
+  if (pr.match < last_index() && pr.ticks_since_resend >= cfg_.heartbeat_ticks) {
+    pr.ticks_since_resend = 0;
+    pr.probe_sent = false;
     if (pr.state == progress_state::replicate && pr.inflight.size() >= cfg_.max_inflight)
       pr.inflight.pop_front();
     send_append(m.from, pr, true);

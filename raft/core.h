@@ -304,6 +304,9 @@ class core {
     std::uint64_t ticks_in_state = 0;  // to retry a lost snapshot
     bool recent_active = false;        // heard from in the current check-quorum period
     std::uint64_t ticks_since_contact = 0;
+    // Since a heartbeat answer last made the leader resend (handle_heartbeat_response): at
+    // most one such resend per heartbeat period, however many read rounds are answered.
+    std::uint64_t ticks_since_resend = 0;
     std::uint64_t read_ack_seq = 0;  // highest heartbeat read_seq it acknowledged
     // Removed from the configuration: kept only until it holds the entry that removes it
     // (so that it learns it and stops campaigning) or for two election timeouts.

@@ -288,6 +288,35 @@ BOOST_AUTO_TEST_CASE(leader_counts_itself_only_up_to_persisted_index) {
   BOOST_TEST((l.commit_index() == p.index));
 }
 
+// A lagging peer that answers every heartbeat (every ReadIndex round is one) is sent at most
+// one extra append per heartbeat period, not one per answer: a catching-up follower under a
+// read load once drew hundreds of 1 MB appends in one batch and stalled its leader.
+BOOST_AUTO_TEST_CASE(heartbeat_answers_from_a_lagging_peer_resend_once_per_period) {
+  restore_state rs;
+  rs.hs.term = t(1);
+  rs.entries = log_of({1, 1, 1, 1, 1});
+  core c(make_config(1, 3, /*pre_vote=*/false), rs);
+  c.campaign();
+  drain(c);
+  c.step(message{n(2), n(1), t(2), vote_response{true, false}});
+  drain(c);
+  BOOST_REQUIRE(c.role() == role::leader);
+  // Node 3 never answers the probe: it stays in probe with one request outstanding.
+  auto appends_to_3 = [&c](int answers) {
+    std::size_t sent = 0;
+    for (int k = 0; k < answers; ++k) {
+      c.step(message{n(3), n(1), t(2), heartbeat_response{0}});
+      for (auto& m : only<append_request>(drain(c).messages))
+        if (m.to == n(3)) ++sent;
+    }
+    return sent;
+  };
+  BOOST_TEST(appends_to_3(50) <= 1u);
+  for (int k = 0; k < 2; ++k) c.tick();  // one heartbeat period (make_config: 2 ticks)
+  drain(c);
+  BOOST_TEST(appends_to_3(50) == 1u);  // the retry still happens, once
+}
+
 // Thesis §9.6: a rejoining partitioned node does not disrupt a stable leader.
 BOOST_AUTO_TEST_CASE(pre_vote_does_not_disturb_stable_leader_when_partitioned_node_rejoins) {
   cluster cl(3);
