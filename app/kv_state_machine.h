@@ -16,12 +16,12 @@
 //
 // Threads and fork: only the calling thread exists in the child, and any lock another
 // thread held at the fork stays held there. The child therefore does nothing but read the
-// store, allocate (glibc's malloc and TCMalloc both take their locks
-// around fork through pthread_atfork) and make plain file calls; no
-// logging, no Asio, no LMDB. It reports an error line through a pipe and its exit status.
-// A thread of the parent waits for it, records the file with the log store (adopt()),
-// returns freed memory to the kernel (base::release_free_memory) and runs the completion. If fork fails
-// (e.g. no memory for the page tables) the snapshot is taken the old way, on the caller.
+// store, allocate (glibc's malloc and TCMalloc both take their locks around fork through
+// pthread_atfork) and make plain file calls; no logging, no Asio, no LMDB. It reports an
+// error line through a pipe and its exit status. A thread of the parent waits for it,
+// records the file with the log store (adopt()), returns freed memory to the kernel
+// (base::release_free_memory) and runs the completion. If fork fails (e.g. no memory for
+// the page tables) the snapshot is taken the old way, on the caller.
 //
 // ## Restoring a received snapshot off the event loop
 //
