@@ -62,16 +62,19 @@ bool kv_state_machine::restore(std::string_view bytes) {
   return ok;
 }
 
-void kv_state_machine::start_restore(std::shared_ptr<const std::string> bytes,
+void kv_state_machine::start_restore(std::string_view bytes, std::shared_ptr<const void> owner,
                                      std::function<void(bool ok)> done) {
-  if (!post_) return raft::state_machine::start_restore(std::move(bytes), std::move(done));
+  if (!post_) {
+    return raft::state_machine::start_restore(bytes, std::move(owner), std::move(done));
+  }
   // The replica restores one snapshot at a time: a previous thread has posted its result.
   if (restorer_.joinable()) restorer_.join();
   std::weak_ptr<int> alive = alive_;
-  restorer_ = std::thread([this, alive, bytes = std::move(bytes), done = std::move(done),
+  restorer_ = std::thread([this, alive, bytes, owner = std::move(owner), done = std::move(done),
                            local = store_.local_options(), post = post_]() mutable {
     auto fresh = std::make_shared<kv::store>(local);
-    const bool ok = fresh->restore(*bytes);
+    const bool ok = fresh->restore(bytes);
+    owner.reset();  // the bytes (a map of the received file) are no longer needed
     post([this, alive, ok, fresh = std::move(fresh), done = std::move(done)]() mutable {
       if (alive.expired()) return;
       if (ok) {

@@ -66,7 +66,7 @@ class kv_state_machine final : public raft::state_machine {
   raft::index_t applied_index() const override { return raft::index_t(store_.applied_index()); }
   std::string snapshot() const override { return store_.snapshot(); }
   bool restore(std::string_view bytes) override;
-  void start_restore(std::shared_ptr<const std::string> bytes,
+  void start_restore(std::string_view bytes, std::shared_ptr<const void> owner,
                      std::function<void(bool ok)> done) override;
   std::uint64_t state_bytes() const override { return store_.stats().bytes; }
   void start_snapshot(const raft::snapshot_meta& meta, raft::log_store& logs,

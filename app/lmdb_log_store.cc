@@ -35,16 +35,20 @@ raft::storage::submit_callback completion(raft::store_completion done) {
 void lmdb_log_store::submit(raft::persist_batch b, raft::store_completion done) {
   if (b.install) {
     // The file first (the record must never point at a snapshot that is not durable), then
-    // one transaction that records it and drops the whole stored log (paper §7).
-    const auto& meta = b.install->meta;
-    if (auto err = store_.write_snapshot(meta, *b.install->data)) {
-      done(err.message);
-      return;
-    }
+    // one transaction that records it and drops the whole stored log (paper §7). Both on
+    // the writer thread, in order (the header's essay).
     raft::storage::batch replace;
     replace.truncate_from = stored_snapshot_index_ + 1;
-    replace.compaction = meta;
-    stored_snapshot_index_ = meta.index;
+    replace.compaction = b.install->meta;
+    stored_snapshot_index_ = b.install->meta.index;
+    replace.prepare = [this, install = std::move(*b.install)]() -> raft::storage::error {
+      if (install.file) {
+        auto err = install.file->install();
+        if (err.empty()) return {};
+        return raft::storage::make_error(raft::storage::errc::io_error, std::move(err));
+      }
+      return store_.write_snapshot(install.meta, *install.data);
+    };
     // A failure here fails the store for good, so the batch below reports it.
     store_.submit(std::move(replace), [](const auto&) {});
   }
@@ -101,7 +105,51 @@ class stream_writer final : public raft::snapshot_writer {
   std::unique_ptr<raft::storage::snapshot_stream> stream_;
 };
 
+// The follower's side of a snapshot transfer: the chunks go into a snapshot_stream's temp
+// file as they arrive; the restore reads a map of it; install() (on the writer thread)
+// writes the header, syncs and renames it, and records it as the latest snapshot file.
+class stream_receiver final : public raft::snapshot_receiver {
+ public:
+  stream_receiver(raft::storage::lmdb_store& store,
+                  std::unique_ptr<raft::storage::snapshot_stream> stream)
+      : store_(store), stream_(std::move(stream)) {}
+
+  std::string append(std::string_view chunk) override {
+    if (stream_->append(chunk)) return {};
+    // The stream keeps its first error, which finish() returns (without renaming: the
+    // temp file goes when the receiver does).
+    auto err = stream_->finish();
+    return err.ok() ? std::string("write failed") : err.message;
+  }
+  std::string view(std::string_view& out) override {
+    auto mapped = stream_->map_data();
+    if (!mapped.ok()) return mapped.err.message;
+    out = mapped.value;
+    return {};
+  }
+  std::string install() override {
+    if (auto err = stream_->finish(); !err.ok()) return err.message;
+    store_.snapshot_streamed(stream_->info());
+    return {};
+  }
+
+ private:
+  raft::storage::lmdb_store& store_;
+  std::unique_ptr<raft::storage::snapshot_stream> stream_;
+};
+
 }  // namespace
+
+std::unique_ptr<raft::snapshot_receiver> lmdb_log_store::open_snapshot_receiver(
+    const raft::snapshot_meta& meta, std::string& error) {
+  auto opened = store_.open_snapshot_stream(meta);
+  if (!opened.ok()) {
+    error = opened.err.message;
+    return nullptr;
+  }
+  error.clear();
+  return std::make_unique<stream_receiver>(store_, std::move(opened.value));
+}
 
 std::unique_ptr<raft::snapshot_writer> lmdb_log_store::open_snapshot_writer(
     const raft::snapshot_meta& meta, std::string& error) {

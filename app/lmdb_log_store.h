@@ -1,12 +1,15 @@
 // raft::storage::lmdb_store as the replica's log store (raft/interfaces.h).
 //
 // Batches go to the LMDB writer thread unchanged in order; their completions run on that
-// thread (the replica posts them to its executor). A snapshot received from the leader
-// (persist_batch::install) is written to its file here, on the caller's thread, so that the
-// LMDB batch recording it follows every earlier batch in order and precedes every later one:
-// it is rare and bounded by the snapshot size. Local snapshot files (write_snapshot) are
-// written on a thread of their own, one at a time, while the node keeps serving. Snapshots
-// sent to followers are read from their files in chunks (open_snapshot).
+// thread (the replica posts them to its executor). A snapshot received from the leader is
+// assembled in a temp file of the snapshot directory as its chunks arrive
+// (open_snapshot_receiver: raft::storage::snapshot_stream); persist_batch::install then
+// finishes that file (header, fsync, rename) on the LMDB writer thread, just before the
+// transaction that records it (raft::storage::batch::prepare), so the record follows every
+// earlier batch and precedes every later one while the event loop never waits for a
+// multi-gigabyte fsync. Local snapshot files (write_snapshot) are written on a thread of
+// their own, one at a time, while the node keeps serving. Snapshots sent to followers are
+// read from their files in chunks (open_snapshot).
 #pragma once
 
 #include <thread>
@@ -46,6 +49,10 @@ class lmdb_log_store final : public raft::log_store {
   // forked child): raft::storage::snapshot_stream behind raft::snapshot_writer.
   std::unique_ptr<raft::snapshot_writer> open_snapshot_writer(const raft::snapshot_meta& meta,
                                                               std::string& error) override;
+  // A snapshot received from the leader, assembled in a temp file beside the snapshots
+  // (raft::snapshot_receiver over raft::storage::snapshot_stream).
+  std::unique_ptr<raft::snapshot_receiver> open_snapshot_receiver(const raft::snapshot_meta& meta,
+                                                                  std::string& error) override;
   // Waits for the snapshot thread. Idempotent.
   void close();
 

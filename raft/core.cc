@@ -858,7 +858,7 @@ void core::handle_snapshot(const message& m, const snapshot_request& r) {
   out_.truncate_from.reset();
   out_.entries.clear();
   out_.committed.clear();
-  out_.snapshot = received_snapshot{r.meta, r.data};
+  out_.snapshot = received_snapshot{r.meta, r.data, r.file};
   resp.match_index = r.meta.index;
   send(m.from, resp);
 }
@@ -926,7 +926,7 @@ void core::send_append(node_id to, progress& pr, bool allow_empty) {
     pr.pending_snapshot = snapshot_index_;
     pr.ticks_in_state = 0;
     pr.inflight.clear();
-    send(to, snapshot_request{std::move(meta), nullptr});
+    send(to, snapshot_request{std::move(meta), nullptr, nullptr});
     return;
   }
   append_request req;
@@ -1232,10 +1232,9 @@ std::optional<std::string> core::check_invariants() const {
     term_t prev = k == 0 ? snapshot_term_ : entries_[k - 1].term;
     if (e.term < prev) err << "log terms decrease at " << e.index.value << "; ";
     if (e.term > term_) err << "entry term above current term at " << e.index.value << "; ";
-    if (e.released_bytes != 0 && (e.index > applied_ || !e.data.empty() ||
-                                  e.type != entry_type::normal)) {
-      err << "payload released before it was applied, or not cleanly, at " << e.index.value
-          << "; ";
+    if (e.released_bytes != 0 &&
+        (e.index > applied_ || !e.data.empty() || e.type != entry_type::normal)) {
+      err << "payload released before it was applied, or not cleanly, at " << e.index.value << "; ";
     }
   }
   if (commit_ > last_index()) err << "commit beyond last index; ";

@@ -89,10 +89,12 @@ struct read_state {
   bool operator==(const read_state&) const = default;
 };
 
-// A snapshot received from the leader, to install into the state machine.
+// A snapshot received from the leader, to install into the state machine: its bytes in
+// memory (data) or held by the log store that assembled them (file, raft/interfaces.h).
 struct received_snapshot {
   snapshot_meta meta;
   std::shared_ptr<const std::string> data;
+  std::shared_ptr<snapshot_receiver> file;
 };
 
 // One batch of output. Act on the fields in this order:

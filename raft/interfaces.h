@@ -36,8 +36,10 @@ enum class replica_error : std::uint8_t {
 const char* to_string(replica_error e);
 
 // One ordered write. Its parts take effect in this order, atomically (one transaction):
-//   1. install:       a snapshot received from the leader: make its file durable, record it as
-//                     the log's base and drop the whole stored log;
+//   1. install:       a snapshot received from the leader: make its file durable (from
+//                     install->data, or by finishing install->file), record it as the log's
+//                     base and drop the whole stored log. The store does the file work on
+//                     its own thread, in order with the batches: seconds for a large one;
 //   2. truncate_from: delete stored entries with index >= it (a conflicting suffix, §5.3);
 //   3. entries:       append; the first is the stored last index + 1 (after 1 and 2);
 //   4. compact:       a local snapshot whose file is already durable (log_store::write_snapshot):
@@ -79,6 +81,29 @@ class snapshot_writer {
 // in memory anyway (the default start_snapshot), else null (the file holds them).
 using snapshot_completion =
     std::function<void(std::string error, std::shared_ptr<const std::string> data)>;
+
+// A snapshot streamed from the leader, assembled by the log store as it arrives
+// (log_store::open_snapshot_receiver): a temp file in production, so that a follower never
+// holds a second copy of a large state in memory, and the file written as the bytes arrive
+// is the one that becomes the snapshot (no second write at install).
+//   - append(): on the replica's executor, one chunk (snapshot_chunk_bytes) at a time: a
+//     plain write into the page cache, no sync;
+//   - view(): once every byte is in, a read-only view of them (a map of the file) that stays
+//     valid while this object lives; the state machine restores from it;
+//   - install(): called by the store that made it, on its own thread, when the persist_batch
+//     carrying it is written: makes the file durable under its final name and records it.
+// Destroyed before install() (a newer snapshot, a new leader, a failed check): what was
+// written is removed.
+class snapshot_receiver {
+ public:
+  virtual ~snapshot_receiver() = default;
+  // An error line, or empty.
+  virtual std::string append(std::string_view chunk) = 0;
+  // An error line, or empty (then `out` holds every byte appended).
+  virtual std::string view(std::string_view& out) = 0;
+  // An error line, or empty.
+  virtual std::string install() = 0;
+};
 
 // The bytes of one durable snapshot, read piecewise while it is streamed to a follower
 // (raft/replica.h, "Snapshot transfer"): production reads its file, so no copy of the whole
@@ -123,6 +148,16 @@ class log_store {
   // none (use write_snapshot); nullptr with `error` set: the file cannot be created.
   virtual std::unique_ptr<snapshot_writer> open_snapshot_writer(const snapshot_meta& meta,
                                                                 std::string& error) {
+    (void)meta;
+    error.clear();
+    return nullptr;
+  }
+  // Where a follower assembles the snapshot at `meta` that the leader streams to it.
+  // nullptr with `error` empty: this store offers none, and the replica assembles the bytes
+  // in memory (persist_batch::install then carries them as data); nullptr with `error` set:
+  // the file cannot be created (the replica answers the leader with a failure).
+  virtual std::unique_ptr<snapshot_receiver> open_snapshot_receiver(const snapshot_meta& meta,
+                                                                    std::string& error) {
     (void)meta;
     error.clear();
     return nullptr;
@@ -190,13 +225,16 @@ class state_machine {
   // Replaces the whole state with a snapshot (received from the leader); false if corrupt.
   virtual bool restore(std::string_view bytes) = 0;
   // The same, for a snapshot received at run time: a large state takes seconds to rebuild,
-  // so an implementation may build the new state on another thread from `bytes` (which stay
-  // valid and unchanged until done runs) and switch to it when done. Until it calls done,
-  // on the replica's executor, with whether the bytes restored, the replica applies nothing
-  // and keeps serving the old state's applied_index(). This default restores here, at once.
-  virtual void start_restore(std::shared_ptr<const std::string> bytes,
+  // so an implementation may build the new state on another thread from `bytes` and switch
+  // to it when done. `bytes` stay valid and unchanged while `owner` lives (they may be a map
+  // of the received file: snapshot_receiver::view): hold it until the restore is over. Until
+  // it calls done, on the replica's executor, with whether the bytes restored, the replica
+  // applies nothing and keeps serving the old state's applied_index(). This default
+  // restores here, at once.
+  virtual void start_restore(std::string_view bytes, std::shared_ptr<const void> owner,
                              std::function<void(bool ok)> done) {
-    done(restore(*bytes));
+    (void)owner;
+    done(restore(bytes));
   }
   // The leader turns a client command into the bytes it proposes (e.g. stamps its clock
   // into it, so every replica applies the same "now"); nullopt: undecodable, refuse it.

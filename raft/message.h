@@ -73,16 +73,22 @@ struct heartbeat_response {
   bool operator==(const heartbeat_response&) const = default;
 };
 
+class snapshot_receiver;  // raft/interfaces.h
+
 // InstallSnapshot (paper §7). The leader's core emits it with metadata only (data null): the
 // drive loop (raft/replica.h, "Snapshot transfer") turns it into a stream of snapshot_chunk
 // messages read from the snapshot file, and never puts it on the network as such. The
-// receiving drive loop hands its core one with the reassembled bytes, verified.
+// receiving drive loop hands its core one with the reassembled bytes, verified: in memory
+// (data), or assembled by its log store (file).
 struct snapshot_request {
   snapshot_meta meta;                       // what the snapshot covers
   std::shared_ptr<const std::string> data;  // state-machine snapshot bytes (null: metadata only)
+  // Local only, never encoded: the verified bytes held by the log store instead of data.
+  std::shared_ptr<snapshot_receiver> file;
 
   bool operator==(const snapshot_request& o) const {
-    return meta == o.meta && ((data == o.data) || (data && o.data && *data == *o.data));
+    return meta == o.meta && file == o.file &&
+           ((data == o.data) || (data && o.data && *data == *o.data));
   }
 };
 

@@ -215,14 +215,28 @@ void replica::persist(ready& rd) {
     // The state machine may rebuild its state off the executor (the essay's "Snapshot
     // transfer"); until then nothing is applied.
     const auto meta = rd.snapshot->meta;
-    const std::size_t bytes = rd.snapshot->data->size();
+    // The bytes: in memory, or a view of the file the store assembled (on_chunk checked
+    // that the view holds them all).
+    std::string_view whole;
+    std::shared_ptr<const void> owner;
+    if (rd.snapshot->file) {
+      if (auto err = rd.snapshot->file->view(whole); !err.empty()) {
+        on_storage_error(cat("the received snapshot at index ", meta.index.value, ": ", err));
+        return;
+      }
+      owner = rd.snapshot->file;
+    } else {
+      whole = *rd.snapshot->data;
+      owner = rd.snapshot->data;
+    }
+    const std::size_t bytes = whole.size();
     restoring_ = meta;
     const std::int64_t started = now();
     std::weak_ptr<int> alive = alive_;
     // done may run inside the call (the default restores at once) or later.
     auto inside = std::make_shared<bool>(true);
     auto at_once = std::make_shared<std::optional<bool>>();
-    sm_.start_restore(rd.snapshot->data,
+    sm_.start_restore(whole, std::move(owner),
                       [this, alive, meta, bytes, started, inside, at_once](bool ok) {
                         if (*inside) {
                           *at_once = ok;
@@ -929,7 +943,8 @@ void replica::on_chunk_response(const message& m, const snapshot_chunk_response&
   t.last_answer = now();
   t.stalls = 0;
   if (r.failed) {
-    end_transfer(t, "failed", "the follower could not verify the snapshot (size or checksum)");
+    end_transfer(t, "failed",
+                 "the follower could not store or verify the snapshot (its log says which)");
     core_.report_snapshot(m.from, false);
     return;
   }
@@ -985,10 +1000,9 @@ void replica::tick_transfers() {
     pump(t);
   }
   if (inbound_ && t_now - inbound_->last_chunk > 10 * election_ms()) {
-    log(log_level::warn,
-        cat("dropped a partial snapshot from node ", inbound_->from.value, " (index ",
-            inbound_->meta.index.value, ", ", inbound_->data.size(), " of ", inbound_->total,
-            " bytes): nothing heard for ten election timeouts"));
+    log(log_level::warn, cat("dropped a partial snapshot from node ", inbound_->from.value,
+                             " (index ", inbound_->meta.index.value, ", ", inbound_->held, " of ",
+                             inbound_->total, " bytes): nothing heard for ten election timeouts"));
     inbound_.reset();
   }
 }
@@ -1016,7 +1030,7 @@ void replica::on_chunk(const message& m, const snapshot_chunk& c) {
     // Nothing to install: the core tells the leader where this log is.
     inbound_.reset();
     answer_chunk(m, c, c.total, true, false);
-    core_.step(message{m.from, id(), m.term, snapshot_request{c.meta, nullptr}});
+    core_.step(message{m.from, id(), m.term, snapshot_request{c.meta, nullptr, nullptr}});
     return;
   }
   // Still restoring the previous snapshot: one at a time. Unanswered, the leader resends
@@ -1031,7 +1045,7 @@ void replica::on_chunk(const message& m, const snapshot_chunk& c) {
     }
     if (in) {
       log(log_level::info, cat("dropped a partial snapshot (index ", in->meta.index.value, ", ",
-                               in->data.size(), " bytes) for a new one"));
+                               in->held, " bytes) for a new one"));
     }
     in.emplace();
     in->from = m.from;
@@ -1039,30 +1053,57 @@ void replica::on_chunk(const message& m, const snapshot_chunk& c) {
     in->meta = c.meta;
     in->total = c.total;
     in->checksum = c.checksum;
-    in->data.reserve(c.total);
-    log(log_level::info, cat("receiving snapshot at index ", c.meta.index.value, " (", c.total,
-                             " bytes) from node ", m.from.value));
+    std::string error;
+    in->file = store_.open_snapshot_receiver(c.meta, error);
+    if (!in->file && !error.empty()) {
+      log(log_level::error,
+          cat("cannot receive the snapshot at index ", c.meta.index.value, ": ", error));
+      inbound_.reset();
+      answer_chunk(m, c, 0, false, true);
+      return;
+    }
+    if (!in->file) in->data.reserve(c.total);
+    log(log_level::info,
+        cat("receiving snapshot at index ", c.meta.index.value, " (", c.total, " bytes) from node ",
+            m.from.value, in->file ? " into a file" : " in memory"));
   }
   in->last_chunk = now();
-  if (c.offset != in->data.size()) {
-    answer_chunk(m, c, in->data.size(), false, false);  // a gap or a duplicate
+  if (c.offset != in->held) {
+    answer_chunk(m, c, in->held, false, false);  // a gap or a duplicate
     return;
   }
-  in->data.append(c.data);
+  if (in->file) {
+    if (auto err = in->file->append(c.data); !err.empty()) {
+      log(log_level::error, cat("receiving the snapshot at index ", c.meta.index.value, ": ", err));
+      inbound_.reset();
+      answer_chunk(m, c, 0, false, true);
+      return;
+    }
+  } else {
+    in->data.append(c.data);
+  }
+  in->held += c.data.size();
   in->crc = base::crc32c(c.data, in->crc);
   if (!c.last) {
-    answer_chunk(m, c, in->data.size(), false, false);
+    answer_chunk(m, c, in->held, false, false);
     return;
   }
-  if (in->data.size() != in->total || in->crc != in->checksum) {
-    log(log_level::warn, cat("snapshot at index ", c.meta.index.value, " from node ", m.from.value,
-                             " does not verify (", in->data.size(), " of ", in->total,
-                             " bytes, checksum ", in->crc, " vs ", in->checksum, "); dropped"));
+  std::string_view whole;
+  std::string view_error;
+  if (in->file) view_error = in->file->view(whole);
+  if (in->held != in->total || in->crc != in->checksum || !view_error.empty() ||
+      (in->file && whole.size() != in->total)) {
+    log(log_level::warn,
+        cat("snapshot at index ", c.meta.index.value, " from node ", m.from.value,
+            " does not verify (", in->held, " of ", in->total, " bytes, checksum ", in->crc, " vs ",
+            in->checksum, view_error.empty() ? "" : ", ", view_error, "); dropped"));
     inbound_.reset();
     answer_chunk(m, c, 0, false, true);
     return;
   }
-  auto data = std::make_shared<const std::string>(std::move(in->data));
+  std::shared_ptr<const std::string> data;
+  if (!in->file) data = std::make_shared<const std::string>(std::move(in->data));
+  auto file = std::move(in->file);
   const auto meta = in->meta;
   inbound_.reset();
   answer_chunk(m, c, c.total, true, false);
@@ -1074,12 +1115,13 @@ void replica::on_chunk(const message& m, const snapshot_chunk& c) {
   // transport's queue). Installing on the next turn of the executor lets the transport
   // write the answer first. The core still judges the message's term when it runs.
   std::weak_ptr<int> alive = alive_;
-  opts_.post([this, alive, from = m.from, term = m.term, meta, data = std::move(data)]() mutable {
+  opts_.post([this, alive, from = m.from, term = m.term, meta, data = std::move(data),
+              file = std::move(file)]() mutable {
     if (alive.expired() || stopped_) return;
     // Another restore began meanwhile: drop this one (the leader, told done, finds this log
     // short at its next append and sends a snapshot again).
     if (restoring_) return;
-    core_.step(message{from, id(), term, snapshot_request{meta, std::move(data)}});
+    core_.step(message{from, id(), term, snapshot_request{meta, std::move(data), std::move(file)}});
     schedule_ready();
   });
 }
@@ -1205,7 +1247,7 @@ replica_status replica::status() const {
   if (restoring_) s.restoring_snapshot_index = restoring_->index;
   if (inbound_) {
     s.receiving_snapshot_index = inbound_->meta.index;
-    s.receiving_snapshot_bytes = inbound_->data.size();
+    s.receiving_snapshot_bytes = inbound_->held;
     s.receiving_snapshot_total = inbound_->total;
   }
   return s;

@@ -102,10 +102,14 @@
 // resends from the acknowledged offset; after five such stalls it gives up, tells the core
 // (core::report_snapshot), and a new transfer starts when the core asks again. A follower
 // drops a partial snapshot it has not heard of for ten election timeouts.
-// The follower reassembles in memory (restore needs the whole bytes anyway). Recording it
-// (persist step 1) goes to storage like any batch; the state machine rebuilds its state
-// with state_machine::start_restore, off the executor in production, so the node keeps
-// answering heartbeats and appends meanwhile. Until the restore is done the replica applies
+// The follower hands each chunk to its log store as it arrives (log_store::
+// open_snapshot_receiver: a temp file in production, written into the page cache, no sync),
+// so no second copy of the state is held in memory; a store that offers no receiver (tests)
+// gets the bytes reassembled in memory. Recording it (persist step 1) goes to storage like
+// any batch: the store makes the file durable and renames it on its own thread, in order
+// with the batches. The state machine rebuilds its state with state_machine::start_restore
+// from a view of the bytes (a map of the file), off the executor in production, so the node
+// keeps answering heartbeats and appends meanwhile. Until the restore is done the replica applies
 // nothing: committed entries wait in order (apply_backlog_), reads wait for their index,
 // and no local snapshot starts. A snapshot that does not restore is a storage failure.
 //
@@ -369,6 +373,10 @@ class replica {
     std::uint64_t total = 0;
     std::uint32_t checksum = 0;  // announced
     std::uint32_t crc = 0;       // of the bytes so far
+    std::uint64_t held = 0;      // bytes so far
+    // Where the bytes go: the log store's receiver (a temp file), or data when the store
+    // offers none (log_store::open_snapshot_receiver).
+    std::shared_ptr<snapshot_receiver> file;
     std::string data;
     std::int64_t last_chunk = 0;
   };

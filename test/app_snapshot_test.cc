@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -314,7 +315,7 @@ BOOST_AUTO_TEST_CASE(start_restore_builds_the_new_state_aside_and_swaps_it_in_on
   fill(target, 10, 1, 'o');
   app::kv_state_machine sm(target, /*fork_snapshots=*/false, post);
   std::optional<bool> result;
-  sm.start_restore(bytes, [&](bool ok) { result = ok; });
+  sm.start_restore(*bytes, bytes, [&](bool ok) { result = ok; });
   // Nothing changes before the loop runs the swap, however long the thread took.
   BOOST_TEST(!result.has_value());
   BOOST_TEST(target.stats().curr_items == 10u);
@@ -329,9 +330,87 @@ BOOST_AUTO_TEST_CASE(start_restore_builds_the_new_state_aside_and_swaps_it_in_on
   auto bad = std::make_shared<std::string>(*bytes);
   (*bad)[bad->size() / 2] ^= 0x5a;
   result.reset();
-  sm.start_restore(bad, [&](bool ok) { result = ok; });
+  sm.start_restore(*bad, bad, [&](bool ok) { result = ok; });
   BOOST_REQUIRE(run_posted(30s));
   BOOST_REQUIRE(result.has_value());
   BOOST_TEST(!*result);
   BOOST_TEST(target.snapshot() == *bytes);
+}
+
+namespace {
+
+std::size_t tmp_files(const fs::path& dir) {
+  std::size_t n = 0;
+  for (const auto& de : fs::directory_iterator(dir / "snapshots"))
+    if (de.path().filename().string().rfind("tmp-", 0) == 0) ++n;
+  return n;
+}
+
+}  // namespace
+
+// A snapshot streamed from the leader is assembled in a temp file as it arrives
+// (lmdb_log_store::open_snapshot_receiver), not in memory: a view of the file restores
+// byte-identically, the install batch makes it the latest snapshot and records it (a restart
+// loads it), the view outlives the rename, and a receiver dropped before its install leaves
+// no file behind.
+BOOST_AUTO_TEST_CASE(a_received_snapshot_is_assembled_in_a_file_and_installed_by_its_batch) {
+  temp_dir dir;
+  kv::store s(big_limits());
+  fill(s, 20'000);
+  const std::string reference = s.snapshot();
+  const auto meta = meta_at(s.applied_index());
+  {
+    auto lmdb = open_store(dir.path);
+    BOOST_REQUIRE(lmdb->load().ok());
+    app::lmdb_log_store logs(*lmdb, raft::index_t{});
+
+    // Dropped half way (a newer snapshot, a new leader): its temp file goes with it.
+    {
+      std::string error;
+      auto dropped = logs.open_snapshot_receiver(meta, error);
+      BOOST_REQUIRE(dropped);
+      BOOST_TEST(error == "");
+      BOOST_TEST(dropped->append(std::string_view(reference).substr(0, 1000)) == "");
+      BOOST_TEST(tmp_files(dir.path) == 1u);
+    }
+    BOOST_TEST(tmp_files(dir.path) == 0u);
+
+    std::string error;
+    std::shared_ptr<raft::snapshot_receiver> r = logs.open_snapshot_receiver(meta, error);
+    BOOST_REQUIRE(r);
+    for (std::size_t at = 0; at < reference.size(); at += 64 << 10)
+      BOOST_REQUIRE(r->append(std::string_view(reference).substr(at, 64 << 10)) == "");
+    std::string_view view;
+    BOOST_REQUIRE(r->view(view) == "");
+    BOOST_TEST((view == reference));
+    BOOST_TEST(!lmdb->latest_snapshot().has_value());  // not a snapshot before its install
+
+    std::promise<std::string> installed;
+    raft::persist_batch b;
+    b.install = raft::received_snapshot{meta, nullptr, r};
+    logs.submit(std::move(b), [&](std::string e) { installed.set_value(std::move(e)); });
+    auto f = installed.get_future();
+    BOOST_REQUIRE(f.wait_for(60s) == std::future_status::ready);
+    BOOST_TEST(f.get() == "");
+    const auto latest = lmdb->latest_snapshot();
+    BOOST_REQUIRE(latest.has_value());
+    BOOST_TEST((latest->meta == meta));
+    BOOST_TEST(latest->data_bytes == reference.size());
+    auto bytes = lmdb->read_snapshot(*latest);
+    BOOST_REQUIRE(bytes.ok());
+    BOOST_TEST((bytes.value == reference));
+    BOOST_TEST(tmp_files(dir.path) == 0u);  // renamed, not copied
+
+    kv::store restored(big_limits());
+    BOOST_REQUIRE(restored.restore(view));  // the map outlives the rename
+    BOOST_TEST((restored.snapshot() == reference));
+    r.reset();
+    logs.close();
+  }
+  auto lmdb = open_store(dir.path);
+  auto loaded = lmdb->load();
+  BOOST_REQUIRE(loaded.ok());
+  BOOST_REQUIRE(loaded.value.snapshot.has_value());
+  BOOST_TEST((loaded.value.snapshot->meta == meta));
+  BOOST_TEST((loaded.value.snapshot_data == reference));
 }

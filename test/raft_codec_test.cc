@@ -32,7 +32,7 @@ std::vector<message> samples() {
   out.push_back(
       hdr(snapshot_request{snapshot_meta{index_t(50), term_t(4),
                                          raft::voters_only({node_id(1), node_id(2), node_id(3)})},
-                           std::make_shared<const std::string>("state bytes")}));
+                           std::make_shared<const std::string>("state bytes"), nullptr}));
   out.push_back(hdr(timeout_now{}));
   out.push_back(hdr(read_index_request{12345}));
   out.push_back(hdr(read_index_response{12345, index_t(77), true, 1764300000123}));
@@ -83,9 +83,9 @@ BOOST_AUTO_TEST_CASE(huge_length_fields_do_not_allocate) {
   // count is the last 8 bytes.
   bytes[bytes.size() - 1] = 0x10;
   BOOST_TEST(!decode(bytes).has_value());
-  auto snap =
-      encode(message{node_id(1), node_id(2), term_t(1),
-                     snapshot_request{snapshot_meta{}, std::make_shared<const std::string>()}});
+  auto snap = encode(
+      message{node_id(1), node_id(2), term_t(1),
+              snapshot_request{snapshot_meta{}, std::make_shared<const std::string>(), nullptr}});
   snap[snap.size() - 1] = 0x40;
   BOOST_TEST(!decode(snap).has_value());
 }

@@ -332,8 +332,8 @@ BOOST_AUTO_TEST_CASE(heartbeat_answers_do_not_wait_for_entries_being_written) {
   c2.elect(1);
   c2.auto_persist = false;
   c2.at(2).sent.clear();
-  c2.rep(2).step(message{n(3), n(2), term_t(c2[1].term().value + 5),
-                         heartbeat_request{index_t{}, 0}});
+  c2.rep(2).step(
+      message{n(3), n(2), term_t(c2[1].term().value + 5), heartbeat_request{index_t{}, 0}});
   c2.run(n(2));
   BOOST_TEST(c2.at(2).store->pending() > 0u);
   BOOST_TEST(count<heartbeat_response>(c2.at(2).sent) == 0u);
@@ -440,14 +440,19 @@ BOOST_AUTO_TEST_CASE(stop_fails_every_waiting_call) {
   BOOST_TEST((r && *r == replica_error::stopped));
 }
 
+namespace {
+
 // A snapshot far larger than one chunk streams to a lagging follower with a bounded window;
 // a link cut in the middle loses chunks, and the stream resumes from the acknowledged offset
 // once the link is back: the follower installs the exact bytes and no election happens.
-BOOST_AUTO_TEST_CASE(snapshot_streams_in_chunks_and_survives_a_cut_link) {
+// receivers: whether the follower's store assembles the bytes (log_store::
+// open_snapshot_receiver, a temp file in production) or the replica does, in memory.
+void stream_a_snapshot_across_a_cut_link(bool receivers) {
   sim::harness_options o;
   o.snapshot_chunk_bytes = 4096;
   o.snapshot_window = 3;
   cluster cl(3, o);
+  cl.at(3).store->offer_receivers(receivers);
   cl.elect(1);
   cl.isolate(3);
   for (int k = 0; k < 20; ++k) cl[1].propose("v" + std::to_string(k));
@@ -506,6 +511,19 @@ BOOST_AUTO_TEST_CASE(snapshot_streams_in_chunks_and_survives_a_cut_link) {
   BOOST_TEST(st.snapshot_transfers[0].total == bytes->size());
   BOOST_TEST(st.snapshot_transfers[0].resends >= 1u);    // it resumed after the cut
   BOOST_TEST(cl.at(1).store->snapshots_opened() == 1u);  // one stream, resumed, not restarted
+  // Where the follower held the bytes: its store's receiver (once: the cut resumed it), or
+  // memory.
+  const auto& installed = cl.at(3).snapshots.back();
+  if (receivers) {
+    BOOST_TEST(cl.at(3).store->receivers_opened() == 1u);
+    BOOST_TEST(cl.at(3).store->receivers_installed() == 1u);
+    BOOST_TEST(installed.file != nullptr);
+  } else {
+    BOOST_TEST(cl.at(3).store->receivers_opened() == 0u);
+    BOOST_TEST(installed.file == nullptr);
+  }
+  BOOST_REQUIRE(cl.at(3).store->state().file_data);
+  BOOST_TEST((*cl.at(3).store->state().file_data == *bytes));  // durable: the same bytes
   // No election: same leader, same term.
   BOOST_TEST((cl[1].term() == term));
   BOOST_TEST((cl[1].role() == role::leader));
@@ -514,6 +532,50 @@ BOOST_AUTO_TEST_CASE(snapshot_streams_in_chunks_and_survives_a_cut_link) {
   cl.deliver();
   cl.tick_all(3);
   BOOST_TEST((cl[3].commit_index() == cl[1].last_index()));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(snapshot_streams_in_chunks_into_the_store_and_survives_a_cut_link) {
+  stream_a_snapshot_across_a_cut_link(true);
+}
+
+BOOST_AUTO_TEST_CASE(snapshot_streams_in_chunks_into_memory_and_survives_a_cut_link) {
+  stream_a_snapshot_across_a_cut_link(false);
+}
+
+// A follower that cannot store a received snapshot (its disk is full under the temp file)
+// answers the leader with a failure rather than acknowledge bytes it does not hold: the
+// leader counts a failed transfer, the follower installs nothing, and once the disk has room
+// a later transfer installs the exact bytes.
+BOOST_AUTO_TEST_CASE(a_snapshot_the_follower_cannot_store_fails_and_a_later_transfer_installs) {
+  sim::harness_options o;
+  o.snapshot_chunk_bytes = 4096;
+  o.snapshot_window = 3;
+  cluster cl(3, o);
+  cl.elect(1);
+  cl.isolate(3);
+  for (int k = 0; k < 20; ++k) cl[1].propose("v" + std::to_string(k));
+  cl.deliver();
+  const index_t upto = cl[1].applied_index();
+  auto bytes = std::make_shared<const std::string>(std::string(50'000, 'q') + "snapshot@" +
+                                                   std::to_string(upto.value));
+  BOOST_REQUIRE(cl.compact(1, upto, bytes));
+  cl.at(3).store->fail_receivers("no space left on device");
+  cl.heal();
+  for (int k = 0; k < 200 && cl.rep(1).status().snapshot_transfers_failed == 0; ++k) cl.tick_all(1);
+  BOOST_TEST(cl.rep(1).status().snapshot_transfers_failed >= 1u);
+  BOOST_TEST(cl.at(3).snapshots.empty());
+  BOOST_TEST((cl[3].snapshot_index() < upto));
+  BOOST_TEST(cl.at(3).store->receivers_installed() == 0u);
+
+  cl.at(3).store->fail_receivers({});
+  for (int k = 0; k < 500 && cl[3].snapshot_index() != upto; ++k) cl.tick_all(1);
+  BOOST_TEST((cl[3].snapshot_index() == upto));
+  BOOST_TEST(cl.at(3).store->receivers_installed() == 1u);
+  BOOST_REQUIRE(cl.at(3).store->state().file_data);
+  BOOST_TEST((*cl.at(3).store->state().file_data == *bytes));
+  BOOST_TEST(cl.rep(1).status().snapshot_transfers_done == 1u);
 }
 
 // A received snapshot may be restored off the executor (app/kv_state_machine does, on a

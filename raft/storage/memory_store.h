@@ -7,6 +7,11 @@
 // yet completed, without running its completion, exactly what a power cut does to writes
 // the disk had not acknowledged; load() then returns what a restarted node would find.
 //
+// A snapshot received from the leader is assembled by a receiver of this store (a string
+// standing in for the temp file, open_snapshot_receiver) unless the owner turns receivers
+// off, so tests cover both of the replica's ways; persist_batch::install makes it the
+// newest file, like install->data.
+//
 // Snapshot files are a second queue, not ordered with batches (production writes them on
 // another thread). open_snapshot() serves the few newest durable files (as the LMDB store
 // serves files a stream still reads after a newer one replaced them). The newest durable file wins
@@ -81,6 +86,22 @@ class memory_store final : public raft::log_store {
     ++entries_read_back_;
     return {};
   }
+  std::unique_ptr<raft::snapshot_receiver> open_snapshot_receiver(const snapshot_meta& meta,
+                                                                  std::string& error) override {
+    (void)meta;
+    error.clear();
+    if (!receivers_) return nullptr;
+    ++receivers_opened_;
+    return std::make_unique<receiver>(receiver_failure_);
+  }
+  // Whether open_snapshot_receiver offers one (default yes).
+  void offer_receivers(bool on) { receivers_ = on; }
+  // While why is not empty, every receiver's append fails with it (a full disk under the
+  // temp file); receivers handed out earlier too.
+  void fail_receivers(std::string why) { *receiver_failure_ = std::move(why); }
+  // Receivers handed out, and those whose snapshot a batch installed.
+  std::uint64_t receivers_opened() const { return receivers_opened_; }
+  std::uint64_t receivers_installed() const { return receivers_installed_; }
   std::uint64_t snapshots_opened() const { return snapshots_opened_; }
   // read_entries calls that succeeded: appends whose released payloads were read back.
   std::uint64_t entries_read_back() const { return entries_read_back_; }
@@ -169,6 +190,27 @@ class memory_store final : public raft::log_store {
     std::uint32_t crc_;
   };
 
+  // The received bytes in a string (the production store's temp file).
+  class receiver final : public raft::snapshot_receiver {
+   public:
+    explicit receiver(std::shared_ptr<const std::string> failure) : failure_(std::move(failure)) {}
+    std::string append(std::string_view chunk) override {
+      if (!failure_->empty()) return *failure_;
+      bytes_.append(chunk);
+      return {};
+    }
+    std::string view(std::string_view& out) override {
+      out = bytes_;
+      return {};
+    }
+    std::string install() override { return {}; }  // apply() takes a copy of the bytes
+    const std::string& bytes() const { return bytes_; }
+
+   private:
+    std::shared_ptr<const std::string> failure_;
+    std::string bytes_;
+  };
+
   void serve(const snapshot_meta& m, std::shared_ptr<const std::string> data) {
     if (!data) return;
     served_[m.index.value] = {m, std::move(data)};
@@ -202,11 +244,19 @@ class memory_store final : public raft::log_store {
     if (b.install) {
       const auto& m = b.install->meta;
       if (m.index < base()) return "invalid batch: installed snapshot below the recorded one";
+      std::shared_ptr<const std::string> data = b.install->data;
+      if (b.install->file) {
+        const auto* r = dynamic_cast<const receiver*>(b.install->file.get());
+        if (r == nullptr) return "invalid batch: a received snapshot from another store";
+        data = std::make_shared<const std::string>(r->bytes());
+        ++receivers_installed_;
+      }
+      if (!data) return "invalid batch: a received snapshot without its bytes";
       d_.log.clear();
       d_.snapshot = m;
       if (!d_.file_meta || d_.file_meta->index <= m.index) {
         d_.file_meta = m;
-        d_.file_data = b.install->data;
+        d_.file_data = std::move(data);
         serve(m, d_.file_data);
       }
     }
@@ -263,6 +313,10 @@ class memory_store final : public raft::log_store {
   durable_state d_;
   std::string error_;
   std::map<std::uint64_t, std::pair<snapshot_meta, std::shared_ptr<const std::string>>> served_;
+  bool receivers_ = true;
+  std::shared_ptr<std::string> receiver_failure_ = std::make_shared<std::string>();
+  std::uint64_t receivers_opened_ = 0;
+  std::uint64_t receivers_installed_ = 0;
   std::uint64_t snapshots_opened_ = 0;
   std::uint64_t entries_read_back_ = 0;
   std::uint64_t batches_submitted_ = 0;

@@ -1,6 +1,7 @@
 #include "raft/storage/snapshot_files.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -101,7 +102,8 @@ result<snapshot_info> snapshot_dir::write(const snapshot_meta& meta, std::string
   const fs::path tmp = dir_ / ("tmp-" + std::to_string(::getpid()) + "-" +
                                std::to_string(tmp_counter_.fetch_add(1)) + "-" + final_name);
   const fs::path dst = dir_ / final_name;
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  // Readable too: a received snapshot is restored from a map of it (map_data).
+  const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return {{}, errno_error(errno, "create " + tmp.string())};
   error err = write_all(fd, encode_snapshot_header(meta, data), tmp.string());
   if (err.ok()) err = write_all(fd, data, tmp.string());
@@ -125,7 +127,8 @@ result<std::unique_ptr<snapshot_stream>> snapshot_dir::open_stream(const snapsho
   const std::string final_name = snapshot_file_name(meta);
   fs::path tmp = dir_ / ("tmp-" + std::to_string(::getpid()) + "-" +
                          std::to_string(tmp_counter_.fetch_add(1)) + "-" + final_name);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  // Readable too: a received snapshot is restored from a map of it (map_data).
+  const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return {{}, errno_error(errno, "create " + tmp.string())};
   const std::size_t header_bytes = encode_snapshot_header(meta, 0, 0).size();
   return {std::make_unique<snapshot_stream>(fd, meta, dir_, std::move(tmp), dir_ / final_name,
@@ -144,8 +147,25 @@ snapshot_stream::snapshot_stream(int fd, snapshot_meta meta, fs::path dir, fs::p
       header_bytes_(header_bytes) {}
 
 snapshot_stream::~snapshot_stream() {
+  if (map_ != nullptr) ::munmap(map_, map_bytes_);
   if (fd_ >= 0) ::close(fd_);
   if (!finished_) ::unlink(tmp_.c_str());
+}
+
+result<std::string_view> snapshot_stream::map_data() {
+  if (map_ == nullptr) {
+    if (!err_.ok()) return {{}, err_};
+    if (fd_ < 0) return {{}, make_error(errc::io_error, "map " + tmp_.string() + ": closed")};
+    if (bytes_ == 0) return {{}, make_error(errc::io_error, "map " + tmp_.string() + ": empty")};
+    // From offset 0 (a map starts on a page boundary); the view skips the header gap.
+    const std::size_t len = header_bytes_ + bytes_;
+    void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) return {{}, errno_error(errno, "map " + tmp_.string())};
+    ::madvise(p, len, MADV_SEQUENTIAL);  // a restore reads it once, front to back
+    map_ = p;
+    map_bytes_ = len;
+  }
+  return {std::string_view(static_cast<const char*>(map_) + header_bytes_, bytes_), {}};
 }
 
 bool snapshot_stream::append(std::string_view chunk) {

@@ -68,9 +68,8 @@ std::string encode_snapshot_header(const snapshot_meta& meta, std::uint64_t data
 // file is a no-op once the child renamed it, and cleans up if the child failed).
 class snapshot_stream {
  public:
-  snapshot_stream(int fd, snapshot_meta meta, std::filesystem::path dir,
-                  std::filesystem::path tmp, std::filesystem::path dst, bool fsync,
-                  std::size_t header_bytes);
+  snapshot_stream(int fd, snapshot_meta meta, std::filesystem::path dir, std::filesystem::path tmp,
+                  std::filesystem::path dst, bool fsync, std::size_t header_bytes);
   ~snapshot_stream();
   snapshot_stream(const snapshot_stream&) = delete;
   snapshot_stream& operator=(const snapshot_stream&) = delete;
@@ -81,6 +80,11 @@ class snapshot_stream {
   // The finished file (valid after finish() succeeded, in this process or in a child that
   // used a copy of this object: then data_bytes is unknown here and reads 0).
   snapshot_info info() const { return snapshot_info{meta_, dst_, bytes_}; }
+  // A read-only map of the data appended so far, valid until this object is destroyed
+  // (finish()'s rename and close do not disturb a map): a snapshot received from the leader
+  // is restored from it while finish() makes it durable. Maps once, before finish(); later
+  // calls return the same view. Not for a forked child.
+  result<std::string_view> map_data();
 
  private:
   int fd_ = -1;
@@ -92,6 +96,8 @@ class snapshot_stream {
   std::uint32_t crc_ = 0;
   error err_;
   bool finished_ = false;
+  void* map_ = nullptr;
+  std::size_t map_bytes_ = 0;
 };
 // A whole file's bytes, verified; `name` goes into the errors.
 result<parsed_snapshot> parse_snapshot_bytes(std::string_view bytes, const std::string& name);

@@ -92,6 +92,11 @@ struct batch {
   std::optional<snapshot_meta> compaction;
   // New term / vote / commit (paper Figure 2): durable before the callback runs.
   std::optional<hard_state> hard;
+  // Runs on the writer thread before the transaction that holds this batch, in submission
+  // order: file work the batch's records depend on (a received snapshot's file made durable
+  // before `compaction` records it), kept off the caller's thread. An error fails the batch
+  // and the store, as a failed commit does.
+  std::function<error()> prepare;
 };
 
 // What a batch made durable (the state right after it, within its transaction).

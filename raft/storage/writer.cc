@@ -100,6 +100,13 @@ void writer::fail(const error& err, std::vector<submit_callback>& more) {
 void writer::finish(std::vector<batch>& batches, std::vector<submit_callback>& callbacks) {
   if (error f = failure(); !f.ok()) return fail(f, callbacks);
 
+  // File work the records depend on (batch::prepare), in order, before the transaction.
+  for (auto& b : batches) {
+    if (!b.prepare) continue;
+    if (error err = b.prepare(); !err.ok()) return fail(err, callbacks);
+    b.prepare = nullptr;
+  }
+
   // Between transactions: keep written zeros ahead of LMDB. Its fdatasync also covers the
   // held commits.
   auto presized = env_.presize();

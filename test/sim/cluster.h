@@ -97,12 +97,13 @@ struct result {
   std::uint64_t snapshot_chunks = 0;  // snapshot_chunk messages sent
   std::uint64_t crashes = 0;
   std::uint64_t leaders = 0;
-  std::uint64_t retries = 0;            // healed-period writes that failed and were retried
-  std::uint64_t changes_asked = 0;      // membership changes asked of some node
-  std::uint64_t changes_committed = 0;  // acknowledged as committed
-  std::uint64_t changes_refused = 0;    // answered with a change_error (or failed)
-  std::uint64_t removals = 0;           // members whose removal committed
-  std::uint64_t payload_reads = 0;      // appends whose released payloads storage gave back
+  std::uint64_t retries = 0;             // healed-period writes that failed and were retried
+  std::uint64_t changes_asked = 0;       // membership changes asked of some node
+  std::uint64_t changes_committed = 0;   // acknowledged as committed
+  std::uint64_t changes_refused = 0;     // answered with a change_error (or failed)
+  std::uint64_t removals = 0;            // members whose removal committed
+  std::uint64_t payload_reads = 0;       // appends whose released payloads storage gave back
+  std::uint64_t snapshot_receivers = 0;  // snapshots a store began to assemble as they came
 };
 
 class cluster {
@@ -122,6 +123,9 @@ class cluster {
       n.phase = static_cast<int>(rng_() % n.period);
       n.store = std::make_unique<raft::storage::memory_store>(
           [this] { return now_; }, [this] { return 1 + static_cast<std::int64_t>(rng_() % 8); });
+      // Half the nodes assemble received snapshots in their store (the production way,
+      // raft::snapshot_receiver), half in the replica's memory: both paths run every seed.
+      n.store->offer_receivers(k % 2 == 0);
       n.checked = std::make_unique<checked_store>(*this, k);
       n.net = std::make_unique<sender>(*this, n.id);
     }
@@ -345,6 +349,12 @@ class cluster {
                              std::vector<raft::entry>& out) override {
       ++c_.res_.payload_reads;
       return c_.nodes_[k_].store->read_entries(first, last, out);
+    }
+    std::unique_ptr<raft::snapshot_receiver> open_snapshot_receiver(const raft::snapshot_meta& meta,
+                                                                    std::string& error) override {
+      auto r = c_.nodes_[k_].store->open_snapshot_receiver(meta, error);
+      if (r) ++c_.res_.snapshot_receivers;
+      return r;
     }
 
    private:
@@ -704,7 +714,13 @@ class cluster {
   void check_submitted(int k, const raft::persist_batch& b) {
     auto& n = nodes_[k];
     if (b.install) {
-      std::istringstream in(*b.install->data);
+      std::string_view bytes;
+      if (b.install->data) {
+        bytes = *b.install->data;
+      } else if (!b.install->file || !b.install->file->view(bytes).empty()) {
+        fail("a received snapshot without its bytes");
+      }
+      std::istringstream in{std::string(bytes)};
       std::uint64_t idx = 0;
       in >> idx;
       if (idx != b.install->meta.index.value) fail("snapshot bytes do not match its metadata");

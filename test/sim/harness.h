@@ -49,17 +49,18 @@ class recording_sm final : public raft::state_machine {
   }
   // With defer_restores, a received snapshot is restored only when the test calls
   // complete_restores() (production restores on another thread meanwhile).
-  void start_restore(std::shared_ptr<const std::string> bytes,
+  void start_restore(std::string_view bytes, std::shared_ptr<const void> owner,
                      std::function<void(bool)> done) override {
-    if (!defer_restores) return raft::state_machine::start_restore(bytes, std::move(done));
-    pending_restores.emplace_back(std::move(bytes), std::move(done));
+    if (!defer_restores)
+      return raft::state_machine::start_restore(bytes, std::move(owner), std::move(done));
+    pending_restores.push_back(pending_restore{bytes, std::move(owner), std::move(done)});
   }
   std::size_t complete_restores() {
     std::size_t n = 0;
     while (!pending_restores.empty()) {
-      auto [bytes, done] = std::move(pending_restores.front());
+      auto p = std::move(pending_restores.front());
       pending_restores.pop_front();
-      done(restore(*bytes));
+      p.done(restore(p.bytes));
       ++n;
     }
     return n;
@@ -67,8 +68,13 @@ class recording_sm final : public raft::state_machine {
 
   std::vector<raft::entry> entries;
   bool defer_restores = false;
-  std::deque<std::pair<std::shared_ptr<const std::string>, std::function<void(bool)>>>
-      pending_restores;
+  // The bytes stay valid while owner lives (state_machine::start_restore).
+  struct pending_restore {
+    std::string_view bytes;
+    std::shared_ptr<const void> owner;
+    std::function<void(bool)> done;
+  };
+  std::deque<pending_restore> pending_restores;
   int restores = 0;
   std::int64_t last_stamp = 0;
 
@@ -86,7 +92,7 @@ struct harness_options {
   std::size_t snapshot_chunk_bytes = std::size_t{512} << 10;  // replica_options
   std::size_t snapshot_window = 4;
   raft::unsafe_mutation mutation = raft::unsafe_mutation::none;  // every node's core
-  bool release_applied_payloads = true;  // raft::config, as the node runs
+  bool release_applied_payloads = true;                          // raft::config, as the node runs
 };
 
 class harness {
@@ -180,7 +186,14 @@ class harness {
     o.observe = [mp](const raft::ready& r) {
       for (auto& x : r.read_states) mp->reads.push_back(x);
       for (auto& x : r.dropped_reads) mp->dropped.push_back(x);
-      if (r.snapshot) mp->snapshots.push_back(*r.snapshot);
+      if (r.snapshot) {
+        // Tests compare the bytes: copy them out of a receiver (raft::snapshot_receiver).
+        auto s = *r.snapshot;
+        std::string_view held;
+        if (!s.data && s.file && s.file->view(held).empty())
+          s.data = std::make_shared<const std::string>(held);
+        mp->snapshots.push_back(std::move(s));
+      }
     };
     senders_[id] = std::make_unique<sender>(*this, id);
     m.rep = std::make_unique<raft::replica>(std::move(o), std::move(rs), *m.store, *senders_[id],
