@@ -138,28 +138,30 @@ class stream_receiver final : public raft::snapshot_receiver {
   std::unique_ptr<raft::storage::snapshot_stream> stream_;
 };
 
+// A stream_writer or stream_receiver over a new snapshot_stream for meta; null with `error`
+// set if the temp file cannot be created.
+template <typename T>
+std::unique_ptr<T> open_stream_as(raft::storage::lmdb_store& store, const raft::snapshot_meta& meta,
+                                  std::string& error) {
+  auto opened = store.open_snapshot_stream(meta);
+  if (!opened.ok()) {
+    error = opened.err.message;
+    return nullptr;
+  }
+  error.clear();
+  return std::make_unique<T>(store, std::move(opened.value));
+}
+
 }  // namespace
 
 std::unique_ptr<raft::snapshot_receiver> lmdb_log_store::open_snapshot_receiver(
     const raft::snapshot_meta& meta, std::string& error) {
-  auto opened = store_.open_snapshot_stream(meta);
-  if (!opened.ok()) {
-    error = opened.err.message;
-    return nullptr;
-  }
-  error.clear();
-  return std::make_unique<stream_receiver>(store_, std::move(opened.value));
+  return open_stream_as<stream_receiver>(store_, meta, error);
 }
 
 std::unique_ptr<raft::snapshot_writer> lmdb_log_store::open_snapshot_writer(
     const raft::snapshot_meta& meta, std::string& error) {
-  auto opened = store_.open_snapshot_stream(meta);
-  if (!opened.ok()) {
-    error = opened.err.message;
-    return nullptr;
-  }
-  error.clear();
-  return std::make_unique<stream_writer>(store_, std::move(opened.value));
+  return open_stream_as<stream_writer>(store_, meta, error);
 }
 
 std::unique_ptr<raft::snapshot_source> lmdb_log_store::open_snapshot(
