@@ -69,22 +69,27 @@ void kv_state_machine::start_restore(std::string_view bytes, std::shared_ptr<con
   }
   // The replica restores one snapshot at a time: a previous thread has posted its result.
   if (restorer_.joinable()) restorer_.join();
+  // The old state goes first (the header's essay): an empty store at the same applied index
+  // takes its place, and a thread frees it while the new one is built.
+  const auto local = store_.local_options();
+  auto old = std::make_shared<kv::store>(local);
+  std::swap(store_, *old);
+  store_.skip(old->applied_index());
+  if (reaper_.joinable()) reaper_.join();
+  reaper_ = std::thread([old = std::move(old)]() mutable {
+    old.reset();
+    trim_memory();
+  });
   std::weak_ptr<int> alive = alive_;
   restorer_ = std::thread([this, alive, bytes, owner = std::move(owner), done = std::move(done),
-                           local = store_.local_options(), post = post_]() mutable {
+                           local, post = post_]() mutable {
     auto fresh = std::make_shared<kv::store>(local);
     const bool ok = fresh->restore(bytes);
     owner.reset();  // the bytes (a map of the received file) are no longer needed
+    if (!ok) fresh.reset();
     post([this, alive, ok, fresh = std::move(fresh), done = std::move(done)]() mutable {
       if (alive.expired()) return;
-      if (ok) {
-        std::swap(store_, *fresh);  // fresh now holds the old state
-        if (reaper_.joinable()) reaper_.join();
-        reaper_ = std::thread([old = std::move(fresh)]() mutable {
-          old.reset();
-          trim_memory();
-        });
-      }
+      if (ok) std::swap(store_, *fresh);  // fresh now holds the empty stand-in
       done(ok);
     });
   });

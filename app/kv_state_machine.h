@@ -27,11 +27,19 @@
 //
 // Rebuilding a store from a snapshot takes about half a second per 100 MB. With a `post`
 // function, start_restore() builds the new kv::store on a thread of its own from the bytes
-// (which the replica keeps unchanged until done); the event loop meanwhile serves reads
-// of the old state and applies nothing (raft/replica.h). The finished store is swapped in
-// on the event loop (a few pointer moves), and the old state is freed on another thread,
-// since freeing a million items takes a while too. Only the restoring thread touches the
-// new store until the swap; only the event loop touches store_.
+// (which the replica keeps unchanged until done) and swaps it in on the event loop (a few
+// pointer moves) when it is complete.
+//
+// The old state is dropped when the restore starts, not when it ends, so that the node's
+// peak memory is one state and not two (a follower that catches up holds nearly as much as
+// the leader already): store_ becomes an empty store at the old applied index, and a thread
+// frees the old items while the new ones are built. Nothing needs the old state meanwhile:
+// the replica applies nothing until the restore is done, and every read waits for an index
+// past the snapshot's (raft/replica.h), so no client can see the empty stand-in; only the
+// counters (status, stats) read zero items for those seconds. A snapshot that does not
+// restore leaves the stand-in, and the replica stops for good (a storage failure). Only
+// the restoring thread touches the new store until the swap; only the event loop touches
+// store_.
 #pragma once
 
 #include <atomic>

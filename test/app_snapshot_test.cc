@@ -282,10 +282,11 @@ BOOST_AUTO_TEST_CASE(a_child_that_cannot_write_reports_its_error) {
   BOOST_TEST(roomy.adopted());
 }
 
-// A received snapshot is rebuilt on a thread: the store in use keeps its old state until the
-// finished one is swapped in on the event loop (here: the test thread, running what was
-// posted); a snapshot that does not restore leaves the store as it was.
-BOOST_AUTO_TEST_CASE(start_restore_builds_the_new_state_aside_and_swaps_it_in_on_the_loop) {
+// A received snapshot is rebuilt on a thread and swapped in on the event loop (here: the test
+// thread, running what was posted). The old state is dropped when the restore starts (peak
+// memory: one state, not two): meanwhile the store is empty at the old applied index. A
+// snapshot that does not restore leaves that empty store (the replica then stops).
+BOOST_AUTO_TEST_CASE(start_restore_drops_the_old_state_builds_the_new_aside_and_swaps_it_in) {
   kv::store source(big_limits());
   const std::uint64_t next = fill(source, 20'000, 1, 'n');
   auto bytes = std::make_shared<const std::string>(source.snapshot());
@@ -312,13 +313,17 @@ BOOST_AUTO_TEST_CASE(start_restore_builds_the_new_state_aside_and_swaps_it_in_on
   };
 
   kv::store target(big_limits());
-  fill(target, 10, 1, 'o');
+  const std::uint64_t old_applied = fill(target, 10, 1, 'o') - 1;
   app::kv_state_machine sm(target, /*fork_snapshots=*/false, post);
   std::optional<bool> result;
   sm.start_restore(*bytes, bytes, [&](bool ok) { result = ok; });
-  // Nothing changes before the loop runs the swap, however long the thread took.
+  // Until the loop runs the swap, however long the thread took: no old items, the old
+  // applied index.
   BOOST_TEST(!result.has_value());
-  BOOST_TEST(target.stats().curr_items == 10u);
+  BOOST_TEST(target.stats().curr_items == 0u);
+  BOOST_TEST(!target.find("key:0", 1'700'000'000'000).has_value());
+  BOOST_TEST(target.applied_index() == old_applied);
+  BOOST_TEST(sm.applied_index().value == old_applied);
   BOOST_REQUIRE(run_posted(30s));
   BOOST_REQUIRE(result.has_value());
   BOOST_TEST(*result);
@@ -326,7 +331,7 @@ BOOST_AUTO_TEST_CASE(start_restore_builds_the_new_state_aside_and_swaps_it_in_on
   BOOST_TEST(target.applied_index() == next - 1);
   BOOST_TEST(target.snapshot() == *bytes);
 
-  // Corrupt bytes: done(false), the state is untouched.
+  // Corrupt bytes: done(false), and the store stays the empty one at the applied index.
   auto bad = std::make_shared<std::string>(*bytes);
   (*bad)[bad->size() / 2] ^= 0x5a;
   result.reset();
@@ -334,7 +339,8 @@ BOOST_AUTO_TEST_CASE(start_restore_builds_the_new_state_aside_and_swaps_it_in_on
   BOOST_REQUIRE(run_posted(30s));
   BOOST_REQUIRE(result.has_value());
   BOOST_TEST(!*result);
-  BOOST_TEST(target.snapshot() == *bytes);
+  BOOST_TEST(target.stats().curr_items == 0u);
+  BOOST_TEST(target.applied_index() == next - 1);
 }
 
 namespace {
