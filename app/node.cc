@@ -6,6 +6,7 @@
 #include "app/node.h"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <random>
@@ -582,6 +583,53 @@ struct waiter {
   asio::steady_timer timer;
 };
 
+// A write or read call on the replica, seen from a coroutine, without a timer of its own.
+// The replica answers each of these calls exactly once: with its outcome, at its deadline
+// (replica::tick ends every call that is due, as expire() would), or with `stopped`
+// (replica::stop, and any call made after it). So the coroutine just suspends until that
+// answer; a per-call timer would cost a timer-queue insert and cancel (and often a timerfd
+// update) per request for a deadline the replica keeps anyway.
+// Usage: make the call with a callback that hands its answer to deliver(), then
+// co_await wait(std::move(pending)). The call is made from the coroutine itself (an
+// exception it throws reaches the coroutine as before); wait() only parks the coroutine.
+// deliver() runs inside the replica's code (applying a batch, a tick), which must not be
+// re-entered by a resumed coroutine proposing again, so the resumption is posted to the
+// io_context. The callback owns this state and through it the parked coroutine (moved in:
+// the frame keeps no reference), so if the replica dropped a call unanswered the frame
+// would be destroyed with the callback rather than leak.
+template <typename T>
+struct pending_answer {
+  using handler_type = typename asio::async_result<asio::use_awaitable_t<>, void(T)>::handler_type;
+
+  explicit pending_answer(asio::io_context& io_in) : io(io_in) {}
+
+  // The replica's callback. The replica answers once; a second answer would be ignored.
+  void deliver(T a) {
+    if (answer) return;
+    answer = std::move(a);
+    if (parked) resume();
+  }
+  void resume() {
+    asio::post(io, [h = std::move(*parked), a = std::move(*answer)]() mutable {
+      std::move(h)(std::move(a));
+    });
+    parked.reset();
+  }
+
+  static asio::awaitable<T> wait(std::shared_ptr<pending_answer> self) {
+    return asio::async_initiate<const asio::use_awaitable_t<>, void(T)>(
+        [](handler_type h, std::shared_ptr<pending_answer> self) {
+          self->parked.emplace(std::move(h));
+          if (self->answer) self->resume();  // answered already (the replica never does)
+        },
+        asio::use_awaitable, std::move(self));
+  }
+
+  asio::io_context& io;
+  std::optional<T> answer;
+  std::optional<handler_type> parked;
+};
+
 }  // namespace
 
 asio::awaitable<net::write_reply> node::write(kv::command cmd) {
@@ -614,40 +662,34 @@ asio::awaitable<net::write_reply> node::write(kv::command cmd) {
     admitted& operator=(const admitted&) = delete;
   } const holds(write_load_, bytes);
   if (cmd.id.client == 0) cmd.id = kv::request_id{client_id_, next_seq_++};
-  auto w = std::make_shared<waiter<net::write_reply>>(io_);
-  const auto id =
-      replica_->propose(kv::encode(cmd), monotonic_ms() + limits_.request_timeout.count(),
-                        [w](raft::replica_error e, std::string result) {
-                          w->answer = to_write_reply(e, result);
-                          w->timer.cancel();
-                        });
-  w->timer.expires_after(limits_.request_timeout);
-  if (!w->answer) co_await wait_on(w->timer);
-  if (!w->answer) replica_->expire(id);  // the deadline: ends the call (and answers it)
-  if (w->answer) co_return *w->answer;
-  co_return net::write_reply{service_error::timeout, {}};
+  // The deadline is the replica's: at it, the call is answered with a timeout (or no_leader),
+  // which to_write_reply maps like any other error. One pointer in the callback keeps it
+  // within std::function's small buffer: the shared state is the only allocation here.
+  auto pending = std::make_shared<pending_answer<net::write_reply>>(io_);
+  replica_->propose(kv::encode(cmd), monotonic_ms() + limits_.request_timeout.count(),
+                    [pending](raft::replica_error e, std::string result) {
+                      pending->deliver(to_write_reply(e, result));
+                    });
+  co_return co_await pending_answer<net::write_reply>::wait(std::move(pending));
 }
 
 asio::awaitable<net::kv_service::read_point> node::read_barrier() {
   if (stopped_) co_return read_point{service_error::stopped, 0};
-  auto w = std::make_shared<waiter<raft::replica_error>>(io_);
-  auto leader_time_ms = std::make_shared<std::int64_t>(0);
-  const auto id = replica_->read(monotonic_ms() + limits_.request_timeout.count(),
-                                 [w, leader_time_ms](raft::replica_error e, std::int64_t t) {
-                                   w->answer = e;
-                                   *leader_time_ms = t;
-                                   w->timer.cancel();
-                                 });
-  w->timer.expires_after(limits_.request_timeout);
-  if (!w->answer) co_await wait_on(w->timer);
-  if (!w->answer) replica_->expire(id);
-  if (!w->answer) co_return read_point{service_error::timeout, 0};
+  // The deadline is the replica's: at it, the read is answered with a timeout (or no_leader).
+  using answer_type = std::pair<raft::replica_error, std::int64_t>;  // and the leader's time
+  auto pending = std::make_shared<pending_answer<answer_type>>(io_);
+  replica_->read(monotonic_ms() + limits_.request_timeout.count(),
+                 raft::replica::read_callback([pending](raft::replica_error e, std::int64_t t) {
+                   pending->deliver(answer_type{e, t});
+                 }));
+  const auto [error, leader_time_ms] =
+      co_await pending_answer<answer_type>::wait(std::move(pending));
   // Expiry is judged by the leader's clock, never before the last stamp applied here: this
   // node's own clock may be hours off (docs/semantics.md, "Time and expiry"). A leader
   // serving its own read uses its own clock, as its answer says.
-  const std::int64_t now = std::max(*leader_time_ms != 0 ? *leader_time_ms : unix_ms(),
+  const std::int64_t now = std::max(leader_time_ms != 0 ? leader_time_ms : unix_ms(),
                                     state_machine_->last_applied_stamp_ms());
-  co_return read_point{to_service(*w->answer), now};
+  co_return read_point{to_service(error), now};
 }
 
 asio::awaitable<bool> node::wait_leader_change(clock::time_point deadline) {

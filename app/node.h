@@ -7,8 +7,10 @@
 //   - the LMDB store behind the replica's log_store (app/lmdb_log_store.h; its writer and
 //     snapshot threads post completions back to the io_context);
 //   - kv::store behind the replica's state_machine (app/kv_state_machine.h);
-//   - net::kv_service for the doors: each call becomes a replica call whose callback cancels
-//     the steady_timer the coroutine waits on; the timer doubles as the request deadline;
+//   - net::kv_service for the doors: each call becomes a replica call. A write or a read
+//     suspends until the replica's callback, which posts its resumption; the replica ends
+//     the call at its deadline itself (tick), so no per-request timer. The rarer calls
+//     (snapshot, membership change) wait on a steady_timer that the callback cancels;
 //   - kv specifics: request ids for at-most-once writes, the leader's expired-item purge;
 //   - the data dir's generation and the peers' recorded ones (app/generation.h: a node whose
 //     data dir was lost is refused and stops), and the hand-over of leadership before a

@@ -9,8 +9,8 @@
 #include <boost/asio/write.hpp>
 #include <deque>
 #include <exception>
+#include <limits>
 #include <memory>
-#include <set>
 #include <vector>
 
 #include "base/log.h"
@@ -30,15 +30,27 @@ constexpr auto wait_token = asio::as_tuple(asio::use_awaitable);
 // it would cancel the waits); cancel() completes every pending wait. Waiters re-check their
 // condition in a loop, and there is no gap between a check and its wait on one thread, so
 // no wake-up is lost.
+// Every request notifies as it finishes, mostly when nobody waits: the count of waits
+// started since the last notify_all() skips the cancel then (a cancel takes the reactor's
+// lock and walks the timer queue). cancel() completes every pending wait, so after it
+// there are none until the next wait().
 class condition {
  public:
   explicit condition(const asio::any_io_executor& ex)
       : timer_(ex, asio::steady_timer::time_point::max()) {}
-  auto wait() { return timer_.async_wait(wait_token); }
-  void notify_all() { timer_.cancel(); }
+  auto wait() {
+    ++waiting_;
+    return timer_.async_wait(wait_token);
+  }
+  void notify_all() {
+    if (waiting_ == 0) return;
+    waiting_ = 0;
+    timer_.cancel();
+  }
 
  private:
   asio::steady_timer timer_;
+  std::size_t waiting_ = 0;
 };
 
 }  // namespace
@@ -62,6 +74,14 @@ struct text_connection {
         progress(s.get_executor()) {}
 
   slot& at(std::uint64_t seq) { return fifo[seq - head_seq]; }
+  // A request is finished once its slot is done (or already written and gone).
+  bool finished(std::uint64_t seq) const { return seq < head_seq || fifo[seq - head_seq].done; }
+  // The earliest request in `open` (open_writes or open_reads) not yet finished; max if none.
+  // Finished ones are dropped from the front as they are met, so each costs O(1) overall.
+  std::uint64_t first_open(std::deque<std::uint64_t>& open) {
+    while (!open.empty() && finished(open.front())) open.pop_front();
+    return open.empty() ? std::numeric_limits<std::uint64_t>::max() : open.front();
+  }
   bool full() const { return fifo.size() >= limits.max_requests || fifo_bytes >= limits.max_bytes; }
 
   // Marks the slot at seq complete and wakes the writer.
@@ -85,9 +105,11 @@ struct text_connection {
   std::uint64_t head_seq = 0;
   std::uint64_t next_seq = 0;
   std::size_t fifo_bytes = 0;
-  // Sequence numbers of requests not yet complete, by kind (the ordering rules).
-  std::set<std::uint64_t> open_writes;
-  std::set<std::uint64_t> open_reads;
+  // Sequence numbers of the calls started, by kind, in increasing order (the ordering rules);
+  // finished ones are dropped lazily by first_open(). Sequence numbers only grow, so a
+  // deque replaces a sorted set: no tree node per request.
+  std::deque<std::uint64_t> open_writes;
+  std::deque<std::uint64_t> open_reads;
   std::size_t calls_running = 0;
 
   bool reader_done = false;  // no more slots will be added
@@ -166,9 +188,8 @@ asio::awaitable<void> write_replies(std::shared_ptr<text_connection> c) {
 // Runs one request: waits for the ordering rule, runs the call, fills the slot.
 asio::awaitable<void> run_call(std::shared_ptr<text_connection> c, std::uint64_t seq, access order,
                                std::function<asio::awaitable<void>(reply_sink&)> call) {
-  auto& mine = order == access::write ? c->open_writes : c->open_reads;
   auto& other = order == access::write ? c->open_reads : c->open_writes;
-  while (!other.empty() && *other.begin() < seq) co_await c->progress.wait();
+  while (c->first_open(other) < seq) co_await c->progress.wait();
   reply_sink sink(*c, seq);
   try {
     co_await call(sink);
@@ -176,7 +197,6 @@ asio::awaitable<void> run_call(std::shared_ptr<text_connection> c, std::uint64_t
     base::log(base::log_level::error, "request failed: ", e.what());
     sink.text() = c->protocol.internal_error_reply();
   }
-  mine.erase(seq);
   --c->calls_running;
   c->finish(seq);
   c->progress.notify_all();
@@ -218,7 +238,7 @@ asio::awaitable<void> run_text_session(tcp::socket& socket, text_protocol& proto
             c->finish(seq);
             break;
           case text_step::kind::call:
-            (step.order == access::write ? c->open_writes : c->open_reads).insert(seq);
+            (step.order == access::write ? c->open_writes : c->open_reads).push_back(seq);
             ++c->calls_running;
             asio::co_spawn(ex, run_call(c, seq, step.order, std::move(step.call)), asio::detached);
             break;

@@ -260,6 +260,31 @@ BOOST_AUTO_TEST_CASE(a_read_waits_for_the_connections_earlier_writes) {
   BOOST_CHECK_EQUAL_COLLECTIONS(events.begin(), events.end(), want.begin(), want.end());
 }
 
+// Several reads and writes interleaved on one connection: each read waits for every earlier
+// write, each write for every earlier read, writes next to each other are in flight together
+// and so are reads. Checks the bookkeeping of open requests beyond one of each kind.
+BOOST_AUTO_TEST_CASE(interleaved_reads_and_writes_keep_the_ordering_rules) {
+  fixture f;
+  auto s = f.connect(f.mc.port());
+  send(s,
+       "set a 0 0 1\r\n1\r\nset b 0 0 1\r\n2\r\nget a b\r\nget a\r\n"
+       "set a 0 0 1\r\n3\r\nset c 0 0 1\r\n4\r\nget c a\r\n");
+  const std::string expected =
+      "STORED\r\nSTORED\r\nVALUE a 0 1\r\n1\r\nVALUE b 0 1\r\n2\r\nEND\r\n"
+      "VALUE a 0 1\r\n1\r\nEND\r\nSTORED\r\nSTORED\r\n"
+      "VALUE c 0 1\r\n4\r\nVALUE a 0 1\r\n3\r\nEND\r\n";
+  BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
+  // A batch is woken last first. The two reads start only after both writes before them
+  // completed; the two writes after them only once both reads finished; the last read
+  // only after those writes completed.
+  const auto events = f.on_io([&] { return f.service.events(); });
+  const std::vector<std::string> want = {"write a", "write b", "done b",  "done a",
+                                         "barrier", "barrier", "write a", "write c",
+                                         "done c",  "done a",  "barrier"};
+  BOOST_CHECK_EQUAL_COLLECTIONS(events.begin(), events.end(), want.begin(), want.end());
+  BOOST_CHECK_EQUAL(f.on_io([&] { return f.service.batches(); }), std::size_t(2));
+}
+
 BOOST_AUTO_TEST_CASE(noreply_writes_hold_a_place_and_answer_nothing) {
   fixture f;
   auto s = f.connect(f.mc.port());
