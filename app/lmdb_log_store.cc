@@ -1,6 +1,11 @@
 #include "app/lmdb_log_store.h"
 
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
 
 #include "app/config.h"
 #include "base/log.h"
@@ -41,13 +46,14 @@ void lmdb_log_store::submit(raft::persist_batch b, raft::store_completion done) 
     replace.truncate_from = stored_snapshot_index_ + 1;
     replace.compaction = b.install->meta;
     stored_snapshot_index_ = b.install->meta.index;
-    replace.prepare = [this, install = std::move(*b.install)]() -> raft::storage::error {
+    // Runs on the writer thread, which the lmdb_store owns: capture it, not this object.
+    replace.prepare = [store = &store_, install = std::move(*b.install)]() -> raft::storage::error {
       if (install.file) {
         auto err = install.file->install();
         if (err.empty()) return {};
         return raft::storage::make_error(raft::storage::errc::io_error, std::move(err));
       }
-      return store_.write_snapshot(install.meta, *install.data);
+      return store->write_snapshot(install.meta, *install.data);
     };
     // A failure here fails the store for good, so the batch below reports it.
     store_.submit(std::move(replace), [](const auto&) {});
@@ -108,34 +114,93 @@ class stream_writer final : public raft::snapshot_writer {
 // The follower's side of a snapshot transfer: the chunks go into a snapshot_stream's temp
 // file as they arrive; the restore reads a map of it; install() (on the writer thread)
 // writes the header, syncs and renames it, and records it as the latest snapshot file.
+//
+// The writes happen on a thread of the receiver's own: append() on the event loop only
+// queues a copy of the chunk, so a disk that is slow to take the bytes (the kernel holds
+// back a writer once too much of the page cache is dirty) does not stall the loop. The
+// queue is bounded (queue_limit): a disk that falls that far behind makes append() wait,
+// which is the backpressure the leader's window then feels. A write error is returned by
+// the next append(), view() or install(); view() and install() wait for the queue first.
 class stream_receiver final : public raft::snapshot_receiver {
  public:
   stream_receiver(raft::storage::lmdb_store& store,
                   std::unique_ptr<raft::storage::snapshot_stream> stream)
-      : store_(store), stream_(std::move(stream)) {}
+      : store_(store), stream_(std::move(stream)), writer_([this] { write_queued(); }) {}
+  ~stream_receiver() override {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    changed_.notify_all();
+    writer_.join();
+  }
 
   std::string append(std::string_view chunk) override {
-    if (stream_->append(chunk)) return {};
-    // The stream keeps its first error, which finish() returns (without renaming: the
-    // temp file goes when the receiver does).
-    auto err = stream_->finish();
-    return err.ok() ? std::string("write failed") : err.message;
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return queued_bytes_ < queue_limit || !error_.empty(); });
+    if (!error_.empty()) return error_;
+    queue_.emplace_back(chunk);
+    queued_bytes_ += chunk.size();
+    changed_.notify_all();
+    return {};
   }
   std::string view(std::string_view& out) override {
+    if (auto err = drain(); !err.empty()) return err;
     auto mapped = stream_->map_data();
     if (!mapped.ok()) return mapped.err.message;
     out = mapped.value;
     return {};
   }
   std::string install() override {
+    if (auto err = drain(); !err.empty()) return err;
     if (auto err = stream_->finish(); !err.ok()) return err.message;
     store_.snapshot_streamed(stream_->info());
     return {};
   }
 
  private:
+  static constexpr std::size_t queue_limit = std::size_t{8} << 20;
+
+  // Waits until every queued chunk is written; the first write error, or empty.
+  std::string drain() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return queue_.empty() || !error_.empty(); });
+    return error_;
+  }
+
+  void write_queued() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      changed_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+      if (stopping_) return;  // what is still queued goes with the temp file
+      // The front chunk stays queued while it is written, so drain() waits for it too
+      // (append() only adds at the back: the reference stays valid).
+      const std::string& chunk = queue_.front();
+      const bool failed_before = !error_.empty();
+      lock.unlock();
+      const bool ok = !failed_before && stream_->append(chunk);
+      lock.lock();
+      if (!ok && !failed_before) {
+        // The stream keeps its first error, which finish() returns (without renaming: the
+        // temp file goes when the receiver does).
+        auto err = stream_->finish();
+        error_ = err.ok() ? std::string("snapshot write failed") : err.message;
+      }
+      queued_bytes_ -= chunk.size();
+      queue_.pop_front();
+      changed_.notify_all();
+    }
+  }
+
   raft::storage::lmdb_store& store_;
   std::unique_ptr<raft::storage::snapshot_stream> stream_;
+  std::mutex mutex_;
+  std::condition_variable changed_;  // queue, error or stopping changed
+  std::deque<std::string> queue_;
+  std::size_t queued_bytes_ = 0;
+  std::string error_;  // the first write error, for good
+  bool stopping_ = false;
+  std::thread writer_;  // last: started once everything above exists
 };
 
 // A stream_writer or stream_receiver over a new snapshot_stream for meta; null with `error`

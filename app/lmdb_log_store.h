@@ -3,7 +3,8 @@
 // Batches go to the LMDB writer thread unchanged in order; their completions run on that
 // thread (the replica posts them to its executor). A snapshot received from the leader is
 // assembled in a temp file of the snapshot directory as its chunks arrive
-// (open_snapshot_receiver: raft::storage::snapshot_stream); persist_batch::install then
+// (open_snapshot_receiver: raft::storage::snapshot_stream, written by a thread of the
+// receiver's own, so the event loop only queues each chunk); persist_batch::install then
 // finishes that file (header, fsync, rename) on the LMDB writer thread, just before the
 // transaction that records it (raft::storage::batch::prepare), so the record follows every
 // earlier batch and precedes every later one while the event loop never waits for a

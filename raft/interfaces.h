@@ -86,8 +86,8 @@ using snapshot_completion =
 // (log_store::open_snapshot_receiver): a temp file in production, so that a follower never
 // holds a second copy of a large state in memory, and the file written as the bytes arrive
 // is the one that becomes the snapshot (no second write at install).
-//   - append(): on the replica's executor, one chunk (snapshot_chunk_bytes) at a time: a
-//     plain write into the page cache, no sync;
+//   - append(): on the replica's executor, one chunk (snapshot_chunk_bytes) at a time, so it
+//     must not block for long: production queues the chunk for a writer thread (no sync);
 //   - view(): once every byte is in, a read-only view of them (a map of the file) that stays
 //     valid while this object lives; the state machine restores from it;
 //   - install(): called by the store that made it, on its own thread, when the persist_batch

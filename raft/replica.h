@@ -103,15 +103,16 @@
 // (core::report_snapshot), and a new transfer starts when the core asks again. A follower
 // drops a partial snapshot it has not heard of for ten election timeouts.
 // The follower hands each chunk to its log store as it arrives (log_store::
-// open_snapshot_receiver: a temp file in production, written into the page cache, no sync),
-// so no second copy of the state is held in memory; a store that offers no receiver (tests)
-// gets the bytes reassembled in memory. Recording it (persist step 1) goes to storage like
-// any batch: the store makes the file durable and renames it on its own thread, in order
-// with the batches. The state machine rebuilds its state with state_machine::start_restore
-// from a view of the bytes (a map of the file), off the executor in production, so the node
-// keeps answering heartbeats and appends meanwhile. Until the restore is done the replica applies
-// nothing: committed entries wait in order (apply_backlog_), reads wait for their index,
-// and no local snapshot starts. A snapshot that does not restore is a storage failure.
+// open_snapshot_receiver: a temp file in production, written by a thread of its own, no
+// sync), so no second copy of the state is held in memory; a store that offers no receiver
+// (tests) gets the bytes reassembled in memory. Recording it (persist step 1) goes to
+// storage like any batch: the store makes the file durable and renames it on its own
+// thread, in order with the batches. The state machine rebuilds its state with
+// state_machine::start_restore from a view of the bytes (a map of the file), off the
+// executor in production, so the node keeps answering heartbeats and appends meanwhile.
+// Until the restore is done the replica applies nothing: committed entries wait in order
+// (apply_backlog_), reads wait for their index, and no local snapshot starts. A snapshot
+// that does not restore is a storage failure.
 //
 // ## Storage failure
 //
