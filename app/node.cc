@@ -583,7 +583,8 @@ struct waiter {
   asio::steady_timer timer;
 };
 
-// A write or read call on the replica, seen from a coroutine, without a timer of its own.
+// A read call on the replica, seen from a coroutine, without a timer of its own (writes
+// are callbacks all the way: start_write; net::kv_service::write adapts them).
 // The replica answers each of these calls exactly once: with its outcome, at its deadline
 // (replica::tick ends every call that is due, as expire() would), or with `stopped`
 // (replica::stop, and any call made after it). So the coroutine just suspends until that
@@ -632,45 +633,33 @@ struct pending_answer {
 
 }  // namespace
 
-asio::awaitable<net::write_reply> node::write(kv::command cmd) {
-  if (stopped_) co_return net::write_reply{service_error::stopped, {}};
+void node::start_write(kv::command cmd, write_done done) {
+  if (stopped_) return done(net::write_reply{service_error::stopped, {}});
   // What the write holds while in flight: its key and value, and about as much again in
-  // fixed fields and bookkeeping (the log entry, the replica's call, this frame).
+  // fixed fields and bookkeeping (the log entry, the replica's call, the door's request).
   const std::size_t bytes = cmd.key.size() + cmd.value.size() + 128;
   // Overload: the writes this node has in flight are bounded, so that clients that submit
   // faster than the cluster commits get "busy" at once instead of an ever longer queue
   // (memory, and latency for everyone). One write is always admitted, however large, so a
   // value up to max_value_bytes can be written even with a small byte bound. Forwarded
   // writes that reach a leader from its followers were bounded at the follower's door.
-  write_load& load = *write_load_;
-  if (load.count > 0 && (load.count >= limits_.max_writes_in_flight ||
-                         load.bytes + bytes > limits_.max_write_bytes_in_flight)) {
-    co_return net::write_reply{service_error::busy, {}};
+  if (write_load_.count > 0 && (write_load_.count >= limits_.max_writes_in_flight ||
+                                write_load_.bytes + bytes > limits_.max_write_bytes_in_flight)) {
+    return done(net::write_reply{service_error::busy, {}});
   }
-  struct admitted {
-    std::shared_ptr<write_load> load;
-    std::size_t bytes;
-    admitted(std::shared_ptr<write_load> l, std::size_t b) : load(std::move(l)), bytes(b) {
-      ++load->count;
-      load->bytes += bytes;
-    }
-    ~admitted() {
-      --load->count;
-      load->bytes -= bytes;
-    }
-    admitted(const admitted&) = delete;
-    admitted& operator=(const admitted&) = delete;
-  } const holds(write_load_, bytes);
+  ++write_load_.count;
+  write_load_.bytes += bytes;
   if (cmd.id.client == 0) cmd.id = kv::request_id{client_id_, next_seq_++};
   // The deadline is the replica's: at it, the call is answered with a timeout (or no_leader),
-  // which to_write_reply maps like any other error. One pointer in the callback keeps it
-  // within std::function's small buffer: the shared state is the only allocation here.
-  auto pending = std::make_shared<pending_answer<net::write_reply>>(io_);
+  // which to_write_reply maps like any other error. The replica answers every call exactly
+  // once (stop() answers the ones left), so the load is always given back.
   replica_->propose(kv::encode(cmd), monotonic_ms() + limits_.request_timeout.count(),
-                    [pending](raft::replica_error e, std::string result) {
-                      pending->deliver(to_write_reply(e, result));
+                    [this, bytes, done = std::move(done)](raft::replica_error e,
+                                                          std::string result) {
+                      --write_load_.count;
+                      write_load_.bytes -= bytes;
+                      done(to_write_reply(e, result));
                     });
-  co_return co_await pending_answer<net::write_reply>::wait(std::move(pending));
 }
 
 asio::awaitable<net::kv_service::read_point> node::read_barrier() {

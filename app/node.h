@@ -7,9 +7,10 @@
 //   - the LMDB store behind the replica's log_store (app/lmdb_log_store.h; its writer and
 //     snapshot threads post completions back to the io_context);
 //   - kv::store behind the replica's state_machine (app/kv_state_machine.h);
-//   - net::kv_service for the doors: each call becomes a replica call. A write or a read
-//     suspends until the replica's callback, which posts its resumption; the replica ends
-//     the call at its deadline itself (tick), so no per-request timer. The rarer calls
+//   - net::kv_service for the doors: each call becomes a replica call. A write's reply is
+//     the replica's callback (start_write); a read suspends until the replica's callback,
+//     which posts its resumption; the replica ends the call at its deadline itself (tick),
+//     so no per-request timer. The rarer calls
 //     (snapshot, membership change) wait on a steady_timer that the callback cancels;
 //   - kv specifics: request ids for at-most-once writes, the leader's expired-item purge;
 //   - the data dir's generation and the peers' recorded ones (app/generation.h: a node whose
@@ -87,7 +88,7 @@ class node final : public net::kv_service {
   }
 
   // net::kv_service
-  boost::asio::awaitable<net::write_reply> write(kv::command cmd) override;
+  void start_write(kv::command cmd, write_done done) override;
   boost::asio::awaitable<read_point> read_barrier() override;
   boost::asio::awaitable<std::optional<net::member_address>> wait_for_leader(
       std::chrono::milliseconds wait) override;
@@ -159,16 +160,15 @@ class node final : public net::kv_service {
   std::function<void(const std::string&)> on_fatal_;
   bool refused_ = false;  // told by a member that this node lost its data dir
   clock::time_point last_refusal_log_{};
-  // Client writes submitted through write() and not yet answered, and the bytes of their
-  // encoded commands: bounded by limits_.max_writes_in_flight / max_write_bytes_in_flight
-  // (beyond: service_error::busy at once, docs/config.md "Limits and overload").
-  // Shared with each write's coroutine frame, which may be destroyed with the io_context
-  // after the node is gone.
+  // Client writes submitted through start_write() and not yet answered, and the bytes of
+  // their encoded commands: bounded by limits_.max_writes_in_flight /
+  // max_write_bytes_in_flight (beyond: service_error::busy at once, docs/config.md "Limits
+  // and overload").
   struct write_load {
     std::size_t count = 0;
     std::size_t bytes = 0;
   };
-  std::shared_ptr<write_load> write_load_ = std::make_shared<write_load>();
+  write_load write_load_;
 };
 
 }  // namespace app

@@ -17,6 +17,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -73,8 +74,19 @@ class kv_service {
 
   // Replicates cmd (forwarding it to the leader when this node is a follower) and returns
   // its result once it is committed and applied. Fails with timeout after
-  // request_timeout_ms (outcome unknown), no_leader, stopped or unavailable.
-  virtual boost::asio::awaitable<write_reply> write(kv::command cmd) = 0;
+  // request_timeout_ms (outcome unknown), no_leader, stopped, unavailable or busy.
+  // A coroutine's view of start_write(); it resumes from a posted handler, never inside the
+  // node's drive loop.
+  boost::asio::awaitable<write_reply> write(kv::command cmd);
+
+  // The same write for a caller that is not a coroutine: `done` is called exactly once with
+  // the reply, on the io_context thread. It may be called before start_write returns (an
+  // immediate refusal) or from inside the node's drive loop (as the write is applied), so it
+  // must only record the reply and return, never call back into the service. A door that
+  // streams writes uses this: one callback per write instead of a chain of coroutine frames
+  // (bench/README-profile.md).
+  using write_done = std::function<void(write_reply)>;
+  virtual void start_write(kv::command cmd, write_done done) = 0;
 
   // Waits for the ReadIndex barrier (every write acknowledged anywhere before the call is
   // in the local store), then returns a view of the local store. Reads made through the

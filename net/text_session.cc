@@ -120,6 +120,14 @@ struct text_connection {
   condition progress;     // others wait here: room, spill taken, request finished, writer done
 };
 
+void reply_handle::finish(std::string reply) {
+  if (c_->finished(seq_)) return;
+  c_->at(seq_).reply += reply;
+  --c_->calls_running;
+  c_->finish(seq_);
+  c_->progress.notify_all();
+}
+
 std::string& reply_sink::text() {
   return c_.at(seq_).reply;
 }
@@ -202,6 +210,27 @@ asio::awaitable<void> run_call(std::shared_ptr<text_connection> c, std::uint64_t
   c->progress.notify_all();
 }
 
+// Starts a callback request (text_step::kind::start). A `start` that throws before it has
+// handed the handle on is answered with the internal error; if it had handed it on, its
+// later finish() finds the slot filled and does nothing.
+void start_request(const std::shared_ptr<text_connection>& c, std::uint64_t seq,
+                   const std::function<void(reply_handle)>& start) {
+  try {
+    start(reply_handle(c, seq));
+  } catch (const std::exception& e) {
+    base::log(base::log_level::error, "request failed: ", e.what());
+    reply_handle(c, seq).finish(c->protocol.internal_error_reply());
+  }
+}
+
+// A callback request that must wait for the ordering rule: waits, then starts it.
+asio::awaitable<void> start_when_allowed(std::shared_ptr<text_connection> c, std::uint64_t seq,
+                                         access order, std::function<void(reply_handle)> start) {
+  auto& other = order == access::write ? c->open_reads : c->open_writes;
+  while (c->first_open(other) < seq) co_await c->progress.wait();
+  start_request(c, seq, start);
+}
+
 }  // namespace
 
 asio::awaitable<void> run_text_session(tcp::socket& socket, text_protocol& protocol,
@@ -242,6 +271,19 @@ asio::awaitable<void> run_text_session(tcp::socket& socket, text_protocol& proto
             ++c->calls_running;
             asio::co_spawn(ex, run_call(c, seq, step.order, std::move(step.call)), asio::detached);
             break;
+          case text_step::kind::start: {
+            auto& open = step.order == access::write ? c->open_writes : c->open_reads;
+            auto& other = step.order == access::write ? c->open_reads : c->open_writes;
+            open.push_back(seq);
+            ++c->calls_running;
+            if (c->first_open(other) < seq) {
+              asio::co_spawn(ex, start_when_allowed(c, seq, step.order, std::move(step.start)),
+                             asio::detached);
+            } else {
+              start_request(c, seq, step.start);  // the common case: nothing to wait for
+            }
+            break;
+          }
           case text_step::kind::need_more:
             break;
         }

@@ -4,10 +4,12 @@
 // become a request and what a request does — is a text_protocol.
 //
 // Pipelining (SPEC §3 "Pipelining", §7 "Overload"). Everything that has arrived is parsed
-// at once, and every request that needs the service starts at once, each as its own
-// coroutine on the connection's executor: a client that streams a thousand `set`s has a
-// thousand writes in flight together, which the replica proposes as one batch, instead of
-// one commit per command. The loop keeps one slot per request in a FIFO; a slot is filled
+// at once, and every request that needs the service starts at once: a client that streams a
+// thousand `set`s has a thousand writes in flight together, which the replica proposes as
+// one batch, instead of one commit per command. A request runs either as its own coroutine
+// on the connection's executor (`call`: anything that reads, spills or asks several times)
+// or, for the plain writes a streaming client sends, as a callback that the service answers
+// (`start`): a write then costs one callback instead of a chain of coroutine frames. The loop keeps one slot per request in a FIFO; a slot is filled
 // when its request completes, and a writer coroutine sends the filled slots at the head of
 // the FIFO, in order, as one gathered write. So:
 //
@@ -41,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -67,6 +70,21 @@ class reply_sink {
   std::uint64_t seq_;
 };
 
+// A request's place in the connection's FIFO, for a request that completes through a
+// callback (text_step::kind::start) rather than as a coroutine. Copyable; the first
+// finish() fills the slot with its reply and wakes the writer, later ones do nothing.
+class reply_handle {
+ public:
+  void finish(std::string reply);
+
+  reply_handle(std::shared_ptr<text_connection> c, std::uint64_t seq)
+      : c_(std::move(c)), seq_(seq) {}
+
+ private:
+  std::shared_ptr<text_connection> c_;
+  std::uint64_t seq_;
+};
+
 // How a request relates to the store, for the ordering rules above.
 enum class access : std::uint8_t {
   write,  // changes the store (goes through the log)
@@ -79,6 +97,9 @@ struct text_step {
     need_more,  // no complete request yet
     reply,      // answer `reply` at once (may be empty)
     call,       // run `call`; its reply is what it appends to the sink
+    start,      // call `start` once the ordering rules allow; it (or a callback it arranges)
+                // calls finish() on the handle exactly once. No coroutine frame: the
+                // streamed writes of a pipelining client take this way
     close,      // answer `reply`, then end the connection
   };
   kind what = kind::need_more;
@@ -87,6 +108,7 @@ struct text_step {
   std::string reply;
   access order = access::read;
   std::function<boost::asio::awaitable<void>(reply_sink&)> call;
+  std::function<void(reply_handle)> start;
 };
 
 // The door-specific part of a text connection.

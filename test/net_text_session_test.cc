@@ -19,6 +19,7 @@
 #include <deque>
 #include <future>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,13 +48,15 @@ class held_service final : public net::kv_service {
     self_.cs733 = "127.0.0.1:1";
   }
 
-  asio::awaitable<net::write_reply> write(kv::command cmd) override {
+  void start_write(kv::command cmd, write_done done) override {
     cmd.timestamp_ms = now_ms();
-    auto w = std::make_shared<pending>(io_);
-    w->cmd = std::move(cmd);
-    held_.push_back(w);
+    events_.push_back("write " + cmd.key);
+    // Two keys misbehave, as a service may: one is refused before start_write returns, one
+    // throws before its callback is kept anywhere.
+    if (cmd.key == "refused") return done(net::write_reply{net::service_error::busy, {}});
+    if (cmd.key == "throws") throw std::runtime_error("the service failed");
+    held_.push_back(pending{std::move(cmd), std::move(done)});
     max_held_ = std::max(max_held_, held_.size());
-    events_.push_back("write " + w->cmd.key);
     if (automatic_ && !release_posted_) {
       release_posted_ = true;
       asio::post(io_, [this] {
@@ -61,18 +64,20 @@ class held_service final : public net::kv_service {
         release();
       });
     }
-    co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    events_.push_back("done " + w->cmd.key);
-    co_return w->reply;
   }
 
-  // Applies every held write in order, then wakes them last first.
+  // Applies every held write in order, then answers them last first.
   void release() {
     auto batch = std::move(held_);
     held_.clear();
     if (!batch.empty()) ++batches_;
-    for (auto& w : batch) w->reply.result = store_.apply(next_index_++, w->cmd);
-    for (auto it = batch.rbegin(); it != batch.rend(); ++it) (*it)->timer.cancel();
+    std::vector<net::write_reply> replies(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      replies[i].result = store_.apply(next_index_++, batch[i].cmd);
+    for (std::size_t i = batch.size(); i-- > 0;) {
+      events_.push_back("done " + batch[i].cmd.key);
+      batch[i].done(std::move(replies[i]));
+    }
   }
 
   asio::awaitable<std::optional<net::member_address>> wait_for_leader(
@@ -112,10 +117,8 @@ class held_service final : public net::kv_service {
 
  private:
   struct pending {
-    explicit pending(asio::io_context& io) : timer(io, asio::steady_timer::time_point::max()) {}
     kv::command cmd;
-    net::write_reply reply;
-    asio::steady_timer timer;
+    write_done done;
   };
 
   asio::io_context& io_;
@@ -126,7 +129,7 @@ class held_service final : public net::kv_service {
   kv::store store_;
   net::metrics metrics_;
   std::uint64_t next_index_ = 1;
-  std::vector<std::shared_ptr<pending>> held_;
+  std::vector<pending> held_;
   std::size_t max_held_ = 0;
   std::size_t batches_ = 0;
   std::vector<std::string> events_;
@@ -283,6 +286,20 @@ BOOST_AUTO_TEST_CASE(interleaved_reads_and_writes_keep_the_ordering_rules) {
                                          "done c",  "done a",  "barrier"};
   BOOST_CHECK_EQUAL_COLLECTIONS(events.begin(), events.end(), want.begin(), want.end());
   BOOST_CHECK_EQUAL(f.on_io([&] { return f.service.batches(); }), std::size_t(2));
+}
+
+// A write the service refuses at once, or whose call throws, is answered in its place;
+// the writes around it and the connection go on.
+BOOST_AUTO_TEST_CASE(a_write_refused_or_failed_at_once_keeps_its_place) {
+  fixture f;
+  auto s = f.connect(f.mc.port());
+  send(s,
+       "set a 0 0 1\r\n1\r\nset refused 0 0 1\r\n2\r\nset throws 0 0 1\r\n3\r\n"
+       "set b 0 0 1\r\n4\r\nget a b throws\r\n");
+  const std::string expected =
+      "STORED\r\nSERVER_ERROR busy, try again\r\nSERVER_ERROR internal error\r\nSTORED\r\n"
+      "VALUE a 0 1\r\n1\r\nVALUE b 0 1\r\n4\r\nEND\r\n";
+  BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
 }
 
 BOOST_AUTO_TEST_CASE(noreply_writes_hold_a_place_and_answer_nothing) {

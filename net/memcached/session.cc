@@ -403,9 +403,21 @@ class protocol final : public text_protocol {
       case mc::command_kind::stats_slabs:
         step.order = access::read;
         break;
-      default:  // writes, and gat/gats (a replicated get_and_touch per key)
+      case mc::command_kind::gat:
+      case mc::command_kind::gats:  // a replicated get_and_touch per key
+      case mc::command_kind::cache_memlimit:
         step.order = access::write;
         break;
+      default:
+        // A plain write: one replicated command and a one-line reply. It completes through
+        // the service's callback, with no coroutine (the path of a streaming client).
+        step.what = text_step::kind::start;
+        step.order = access::write;
+        step.start = [this, req = std::move(req),
+                      started = std::chrono::steady_clock::now()](reply_handle h) mutable {
+          start_write(req, std::move(h), started);
+        };
+        return;
     }
     step.what = text_step::kind::call;
     // Not a coroutine itself: it hands back execute()'s, which refers to the request held
@@ -494,14 +506,20 @@ class protocol final : public text_protocol {
         ok = co_await meta_arithmetic(req, out);
         break;
       default:
-        ok = co_await write(req, out);
+        // Plain writes are started without a coroutine (request_step) and never come here.
+        out.text() += internal_error_reply();
+        ok = false;
         break;
     }
     observe(req.kind, ok, started);
   }
 
-  // Consumes the request's key and value (moved into the command, not copied).
-  asio::awaitable<bool> write(mc::request& req, reply_sink& out) {
+  // A plain write (set, add, replace, append, prepend, cas, delete, incr, decr, touch,
+  // flush_all). Consumes the request's key and value (moved into the command, not copied).
+  // `h` is answered from the service's callback, which may run before this returns or
+  // inside the node's drive loop: it only formats the reply and counts.
+  void start_write(mc::request& req, reply_handle h,
+                   std::chrono::steady_clock::time_point started) {
     kv::command cmd;
     cmd.kind = write_op(req.kind);
     if (!req.keys.empty()) cmd.key = std::move(req.keys.front());
@@ -512,20 +530,24 @@ class protocol final : public text_protocol {
     cmd.cas_unique = req.cas_unique;
     cmd.delta = req.delta;
     cmd.delay_s = req.delay_s;
-    const auto reply = co_await service_.write(std::move(cmd));
-    if (reply.error != service_error::none) {
-      emit(req, out, server_error(reply.error));
-      co_return false;
-    }
-    const auto code = reply.result.code;
-    if (code == kv::status::out_of_memory) ++state_->store_no_memory;
-    if (code == kv::status::number) {
-      emit(req, out, std::to_string(reply.result.number) + "\r\n");
-    } else {
-      emit(req, out, status_reply(code));
-    }
-    co_return code != kv::status::out_of_memory&& code != kv::status::too_large&& code !=
-        kv::status::bad_command&& code != kv::status::outcome_unknown;
+    service_.start_write(
+        std::move(cmd), [this, h = std::move(h), kind = req.kind, noreply = req.noreply,
+                         started](net::write_reply reply) mutable {
+          std::string text;
+          bool ok = false;
+          if (reply.error != service_error::none) {
+            text = server_error(reply.error);
+          } else {
+            const auto code = reply.result.code;
+            if (code == kv::status::out_of_memory) ++state_->store_no_memory;
+            text = code == kv::status::number ? std::to_string(reply.result.number) + "\r\n"
+                                              : std::string(status_reply(code));
+            ok = code != kv::status::out_of_memory && code != kv::status::too_large &&
+                 code != kv::status::bad_command && code != kv::status::outcome_unknown;
+          }
+          observe(kind, ok, started);
+          h.finish(noreply ? std::string() : std::move(text));
+        });
   }
 
   // Appends one VALUE block. A multi-get of many large values is sent as it is produced

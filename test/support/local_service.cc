@@ -16,11 +16,11 @@ std::int64_t local_service::now_ms() const {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-boost::asio::awaitable<net::write_reply> local_service::write(kv::command cmd) {
+void local_service::start_write(kv::command cmd, write_done done) {
   cmd.timestamp_ms = now_ms();
   net::write_reply reply;
   reply.result = store_.apply(next_index_++, cmd);
-  co_return reply;
+  done(std::move(reply));  // before returning: allowed, and what a refusal does
 }
 
 boost::asio::awaitable<net::kv_service::read_point> local_service::read_barrier() {

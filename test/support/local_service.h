@@ -28,7 +28,7 @@ class local_service final : public net::kv_service {
  public:
   local_service(net::member_address self, net::limits limits, kv::store_options store_options);
 
-  boost::asio::awaitable<net::write_reply> write(kv::command cmd) override;
+  void start_write(kv::command cmd, write_done done) override;
   boost::asio::awaitable<read_point> read_barrier() override;
   boost::asio::awaitable<std::optional<net::member_address>> wait_for_leader(
       std::chrono::milliseconds wait) override;
