@@ -138,10 +138,10 @@ void replica::tick() {
   if (round_ && t - round_->started > 2 * std::int64_t{opts_.raft.election_ticks} * opts_.tick_ms) {
     finish_read_round(round_->context, std::nullopt);
   }
-  while (!deadlines_.empty() && deadlines_.begin()->first <= t) {
-    const call_id id = deadlines_.begin()->second;
-    deadlines_.erase(deadlines_.begin());
-    expire(id);
+  while (!deadlines_.empty() && deadlines_.top().first <= t) {
+    const call_id id = deadlines_.top().second;
+    deadlines_.pop();
+    expire(id);  // nothing when the call was answered already
   }
   retry_due();
   tick_transfers();
@@ -547,15 +547,32 @@ replica::call_id replica::add_write(write_op w) {
   w.retry_at = now();
   writes_.emplace(id, std::move(w));
   deadlines_.emplace(deadline_ms, id);
-  idle_writes_.insert(id);
   // The first attempt runs on the executor: callbacks never run inside this call, and
-  // proposals made in one turn share one batch.
-  std::weak_ptr<int> alive = alive_;
-  opts_.post([this, alive, id] {
-    if (alive.expired()) return;
-    if (idle_writes_.count(id)) attempt_write(id);
-  });
+  // proposals made in one turn share one batch. One posted function attempts every write
+  // of the turn (a stream of writes would otherwise cost a post each).
+  fresh_writes_.push_back(id);
+  if (fresh_writes_.size() == 1) {
+    std::weak_ptr<int> alive = alive_;
+    opts_.post([this, alive] {
+      if (alive.expired()) return;
+      attempt_fresh_writes();
+    });
+  }
   return id;
+}
+
+void replica::attempt_fresh_writes() {
+  auto fresh = std::move(fresh_writes_);
+  fresh_writes_.clear();
+  // A fresh write that is gone was answered meanwhile (stop, its deadline).
+  for (const call_id id : fresh) {
+    if (writes_.count(id)) attempt_write(id);
+  }
+  // Hand the buffer back for the next turn, unless attempts queued new writes meanwhile.
+  if (fresh_writes_.empty()) {
+    fresh.clear();
+    fresh_writes_ = std::move(fresh);
+  }
 }
 
 void replica::on_forward_request(node_id from, forward_request r) {

@@ -128,6 +128,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <set>
 #include <string>
 #include <vector>
@@ -342,6 +343,7 @@ class replica {
 
   // Writes.
   void attempt_write(call_id id);
+  void attempt_fresh_writes();
   void attempt_change(call_id id);
   call_id add_write(write_op w);
   void finish_write(call_id id, replica_error e, std::string result = {});
@@ -440,7 +442,15 @@ class replica {
   std::map<index_t, call_id> proposals_;  // proposed here, by log index
   std::map<call_id, call_id> forwards_;   // forward call id -> write
   std::set<call_id> idle_writes_;         // waiting for a leader or a retry time
-  std::multimap<std::int64_t, call_id> deadlines_;
+  // Writes added in this turn, attempted together by one posted function; not in
+  // idle_writes_ (their first attempt is due anyway).
+  std::vector<call_id> fresh_writes_;
+  // Every call's deadline, earliest on top. Lazy: a call answered before its deadline leaves
+  // its entry here until then, and expire() finds no call (a heap of pairs costs no
+  // allocation per call, where a tree costs a node, and removing entries early would too).
+  std::priority_queue<std::pair<std::int64_t, call_id>,
+                      std::vector<std::pair<std::int64_t, call_id>>, std::greater<>>
+      deadlines_;
 
   std::map<call_id, read_op> reads_;
   std::optional<read_round> round_;  // in flight
