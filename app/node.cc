@@ -583,54 +583,6 @@ struct waiter {
   asio::steady_timer timer;
 };
 
-// A read call on the replica, seen from a coroutine, without a timer of its own (writes
-// are callbacks all the way: start_write; net::kv_service::write adapts them).
-// The replica answers each of these calls exactly once: with its outcome, at its deadline
-// (replica::tick ends every call that is due, as expire() would), or with `stopped`
-// (replica::stop, and any call made after it). So the coroutine just suspends until that
-// answer; a per-call timer would cost a timer-queue insert and cancel (and often a timerfd
-// update) per request for a deadline the replica keeps anyway.
-// Usage: make the call with a callback that hands its answer to deliver(), then
-// co_await wait(std::move(pending)). The call is made from the coroutine itself (an
-// exception it throws reaches the coroutine as before); wait() only parks the coroutine.
-// deliver() runs inside the replica's code (applying a batch, a tick), which must not be
-// re-entered by a resumed coroutine proposing again, so the resumption is posted to the
-// io_context. The callback owns this state and through it the parked coroutine (moved in:
-// the frame keeps no reference), so if the replica dropped a call unanswered the frame
-// would be destroyed with the callback rather than leak.
-template <typename T>
-struct pending_answer {
-  using handler_type = typename asio::async_result<asio::use_awaitable_t<>, void(T)>::handler_type;
-
-  explicit pending_answer(asio::io_context& io_in) : io(io_in) {}
-
-  // The replica's callback. The replica answers once; a second answer would be ignored.
-  void deliver(T a) {
-    if (answer) return;
-    answer = std::move(a);
-    if (parked) resume();
-  }
-  void resume() {
-    asio::post(io, [h = std::move(*parked), a = std::move(*answer)]() mutable {
-      std::move(h)(std::move(a));
-    });
-    parked.reset();
-  }
-
-  static asio::awaitable<T> wait(std::shared_ptr<pending_answer> self) {
-    return asio::async_initiate<const asio::use_awaitable_t<>, void(T)>(
-        [](handler_type h, std::shared_ptr<pending_answer> self) {
-          self->parked.emplace(std::move(h));
-          if (self->answer) self->resume();  // answered already (the replica never does)
-        },
-        asio::use_awaitable, std::move(self));
-  }
-
-  asio::io_context& io;
-  std::optional<T> answer;
-  std::optional<handler_type> parked;
-};
-
 }  // namespace
 
 void node::start_write(kv::command cmd, write_done done) {
@@ -662,23 +614,21 @@ void node::start_write(kv::command cmd, write_done done) {
                     });
 }
 
-asio::awaitable<net::kv_service::read_point> node::read_barrier() {
-  if (stopped_) co_return read_point{service_error::stopped, 0};
+void node::start_read_barrier(std::function<void(read_point)> done) {
+  if (stopped_) return done(read_point{service_error::stopped, 0});
   // The deadline is the replica's: at it, the read is answered with a timeout (or no_leader).
-  using answer_type = std::pair<raft::replica_error, std::int64_t>;  // and the leader's time
-  auto pending = std::make_shared<pending_answer<answer_type>>(io_);
+  // The replica answers every call exactly once (stop() answers the ones left).
   replica_->read(monotonic_ms() + limits_.request_timeout.count(),
-                 raft::replica::read_callback([pending](raft::replica_error e, std::int64_t t) {
-                   pending->deliver(answer_type{e, t});
+                 raft::replica::read_callback([this, done = std::move(done)](
+                                                  raft::replica_error e, std::int64_t leader_ms) {
+                   // Expiry is judged by the leader's clock, never before the last stamp
+                   // applied here: this node's own clock may be hours off
+                   // (docs/semantics.md, "Time and expiry"). A leader serving its own read
+                   // uses its own clock, as its answer says.
+                   const std::int64_t now = std::max(leader_ms != 0 ? leader_ms : unix_ms(),
+                                                     state_machine_->last_applied_stamp_ms());
+                   done(read_point{to_service(e), now});
                  }));
-  const auto [error, leader_time_ms] =
-      co_await pending_answer<answer_type>::wait(std::move(pending));
-  // Expiry is judged by the leader's clock, never before the last stamp applied here: this
-  // node's own clock may be hours off (docs/semantics.md, "Time and expiry"). A leader
-  // serving its own read uses its own clock, as its answer says.
-  const std::int64_t now = std::max(leader_time_ms != 0 ? leader_time_ms : unix_ms(),
-                                    state_machine_->last_applied_stamp_ms());
-  co_return read_point{to_service(error), now};
 }
 
 asio::awaitable<bool> node::wait_leader_change(clock::time_point deadline) {

@@ -7,10 +7,10 @@
 //   - the LMDB store behind the replica's log_store (app/lmdb_log_store.h; its writer and
 //     snapshot threads post completions back to the io_context);
 //   - kv::store behind the replica's state_machine (app/kv_state_machine.h);
-//   - net::kv_service for the doors: each call becomes a replica call. A write's reply is
-//     the replica's callback (start_write); a read suspends until the replica's callback,
-//     which posts its resumption; the replica ends the call at its deadline itself (tick),
-//     so no per-request timer. The rarer calls
+//   - net::kv_service for the doors: each write or read barrier becomes a replica call
+//     whose callback is the answer (start_write, start_read_barrier; net::kv_service adapts
+//     them for coroutines); the replica ends the call at its deadline itself (tick), so no
+//     per-request timer. The rarer calls
 //     (snapshot, membership change) wait on a steady_timer that the callback cancels;
 //   - kv specifics: request ids for at-most-once writes, the leader's expired-item purge;
 //   - the data dir's generation and the peers' recorded ones (app/generation.h: a node whose
@@ -89,7 +89,7 @@ class node final : public net::kv_service {
 
   // net::kv_service
   void start_write(kv::command cmd, write_done done) override;
-  boost::asio::awaitable<read_point> read_barrier() override;
+  void start_read_barrier(std::function<void(read_point)> done) override;
   boost::asio::awaitable<std::optional<net::member_address>> wait_for_leader(
       std::chrono::milliseconds wait) override;
   std::optional<net::member_address> leader() const override;

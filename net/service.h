@@ -6,7 +6,7 @@
 // Reads are linearizable by construction: the only way a door can look at the store is
 // linearizable_read(), which passes the ReadIndex barrier first and hands back a read_view
 // (the store plus the "now" that judges expiry) only when the barrier held. The pieces it
-// is built from — read_barrier(), store(), now_ms() — are what an implementation provides,
+// is built from — start_read_barrier(), store(), now_ms() — are what an implementation provides,
 // and they are not public here, so no door can read the store without the barrier (or
 // forget to judge expiry by the right clock). Counters and limits for status pages, which
 // promise nothing about recency, have their own accessors.
@@ -93,6 +93,13 @@ class kv_service {
   // view are linearizable. Fails with the barrier's error (no_leader, timeout, stopped).
   boost::asio::awaitable<read_view> linearizable_read();
 
+  // The same read for a caller that is not a coroutine: `done` is called exactly once with
+  // the view, which is valid only during the call. The same rules as write_done: it may
+  // run before this returns or inside the node's drive loop, and must not call back into
+  // the service.
+  using read_done = std::function<void(const read_view&)>;
+  void start_linearizable_read(read_done done);
+
   // Waits up to `wait` for a leader to be known; returns it (possibly this node).
   virtual boost::asio::awaitable<std::optional<member_address>> wait_for_leader(
       std::chrono::milliseconds wait) = 0;
@@ -136,7 +143,8 @@ class kv_service {
     service_error error = service_error::none;
     std::int64_t now_ms = 0;
   };
-  virtual boost::asio::awaitable<read_point> read_barrier() = 0;
+  // Calls `done` once the barrier held or failed, with the rules of write_done.
+  virtual void start_read_barrier(std::function<void(read_point)> done) = 0;
   // The local replica of the store.
   virtual const kv::store& store() const = 0;
   // Wall clock in Unix ms used for read-time expiry checks.

@@ -105,10 +105,15 @@ class held_service final : public net::kv_service {
   const std::vector<std::string>& events() const { return events_; }
 
  protected:
-  asio::awaitable<read_point> read_barrier() override {
+  void start_read_barrier(std::function<void(read_point)> done) override {
     events_.push_back("barrier");
-    co_return read_point{net::service_error::none, now_ms()};
+    done(read_point{barrier_error_, now_ms()});
   }
+
+ public:
+  void fail_barriers(net::service_error e) { barrier_error_ = e; }
+
+ protected:
   const kv::store& store() const override { return store_; }
   std::int64_t now_ms() const override {
     using namespace std::chrono;
@@ -124,6 +129,7 @@ class held_service final : public net::kv_service {
   asio::io_context& io_;
   bool automatic_;
   bool release_posted_ = false;
+  net::service_error barrier_error_ = net::service_error::none;
   net::member_address self_;
   net::limits limits_;
   kv::store store_;
@@ -300,6 +306,25 @@ BOOST_AUTO_TEST_CASE(a_write_refused_or_failed_at_once_keeps_its_place) {
       "STORED\r\nSERVER_ERROR busy, try again\r\nSERVER_ERROR internal error\r\nSTORED\r\n"
       "VALUE a 0 1\r\n1\r\nVALUE b 0 1\r\n4\r\nEND\r\n";
   BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
+}
+
+// A get whose barrier fails answers the error in its place, whether it asks for one key
+// (answered from the barrier's callback) or several (a coroutine that may spill).
+BOOST_AUTO_TEST_CASE(a_get_whose_barrier_fails_answers_the_error) {
+  fixture f;
+  auto s = f.connect(f.mc.port());
+  send(s, "set a 0 0 1\r\n1\r\n");
+  BOOST_CHECK_EQUAL(receive(s, 8), "STORED\r\n");
+  f.on_io([&] { f.service.fail_barriers(net::service_error::no_leader); });
+  send(s, "get a\r\ngets a a\r\nversion\r\n");
+  const std::string expected =
+      "SERVER_ERROR no leader\r\nSERVER_ERROR no leader\r\nVERSION 1.6.18-raftkv-test\r\n";
+  BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
+  f.on_io([&] { f.service.fail_barriers(net::service_error::none); });
+  send(s, "gets a\r\nget a a\r\n");
+  const std::string hits =
+      "VALUE a 0 1 1\r\n1\r\nEND\r\nVALUE a 0 1\r\n1\r\nVALUE a 0 1\r\n1\r\nEND\r\n";
+  BOOST_CHECK_EQUAL(receive(s, hits.size()), hits);
 }
 
 BOOST_AUTO_TEST_CASE(noreply_writes_hold_a_place_and_answer_nothing) {

@@ -29,7 +29,7 @@ class local_service final : public net::kv_service {
   local_service(net::member_address self, net::limits limits, kv::store_options store_options);
 
   void start_write(kv::command cmd, write_done done) override;
-  boost::asio::awaitable<read_point> read_barrier() override;
+  void start_read_barrier(std::function<void(read_point)> done) override;
   boost::asio::awaitable<std::optional<net::member_address>> wait_for_leader(
       std::chrono::milliseconds wait) override;
   std::optional<net::member_address> leader() const override { return self_; }
