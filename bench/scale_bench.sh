@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # State at scale on a 3-node raftkv cluster (loopback, fsync on, 100-byte values):
 #   1. bulk load of N items through ONE memcached connection streaming `set ... noreply`
-#      (batches of 1,000 closed by `version`), while a second connection does `get` round
-#      trips on the leader in a loop: items/s of the load, max and p99 of the gets (a
-#      snapshot that blocked the event loop shows up here);
+#      (batches of 1,000 closed by `version`; LOAD_WINDOW of them in flight), while a
+#      second connection does `get` round trips on the leader in a loop: items/s of the
+#      load, max and p99 of the gets (a snapshot that blocked the event loop shows up here);
 #   2. resident memory per item on every node (anonymous and file-backed, /proc/PID/status),
 #      against memcached -t 1 loaded with the same items through the same loader;
 #   3. restart of the whole cluster: seconds from launch until a leader answers a sample of
@@ -15,6 +15,7 @@
 # missing). Environment:
 #   ITEMS (1000000)    items to load;    VALUE_BYTES (100)
 #   FSYNC (true)       [raft] fsync;     BASE_PORT (31400)
+#   LOAD_WINDOW (1)    batches sent before the oldest one's VERSION is awaited
 #   SCRATCH (/var/tmp) where the data dirs go
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ RAFTKV=$BUILD/app/raftkv
 ITEMS=${ITEMS:-1000000}
 VALUE_BYTES=${VALUE_BYTES:-100}
 FSYNC=${FSYNC:-true}
+LOAD_WINDOW=${LOAD_WINDOW:-1}
 BASE_PORT=${BASE_PORT:-31400}
 SCRATCH=${SCRATCH:-/var/tmp}
 [ -x "$RAFTKV" ] || { echo "scale_bench: no $RAFTKV" >&2; exit 2; }
@@ -66,21 +68,29 @@ def read_until(s, buf, marker):
     i = buf.index(marker) + len(marker)
     return buf[:i], buf[i:]
 
-def load(port, items, value_bytes):
+def load(port, items, value_bytes, window):
+    # Batches of 1,000 sets, each closed by `version`; `window` batches are sent before
+    # the oldest one's VERSION is awaited (1: batch-synchronous; 2: the next batch is on
+    # the wire while the server commits the previous one, as a client that just streams).
     s = connect(port)
     value = b"v" * value_bytes
     buf = b""
+    in_flight = 0
     start = time.time()
     for first in range(0, items, 1000):
         parts = [b"set item:%d 0 0 %d noreply\r\n%s\r\n" % (i, value_bytes, value)
                  for i in range(first, min(items, first + 1000))]
         parts.append(b"version\r\n")
         s.sendall(b"".join(parts))
-        line, buf = read_until(s, buf, b"\r\n")
-        if not line.startswith(b"VERSION"):
-            raise SystemExit("load: unexpected reply %r" % line)
+        in_flight += 1
+        while in_flight >= window or (in_flight > 0 and first + 1000 >= items):
+            line, buf = read_until(s, buf, b"\r\n")
+            if not line.startswith(b"VERSION"):
+                raise SystemExit("load: unexpected reply %r" % line)
+            in_flight -= 1
     secs = time.time() - start
-    print("load_items=%d load_secs=%.2f items_per_s=%.0f" % (items, secs, items / secs))
+    print("load_items=%d load_window=%d load_secs=%.2f items_per_s=%.0f"
+          % (items, window, secs, items / secs))
 
 def probe(port, stop_file):
     import os
@@ -119,7 +129,7 @@ def check(port, items, keys):
 
 if __name__ == "__main__":
     cmd = sys.argv[1]
-    if cmd == "load": load(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    if cmd == "load": load(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == "probe": probe(int(sys.argv[2]), sys.argv[3])
     elif cmd == "check": check(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
 PY
@@ -149,7 +159,7 @@ for i in 1 2 3; do before[$i]=$(rss "${node_pid[$i]}"); done
 # ---------------------------------------------------------------- 1. load + gets on the leader
 python3 "$DIR/tool.py" probe "$(mc_port "$L")" "$DIR/stop" >"$DIR/probe.out" &
 probe_pid=$!
-python3 "$DIR/tool.py" load "$(mc_port "$L")" "$ITEMS" "$VALUE_BYTES"
+python3 "$DIR/tool.py" load "$(mc_port "$L")" "$ITEMS" "$VALUE_BYTES" "$LOAD_WINDOW"
 touch "$DIR/stop"
 wait "$probe_pid"
 cat "$DIR/probe.out"
@@ -172,7 +182,7 @@ if command -v memcached >/dev/null; then
   mc_pid=$!
   sleep 0.5
   read -r a0 f0 <<<"$(rss "$mc_pid")"
-  python3 "$DIR/tool.py" load "$MEMCACHED_PORT" "$ITEMS" "$VALUE_BYTES" | sed 's/^/memcached /'
+  python3 "$DIR/tool.py" load "$MEMCACHED_PORT" "$ITEMS" "$VALUE_BYTES" "$LOAD_WINDOW" | sed 's/^/memcached /'
   read -r a1 f1 <<<"$(rss "$mc_pid")"
   awk -v a0="$a0" -v a1="$a1" -v n="$ITEMS" 'BEGIN {
     printf "memcached anon_rss_mb=%.0f anon_bytes_per_item=%.0f\n", a1 / 1024, (a1 - a0) * 1024 / n }'
