@@ -605,13 +605,13 @@ void node::start_write(kv::command cmd, write_done done) {
   // The deadline is the replica's: at it, the call is answered with a timeout (or no_leader),
   // which to_write_reply maps like any other error. The replica answers every call exactly
   // once (stop() answers the ones left), so the load is always given back.
-  replica_->propose(kv::encode(cmd), monotonic_ms() + limits_.request_timeout.count(),
-                    [this, bytes, done = std::move(done)](raft::replica_error e,
-                                                          std::string result) {
-                      --write_load_.count;
-                      write_load_.bytes -= bytes;
-                      done(to_write_reply(e, result));
-                    });
+  replica_->propose(
+      kv::encode(cmd), monotonic_ms() + limits_.request_timeout.count(),
+      [this, bytes, done = std::move(done)](raft::replica_error e, std::string result) {
+        --write_load_.count;
+        write_load_.bytes -= bytes;
+        done(to_write_reply(e, result));
+      });
 }
 
 void node::start_read_barrier(std::function<void(read_point)> done) {
@@ -619,16 +619,16 @@ void node::start_read_barrier(std::function<void(read_point)> done) {
   // The deadline is the replica's: at it, the read is answered with a timeout (or no_leader).
   // The replica answers every call exactly once (stop() answers the ones left).
   replica_->read(monotonic_ms() + limits_.request_timeout.count(),
-                 raft::replica::read_callback([this, done = std::move(done)](
-                                                  raft::replica_error e, std::int64_t leader_ms) {
-                   // Expiry is judged by the leader's clock, never before the last stamp
-                   // applied here: this node's own clock may be hours off
-                   // (docs/semantics.md, "Time and expiry"). A leader serving its own read
-                   // uses its own clock, as its answer says.
-                   const std::int64_t now = std::max(leader_ms != 0 ? leader_ms : unix_ms(),
-                                                     state_machine_->last_applied_stamp_ms());
-                   done(read_point{to_service(e), now});
-                 }));
+                 raft::replica::read_callback(
+                     [this, done = std::move(done)](raft::replica_error e, std::int64_t leader_ms) {
+                       // Expiry is judged by the leader's clock, never before the last stamp
+                       // applied here: this node's own clock may be hours off
+                       // (docs/semantics.md, "Time and expiry"). A leader serving its own read
+                       // uses its own clock, as its answer says.
+                       const std::int64_t now = std::max(leader_ms != 0 ? leader_ms : unix_ms(),
+                                                         state_machine_->last_applied_stamp_ms());
+                       done(read_point{to_service(e), now});
+                     }));
 }
 
 asio::awaitable<bool> node::wait_leader_change(clock::time_point deadline) {

@@ -40,7 +40,8 @@ boost::asio::awaitable<T> await_callback(Start start) {
         std::move(start)([parked](T answer) {
           const auto ex = boost::asio::get_associated_executor(*parked);
           boost::asio::post(ex, [parked, answer = std::move(answer)]() mutable {
-            std::move(*parked)(std::move(answer));
+            auto& handler = *parked;
+            std::move(handler)(std::move(answer));
           });
         });
       },
@@ -50,10 +51,9 @@ boost::asio::awaitable<T> await_callback(Start start) {
 }  // namespace
 
 boost::asio::awaitable<write_reply> kv_service::write(kv::command cmd) {
-  return await_callback<write_reply>(
-      [this, cmd = std::move(cmd)](write_done done) mutable {
-        start_write(std::move(cmd), std::move(done));
-      });
+  return await_callback<write_reply>([this, cmd = std::move(cmd)](write_done done) mutable {
+    start_write(std::move(cmd), std::move(done));
+  });
 }
 
 boost::asio::awaitable<read_view> kv_service::linearizable_read() {

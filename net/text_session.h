@@ -7,11 +7,12 @@
 // at once, and every request that needs the service starts at once: a client that streams a
 // thousand `set`s has a thousand writes in flight together, which the replica proposes as
 // one batch, instead of one commit per command. A request runs either as its own coroutine
-// on the connection's executor (`call`: anything that reads, spills or asks several times)
-// or, for the plain writes a streaming client sends, as a callback that the service answers
-// (`start`): a write then costs one callback instead of a chain of coroutine frames. The loop keeps one slot per request in a FIFO; a slot is filled
-// when its request completes, and a writer coroutine sends the filled slots at the head of
-// the FIFO, in order, as one gathered write. So:
+// on the connection's executor (`call`: anything that may suspend more than once, e.g. a
+// multi-get that spills) or as a callback that the service answers (`start`: the plain
+// writes a streaming client sends, and one-key gets), which costs one callback instead of
+// a chain of coroutine frames. The loop keeps one slot per request in a FIFO; a slot is
+// filled when its request completes, and a writer coroutine sends the filled slots at the
+// head of the FIFO, in order, as one gathered write. So:
 //
 //  - Replies come back in request order, whatever order the requests complete in; errors
 //    (CLIENT_ERROR, a bad data chunk, a refused oversize value) keep their place because

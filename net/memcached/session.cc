@@ -396,17 +396,9 @@ class protocol final : public text_protocol {
         return;
       case mc::command_kind::get:
       case mc::command_kind::gets:
-        if (req.keys.size() == 1) {
-          // One key: the reply is bounded by one value and needs no spill, so it completes
-          // through the service's callback, with no coroutine (a client pipelining gets).
-          step.what = text_step::kind::start;
-          step.order = access::read;
-          step.start = [this, req = std::move(req),
-                        started = std::chrono::steady_clock::now()](reply_handle h) mutable {
-            start_get(req, std::move(h), started);
-          };
-          return;
-        }
+        // One key: the reply is bounded by one value and needs no spill, so it completes
+        // through the service's callback (a client pipelining gets).
+        if (req.keys.size() == 1) return callback_step(std::move(req), access::read, step);
         step.order = access::read;
         break;
       case mc::command_kind::stats:
@@ -422,15 +414,9 @@ class protocol final : public text_protocol {
         step.order = access::write;
         break;
       default:
-        // A plain write: one replicated command and a one-line reply. It completes through
-        // the service's callback, with no coroutine (the path of a streaming client).
-        step.what = text_step::kind::start;
-        step.order = access::write;
-        step.start = [this, req = std::move(req),
-                      started = std::chrono::steady_clock::now()](reply_handle h) mutable {
-          start_write(req, std::move(h), started);
-        };
-        return;
+        // A plain write: one replicated command and a one-line reply, completed through the
+        // service's callback (the path of a streaming client).
+        return callback_step(std::move(req), access::write, step);
     }
     step.what = text_step::kind::call;
     // Not a coroutine itself: it hands back execute()'s, which refers to the request held
@@ -439,6 +425,21 @@ class protocol final : public text_protocol {
     step.call = [this, req = std::move(req), started = std::chrono::steady_clock::now()](
                     reply_sink& out) mutable -> asio::awaitable<void> {
       return execute(req, out, started);
+    };
+  }
+
+  // A request answered from a service callback (start_get, start_write): no coroutine
+  // frame, no co_spawn (net/text_session.h, text_step::kind::start).
+  void callback_step(mc::request req, access order, text_step& step) {
+    step.what = text_step::kind::start;
+    step.order = order;
+    step.start = [this, req = std::move(req),
+                  started = std::chrono::steady_clock::now()](reply_handle h) mutable {
+      if (req.kind == mc::command_kind::get || req.kind == mc::command_kind::gets) {
+        start_get(req, std::move(h), started);
+      } else {
+        start_write(req, std::move(h), started);
+      }
     };
   }
 
