@@ -122,7 +122,12 @@ struct text_connection {
 
 void reply_handle::finish(std::string reply) {
   if (c_->finished(seq_)) return;
-  c_->at(seq_).reply += reply;
+  auto& slot = c_->at(seq_);
+  if (slot.reply.empty()) {
+    slot.reply = std::move(reply);
+  } else {
+    slot.reply += reply;
+  }
   --c_->calls_running;
   c_->finish(seq_);
   c_->progress.notify_all();
