@@ -1,10 +1,13 @@
 #include "net/cs733/session.h"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <optional>
 #include <string_view>
 
 #include "base/host_port.h"
+#include "base/log.h"
 #include "kv/store.h"
 #include "net/cs733/parser.h"
 #include "net/metrics.h"
@@ -35,8 +38,8 @@ std::int64_t seconds_left(std::int64_t expires_at_ms, std::int64_t now_ms) {
 // The CS733 side of a text connection (see net/text_session.h).
 class protocol final : public text_protocol {
  public:
-  protocol(kv_service& service, const cs733_options& options)
-      : service_(service), options_(options) {
+  protocol(kv_service& service, const cs733_options& options, asio::any_io_executor executor)
+      : service_(service), options_(options), executor_(std::move(executor)) {
     const auto& l = service.request_limits();
     limits_.max_key_bytes = l.max_key_bytes;
     limits_.max_value_bytes = l.max_value_bytes;
@@ -63,12 +66,10 @@ class protocol final : public text_protocol {
       case cs::outcome::request: {
         const bool read =
             r.req.kind == cs::command_kind::get || r.req.kind == cs::command_kind::getm;
-        step.what = text_step::kind::call;
+        step.what = text_step::kind::start;
         step.order = read ? access::read : access::write;
-        step.call = [this, req = std::move(r.req), started = std::chrono::steady_clock::now()](
-                        reply_sink& out) -> asio::awaitable<void> {
-          co_await execute(req, out.text(), started);
-        };
+        step.start = [this, req = std::move(r.req), started = std::chrono::steady_clock::now()](
+                         reply_handle h) mutable { start(std::move(req), std::move(h), started); };
         break;
       }
     }
@@ -115,36 +116,80 @@ class protocol final : public text_protocol {
     }
   }
 
-  // `started` is when the request was parsed.
-  asio::awaitable<void> execute(const cs::request& req, std::string& out,
-                                std::chrono::steady_clock::time_point started) {
-    bool ok = false;
-    const bool serve = co_await ensure_leader(out);
-    if (serve) {
-      switch (req.kind) {
-        case cs::command_kind::get:
-        case cs::command_kind::getm:
-          ok = co_await read(req, out);
-          break;
-        default:
-          ok = co_await write(req, out);
-          break;
-      }
+  // Runs a request once the connection's ordering rules allow; `started` is when it was
+  // parsed. On the leader (the common case) the request completes through the service's
+  // callback, with no coroutine. Elsewhere it takes the coroutine path, which may wait for a
+  // leader to be known before it redirects.
+  void start(cs::request req, reply_handle h, std::chrono::steady_clock::time_point started) {
+    if (!service_.is_leader()) {
+      asio::co_spawn(executor_, execute_elsewhere(std::move(req), std::move(h), started),
+                     asio::detached);
+      return;
     }
+    if (is_read(req)) {
+      service_.start_linearizable_read(
+          [this, req = std::move(req), h = std::move(h), started](const read_view& view) mutable {
+            std::string out;
+            const bool ok = answer_read(req, view, out);
+            observe(req, ok, started);
+            h.finish(std::move(out));
+          });
+      return;
+    }
+    // The command first: the callback below takes the request over.
+    kv::command cmd = to_command(req);
+    service_.start_write(std::move(cmd), [this, req = std::move(req), h = std::move(h),
+                                          started](const write_reply& reply) mutable {
+      std::string out;
+      const bool ok = answer_write(req, reply, out);
+      observe(req, ok, started);
+      h.finish(std::move(out));
+    });
+  }
+
+  // The coroutine path: redirect (after waiting for a leader when none is known), or serve
+  // if this node has become the leader meanwhile.
+  asio::awaitable<void> execute_elsewhere(cs::request req, reply_handle h,
+                                          std::chrono::steady_clock::time_point started) {
+    std::string out;
+    try {
+      bool ok = false;
+      if (co_await ensure_leader(out)) {
+        if (is_read(req)) {
+          const read_view view = co_await service_.linearizable_read();
+          ok = answer_read(req, view, out);
+        } else {
+          const write_reply reply = co_await service_.write(to_command(req));
+          ok = answer_write(req, reply, out);
+        }
+      }
+      observe(req, ok, started);
+    } catch (const std::exception& e) {
+      base::log(base::log_level::error, "request failed: ", e.what());
+      out = err_internal;
+    }
+    h.finish(std::move(out));
+  }
+
+  static bool is_read(const cs::request& req) {
+    return req.kind == cs::command_kind::get || req.kind == cs::command_kind::getm;
+  }
+
+  void observe(const cs::request& req, bool ok, std::chrono::steady_clock::time_point started) {
     service_.metrics().observe_request(door::cs733, cs::to_string(req.kind), ok,
                                        std::chrono::steady_clock::now() - started);
   }
 
-  asio::awaitable<bool> read(const cs::request& req, std::string& out) {
-    const read_view view = co_await service_.linearizable_read();
+  // Appends the reply of a get/getm made through `view`; false when it failed.
+  bool answer_read(const cs::request& req, const read_view& view, std::string& out) {
     if (!view.ok()) {
       service_failure(view.error(), out);
-      co_return false;
+      return false;
     }
     auto item = view.find(req.key);
     if (!item) {
       out += err_not_found;
-      co_return true;
+      return true;
     }
     out += "VALUE ";
     if (req.kind == cs::command_kind::getm) {
@@ -157,10 +202,10 @@ class protocol final : public text_protocol {
     out += "\r\n";
     out += item->value;
     out += "\r\n";
-    co_return true;
+    return true;
   }
 
-  asio::awaitable<bool> write(const cs::request& req, std::string& out) {
+  static kv::command to_command(const cs::request& req) {
     kv::command cmd;
     cmd.key = req.key;
     cmd.kind_of_expiry = kv::expiry_kind::relative;
@@ -180,36 +225,41 @@ class protocol final : public text_protocol {
       cmd.value = req.value;
       cmd.exptime = req.exptime;
     }
-    const auto reply = co_await service_.write(std::move(cmd));
+    return cmd;
+  }
+
+  // Appends the reply of a set/cas/delete; false when it failed.
+  bool answer_write(const cs::request& req, const write_reply& reply, std::string& out) {
     if (reply.error != service_error::none) {
       service_failure(reply.error, out);
-      co_return false;
+      return false;
     }
     switch (reply.result.code) {
       case kv::status::stored:
         if (!req.noreply) out += "OK " + std::to_string(reply.result.version) + "\r\n";
-        co_return true;
+        return true;
       case kv::status::deleted:
         out += "DELETED\r\n";
-        co_return true;
+        return true;
       case kv::status::not_found:
         out += err_not_found;
-        co_return true;
+        return true;
       case kv::status::exists:
         out += err_version;
-        co_return true;
+        return true;
       case kv::status::too_large:
       case kv::status::bad_command:
         out += err_cmd;
-        co_return false;
+        return false;
       default:
         out += err_internal;  // out_of_memory and anything unexpected
-        co_return false;
+        return false;
     }
   }
 
   kv_service& service_;
   const cs733_options& options_;
+  asio::any_io_executor executor_;
   cs::parser_limits limits_;
 };
 
@@ -217,7 +267,7 @@ class protocol final : public text_protocol {
 
 asio::awaitable<void> run_cs733_session(tcp::socket& socket, kv_service& service,
                                         const cs733_options& options) {
-  protocol p(service, options);
+  protocol p(service, options, socket.get_executor());
   co_await run_text_session(socket, p, options.pipeline);
 }
 
