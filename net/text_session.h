@@ -9,10 +9,10 @@
 // one batch, instead of one commit per command. A request runs either as its own coroutine
 // on the connection's executor (`call`: anything that may suspend more than once, e.g. a
 // multi-get that spills) or as a callback that the service answers (`start`: the plain
-// writes a streaming client sends, and one-key gets), which costs one callback instead of
-// a chain of coroutine frames. The loop keeps one slot per request in a FIFO; a slot is
-// filled when its request completes, and a writer coroutine sends the filled slots at the
-// head of the FIFO, in order, as one gathered write. So:
+// writes a streaming client sends, one-key gets, CS733 requests on the leader), which
+// costs one callback instead of a chain of coroutine frames. The loop keeps one slot per
+// request in a FIFO; a slot is filled when its request completes, and a writer coroutine
+// sends the filled slots at the head of the FIFO, in order, as one gathered write. So:
 //
 //  - Replies come back in request order, whatever order the requests complete in; errors
 //    (CLIENT_ERROR, a bad data chunk, a refused oversize value) keep their place because
