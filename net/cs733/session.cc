@@ -64,10 +64,8 @@ class protocol final : public text_protocol {
         step.reply = std::move(r.reply);
         break;
       case cs::outcome::request: {
-        const bool read =
-            r.req.kind == cs::command_kind::get || r.req.kind == cs::command_kind::getm;
         step.what = text_step::kind::start;
-        step.order = read ? access::read : access::write;
+        step.order = is_read(r.req) ? access::read : access::write;
         step.start = [this, req = std::move(r.req), started = std::chrono::steady_clock::now()](
                          reply_handle h) mutable { start(std::move(req), std::move(h), started); };
         break;
