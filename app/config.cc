@@ -245,13 +245,14 @@ config build(const toml::table& root, const std::filesystem::path& source) {
   if (const toml::table* raft = v.table_at(root, "raft", "raft")) {
     v.only_keys(*raft, "raft",
                 {"tick_ms", "heartbeat_ticks", "election_ticks", "fsync", "snapshot_entries",
-                 "max_disk_mb"});
+                 "max_disk_mb", "lease_reads"});
     if (auto x = v.integer(*raft, "tick_ms", "raft.tick_ms", 1, 10000)) c.raft.tick_ms = *x;
     if (auto x = v.integer(*raft, "heartbeat_ticks", "raft.heartbeat_ticks", 1, 100000))
       c.raft.heartbeat_ticks = *x;
     if (auto x = v.integer(*raft, "election_ticks", "raft.election_ticks", 2, 1000000))
       c.raft.election_ticks = *x;
     if (auto x = v.boolean(*raft, "fsync", "raft.fsync")) c.raft.fsync = *x;
+    if (auto x = v.boolean(*raft, "lease_reads", "raft.lease_reads")) c.raft.lease_reads = *x;
     if (auto x = v.integer(*raft, "snapshot_entries", "raft.snapshot_entries", 2, 1ull << 40))
       c.raft.snapshot_entries = *x;
     if (auto x = v.integer(*raft, "max_disk_mb", "raft.max_disk_mb", 16, 1ull << 30))
@@ -465,7 +466,8 @@ std::string render_config(const config& c) {
       << "\nelection_ticks = " << c.raft.election_ticks
       << "\nfsync = " << (c.raft.fsync ? "true" : "false")
       << "\nsnapshot_entries = " << c.raft.snapshot_entries
-      << "\nmax_disk_mb = " << c.raft.max_disk_mb << "\n";
+      << "\nmax_disk_mb = " << c.raft.max_disk_mb
+      << "\nlease_reads = " << (c.raft.lease_reads ? "true" : "false") << "\n";
   out << "\n[limits]\nmax_connections = " << c.limits.max_connections
       << "\nmax_key_bytes = " << c.limits.max_key_bytes
       << "\nmax_value_bytes = " << c.limits.max_value_bytes

@@ -37,6 +37,7 @@ struct raft_config {
   bool fsync = true;
   std::uint64_t snapshot_entries = 500000;  // upper bound on entries between snapshots
   std::uint64_t max_disk_mb = 8192;        // upper bound for the LMDB map (grows up to it)
+  bool lease_reads = true;  // linearizable reads on the leader's lease (raft/core.h)
 };
 
 struct limits_config {

@@ -261,6 +261,7 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
   std::random_device entropy;
   ro.raft.seed = (std::uint64_t{entropy()} << 32) | entropy();
   ro.tick_ms = c.raft.tick_ms;
+  ro.lease_reads = c.raft.lease_reads;
   ro.snapshot_entries = c.raft.snapshot_entries;
   // Snapshot when the log since the last one outweighs half the state (kv/README.md).
   ro.snapshot_min_log_bytes = 4ull << 20;

@@ -41,6 +41,7 @@ net::node_status node::status() const {
   out.last_log_index = s.last_index.value;
   out.snapshot_index = s.snapshot_index.value;
   out.leader_changes = r.leader_changes;
+  out.lease_reads = s.lease_reads;
   out.proposals_ok = r.proposals_ok;
   out.proposals_failed = r.proposals_failed;
   out.storage_error = r.storage_error;

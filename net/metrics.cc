@@ -201,6 +201,10 @@ std::string metrics::render_prometheus(const node_status& node,
                 node.leader_id);
   append_single(out, "raftkv_leader_changes_total", "counter",
                 "Times this node has seen the leader change.", node.leader_changes);
+  append_single(out, "raftkv_lease_reads_total", "counter",
+                "Linearizable reads this node answered on its leader lease, without a "
+                "heartbeat round.",
+                node.lease_reads);
   append_single(out, "raftkv_commit_index", "gauge", "Highest log index known to be committed.",
                 node.commit_index);
   append_single(out, "raftkv_applied_index", "gauge",

@@ -130,6 +130,7 @@ struct node_status {
   std::uint64_t last_log_index = 0;
   std::uint64_t snapshot_index = 0;
   std::uint64_t leader_changes = 0;
+  std::uint64_t lease_reads = 0;  // reads answered on this node's lease, as leader
   std::uint64_t proposals_ok = 0;
   std::uint64_t proposals_failed = 0;
   std::string storage_error;  // empty when storage is healthy

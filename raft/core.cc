@@ -125,6 +125,9 @@ void core::set_config(membership m, index_t at) {
   config_index_ = at;
   voters_ = config_.voters();
   ++config_seq_;
+  // Quorums of the new configuration promised nothing yet (core.h, "Read leases").
+  lease_probes_.clear();
+  lease_until_ = 0;
   if (role_ == role::leader) sync_progress();
   if (transferee_ != no_node && !counts(transferee_)) transferee_ = no_node;
 }
@@ -335,6 +338,9 @@ void core::reset(term_t term) {
   progress_.clear();
   append_due_ = false;
   term_unsafe_ = false;
+  lease_probes_.clear();
+  lease_until_ = 0;
+  lease_void_ = false;
 }
 
 void core::become_follower(term_t term, node_id leader) {
@@ -380,8 +386,42 @@ void core::become_leader() {
   maybe_commit();  // single-node cluster
 }
 
+// The vote lease of thesis §4.2.3, and what a leader's read lease relies on (lease_valid()).
+// With read leases on (on every member, like the timings), the first election timeout after
+// start counts as one: this node may have acknowledged a heartbeat just before it
+// restarted, and the leader may be serving reads on that.
 bool core::lease_active() const {
-  return cfg_.check_quorum && leader_ != no_node && election_elapsed_ < cfg_.election_ticks;
+  if (!cfg_.check_quorum) return false;
+  if (cfg_.lease_ms > 0 && ticks_ < cfg_.election_ticks) return true;
+  return leader_ != no_node && election_elapsed_ < cfg_.election_ticks;
+}
+
+bool core::lease_valid() const {
+  if (cfg_.lease_ms <= 0 || !cfg_.check_quorum || role_ != role::leader || lease_void_) return false;
+  if (cfg_.mutation != unsafe_mutation::lease_survives_transfer &&
+      (standing_down_ || transferee_ != no_node))
+    return false;
+  return mono_ms_ < lease_until_;
+}
+
+void core::extend_lease() {
+  if (cfg_.lease_ms <= 0 || role_ != role::leader || lease_void_) return;
+  // The highest heartbeat a quorum has echoed: this node counts for any, peers up to theirs.
+  const std::size_t self = counts(cfg_.id) ? 1 : 0;
+  const std::size_t need = quorum() > self ? quorum() - self : 0;
+  std::uint64_t confirmed = read_seq_;
+  if (need > 0) {
+    std::vector<std::uint64_t> acked;
+    for (const auto& [id, pr] : progress_)
+      if (counts(id)) acked.push_back(pr.read_ack_seq);
+    if (acked.size() < need) return;
+    std::nth_element(acked.begin(), acked.begin() + (need - 1), acked.end(), std::greater<>());
+    confirmed = acked[need - 1];
+  }
+  while (!lease_probes_.empty() && lease_probes_.front().seq <= confirmed) {
+    lease_until_ = std::max(lease_until_, lease_probes_.front().sent_ms + cfg_.lease_ms);
+    lease_probes_.pop_front();
+  }
 }
 
 // Learners, joining nodes and removed nodes never campaign, with one exception: one of two
@@ -810,7 +850,10 @@ void core::handle_heartbeat_response(const message& m, const heartbeat_response&
   progress& pr = it->second;
   pr.recent_active = true;
   pr.ticks_since_contact = 0;
-  if (r.read_seq > pr.read_ack_seq) pr.read_ack_seq = r.read_seq;
+  if (r.read_seq > pr.read_ack_seq) {
+    pr.read_ack_seq = r.read_seq;
+    extend_lease();
+  }
   release_reads();
   // A peer that answers heartbeats but lags may have lost requests: retry a probe, or free
   // one slot of the pipeline, so replication cannot stall for good. Once per heartbeat
@@ -966,9 +1009,17 @@ void core::broadcast_append() {
 
 void core::broadcast_heartbeat() {
   ++read_seq_;
+  if (cfg_.lease_ms > 0 && !lease_void_) {
+    // Probes older than a lease could not extend it any more.
+    while (!lease_probes_.empty() && lease_probes_.front().sent_ms + cfg_.lease_ms <= mono_ms_)
+      lease_probes_.pop_front();
+    if (lease_probes_.size() >= 4096) lease_probes_.pop_front();
+    lease_probes_.push_back(lease_probe{read_seq_, mono_ms_});
+  }
   for (auto& [id, pr] : progress_)
     send(id, heartbeat_request{std::min(pr.match, commit_), read_seq_});
   release_reads();  // single-node cluster
+  extend_lease();
 }
 
 // The leader counts its own log only up to what it has persisted (thesis §10.2.1).
@@ -1028,6 +1079,11 @@ void core::transfer_leadership(node_id to) {
   if (it == progress_.end()) return;
   transferee_ = to;
   transfer_elapsed_ = 0;
+  // The TimeoutNow may arrive whenever; the transferee's votes ignore the vote lease.
+  if (cfg_.mutation != unsafe_mutation::lease_survives_transfer) {
+    lease_void_ = true;
+    lease_until_ = 0;
+  }
   if (it->second.match == last_index()) {
     send(to, timeout_now{});
   } else {
@@ -1062,6 +1118,12 @@ void core::start_read(std::uint64_t context, node_id requester) {
     return;
   }
   if (cfg_.mutation == unsafe_mutation::read_without_quorum) {
+    answer_read(pending_read{context, commit_, 0, requester}, true);
+    return;
+  }
+  if (lease_valid()) {
+    // No other leader can exist yet (core.h, "Read leases"): the commit index is current.
+    ++lease_reads_;
     answer_read(pending_read{context, commit_, 0, requester}, true);
     return;
   }
@@ -1208,6 +1270,7 @@ raft::status core::status() const {
             [](const peer_status& a, const peer_status& b) { return a.id < b.id; });
   s.config = config_;
   s.config_index = config_index_;
+  s.lease_reads = lease_reads_;
   return s;
 }
 

@@ -39,6 +39,8 @@ enum class unsafe_mutation : std::uint8_t {
   vote_ignores_log,           // grant votes without the §5.4.1 up-to-date check
   commit_any_term,            // count replicas of previous-term entries (violates §5.4.2)
   read_without_quorum,        // answer ReadIndex without confirming leadership (violates §6.4)
+  lease_survives_transfer,    // keep serving reads on the lease after starting a leadership
+                              // transfer (whose election skips the followers' vote lease)
   change_before_term_commit,  // allow a membership change before the leader's term commits
                               // (the bug thesis §4.1 fixes)
 };
@@ -59,6 +61,10 @@ struct config {
   std::uint64_t seed = 1;                        // seeds the election-timeout randomisation
   bool pre_vote = true;                          // thesis §9.6
   bool check_quorum = true;  // thesis §6.2 leader step-down + §4.2.3 vote lease
+  // Leader lease for reads (thesis §6.4.1; see "Read leases" below), in the monotonic
+  // milliseconds of set_clock(). 0 = off: every read confirms leadership with a heartbeat
+  // round. Needs check_quorum, on every member. replica.h's leader_lease_ms() derives it.
+  std::int64_t lease_ms = 0;
   // Memory: once a normal entry is applied and durable here, drop its payload and keep only
   // index, term and size (entry::released_bytes). The log since the last snapshot can be
   // half the state's size (the snapshot policy lets it grow that far); held whole it was
@@ -188,6 +194,7 @@ struct status {
   std::vector<peer_status> peers;  // leader only; empty otherwise
   membership config;               // the configuration in use (latest in the log)
   index_t config_index;            // the entry that set it (0: bootstrap or snapshot)
+  std::uint64_t lease_reads = 0;   // reads this node answered on its lease, as leader
 };
 
 // The outcome of core::propose_change.
@@ -229,9 +236,14 @@ class core {
   // persisted either, and the environment sends none). Irreversible for this process.
   void stand_down();
   bool standing_down() const { return standing_down_; }
-  // The wall clock (Unix ms) as the environment sees it, stamped on read answers this node
-  // gives as leader. The core never reads a clock; call it before step()/tick()/read_index().
-  void set_wall_clock_ms(std::int64_t ms) { wall_ms_ = ms; }
+  // The clocks as the environment sees them; the core never reads a clock. Call it right
+  // before step()/tick()/read_index(). wall_ms (Unix ms) is stamped on read answers this
+  // node gives as leader; monotonic_ms times read leases (config::lease_ms) and must never
+  // be ahead of the real clock (a late value only shortens a lease).
+  void set_clock(std::int64_t wall_ms, std::int64_t monotonic_ms) {
+    wall_ms_ = wall_ms;
+    mono_ms_ = monotonic_ms;
+  }
 
   // The state machine has a snapshot covering every entry up to `index`, durable in storage:
   // drop that log prefix. Peers that fall behind get a snapshot_request with its metadata,
@@ -294,6 +306,23 @@ class core {
 
   // Checks the core's internal invariants; returns a description of the first one broken.
   std::optional<std::string> check_invariants() const;
+
+  // Read leases (thesis §6.4.1). Every heartbeat the leader broadcasts carries a sequence
+  // number (read_seq) that followers echo. Once a quorum (counting the leader) echoed the
+  // heartbeat sent at monotonic time t, each of those followers heard from this leader at
+  // t or later, and refuses any vote that is not a leadership transfer for a minimum
+  // election timeout after that (lease_active(), thesis §4.2.3), counted in its own ticks.
+  // No other leader can be elected before t + (its election timeout), so until
+  // t + lease_ms (a margin shorter, config::lease_ms) this node is the only leader and
+  // its commit index covers every acknowledged write: a read may use it at once, without
+  // a round. The lease is void:
+  //   - once this leader started a leadership transfer (TimeoutNow skips the vote lease),
+  //     for the rest of its leadership, and while it stands down;
+  //   - when the configuration changes (a new member has no lease of its own to keep);
+  //   - before an entry of its term commits (it does not know the commit index yet).
+  // A node that starts treats its start as having heard from a leader (lease_active()), so
+  // a follower that restarted within a lease cannot vote the lease away either.
+  bool lease_valid() const;
 
  private:
   struct progress {
@@ -363,6 +392,8 @@ class core {
   void answer_read(const pending_read& r, bool ok);
   void drop_all_reads();
   bool read_round_due() const;
+  // A heartbeat answer arrived: extend the lease to what a quorum has confirmed.
+  void extend_lease();
 
   // Log.
   bool up_to_date(index_t last_index, term_t last_term) const;
@@ -442,7 +473,19 @@ class core {
   // Storage failed: never campaign; a leader steps down (stand_down()).
   bool standing_down_ = false;
   std::uint64_t stand_down_elapsed_ = 0;
-  std::int64_t wall_ms_ = 0;  // set_wall_clock_ms()
+  std::int64_t wall_ms_ = 0;  // set_clock()
+  std::int64_t mono_ms_ = 0;  // set_clock()
+
+  // Leader: read lease (lease_valid()). The heartbeats sent within the last lease_ms, with
+  // when; the lease runs until lease_until_ (monotonic ms).
+  struct lease_probe {
+    std::uint64_t seq;
+    std::int64_t sent_ms;
+  };
+  std::deque<lease_probe> lease_probes_;
+  std::int64_t lease_until_ = 0;
+  bool lease_void_ = false;  // a transfer was started in this leadership
+  std::uint64_t lease_reads_ = 0;
 
   // Pending output.
   ready out_;

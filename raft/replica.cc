@@ -46,9 +46,26 @@ const char* to_string(replica_error e) {
   return "?";
 }
 
+std::int64_t leader_lease_ms(std::uint32_t tick_ms, std::uint32_t election_ticks) {
+  if (election_ticks < 4) return 0;
+  return std::int64_t{election_ticks - 2} * tick_ms * 3 / 4;
+}
+
+namespace {
+
+replica_options with_lease(replica_options o) {
+  // Without a monotonic clock every lease would look fresh forever.
+  o.raft.lease_ms = o.lease_reads && o.monotonic_ms && o.raft.check_quorum
+                        ? leader_lease_ms(o.tick_ms, o.raft.election_ticks)
+                        : 0;
+  return o;
+}
+
+}  // namespace
+
 replica::replica(replica_options opts, restore_state restored, log_store& store, peer_sender& peers,
                  state_machine& sm)
-    : opts_(std::move(opts)),
+    : opts_(with_lease(std::move(opts))),
       core_(opts_.raft, std::move(restored)),
       store_(store),
       peers_(peers),
@@ -131,7 +148,7 @@ store_completion replica::on_executor(std::function<void(std::string)> fn) {
 
 void replica::tick() {
   if (stopped_) return;
-  core_.set_wall_clock_ms(opts_.now_ms());
+  set_core_clock();
   core_.tick();
   const std::int64_t t = now();
   // A read round whose answer was lost in the network must not block later reads.
@@ -150,7 +167,7 @@ void replica::tick() {
 
 void replica::step(const message& m) {
   if (stopped_) return;
-  core_.set_wall_clock_ms(opts_.now_ms());
+  set_core_clock();
   core_.step(m);
   // The core judged the term (and reset its timers); the bytes are the drive loop's.
   if (const auto* c = std::get_if<snapshot_chunk>(&m.body)) {
@@ -800,7 +817,7 @@ void replica::start_read_round() {
   if (r.reads.empty()) return;
   const auto context = r.context;
   round_ = std::move(r);
-  core_.set_wall_clock_ms(opts_.now_ms());
+  set_core_clock();
   core_.read_index(context);
   schedule_ready();
 }

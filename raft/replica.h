@@ -142,6 +142,10 @@ namespace raft {
 struct replica_options {
   config raft;                         // the core's configuration (id, voters, ticks, seed)
   std::uint32_t tick_ms = 10;          // how often the owner calls tick()
+  // Serve linearizable reads on the leader's lease (core.h, "Read leases") instead of a
+  // heartbeat round per read; raft.lease_ms is then set from leader_lease_ms(). Must be the
+  // same on every member, as must tick_ms and election_ticks. Needs monotonic_ms.
+  bool lease_reads = false;
   std::uint64_t snapshot_entries = 0;  // snapshot after this many applied entries; 0 = never
   // Also snapshot once the entries applied since the last snapshot hold more bytes than
   // max(snapshot_min_log_bytes, state_machine::state_bytes() x snapshot_log_ratio): the
@@ -212,6 +216,16 @@ struct replica_status {
   // Follower: a received snapshot the state machine is restoring (index 0: none).
   index_t restoring_snapshot_index;
 };
+
+// How long a leader may serve reads on a quorum's heartbeat answers (core.h, "Read
+// leases"): a follower that heard from it refuses votes until election_ticks of its own
+// ticks passed. The owner ticks at most once per tick_ms on average and at most twice in a
+// row after a stall (app/node.cc re-arms a late tick timer from now, without replaying the
+// missed ticks), so those ticks take at least (election_ticks - 2) x tick_ms of real time.
+// A quarter of that is left as margin for clocks that run at different rates (NTP slews a
+// monotonic clock by 0.05% at most; the simulator's tickers drift by up to 10%).
+// 0 (no lease) when election_ticks < 4.
+std::int64_t leader_lease_ms(std::uint32_t tick_ms, std::uint32_t election_ticks);
 
 // The snapshot policy (replica_options::snapshot_entries and snapshot_min_log_bytes):
 // is a snapshot due after `entries` entries holding `log_bytes` bytes were applied since
@@ -339,6 +353,7 @@ class replica {
 
   call_id next_id();
   std::int64_t now() const { return opts_.monotonic_ms(); }
+  void set_core_clock() { core_.set_clock(opts_.now_ms(), opts_.monotonic_ms()); }
   void log(base::log_level level, const std::string& text) const;
 
   // Writes.

@@ -652,3 +652,147 @@ BOOST_AUTO_TEST_CASE(hand_over_moves_leadership_to_an_up_to_date_voter) {
   cl.tick_all(100);
   BOOST_TEST((cl[1].role() != role::candidate && cl[1].role() != role::leader));
 }
+
+// ---------------------------------------------------------------------------------------
+// Read leases (raft/core.h, "Read leases"). The harness ticks every node at one rate, so the
+// lease (leader_lease_ms: (10 - 2) x 10 ms x 3/4 = 60 ms here) is checked against the
+// followers' election timeout (10 to 20 ticks of 10 ms) by construction.
+
+namespace {
+
+sim::harness_options with_leases(unsafe_mutation m = unsafe_mutation::none) {
+  sim::harness_options o;
+  o.lease_reads = true;
+  o.mutation = m;
+  return o;
+}
+
+// With leases on, nobody grants a vote within an election timeout of starting (a restarted
+// voter may have promised a lease), so leaders come from the clock, not from campaign().
+std::uint64_t tick_until_leader(cluster& cl) {
+  for (int k = 0; k < 200 && !cl.leader(); ++k) cl.tick_all(1);
+  BOOST_REQUIRE(cl.leader());
+  cl.tick_all(3);  // a heartbeat round answered: the lease runs
+  return cl.leader()->value;
+}
+
+using read_outcome = std::shared_ptr<std::optional<replica_error>>;
+
+read_outcome start_read(cluster& cl, std::uint64_t id) {
+  auto out = std::make_shared<std::optional<replica_error>>();
+  cl.rep(id).read(cl.now() + 100000, [out](replica_error e) { *out = e; });
+  cl.process(n(id));
+  return out;
+}
+
+bool answered_ok(const read_outcome& r) {
+  return r->has_value() && **r == replica_error::none;
+}
+
+void cut_both(cluster& cl, std::uint64_t a, std::uint64_t b) {
+  cl.cut.insert({n(a), n(b)});
+  cl.cut.insert({n(b), n(a)});
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(leader_lease_reads_need_no_heartbeat_round) {
+  BOOST_TEST(leader_lease_ms(10, 30) == 210);  // the node's defaults
+  BOOST_TEST(leader_lease_ms(10, 3) == 0);
+  for (bool lease : {false, true}) {
+    sim::harness_options o;
+    o.lease_reads = lease;
+    cluster cl(3, o);
+    const std::uint64_t l = tick_until_leader(cl);
+    // Nothing is delivered: only a lease can answer.
+    auto r = start_read(cl, l);
+    BOOST_TEST(answered_ok(r) == lease);
+    BOOST_TEST(cl[l].status().lease_reads == (lease ? 1u : 0u));
+    cl.deliver();
+    BOOST_TEST(answered_ok(r));
+    // A follower's read is forwarded; the leader answers it on its lease too.
+    const std::uint64_t f = l == 1 ? 2 : 1;
+    auto rf = start_read(cl, f);
+    cl.deliver();
+    BOOST_TEST(answered_ok(rf));
+    BOOST_TEST(cl[l].status().lease_reads == (lease ? 2u : 0u));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_cut_off_leader_stops_lease_reads_before_anyone_else_can_lead) {
+  cluster cl(3, with_leases());
+  const std::uint64_t l = tick_until_leader(cl);
+  cl.isolate(l);
+  int served = 0;
+  for (int tick = 0; tick < 100; ++tick) {
+    auto r = start_read(cl, l);
+    if (answered_ok(r)) ++served;
+    bool other = false;
+    for (std::uint64_t k = 1; k <= 3; ++k)
+      if (k != l && cl[k].role() == role::leader) other = true;
+    if (other) {
+      BOOST_TEST(!cl[l].lease_valid());
+      BOOST_TEST(!answered_ok(r));
+      BOOST_TEST_MESSAGE("new leader after " << tick << " ticks; " << served
+                                             << " reads served on the old lease");
+      break;
+    }
+    cl.tick_all(1);
+  }
+  BOOST_TEST(served > 0);  // the lease was in use when the leader was cut off
+  BOOST_TEST(!cl[l].lease_valid());
+}
+
+// A transfer's election skips the followers' vote lease: the old leader must stop reading on
+// its lease the moment it asks. Here it never hears of the new leader (its inbound links are
+// cut), which commits a write; a read on the old leader must not answer without it. The
+// mutation that keeps the lease shows the stale read this prevents.
+BOOST_AUTO_TEST_CASE(a_leadership_transfer_ends_the_lease) {
+  for (auto mutation : {unsafe_mutation::none, unsafe_mutation::lease_survives_transfer}) {
+    cluster cl(3, with_leases(mutation));
+    const std::uint64_t l = tick_until_leader(cl);
+    const std::uint64_t to = l == 1 ? 2 : 1;
+    const std::uint64_t third = 6 - l - to;
+    BOOST_REQUIRE(cl[l].lease_valid());
+    // It still sends, but hears nothing.
+    cl.cut.insert({n(to), n(l)});
+    cl.cut.insert({n(third), n(l)});
+    BOOST_REQUIRE(cl.rep(l).transfer_leadership(n(to)) == replica_error::none);
+    cl.deliver();
+    BOOST_REQUIRE(cl.rep(to).is_leader());
+    write_result w;
+    cl.rep(to).propose("after", cl.now() + 100000, into(w));
+    cl.deliver();
+    BOOST_REQUIRE(w.error.has_value());
+    BOOST_REQUIRE((*w.error == replica_error::none));
+    BOOST_REQUIRE(cl.rep(l).is_leader());  // not told yet
+    auto r = start_read(cl, l);
+    const bool stale = answered_ok(r) && cl.at(l).sm->applied_index() < cl[to].commit_index();
+    BOOST_TEST(stale == (mutation == unsafe_mutation::lease_survives_transfer));
+  }
+}
+
+// A voter that restarts may have answered the heartbeat a leader's lease counts on; it must
+// not vote that lease away. Leader 1 holds its lease on node 2's answers alone (3 is cut
+// off); 2 restarts and 3 campaigns at once: 2 refuses for an election timeout, and by the
+// time 3 wins, 1's lease is over.
+BOOST_AUTO_TEST_CASE(a_restarted_voter_does_not_vote_within_a_lease) {
+  cluster cl(3, with_leases());
+  const std::uint64_t l = tick_until_leader(cl);
+  const std::uint64_t f = l == 1 ? 2 : 1;
+  const std::uint64_t c = 6 - l - f;
+  cut_both(cl, l, c);
+  cl.tick_all(2);
+  BOOST_REQUIRE(cl[l].lease_valid());
+  cut_both(cl, l, f);
+  cl.crash_and_restart(n(f));
+  cl.rep(c).campaign();
+  cl.deliver();
+  BOOST_TEST(!cl.rep(c).is_leader());
+  for (int tick = 0; tick < 100 && !cl.rep(c).is_leader(); ++tick) {
+    BOOST_TEST(!(cl[l].lease_valid() && cl[l].role() == role::leader && cl.rep(c).is_leader()));
+    cl.tick_all(1);
+  }
+  BOOST_TEST(cl.rep(c).is_leader());
+  BOOST_TEST(!cl[l].lease_valid());
+}

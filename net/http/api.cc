@@ -770,6 +770,7 @@ http_response status_response(const node_status& s, const status_extra& extra) {
   o["last_log_index"] = s.last_log_index;
   o["snapshot_index"] = s.snapshot_index;
   o["leader_changes"] = s.leader_changes;
+  o["lease_reads"] = s.lease_reads;
   o["proposals_ok"] = s.proposals_ok;
   o["proposals_failed"] = s.proposals_failed;
   o["storage_error"] = s.storage_error.empty() ? json::value(nullptr) : json::value(s.storage_error);

@@ -14,6 +14,9 @@ import harness
 import linearizability as lin
 
 ELECTION_DEADLINE_S = 2.0
+# The leader's read lease with election_ticks = 200 and tick_ms = 10 (FollowersStopped):
+# (200 - 2) x 10 ms x 3/4 (raft/replica.h, leader_lease_ms).
+LEASE_S = 1.485
 
 
 class HealthyCluster(harness.TestCase):
@@ -156,6 +159,28 @@ class HealthyCluster(harness.TestCase):
             self.assertEqual([r.key for r in lin.check(ops).violations], [final_reads[0].key])
 
 
+class ReadLeases(harness.TestCase):
+    """Reads on the leader are answered on its lease (raft.lease_reads, on by default):
+    the status counter moves with them. With the option off every read takes a heartbeat
+    round and the counter stays at zero; the answers are the same."""
+
+    def run_reads(self, raft):
+        with harness.Cluster(nodes=3, raft=raft) as c:
+            leader = c.wait_ready(timeout=30)
+            with harness.McClient(leader.memcached) as mc:
+                self.assertEqual(mc.set("lease", "v1"), "STORED")
+                before = leader.status()["lease_reads"]
+                for _ in range(50):
+                    self.assertEqual(mc.get("lease"), b"v1")
+            return leader.status()["lease_reads"] - before
+
+    def test_leader_reads_use_the_lease(self):
+        self.assertGreaterEqual(self.run_reads({}), 40)
+
+    def test_lease_reads_off_takes_a_round_per_read(self):
+        self.assertEqual(self.run_reads({"lease_reads": False}), 0)
+
+
 class FollowersStopped(harness.TestCase):
     def test_writes_time_out_without_a_quorum_then_succeed(self):
         # election_ticks is large so that the leader still believes it leads (check-quorum
@@ -184,9 +209,25 @@ class FollowersStopped(harness.TestCase):
             return reply
 
         self.assertEqual(write(0, "q", "before"), "STORED")
+
+        # A new leader holds a lease once a quorum answered one of its heartbeats.
+        def lease_read():
+            before = leader.status()["lease_reads"]
+            with harness.McClient(leader.memcached, timeout=10) as mc:
+                self.assertEqual(mc.get("q"), b"before")
+            return leader.status()["lease_reads"] > before
+
+        harness.wait_until(lease_read, 10, what="a read on the leader's lease")
         for f in followers:
             f.pause()
+        paused_at = time.monotonic()
         try:
+            # The leader's lease (raft.lease_reads) outlives the pause for a while:
+            # (election_ticks - 2) x tick_ms x 3/4 = 1.485 s. No follower can vote for anyone
+            # else within it, so reads are still answered, and see the last acknowledged write.
+            with harness.McClient(leader.memcached, timeout=10) as mc:
+                self.assertEqual(mc.get("q"), b"before")
+            self.assertLess(time.monotonic() - paused_at, LEASE_S)
             replies = {}
 
             def lost(i):
@@ -204,7 +245,9 @@ class FollowersStopped(harness.TestCase):
                 self.assertGreaterEqual(took, 0.9, f"write {i} failed before the timeout")
                 self.assertLess(took, 5.0, f"write {i} took {took:.2f}s")
             self.assertEqual(len(replies), 3)
-            # A linearizable read cannot be served without a quorum either.
+            # Once the lease has run out, a linearizable read cannot be served without a
+            # quorum either. Time passing is the event here: the lease ends by the clock.
+            time.sleep(max(0.0, LEASE_S + 0.05 - (time.monotonic() - paused_at)))
             with harness.McClient(leader.memcached, timeout=10) as mc:
                 started = time.monotonic()
                 with self.assertRaises(harness.McServerError) as e:

@@ -492,6 +492,7 @@ class HttpApiTest(harness.TestCase):
                                 command="PUT /v1/kv/{key}", outcome="ok"), before + 3)
         for name, kind in (("raftkv_term", "gauge"), ("raftkv_role", "gauge"),
                            ("raftkv_leader_changes_total", "counter"),
+                           ("raftkv_lease_reads_total", "counter"),
                            ("raftkv_commit_index", "gauge"), ("raftkv_applied_index", "gauge"),
                            ("raftkv_last_log_index", "gauge"),
                            ("raftkv_proposals_total", "counter"),

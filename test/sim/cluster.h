@@ -76,6 +76,7 @@ struct options {
   std::size_t snapshot_chunk_bytes = 6;
   std::size_t snapshot_window = 2;
   bool check_quorum = true;
+  bool lease_reads = false;  // leaders answer reads on their lease (raft/core.h, "Read leases")
   raft::unsafe_mutation mutation = raft::unsafe_mutation::none;
   bool unsafe_ack_before_persist = false;  // drive-loop mutation (raft::replica_options)
   // Membership changes mixed into the fault schedule (see "Membership" above): `spares`
@@ -93,6 +94,7 @@ struct result {
   std::uint64_t forwarded = 0;  // writes a follower forwarded to its leader
   std::uint64_t reads_ok = 0;
   std::uint64_t reads_dropped = 0;
+  std::uint64_t lease_reads = 0;  // reads a leader answered on its lease (at the end)
   std::uint64_t snapshots_installed = 0;
   std::uint64_t snapshot_chunks = 0;  // snapshot_chunk messages sent
   std::uint64_t crashes = 0;
@@ -233,6 +235,8 @@ class cluster {
     }
     if (res_.ok && !leader_seen_at) fail("liveness: no leader after healing");
     res_.committed = committed_.size();
+    for (auto& n : nodes_)
+      if (n.rep) res_.lease_reads += n.rep->core().status().lease_reads;
     return res_;
   }
 
@@ -442,6 +446,7 @@ class cluster {
     c.release_applied_payloads = true;  // as the node runs
     c.mutation = opt_.mutation;
     o.tick_ms = static_cast<std::uint32_t>(opt_.tick_ms);
+    o.lease_reads = opt_.lease_reads;
     o.snapshot_entries = opt_.compact_every;
     o.snapshot_chunk_bytes = opt_.snapshot_chunk_bytes;
     o.snapshot_window = opt_.snapshot_window;
@@ -495,6 +500,7 @@ class cluster {
       if (d == log.end() || d->second.term.value != key.second) seen_.erase(key);
     }
     n.provisional.clear();
+    res_.lease_reads += n.rep->core().status().lease_reads;
     n.rep.reset();
     n.tasks.clear();
     ++res_.crashes;

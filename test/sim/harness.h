@@ -93,6 +93,7 @@ struct harness_options {
   std::size_t snapshot_window = 4;
   raft::unsafe_mutation mutation = raft::unsafe_mutation::none;  // every node's core
   bool release_applied_payloads = true;                          // raft::config, as the node runs
+  bool lease_reads = false;                                      // replica_options
 };
 
 class harness {
@@ -171,6 +172,7 @@ class harness {
     o.raft.mutation = opt_.mutation;
     o.raft.release_applied_payloads = opt_.release_applied_payloads;
     o.tick_ms = tick_ms;
+    o.lease_reads = opt_.lease_reads;
     o.snapshot_entries = opt_.snapshot_entries;
     o.serve_timeout_ms = 1000;
     o.boot_id = opt_.boot_id;
