@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -248,7 +249,14 @@ asio::awaitable<void> run_text_session(tcp::socket& socket, text_protocol& proto
   try {
     while (!closing && !c->broken) {
       // Parse what has arrived, within the bounds.
+      int parsed = 0;
       while (!closing && !c->broken && !in.skipping()) {
+        if (++parsed > limits.requests_per_turn) {
+          parsed = 0;
+          c->writer_wake.notify_all();
+          co_await asio::post(ex, asio::use_awaitable);
+          continue;
+        }
         if (c->full()) {
           c->writer_wake.notify_all();
           co_await c->progress.wait();
