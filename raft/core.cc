@@ -404,6 +404,12 @@ bool core::lease_valid() const {
   return mono_ms_ < lease_until_;
 }
 
+std::optional<read_state> core::lease_read() {
+  if (!lease_valid() || *term_at(commit_) != term_) return std::nullopt;
+  ++lease_reads_;
+  return read_state{0, commit_, wall_ms_};
+}
+
 void core::extend_lease() {
   if (cfg_.lease_ms <= 0 || role_ != role::leader || lease_void_) return;
   // The highest heartbeat a quorum has echoed: this node counts for any, peers up to theirs.
@@ -1121,10 +1127,9 @@ void core::start_read(std::uint64_t context, node_id requester) {
     answer_read(pending_read{context, commit_, 0, requester}, true);
     return;
   }
-  if (lease_valid()) {
+  if (auto point = lease_read()) {
     // No other leader can exist yet (core.h, "Read leases"): the commit index is current.
-    ++lease_reads_;
-    answer_read(pending_read{context, commit_, 0, requester}, true);
+    answer_read(pending_read{context, point->index, 0, requester}, true);
     return;
   }
   // Confirm leadership with a fresh heartbeat round acknowledged by a quorum. Reads started

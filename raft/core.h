@@ -323,6 +323,9 @@ class core {
   // A node that starts treats its start as having heard from a leader (lease_active()), so
   // a follower that restarted within a lease cannot vote the lease away either.
   bool lease_valid() const;
+  // A read answered on the lease, if it holds: the read point (the commit index, this
+  // node's wall clock), as read_index() would hand it out in ready::read_states, now.
+  std::optional<read_state> lease_read();
 
  private:
   struct progress {

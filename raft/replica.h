@@ -275,7 +275,8 @@ class replica {
   call_id change_membership(const membership_change& change, std::int64_t deadline_ms,
                             write_callback cb);
   // Linearizable read barrier: cb(none, leader time) once the state machine reflects every
-  // write acknowledged anywhere before the call.
+  // write acknowledged anywhere before the call. On a leader holding its lease with the
+  // commit index applied, cb runs before read() returns.
   call_id read(std::int64_t deadline_ms, read_callback cb);
   call_id read(std::int64_t deadline_ms, done_callback cb) {
     return read(deadline_ms,
