@@ -85,14 +85,51 @@ struct text_connection {
   }
   bool full() const { return fifo.size() >= limits.max_requests || fifo_bytes >= limits.max_bytes; }
 
-  // Marks the slot at seq complete and wakes the writer.
+  // Marks the slot at seq complete and wakes the writer, unless the reader is parsing: it
+  // sends what is ready itself when it stops (send_ready()).
   void finish(std::uint64_t seq) {
     slot& s = at(seq);
     s.done = true;
     s.spilling = false;
     s.bytes += s.reply.size();
     fifo_bytes += s.reply.size();
-    writer_wake.notify_all();
+    if (!reader_parsing) writer_wake.notify_all();
+  }
+
+  bool head_ready() const {
+    return !fifo.empty() && (fifo.front().done || fifo.front().spilling);
+  }
+
+  // The reader's shortcut, called whenever it stops parsing: if the writer is not in the
+  // middle of a write, the finished replies at the head go out now in one non-blocking
+  // gathered write. On a connection that sends one request and waits (a `get` answered on
+  // the leader's lease finishes while it is parsed), that is the whole reply path: no
+  // wake-up of the writer, no posted resumption, no async_write. What the socket does not
+  // take now, and everything else, the writer sends.
+  void send_ready() {
+    if (!writing && !broken && !fifo.empty() && fifo.front().done) {
+      gather.clear();
+      for (const slot& s : fifo) {
+        if (!s.done || gather.size() == 64) break;
+        if (!s.reply.empty()) gather.emplace_back(boost::asio::buffer(s.reply));
+      }
+      boost::system::error_code ec;
+      if (!socket.non_blocking()) socket.non_blocking(true, ec);
+      std::size_t n = ec ? 0 : socket.write_some(gather, ec);
+      if (n > 0) protocol.count_bytes_written(n);
+      bool freed = false;
+      while (!fifo.empty() && fifo.front().done && n >= fifo.front().reply.size()) {
+        n -= fifo.front().reply.size();
+        fifo_bytes -= fifo.front().bytes;
+        fifo.pop_front();
+        ++head_seq;
+        freed = true;
+      }
+      if (n > 0) fifo.front().reply.erase(0, n);  // the writer sends the rest
+      if (freed) progress.notify_all();
+      // A failed write is the writer's to report: it meets the same error.
+    }
+    if (head_ready()) writer_wake.notify_all();
   }
 
   tcp::socket& socket;
@@ -116,6 +153,9 @@ struct text_connection {
   bool reader_done = false;  // no more slots will be added
   bool writer_done = false;
   bool broken = false;  // a write failed: nothing more is sent
+  bool reader_parsing = false;  // the reader runs its parse loop (and will call send_ready())
+  bool writing = false;         // the writer has taken replies and is sending them
+  std::vector<boost::asio::const_buffer> gather;  // send_ready()'s buffers
 
   condition writer_wake;  // the writer waits here for filled slots / spills / the end
   condition progress;     // others wait here: room, spill taken, request finished, writer done
@@ -180,7 +220,9 @@ asio::awaitable<void> write_replies(std::shared_ptr<text_connection> c) {
     if (!batch.empty() && !c->broken) {
       buffers.clear();
       for (const auto& b : batch) buffers.emplace_back(asio::buffer(b));
+      c->writing = true;
       auto [ec, n] = co_await asio::async_write(c->socket, buffers, wait_token);
+      c->writing = false;
       if (ec) {
         c->broken = true;
         // Fail the reader's pending wait too: nothing it reads can be answered.
@@ -250,16 +292,22 @@ asio::awaitable<void> run_text_session(tcp::socket& socket, text_protocol& proto
     while (!closing && !c->broken) {
       // Parse what has arrived, within the bounds.
       int parsed = 0;
+      c->reader_parsing = true;
       while (!closing && !c->broken && !in.skipping()) {
         if (++parsed > limits.requests_per_turn) {
           parsed = 0;
-          c->writer_wake.notify_all();
+          c->reader_parsing = false;
+          c->send_ready();
           co_await asio::post(ex, asio::use_awaitable);
+          c->reader_parsing = true;
           continue;
         }
         if (c->full()) {
-          c->writer_wake.notify_all();
-          co_await c->progress.wait();
+          c->reader_parsing = false;
+          c->send_ready();
+          // send_ready() may have made the room itself; then nobody else would wake us.
+          if (c->full()) co_await c->progress.wait();
+          c->reader_parsing = true;
           continue;
         }
         text_step step = protocol.parse(in.view());
@@ -301,8 +349,9 @@ asio::awaitable<void> run_text_session(tcp::socket& socket, text_protocol& proto
             break;
         }
       }
+      c->reader_parsing = false;
       if (closing || c->broken) break;
-      c->writer_wake.notify_all();
+      c->send_ready();
       const std::size_t n = co_await in.read_some(socket);
       if (n == 0) break;
       protocol.count_bytes_read(n);
@@ -312,6 +361,7 @@ asio::awaitable<void> run_text_session(tcp::socket& socket, text_protocol& proto
   }
   // Let the writer finish what is queued, and every running request end: they reference
   // the protocol, which lives in the caller's frame.
+  c->reader_parsing = false;  // also when the loop ended by an exception
   c->reader_done = true;
   c->writer_wake.notify_all();
   while (!c->writer_done || c->calls_running > 0) co_await c->progress.wait();

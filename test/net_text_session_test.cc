@@ -329,6 +329,29 @@ BOOST_AUTO_TEST_CASE(a_get_whose_barrier_fails_answers_the_error) {
   BOOST_CHECK_EQUAL(receive(s, hits.size()), hits);
 }
 
+// Replies finished while their requests are parsed go out from the reader in one
+// non-blocking write (text_connection::send_ready); what the socket does not take then, the
+// writer sends. Six megabytes of replies to one burst of requests, more than the
+// connection's bound (4 MiB), must arrive whole and in order: the reader stops at the
+// bound, and its own write may be what makes room again.
+BOOST_AUTO_TEST_CASE(replies_larger_than_the_socket_takes_at_once_arrive_whole) {
+  fixture f;
+  auto s = f.connect(f.mc.port());
+  const std::string big(600 * 1024, 'b');
+  send(s, "set big 0 0 " + std::to_string(big.size()) + "\r\n" + big + "\r\nset small 0 0 1\r\ns\r\n");
+  BOOST_CHECK_EQUAL(receive(s, 16), "STORED\r\nSTORED\r\n");
+  std::string requests, expected;
+  for (int i = 0; i < 10; ++i) {
+    requests += i % 3 == 1 ? "get small\r\n" : "get big\r\n";
+    expected += i % 3 == 1 ? "VALUE small 0 1\r\ns\r\nEND\r\n"
+                           : "VALUE big 0 " + std::to_string(big.size()) + "\r\n" + big + "\r\nEND\r\n";
+  }
+  send(s, requests + "version\r\n");
+  expected += "VERSION 1.6.18-raftkv-test\r\n";
+  const std::string got = receive(s, expected.size());
+  BOOST_CHECK(got == expected);
+}
+
 BOOST_AUTO_TEST_CASE(noreply_writes_hold_a_place_and_answer_nothing) {
   fixture f;
   auto s = f.connect(f.mc.port());
