@@ -215,6 +215,12 @@ std::string receive(tcp::socket& s, std::size_t n) {
   return out;
 }
 
+// The text of one `set` of key to value.
+std::string set_request(std::string_view key, const std::string& value) {
+  return "set " + std::string(key) + " 0 0 " + std::to_string(value.size()) + "\r\n" + value +
+         "\r\n";
+}
+
 std::string sets(int n, bool noreply) {
   std::string out;
   for (int i = 0; i < n; ++i) {
@@ -338,7 +344,7 @@ BOOST_AUTO_TEST_CASE(replies_larger_than_the_socket_takes_at_once_arrive_whole) 
   fixture f;
   auto s = f.connect(f.mc.port());
   const std::string big(600 * 1024, 'b');
-  send(s, "set big 0 0 " + std::to_string(big.size()) + "\r\n" + big + "\r\nset small 0 0 1\r\ns\r\n");
+  send(s, set_request("big", big) + set_request("small", "s"));
   BOOST_CHECK_EQUAL(receive(s, 16), "STORED\r\nSTORED\r\n");
   std::string requests, expected;
   for (int i = 0; i < 10; ++i) {
@@ -391,7 +397,7 @@ BOOST_AUTO_TEST_CASE(a_large_multi_get_arrives_whole) {
   fixture f;
   auto s = f.connect(f.mc.port());
   const std::string value(100 * 1000, 'z');
-  send(s, "set big 0 0 " + std::to_string(value.size()) + "\r\n" + value + "\r\n");
+  send(s, set_request("big", value));
   BOOST_CHECK_EQUAL(receive(s, 8), "STORED\r\n");
   std::string get = "get";
   for (int i = 0; i < 30; ++i) get += " big";
