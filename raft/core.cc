@@ -1025,7 +1025,7 @@ void core::broadcast_heartbeat() {
   for (auto& [id, pr] : progress_)
     send(id, heartbeat_request{std::min(pr.match, commit_), read_seq_});
   release_reads();  // single-node cluster
-  extend_lease();
+  extend_lease();   // the same: a leader that is a quorum alone confirms its probe at once
 }
 
 // The leader counts its own log only up to what it has persisted (thesis §10.2.1).
