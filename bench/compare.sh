@@ -199,7 +199,8 @@ mc_runs raftkv3 "$leader_mc"
 if command -v wrk >/dev/null; then
   RUN_SECONDS=$RUN_SECONDS CONNS=32 VALUE_BYTES=$VALUE_BYTES KEYS=$KEYS \
     bench/http_bench.sh raftkv "http://127.0.0.1:$(http_port "$leader")" |
-    sed -E 's/^raftkv http (PUT|GET), ([0-9]+) conns?: */raftkv3 http_\1 c=\2 /' | tee -a "$RAW"
+    sed -E -e 's/^raftkv http PUT, 1 conn, pipelined ([0-9]+): */raftkv3 http_PUT_pipelined\1 c=1 /' \
+      -e 's/^raftkv http (PUT|GET), ([0-9]+) conns?: */raftkv3 http_\1 c=\2 /' | tee -a "$RAW"
 fi
 stop_all
 
@@ -233,7 +234,8 @@ if [ "$WITH_ETCD" = 1 ] && command -v etcd >/dev/null && command -v etcdctl >/de
   eleader=$(ETCDCTL_API=3 etcdctl --endpoints "$eps" endpoint status -w simple | awk -F', ' '$5 == "true" {print $1}')
   say "# etcd $(etcd --version | awk 'NR==1 {print $3}') 3 members, leader $eleader"
   RUN_SECONDS=$RUN_SECONDS CONNS=32 VALUE_BYTES=$VALUE_BYTES KEYS=$KEYS bench/http_bench.sh etcd "http://$eleader" |
-    sed -E 's/^etcd http (PUT|GET), ([0-9]+) conns?: */etcd http_\1 c=\2 /' | tee -a "$RAW"
+    sed -E -e 's/^etcd http PUT, 1 conn, pipelined ([0-9]+): */etcd http_PUT_pipelined\1 c=1 /' \
+      -e 's/^etcd http (PUT|GET), ([0-9]+) conns?: */etcd http_\1 c=\2 /' | tee -a "$RAW"
   stop_all
 else
   say "# etcd, etcdctl or wrk not installed: etcd runs skipped (apt-get install etcd-server etcd-client wrk)"

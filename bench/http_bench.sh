@@ -6,7 +6,9 @@
 #                                                         (etcd's v3 JSON gateway, same shape)
 # Point it at the leader (followers forward, which adds a hop). bench/compare.sh calls it
 # with a cluster it started itself; it also works against scripts/cluster.sh.
-# Environment: RUN_SECONDS (10), CONNS (32), VALUE_BYTES (100), KEYS (10000), THREADS (2).
+# Environment: RUN_SECONDS (10), CONNS (32), VALUE_BYTES (100), KEYS (10000), THREADS (2),
+# PIPELINE (16): the depth of the pipelined PUT run (each wrk connection sends that many PUTs
+# back to back, then waits for their answers).
 # The PUT run writes keys in sequence (per thread, wrapping at KEYS) so that the GET runs that
 # follow find them; raftkv GET misses are reported as non2xx (etcd answers 200 to a miss).
 # Each run prints one line: requests/s, latency percentiles in microseconds, errors.
@@ -18,6 +20,7 @@ CONNS=${CONNS:-32}
 VALUE_BYTES=${VALUE_BYTES:-100}
 KEYS=${KEYS:-10000}
 THREADS=${THREADS:-2}
+PIPELINE=${PIPELINE:-16}
 command -v wrk >/dev/null || { echo "http_bench: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 case "$TARGET" in raftkv | etcd) ;; *) echo "http_bench: target must be raftkv or etcd" >&2; exit 2 ;; esac
 
@@ -75,6 +78,17 @@ function request()
 end
 LUA
 
+# The same PUTs, PIPELINE of them per request() (wrk counts each answer).
+cat >"$LUA_DIR/put_pipelined.lua" <<LUA
+dofile("$LUA_DIR/put.lua")
+local one = request
+function request()
+  local parts = {}
+  for i = 1, $PIPELINE do parts[i] = one() end
+  return table.concat(parts)
+end
+LUA
+
 cat >"$LUA_DIR/get.lua" <<LUA
 dofile("$LUA_DIR/common.lua")
 local keys, target = $KEYS, "$TARGET"
@@ -98,5 +112,6 @@ bench() {  # bench <label> <lua> <conns> <threads>
 # Run the PUT at full concurrency first: it writes every key that the GETs will ask for.
 bench "$TARGET http PUT, $CONNS conns:" "$LUA_DIR/put.lua" "$CONNS" "$THREADS"
 bench "$TARGET http PUT, 1 conn:" "$LUA_DIR/put.lua" 1 1
+bench "$TARGET http PUT, 1 conn, pipelined $PIPELINE:" "$LUA_DIR/put_pipelined.lua" 1 1
 bench "$TARGET http GET, $CONNS conns:" "$LUA_DIR/get.lua" "$CONNS" "$THREADS"
 bench "$TARGET http GET, 1 conn:" "$LUA_DIR/get.lua" 1 1

@@ -5,10 +5,26 @@
 // client cannot hold the session), route it through net/http/api.h, submit through the
 // kv_service, write the answer (write deadline), repeat.
 //
-// HTTP/1.1 pipelining stays serial: requests on one connection are handled one at a time
-// (Beast keeps the bytes of the next request in the buffer), so they are answered in order
-// but a connection's pipelined PUTs commit one after another. HTTP clients that want
-// throughput open more connections; the text doors pipeline (net/text_session.h).
+// HTTP/1.1 pipelining. A client may send requests without waiting for answers; they are
+// answered in request order (RFC 9112 §9.3.2). Every complete request already in the
+// connection's buffer is started before any answer is written, so pipelined PUTs are in
+// flight together and the replica commits them as one batch, as on the text doors
+// (net/text_session.h). The rules:
+//  - Ordering inside a connection, as on the text doors: a read (GET of a key, a listing)
+//    starts only once every earlier request of the connection completed, so it sees the
+//    connection's own earlier writes; a write (PUT, DELETE) waits for earlier reads; writes
+//    next to each other run together and the log keeps their order. Any other request
+//    (status, admin, membership) runs alone.
+//  - When the buffer holds no complete request, the session waits for every started
+//    request, writes their answers in order, and only then reads from the socket again. So
+//    the socket is never read and written at once, the deadlines stay those of a serial
+//    session, and a client that sends without reading is held back by TCP, not buffered.
+//  - At most max_pipelined requests (and max_pipelined_bytes of bodies) wait for their
+//    answers at once; beyond that the session answers what it has before it parses on.
+//  - A request that ends the connection (an error answer, `Connection: close`) is answered
+//    after every earlier one.
+//  - A lone request (nothing buffered behind it, nothing in flight) runs inline, exactly
+//    as a serial session would, without a coroutine of its own.
 //
 // Deadlines: the socket belongs to the listener (so that stop() can close it), so the
 // session cannot use beast::tcp_stream's timer; socket_deadline cancels the socket's
@@ -24,6 +40,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <deque>
 #include <memory>
 #include <sstream>
 
@@ -360,93 +379,217 @@ asio::awaitable<void> answer_and_close(http_server::state& st, Stream& stream, t
   }
 }
 
+using beast_response = http::response<http::string_body>;
+
+// A request parsed and routed, until its answer is written.
+struct pipelined_request {
+  route r;
+  std::string_view name;  // for metrics (a static string)
+  bool keep_alive = true;
+  unsigned version = 11;
+  bool head = false;
+  std::chrono::steady_clock::time_point started;
+  std::size_t body_bytes = 0;
+  beast_response answer;
+};
+
+// How a request may overlap the requests before it on its connection (top of the file).
+enum class overlap : std::uint8_t { none, reads, writes };
+
+overlap overlap_of(const route& r) {
+  if (std::holds_alternative<route_kv_put>(r) || std::holds_alternative<route_kv_delete>(r))
+    return overlap::writes;
+  if (std::holds_alternative<route_kv_get>(r) || std::holds_alternative<route_kv_list>(r))
+    return overlap::reads;
+  return overlap::none;
+}
+
+// The requests of one connection that were read and not answered yet, in request order.
+struct pipeline {
+  explicit pipeline(const asio::any_io_executor& ex)
+      : wake(ex, asio::steady_timer::time_point::max()) {}
+  std::deque<std::shared_ptr<pipelined_request>> queue;
+  std::size_t running = 0;            // started, not done
+  overlap running_kind = overlap::none;  // what the running ones are (all alike)
+  std::size_t body_bytes = 0;          // bodies of the queued requests
+  asio::steady_timer wake;             // cancelled whenever a request completes
+};
+
+constexpr std::size_t max_pipelined = 64;
+constexpr std::size_t max_pipelined_bytes = 4 << 20;
+
+// Runs a request and turns its outcome into the answer (metrics counted).
+asio::awaitable<void> answer(http_server::state& st, pipelined_request& q) {
+  http_response resp;
+  try {
+    resp = co_await execute(st, q.r);
+  } catch (const std::exception& e) {
+    base::log(base::log_level::error, "http: request failed: ", e.what());
+    resp = error_response(500, "internal", "internal error");
+  }
+  st.service.metrics().observe_request(door::http, q.name, counts_as_ok(resp.status),
+                                       std::chrono::steady_clock::now() - q.started);
+  q.answer = to_beast(std::move(resp), q.version, q.keep_alive && !st.stopped, q.head);
+}
+
+// A pipelined request running on its own; the session's pipeline learns when it is done.
+asio::awaitable<void> run_pipelined(std::shared_ptr<http_server::state> st,
+                                    std::shared_ptr<pipeline> pl,
+                                    std::shared_ptr<pipelined_request> q) {
+  co_await answer(*st, *q);
+  --pl->running;
+  pl->wake.cancel();
+}
+
+// Waits until no request of the pipeline is running.
+asio::awaitable<void> wait_idle(pipeline& pl) {
+  while (pl.running > 0) {
+    auto [ec] = co_await pl.wake.async_wait(use_tuple);
+    (void)ec;  // cancelled: something completed
+  }
+}
+
+// Waits for every queued request and writes their answers in order. False when the
+// connection is to end: a write failed, or an answer closes it.
+template <typename Stream>
+asio::awaitable<bool> flush(http_server::state& st, Stream& stream, socket_deadline& deadline,
+                            pipeline& pl) {
+  co_await wait_idle(pl);
+  bool open = true;
+  while (!pl.queue.empty()) {
+    auto q = std::move(pl.queue.front());
+    pl.queue.pop_front();
+    pl.body_bytes -= q->body_bytes;
+    if (!open) continue;
+    const bool close = q->answer.need_eof();
+    deadline.expires_after(st.options.write_timeout);
+    auto [ec, n] = co_await http::async_write(stream, q->answer, use_tuple);
+    (void)n;
+    if (ec || close) open = false;
+  }
+  deadline.clear();
+  co_return open;
+}
+
+// Feeds the parser from the bytes already buffered, without reading the socket. Returns
+// true once the parser has what it needs (the header, or the whole message when `whole`),
+// false when it needs more than the buffer holds or failed (ec).
+bool feed(http::request_parser<http::string_body>& parser, beast::flat_buffer& buffer,
+          bool whole, beast::error_code& ec) {
+  auto enough = [&] { return whole ? parser.is_done() : parser.is_header_done(); };
+  while (!enough() && buffer.size() > 0) {
+    const std::size_t used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec == http::error::need_more) {
+      ec = {};
+      return false;
+    }
+    if (ec) return false;
+    if (used == 0) return false;
+  }
+  return enough();
+}
+
 // Serves requests on `stream` (the socket itself, or TLS over it) until the connection
 // ends; `socket` is the TCP socket underneath, which the deadline cancels.
 template <typename Stream>
 asio::awaitable<void> serve(std::shared_ptr<http_server::state> st, Stream& stream,
                             tcp::socket& socket, socket_deadline& deadline) {
-  metrics& m = st->service.metrics();
   const limits& lim = st->service.request_limits();
   beast::flat_buffer buffer;
+  auto pl = std::make_shared<pipeline>(socket.get_executor());
+  bool open = true;  // false: the connection ends; answer nothing more
   try {
     while (!st->stopped) {
-      // Idle between requests: wait for the first byte of the next one.
+      // Idle between requests: answer what was started, then wait for the first byte of
+      // the next request.
       if (buffer.size() == 0) {
+        if (!pl->queue.empty() && !(open = co_await flush(*st, stream, deadline, *pl))) break;
         deadline.expires_after(st->options.idle_timeout);
         auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
         if (ec) break;
         buffer.commit(n);
       }
-      // From here the whole request must arrive within read_timeout.
-      deadline.expires_after(st->options.read_timeout);
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(st->options.max_header_bytes));
       // The body limit is applied after the header, so that a Content-Length over it gets
       // a 413 (and its body drained) rather than a parse error.
       parser.body_limit(boost::none);
-      {
-        auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
+      beast::error_code ec;
+      if (!feed(parser, buffer, false, ec) && !ec) {
+        // The header is not all here: answer what was started before reading on. From
+        // here the whole request must arrive within read_timeout.
+        if (!pl->queue.empty() && !(open = co_await flush(*st, stream, deadline, *pl))) break;
+        deadline.expires_after(st->options.read_timeout);
+        auto [rec, n] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
         (void)n;
-        if (ec == http::error::header_limit) {
-          co_await answer_and_close(
-              *st, stream, socket, deadline,
-              error_response(431, "header_too_large", "request header fields too large"),
-              max_discard_bytes);
-          break;
-        }
-        if (ec && connection_gone(ec)) break;
-        if (ec) {
-          co_await answer_and_close(*st, stream, socket, deadline,
-                                    error_response(400, "bad_request", ec.message()),
-                                    max_discard_bytes);
-          break;
-        }
+        ec = rec;
+      }
+      if (ec) {
+        if (connection_gone(ec)) break;
+        if (!(open = co_await flush(*st, stream, deadline, *pl))) break;
+        // A named argument, never a temporary in the co_await expression (g++ 12 destroys
+        // such a temporary twice when it is a by-value coroutine parameter).
+        http_response refusal =
+            ec == http::error::header_limit
+                ? error_response(431, "header_too_large", "request header fields too large")
+                : error_response(400, "bad_request", ec.message());
+        co_await answer_and_close(*st, stream, socket, deadline, std::move(refusal),
+                                  max_discard_bytes);
+        open = false;
+        break;
       }
       auto& header = parser.get();
       const auto content_length = parser.content_length();
       if (content_length && *content_length > lim.max_value_bytes) {
-        co_await answer_and_close(
-            *st, stream, socket, deadline,
-            error_response(413, "too_large", "value larger than max_value_bytes"), *content_length);
+        if (!(open = co_await flush(*st, stream, deadline, *pl))) break;
+        http_response refusal =
+            error_response(413, "too_large", "value larger than max_value_bytes");
+        co_await answer_and_close(*st, stream, socket, deadline, std::move(refusal),
+                                  *content_length);
+        open = false;
         break;
       }
       parser.body_limit(lim.max_value_bytes);
-      if (!parser.is_done()) {
+      parser.eager(true);
+      if (!parser.is_done() && !feed(parser, buffer, true, ec) && !ec) {
+        // The body is not all here: as for the header.
+        if (!pl->queue.empty() && !(open = co_await flush(*st, stream, deadline, *pl))) break;
         if (beast::iequals(header[http::field::expect], "100-continue")) {
           http::response<http::empty_body> cont{http::status::continue_, header.version()};
           deadline.expires_after(st->options.write_timeout);
-          auto [ec, n] = co_await http::async_write(stream, cont, use_tuple);
+          auto [wec, n] = co_await http::async_write(stream, cont, use_tuple);
           (void)n;
-          if (ec) break;
-          deadline.expires_after(st->options.read_timeout);
+          if (wec) break;
         }
-        auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+        deadline.expires_after(st->options.read_timeout);
+        auto [rec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
         (void)n;
-        if (ec == http::error::body_limit) {
-          co_await answer_and_close(
-              *st, stream, socket, deadline,
-              error_response(413, "too_large", "value larger than max_value_bytes"),
-              max_discard_bytes);
-          break;
-        }
-        if (ec && connection_gone(ec)) break;
-        if (ec) {
-          co_await answer_and_close(*st, stream, socket, deadline,
-                                    error_response(400, "bad_request", ec.message()),
-                                    max_discard_bytes);
-          break;
-        }
+        ec = rec;
+      }
+      if (ec) {
+        if (ec != http::error::body_limit && connection_gone(ec)) break;
+        if (!(open = co_await flush(*st, stream, deadline, *pl))) break;
+        http_response refusal =
+            ec == http::error::body_limit
+                ? error_response(413, "too_large", "value larger than max_value_bytes")
+                : error_response(400, "bad_request", ec.message());
+        co_await answer_and_close(*st, stream, socket, deadline, std::move(refusal),
+                                  max_discard_bytes);
+        open = false;
+        break;
       }
 
       deadline.clear();  // the request is complete; executing it has its own timeout
-      const auto started = std::chrono::steady_clock::now();
+      auto q = std::make_shared<pipelined_request>();
+      q->started = std::chrono::steady_clock::now();
       auto req = parser.release();
-      const bool keep_alive = req.keep_alive();
-      const unsigned version = req.version();
-      const bool head = req.method() == http::verb::head;
+      q->keep_alive = req.keep_alive();
+      q->version = req.version();
+      q->head = req.method() == http::verb::head;
       http_request request;
       request.method = std::string(req.method_string());
-      if (head) request.method = "HEAD";
+      if (q->head) request.method = "HEAD";
       request.target = std::string(req.target());
       if (auto it = req.find(http::field::if_match); it != req.end())
         request.if_match = std::string(it->value());
@@ -454,6 +597,7 @@ asio::awaitable<void> serve(std::shared_ptr<http_server::state> st, Stream& stre
         request.if_none_match = std::string(it->value());
       request.has_body = req.has_content_length() || req.chunked();
       request.body = std::move(req.body());
+      q->body_bytes = request.body.size();
 
       // The admin token is checked before anything else looks at the request, so a caller
       // without it learns nothing (not even whether its parameters were valid).
@@ -466,28 +610,37 @@ asio::awaitable<void> serve(std::shared_ptr<http_server::state> st, Stream& stre
         if (it != req.end()) token_sent = true;
         refused = it == req.end() || !bearer_token_matches(it->value(), st->options.admin_token);
       }
-      route r =
-          refused ? route(unauthorized_response(token_sent)) : parse_route(std::move(request), lim);
-      const std::string_view name = metrics_name(r, req.method_string());
-      http_response resp;
-      try {
-        resp = co_await execute(*st, r);
-      } catch (const std::exception& e) {
-        base::log(base::log_level::error, "http: request failed: ", e.what());
-        resp = error_response(500, "internal", "internal error");
-      }
-      m.observe_request(door::http, name, counts_as_ok(resp.status),
-                        std::chrono::steady_clock::now() - started);
+      q->r = refused ? route(unauthorized_response(token_sent)) : parse_route(std::move(request), lim);
+      q->name = metrics_name(q->r, req.method_string());
 
-      auto res = to_beast(std::move(resp), version, keep_alive && !st->stopped, head);
-      const bool close = res.need_eof();
-      deadline.expires_after(st->options.write_timeout);
-      auto [ec, n] = co_await http::async_write(stream, res, use_tuple);
-      (void)n;
-      if (ec || close) break;
+      pl->queue.push_back(q);
+      pl->body_bytes += q->body_bytes;
+      const overlap kind = overlap_of(q->r);
+      if (std::holds_alternative<http_response>(q->r)) {
+        co_await answer(*st, *q);  // answered by the router: nothing runs
+      } else if (buffer.size() == 0 && pl->queue.size() == 1) {
+        co_await answer(*st, *q);  // a lone request: inline, as a serial session
+      } else {
+        if (pl->running > 0 && (kind == overlap::none || kind != pl->running_kind))
+          co_await wait_idle(*pl);
+        ++pl->running;
+        pl->running_kind = kind;
+        asio::co_spawn(socket.get_executor(), run_pipelined(st, pl, q), asio::detached);
+      }
+      if (!q->keep_alive) break;  // answered below, after every earlier request
+      if (pl->queue.size() >= max_pipelined || pl->body_bytes >= max_pipelined_bytes) {
+        if (!(open = co_await flush(*st, stream, deadline, *pl))) break;
+      }
     }
+    if (open) (void)co_await flush(*st, stream, deadline, *pl);
   } catch (const std::exception& e) {
     base::log(base::log_level::warn, "http: session ended: ", e.what());
+  }
+  // Requests still running hold the pipeline and the state, not the stream: wait for them
+  // anyway, so that a session never ends with work of its own outstanding.
+  while (pl->running > 0) {
+    auto [ec] = co_await pl->wake.async_wait(use_tuple);
+    (void)ec;
   }
 }
 

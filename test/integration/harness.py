@@ -143,6 +143,22 @@ def http_request(addr, method, path, body=None, headers=None, timeout=10.0):
         conn.close()
 
 
+def read_raw_response(f):
+    """(status, body) of one Content-Length response read off a buffered socket file."""
+    status_line = f.readline()
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    length = 0
+    while True:
+        line = f.readline()
+        assert line, "connection closed inside a response"
+        if line in (b"\r\n", b"\n"):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    return int(status_line.split()[1]), f.read(length)
+
+
 def dump_logs_if_failed(testcase, cluster):
     """tearDown for a test that uses a cluster it does not own (one per class): prints the
     node logs if this test failed, since the class's cluster outlives it."""

@@ -96,22 +96,6 @@ def parse_prometheus(text):
     return types, samples
 
 
-def read_raw_response(f):
-    """(status, body) of one Content-Length response read off a buffered socket file."""
-    status_line = f.readline()
-    assert status_line.startswith(b"HTTP/1.1 "), status_line
-    length = 0
-    while True:
-        line = f.readline()
-        assert line, "connection closed inside a response"
-        if line in (b"\r\n", b"\n"):
-            break
-        name, _, value = line.decode("latin-1").partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value.strip())
-    return int(status_line.split()[1]), f.read(length)
-
-
 def metric(samples, name, **labels):
     for n, l, v in samples:
         if n == name and all(l.get(k) == val for k, val in labels.items()):
@@ -401,7 +385,7 @@ class HttpApiTest(harness.TestCase):
         with socket.create_connection(self.addr, timeout=10) as s:
             s.sendall(reqs)
             f = s.makefile("rb")
-            bodies = [read_raw_response(f) for _ in range(20)]
+            bodies = [harness.read_raw_response(f) for _ in range(20)]
         self.assertTrue(all(st == 200 for st, _ in bodies[:10]), bodies[:10])
         self.assertEqual([b for _, b in bodies[10:]], [str(i).encode() for i in range(10)])
 

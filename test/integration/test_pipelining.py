@@ -1,8 +1,8 @@
 """Pipelined connections on a 3-node cluster of the real binary (SPEC §3 "Pipelining"):
 the writes a connection sends without waiting are in flight together, so a thousand
 pipelined `set ... noreply` commit in far fewer than a thousand storage batches (counted by
-the leader's fsync histogram in /metrics, one observation per durable log commit); every
-value is readable afterwards; and the replies of a mixed pipeline, sent in one write to the
+the leader's fsync histogram in /metrics, one observation per durable log commit), and so
+do pipelined HTTP PUTs; every value is readable afterwards; and the replies of a mixed pipeline, sent in one write to the
 leader and to a follower, come back in request order."""
 
 import re
@@ -67,6 +67,25 @@ class PipeliningTest(harness.TestCase):
             expected = b"".join(b"VALUE pipe%d 0 6\r\nv%05d\r\n" % (i, i)
                                 for i in range(start, start + 100)) + b"END\r\n"
             self.assertEqual(got, expected)
+
+    def test_pipelined_http_puts_commit_in_few_batches(self):
+        leader, _ = self.leader_and_follower()
+        n = 256
+        before = fsync_count(leader)
+        payload = b"".join(b"PUT /v1/kv/hpipe%d HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n"
+                           b"h%05d" % (i, i) for i in range(n))
+        with socket.create_connection(leader.http, timeout=30) as s:
+            s.sendall(payload)
+            f = s.makefile("rb")
+            statuses = [harness.read_raw_response(f)[0] for _ in range(n)]
+        self.assertEqual(statuses, [200] * n)
+        batches = fsync_count(leader) - before
+        # Answered one at a time they would take n commits; pipelined, a connection has up to
+        # 64 requests in flight together.
+        self.assertLess(batches, n // 4, f"{n} pipelined PUTs took {batches} storage commits")
+        for i in (0, n // 2, n - 1):
+            status, _, body = harness.http_request(leader.http, "GET", "/v1/kv/hpipe%d" % i)
+            self.assertEqual((status, body), (200, b"h%05d" % i))
 
     def mixed_pipeline(self, addr, prefix):
         k = prefix.encode()
