@@ -7,8 +7,8 @@
 //    `value-bytes` bytes, no expiry) through store::apply, as a replica does, and reports the
 //    growth of the process's anonymous resident memory (/proc/self/status RssAnon) and of
 //    malloc's in-use bytes (mallinfo2) per item. Then it times a find of every key, a listing
-//    of 100 keys, snapshot_to into a counting sink and a restore, so a layout change that
-//    saves memory but costs speed shows up too.
+//    of 100 keys, an overwrite of every key in a scattered order, snapshot_to into a counting
+//    sink and a restore, so a layout change that saves memory but costs speed shows up too.
 // 2. memcached (when --memcached names an executable): starts `memcached -t 1 -m 1024` on
 //    127.0.0.1:port, loads the same items over its text protocol (`set ... noreply` in
 //    batches of 1,000 closed by `version`) and reports its RssAnon growth per item from
@@ -106,6 +106,20 @@ void measure_store(std::uint64_t items, std::size_t value_bytes) {
   std::printf("store finds=%llu hits=%llu find_ns=%.0f list100_us=%.1f listed=%llu\n",
               static_cast<unsigned long long>(items), static_cast<unsigned long long>(hits),
               find_s * 1e9 / items, list_s * 1e6 / 1000, static_cast<unsigned long long>(listed));
+
+  // Overwrites of existing keys in a scattered order (a multiplicative walk over the key
+  // space), as a steady write load applies them: each finds its item and replaces it.
+  t = clock_type::now();
+  for (std::uint64_t i = 0; i < items; ++i) {
+    c.key = key_of((i * 2654435761u) % items);
+    if (s.apply(items + i + 1, c).code != kv::status::stored) {
+      std::fprintf(stderr, "store_memory: overwrite %llu failed\n", static_cast<unsigned long long>(i));
+      std::exit(1);
+    }
+  }
+  const double update_s = seconds_since(t);
+  std::printf("store overwrites=%llu overwrite_ns=%.0f\n", static_cast<unsigned long long>(items),
+              update_s * 1e9 / items);
 
   t = clock_type::now();
   std::uint64_t snapshot_bytes = 0;

@@ -84,6 +84,7 @@ item_set::item_set(item_set&& other) noexcept
       spine_(std::move(other.spine_)) {
   other.by_expiry_.clear();
   other.spine_.clear();
+  other.forget_found();
 }
 
 item_set& item_set::operator=(item_set&& other) noexcept {
@@ -95,6 +96,7 @@ item_set& item_set::operator=(item_set&& other) noexcept {
     spine_ = std::move(other.spine_);
     other.by_expiry_.clear();
     other.spine_.clear();
+    other.forget_found();
   }
   return *this;
 }
@@ -110,11 +112,20 @@ item** item_set::link_of(std::string_view key) const {
 }
 
 item* item_set::find(std::string_view key) const {
-  return *link_of(key);
+  item** link = link_of(key);
+  found_ = *link;
+  found_link_ = link;
+  return *link;
+}
+
+item** item_set::link_to(const item* it) const {
+  if (found_ == it && it != nullptr) return found_link_;
+  return link_of(it->key());
 }
 
 void item_set::insert(item* fresh) {
   spine_.clear();
+  forget_found();
   const std::string_view key = fresh->key();
   // Down to the first node that `fresh` outranks; everything below it is split by key
   // into fresh's two subtrees (iteratively: no recursion, whatever the depth).
@@ -144,7 +155,8 @@ void item_set::insert(item* fresh) {
 
 void item_set::replace(item* old, item* fresh) {
   spine_.clear();
-  item** link = link_of(old->key());
+  item** link = link_to(old);
+  forget_found();
   unindex_expiry(old);
   // Same key, so the same priority: fresh takes old's place with old's children.
   fresh->left = old->left;
@@ -157,7 +169,8 @@ void item_set::replace(item* old, item* fresh) {
 
 void item_set::erase(item* it) {
   spine_.clear();
-  item** link = link_of(it->key());
+  item** link = link_to(it);
+  forget_found();
   unindex_expiry(it);
   // Merge the two subtrees in its place, higher priority on top.
   item* a = it->left;
@@ -182,6 +195,7 @@ void item_set::clear() {
   // The index points into the items: drop it first.
   by_expiry_.clear();
   spine_.clear();
+  forget_found();
   // Free every node without a stack: rotate left children up until none is left.
   item* t = root_;
   while (t != nullptr) {
@@ -207,6 +221,7 @@ void item_set::set_expiry(item* it, std::int64_t expires_at_ms) {
 }
 
 void item_set::append_greatest(item* fresh) {
+  forget_found();
   // Cartesian-tree construction over the right spine: pop the spine nodes fresh outranks
   // (they become its left subtree), then hang fresh as the right child of what remains.
   if (spine_.empty() && root_ != nullptr) {

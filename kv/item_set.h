@@ -136,6 +136,13 @@ class item_set {
 
  private:
   item** link_of(std::string_view key) const;
+  // The link that points at `it` (an item of the set): the one find() remembered if it
+  // found `it` and nothing changed since, else a walk from the root.
+  item** link_to(const item* it) const;
+  void forget_found() const {
+    found_ = nullptr;
+    found_link_ = nullptr;
+  }
   void index_expiry(const item* it);
   void unindex_expiry(const item* it);
 
@@ -143,6 +150,12 @@ class item_set {
   std::size_t size_ = 0;
   expiry_index by_expiry_;
   std::vector<item*> spine_;  // append_greatest: the right spine, root first
+  // Where the last find() found its item. The store's write path finds a key and then
+  // replaces or erases that item; with this the second step starts at the link instead of
+  // walking down again (a walk is ~2 ln n dependent loads, most of them cache misses).
+  // Every change of the tree forgets it, so it never points into a freed node.
+  mutable const item* found_ = nullptr;
+  mutable item** found_link_ = nullptr;
 };
 
 }  // namespace kv

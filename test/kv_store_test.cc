@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/crc32c.h"
+#include "kv/item_set.h"
 #include "kv/store.h"
 
 namespace {
@@ -1302,6 +1303,54 @@ std::vector<std::string> all_keys(const kv::store& s, std::int64_t now = t0) {
 }
 
 }  // namespace
+
+// item_set remembers where find() found an item so that a replace or erase of it right
+// after does not walk the tree again; any change in between must make it walk. Random
+// finds, inserts, replaces and erases (often of an item found before other changes) against
+// a std::map: the set must hold exactly the map's keys and values, in order.
+BOOST_AUTO_TEST_CASE(item_set_stays_exact_when_changes_come_between_a_find_and_its_use) {
+  kv::item_set set;
+  std::map<std::string, std::string> model;
+  std::mt19937 rng(7);
+  auto key = [&] { return "k" + std::to_string(rng() % 300); };
+  for (int step = 0; step < 20000; ++step) {
+    const std::string k = key();
+    kv::item* found = set.find(k);
+    BOOST_REQUIRE_EQUAL(found != nullptr, model.count(k) == 1);
+    // Sometimes change something else between the find and the use of what it found
+    // (reaching it by a cursor, which leaves what find() remembered alone).
+    if (rng() % 3 == 0) {
+      const std::string other = key();
+      if (other != k) {
+        if (model.count(other) == 1) {
+          set.erase(set.seek(other, true).get());
+          model.erase(other);
+        } else {
+          set.insert(kv::item::make(other, "o" + std::to_string(step)));
+          model[other] = "o" + std::to_string(step);
+        }
+      }
+    }
+    if (found == nullptr) {
+      set.insert(kv::item::make(k, "v" + std::to_string(step)));
+      model[k] = "v" + std::to_string(step);
+    } else if (rng() % 2 == 0) {
+      set.replace(found, kv::item::make(k, "r" + std::to_string(step)));
+      model[k] = "r" + std::to_string(step);
+    } else {
+      set.erase(found);
+      model.erase(k);
+    }
+  }
+  BOOST_REQUIRE_EQUAL(set.size(), model.size());
+  auto m = model.begin();
+  for (auto c = set.begin(); c.get() != nullptr; c.next(), ++m) {
+    BOOST_REQUIRE(m != model.end());
+    BOOST_REQUIRE_EQUAL(c.get()->key(), m->first);
+    BOOST_REQUIRE_EQUAL(c.get()->value(), m->second);
+  }
+  BOOST_TEST((m == model.end()));
+}
 
 BOOST_AUTO_TEST_CASE(items_that_grow_and_shrink_keep_their_fields_and_the_accounting) {
   fixture f;
