@@ -471,6 +471,27 @@ asio::awaitable<bool> flush(http_server::state& st, Stream& stream, socket_deadl
   co_return open;
 }
 
+// The answer to a request that cannot be read: too large a header or body, or malformed.
+http_response refusal_for(const beast::error_code& ec) {
+  if (ec == http::error::header_limit)
+    return error_response(431, "header_too_large", "request header fields too large");
+  if (ec == http::error::body_limit)
+    return error_response(413, "too_large", "value larger than max_value_bytes");
+  return error_response(400, "bad_request", ec.message());
+}
+
+// Answers every request before it, then `refusal`, which ends the connection.
+template <typename Stream>
+asio::awaitable<void> refuse_after_pipeline(http_server::state& st, Stream& stream,
+                                            tcp::socket& socket, socket_deadline& deadline,
+                                            pipeline& pl, http_response refusal,
+                                            std::uint64_t drain_bytes) {
+  // (Not `if (!co_await ...)`: under g++ 12 that compiled to an illegal instruction here.)
+  const bool open = co_await flush(st, stream, deadline, pl);
+  if (!open) co_return;
+  co_await answer_and_close(st, stream, socket, deadline, std::move(refusal), drain_bytes);
+}
+
 // Feeds the parser from the bytes already buffered, without reading the socket. Returns
 // true once the parser has what it needs (the header, or the whole message when `whole`),
 // false when it needs more than the buffer holds or failed (ec).
@@ -525,57 +546,41 @@ asio::awaitable<void> serve(std::shared_ptr<http_server::state> st, Stream& stre
         (void)n;
         ec = rec;
       }
+      if (!ec) {
+        const auto content_length = parser.content_length();
+        if (content_length && *content_length > lim.max_value_bytes) {
+          // A named argument, never a temporary in the co_await expression (g++ 12 destroys
+          // such a temporary twice when it is a by-value coroutine parameter).
+          http_response refusal = refusal_for(http::error::body_limit);
+          co_await refuse_after_pipeline(*st, stream, socket, deadline, *pl, std::move(refusal),
+                                         *content_length);
+          open = false;
+          break;
+        }
+        parser.body_limit(lim.max_value_bytes);
+        parser.eager(true);
+        if (!parser.is_done() && !feed(parser, buffer, true, ec) && !ec) {
+          // The body is not all here: as for the header.
+          if (!pl->queue.empty() && !(open = co_await flush(*st, stream, deadline, *pl))) break;
+          auto& header = parser.get();
+          if (beast::iequals(header[http::field::expect], "100-continue")) {
+            http::response<http::empty_body> cont{http::status::continue_, header.version()};
+            deadline.expires_after(st->options.write_timeout);
+            auto [wec, n] = co_await http::async_write(stream, cont, use_tuple);
+            (void)n;
+            if (wec) break;
+          }
+          deadline.expires_after(st->options.read_timeout);
+          auto [rec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+          (void)n;
+          ec = rec;
+        }
+      }
       if (ec) {
         if (connection_gone(ec)) break;
-        if (!(open = co_await flush(*st, stream, deadline, *pl))) break;
-        // A named argument, never a temporary in the co_await expression (g++ 12 destroys
-        // such a temporary twice when it is a by-value coroutine parameter).
-        http_response refusal =
-            ec == http::error::header_limit
-                ? error_response(431, "header_too_large", "request header fields too large")
-                : error_response(400, "bad_request", ec.message());
-        co_await answer_and_close(*st, stream, socket, deadline, std::move(refusal),
-                                  max_discard_bytes);
-        open = false;
-        break;
-      }
-      auto& header = parser.get();
-      const auto content_length = parser.content_length();
-      if (content_length && *content_length > lim.max_value_bytes) {
-        if (!(open = co_await flush(*st, stream, deadline, *pl))) break;
-        http_response refusal =
-            error_response(413, "too_large", "value larger than max_value_bytes");
-        co_await answer_and_close(*st, stream, socket, deadline, std::move(refusal),
-                                  *content_length);
-        open = false;
-        break;
-      }
-      parser.body_limit(lim.max_value_bytes);
-      parser.eager(true);
-      if (!parser.is_done() && !feed(parser, buffer, true, ec) && !ec) {
-        // The body is not all here: as for the header.
-        if (!pl->queue.empty() && !(open = co_await flush(*st, stream, deadline, *pl))) break;
-        if (beast::iequals(header[http::field::expect], "100-continue")) {
-          http::response<http::empty_body> cont{http::status::continue_, header.version()};
-          deadline.expires_after(st->options.write_timeout);
-          auto [wec, n] = co_await http::async_write(stream, cont, use_tuple);
-          (void)n;
-          if (wec) break;
-        }
-        deadline.expires_after(st->options.read_timeout);
-        auto [rec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
-        (void)n;
-        ec = rec;
-      }
-      if (ec) {
-        if (ec != http::error::body_limit && connection_gone(ec)) break;
-        if (!(open = co_await flush(*st, stream, deadline, *pl))) break;
-        http_response refusal =
-            ec == http::error::body_limit
-                ? error_response(413, "too_large", "value larger than max_value_bytes")
-                : error_response(400, "bad_request", ec.message());
-        co_await answer_and_close(*st, stream, socket, deadline, std::move(refusal),
-                                  max_discard_bytes);
+        http_response refusal = refusal_for(ec);
+        co_await refuse_after_pipeline(*st, stream, socket, deadline, *pl, std::move(refusal),
+                                       max_discard_bytes);
         open = false;
         break;
       }
