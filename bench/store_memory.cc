@@ -113,7 +113,8 @@ void measure_store(std::uint64_t items, std::size_t value_bytes) {
   for (std::uint64_t i = 0; i < items; ++i) {
     c.key = key_of((i * 2654435761u) % items);
     if (s.apply(items + i + 1, c).code != kv::status::stored) {
-      std::fprintf(stderr, "store_memory: overwrite %llu failed\n", static_cast<unsigned long long>(i));
+      std::fprintf(stderr, "store_memory: overwrite %llu failed\n",
+                   static_cast<unsigned long long>(i));
       std::exit(1);
     }
   }

@@ -3,6 +3,7 @@
 // read and idle timeouts (with short timeouts so the test is quick), and the membership
 // routes end to end (the double refuses or commits changes as its comment says).
 #define BOOST_TEST_MODULE net_http_server
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -13,7 +14,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
-#include <algorithm>
 #include <future>
 #include <thread>
 
@@ -89,8 +89,8 @@ response read_response(tcp::socket& s, beast::flat_buffer& buffer) {
   return res;
 }
 
-response roundtrip(tcp::socket& s, beast::flat_buffer& buffer, http::verb verb,
-                   std::string target, std::string body = {}) {
+response roundtrip(tcp::socket& s, beast::flat_buffer& buffer, http::verb verb, std::string target,
+                   std::string body = {}) {
   http::request<http::string_body> req{verb, target, 11};
   req.set(http::field::host, "test");
   if (verb == http::verb::put) {
@@ -144,8 +144,8 @@ BOOST_AUTO_TEST_CASE(pipelined_requests_are_answered_in_order) {
   auto s = f.connect();
   std::string batch;
   for (int i = 0; i < 5; ++i)
-    batch += "PUT /v1/kv/p" + std::to_string(i) + " HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nv" +
-             std::to_string(i);
+    batch += "PUT /v1/kv/p" + std::to_string(i) +
+             " HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nv" + std::to_string(i);
   for (int i = 0; i < 5; ++i)
     batch += "GET /v1/kv/p" + std::to_string(i) + " HTTP/1.1\r\nHost: t\r\n\r\n";
   asio::write(s, asio::buffer(batch));
@@ -198,8 +198,9 @@ struct held_fixture {
 };
 
 std::string put_request(const std::string& key, const std::string& value) {
-  return "PUT /v1/kv/" + key + " HTTP/1.1\r\nHost: t\r\nContent-Length: " +
-         std::to_string(value.size()) + "\r\n\r\n" + value;
+  return "PUT /v1/kv/" + key +
+         " HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(value.size()) + "\r\n\r\n" +
+         value;
 }
 
 std::string get_request(const std::string& key) {
@@ -213,7 +214,8 @@ BOOST_AUTO_TEST_CASE(pipelined_puts_are_in_flight_together) {
   auto s = f.connect();
   constexpr int n = 20;
   std::string batch;
-  for (int i = 0; i < n; ++i) batch += put_request("p" + std::to_string(i), "v" + std::to_string(i));
+  for (int i = 0; i < n; ++i)
+    batch += put_request("p" + std::to_string(i), "v" + std::to_string(i));
   asio::write(s, asio::buffer(batch));
   beast::flat_buffer buffer;
   for (int i = 0; i < n; ++i) BOOST_CHECK_EQUAL(read_response(s, buffer).result_int(), 200);
@@ -252,8 +254,8 @@ BOOST_AUTO_TEST_CASE(an_answer_that_ends_the_connection_follows_the_pipelined_on
   const std::string too_big =
       "PUT /v1/kv/big HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(5000, 'h') +
       "\r\nContent-Length: 1\r\n\r\nx";
-  asio::write(s, asio::buffer(put_request("a", "1") + put_request("b", "2") + put_request("c", "3") +
-                              too_big + put_request("after", "4")));
+  asio::write(s, asio::buffer(put_request("a", "1") + put_request("b", "2") +
+                              put_request("c", "3") + too_big + put_request("after", "4")));
   beast::flat_buffer buffer;
   for (int i = 0; i < 3; ++i) BOOST_CHECK_EQUAL(read_response(s, buffer).result_int(), 200);
   const auto res = read_response(s, buffer);
@@ -268,8 +270,7 @@ BOOST_AUTO_TEST_CASE(an_answer_that_ends_the_connection_follows_the_pipelined_on
 BOOST_AUTO_TEST_CASE(oversized_body_is_413_and_the_connection_closes) {
   fixture f;
   auto s = f.connect();
-  const std::string head =
-      "PUT /v1/kv/big HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n";
+  const std::string head = "PUT /v1/kv/big HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n";
   asio::write(s, asio::buffer(head + std::string(1001, 'x')));
   beast::flat_buffer buffer;
   const auto res = read_response(s, buffer);
@@ -278,7 +279,9 @@ BOOST_AUTO_TEST_CASE(oversized_body_is_413_and_the_connection_closes) {
   BOOST_CHECK(closed_within(s, 2s));
   // At the limit it is stored.
   auto s2 = f.connect();
-  BOOST_CHECK_EQUAL(roundtrip(s2, buffer, http::verb::put, "/v1/kv/big", std::string(1000, 'x')).result_int(), 200);
+  BOOST_CHECK_EQUAL(
+      roundtrip(s2, buffer, http::verb::put, "/v1/kv/big", std::string(1000, 'x')).result_int(),
+      200);
 }
 
 BOOST_AUTO_TEST_CASE(chunked_body_over_the_limit_is_413) {
@@ -306,8 +309,8 @@ BOOST_AUTO_TEST_CASE(huge_header_is_431) {
 BOOST_AUTO_TEST_CASE(expect_continue_gets_100_then_the_answer) {
   fixture f;
   auto s = f.connect();
-  asio::write(s, asio::buffer(std::string(
-                     "PUT /v1/kv/e HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")));
+  asio::write(s, asio::buffer(std::string("PUT /v1/kv/e HTTP/1.1\r\nHost: t\r\nContent-Length: "
+                                          "3\r\nExpect: 100-continue\r\n\r\n")));
   std::string interim(25, '\0');
   asio::read(s, asio::buffer(interim));
   BOOST_CHECK_EQUAL(interim, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -352,7 +355,8 @@ BOOST_AUTO_TEST_CASE(idle_keep_alive_connection_is_closed) {
 BOOST_AUTO_TEST_CASE(connection_close_is_honoured_and_counted) {
   fixture f;
   auto s = f.connect();
-  asio::write(s, asio::buffer(std::string("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")));
+  asio::write(s, asio::buffer(
+                     std::string("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")));
   beast::flat_buffer buffer;
   const auto res = read_response(s, buffer);
   BOOST_CHECK_EQUAL(res.result_int(), 200);
@@ -362,8 +366,10 @@ BOOST_AUTO_TEST_CASE(connection_close_is_honoured_and_counted) {
   auto m = f.connect();
   const auto metrics = roundtrip(m, buffer, http::verb::get, "/metrics");
   BOOST_CHECK_EQUAL(metrics.result_int(), 200);
-  BOOST_CHECK_NE(metrics.body().find("raftkv_requests_total{door=\"http\",command=\"GET /healthz\",outcome=\"ok\"} 1"),
-                 std::string::npos);
+  BOOST_CHECK_NE(
+      metrics.body().find(
+          "raftkv_requests_total{door=\"http\",command=\"GET /healthz\",outcome=\"ok\"} 1"),
+      std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(max_connections_refuses_new_ones) {

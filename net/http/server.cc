@@ -11,10 +11,10 @@
 // flight together and the replica commits them as one batch, as on the text doors
 // (net/text_session.h). The rules:
 //  - Ordering inside a connection, as on the text doors: a read (GET of a key, a listing)
-//    starts only once every earlier request of the connection completed, so it sees the
-//    connection's own earlier writes; a write (PUT, DELETE) waits for earlier reads; writes
-//    next to each other run together and the log keeps their order. Any other request
-//    (status, admin, membership) runs alone.
+//    starts only once every earlier write of the connection completed, so it sees them; a
+//    write (PUT, DELETE) starts only once every earlier read completed. Reads next to each
+//    other run together, as do writes (the log keeps their order). Any other request
+//    (status, admin, membership) runs alone, after everything before it.
 //  - When the buffer holds no complete request, the session waits for every started
 //    request, writes their answers in order, and only then reads from the socket again. So
 //    the socket is never read and written at once, the deadlines stay those of a serial
@@ -32,6 +32,8 @@
 #include "net/http/server.h"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -40,8 +42,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <deque>
 #include <memory>
 #include <sstream>
@@ -409,10 +409,10 @@ struct pipeline {
   explicit pipeline(const asio::any_io_executor& ex)
       : wake(ex, asio::steady_timer::time_point::max()) {}
   std::deque<std::shared_ptr<pipelined_request>> queue;
-  std::size_t running = 0;            // started, not done
+  std::size_t running = 0;               // started, not done
   overlap running_kind = overlap::none;  // what the running ones are (all alike)
-  std::size_t body_bytes = 0;          // bodies of the queued requests
-  asio::steady_timer wake;             // cancelled whenever a request completes
+  std::size_t body_bytes = 0;            // bodies of the queued requests
+  asio::steady_timer wake;               // cancelled whenever a request completes
 };
 
 constexpr std::size_t max_pipelined = 64;
@@ -495,8 +495,8 @@ asio::awaitable<void> refuse_after_pipeline(http_server::state& st, Stream& stre
 // Feeds the parser from the bytes already buffered, without reading the socket. Returns
 // true once the parser has what it needs (the header, or the whole message when `whole`),
 // false when it needs more than the buffer holds or failed (ec).
-bool feed(http::request_parser<http::string_body>& parser, beast::flat_buffer& buffer,
-          bool whole, beast::error_code& ec) {
+bool feed(http::request_parser<http::string_body>& parser, beast::flat_buffer& buffer, bool whole,
+          beast::error_code& ec) {
   auto enough = [&] { return whole ? parser.is_done() : parser.is_header_done(); };
   while (!enough() && buffer.size() > 0) {
     const std::size_t used = parser.put(buffer.data(), ec);
@@ -615,7 +615,8 @@ asio::awaitable<void> serve(std::shared_ptr<http_server::state> st, Stream& stre
         if (it != req.end()) token_sent = true;
         refused = it == req.end() || !bearer_token_matches(it->value(), st->options.admin_token);
       }
-      q->r = refused ? route(unauthorized_response(token_sent)) : parse_route(std::move(request), lim);
+      q->r =
+          refused ? route(unauthorized_response(token_sent)) : parse_route(std::move(request), lim);
       q->name = metrics_name(q->r, req.method_string());
 
       pl->queue.push_back(q);
