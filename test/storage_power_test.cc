@@ -4,17 +4,18 @@
 // The model: this executable defines fdatasync() and fsync(), so the calls liblmdb (and the
 // store itself) make resolve here instead of in libc: symbol interposition of an executable
 // over a shared library, no LD_PRELOAD. Each one runs the real system call, and when its fd
-// is the watched data.mdb, the file's content right after the sync is kept as "what a power
-// loss now would leave" (the worst case: every unsynced write lost). Writes LMDB makes
-// afterwards (the meta page under MDB_NOMETASYNC, the next commit's pages) are not in that
-// image until the next sync.
+// is one of the watched files (data.mdb, journal-0, journal-1), that file's content right
+// after the sync is kept as "what a power loss now would leave" of it (the worst case:
+// every unsynced write lost). Writes made afterwards (the next journal record, LMDB's meta
+// page under MDB_NOMETASYNC, a checkpoint's pages) are not in that image until that file's
+// next sync.
 //
 // Whenever a callback reports a batch persisted, the test reopens the latest image in a
 // scratch data dir with the real recovery path (lmdb_store::open + load) and checks the
 // batch is in it: the reported last entry with its term, the hard state at least as new. A
-// store that reported a batch before the sync covering its meta page (e.g. reporting right
-// after mdb_txn_commit under MDB_NOMETASYNC) fails here: the reopened image still shows the
-// previous commit.
+// store that reported a batch before its journal record was synced, or that reused a
+// journal file before LMDB durably held its records, fails here: the reopened image lacks
+// the batch.
 #define BOOST_TEST_MODULE storage_power_test
 #include <fcntl.h>
 #include <sys/syscall.h>
@@ -25,6 +26,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -39,20 +41,27 @@ using namespace raft::storage;
 
 namespace {
 
-// What survives a power loss of the watched file: its content as of its last sync.
+// What survives a power loss of the watched files: each one's content as of its last sync.
 struct power_model {
+  using image_t = std::map<std::string, std::shared_ptr<const std::string>>;  // name -> bytes
   std::mutex m;
-  std::string watched;  // absolute path of the data file
-  std::shared_ptr<const std::string> durable = std::make_shared<std::string>();
+  std::map<std::string, std::string> watched;  // absolute path -> file name in the data dir
+  image_t durable;
   std::uint64_t syncs = 0;
 
+  void watch(const fs::path& file) {
+    watched[fs::canonical(file).string()] = file.filename().string();
+    durable[file.filename().string()] = std::make_shared<std::string>();
+  }
   void on_sync(int fd) {
     char link[64];
     std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     std::error_code ec;
     const fs::path target = fs::read_symlink(link, ec);
     std::lock_guard lock(m);
-    if (ec || target.string() != watched) return;
+    if (ec) return;
+    const auto w = watched.find(target.string());
+    if (w == watched.end()) return;
     auto image = std::make_shared<std::string>();
     char buf[1 << 16];
     for (off_t at = 0;;) {
@@ -61,10 +70,10 @@ struct power_model {
       image->append(buf, static_cast<std::size_t>(n));
       at += n;
     }
-    durable = std::move(image);
+    durable[w->second] = std::move(image);
     ++syncs;
   }
-  std::shared_ptr<const std::string> image() {
+  image_t image() {
     std::lock_guard lock(m);
     return durable;
   }
@@ -103,10 +112,15 @@ struct temp_dir {
   }
 };
 
-options quiet(const fs::path& dir) {
+// Small journal files: the run switches files and checkpoints many times, so reports land
+// at every point of that cycle.
+options quiet(const fs::path& dir,
+              std::chrono::milliseconds checkpoint_interval = std::chrono::milliseconds(2)) {
   options o;
   o.data_dir = dir;
   o.log = [](log_level, std::string_view) {};
+  o.journal_file_bytes = 32 << 10;
+  o.checkpoint_interval = checkpoint_interval;
   return o;
 }
 
@@ -114,17 +128,18 @@ std::string payload(std::uint64_t index) {
   return std::string(50 + index % 200, static_cast<char>('a' + index % 26));
 }
 
-// Reopens `image` as the data file of a fresh data dir and says what is missing of
-// `reported` (empty: all there).
-std::string check_image(const std::string& image, const fs::path& scratch,
+// Reopens `image` as the files of a fresh data dir and says what is missing of `reported`
+// (empty: all there).
+std::string check_image(const power_model::image_t& image, const fs::path& scratch,
                         const persisted& reported) {
   std::error_code ec;
   fs::remove_all(scratch, ec);
   fs::create_directories(scratch);
-  {
-    const int fd = ::open((scratch / "data.mdb").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  for (const auto& [name, bytes] : image) {
+    const int fd = ::open((scratch / name).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return "cannot write the image";
-    const bool ok = ::write(fd, image.data(), image.size()) == static_cast<ssize_t>(image.size());
+    const bool ok =
+        ::write(fd, bytes->data(), bytes->size()) == static_cast<ssize_t>(bytes->size());
     ::close(fd);
     if (!ok) return "cannot write the image";
   }
@@ -151,15 +166,17 @@ std::string check_image(const std::string& image, const fs::path& scratch,
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(every_reported_batch_survives_losing_unsynced_writes) {
+namespace {
+
+void every_reported_batch_survives(std::chrono::milliseconds checkpoint_interval) {
   temp_dir dir;
   const fs::path data = dir.path / "node";
   power_model model;
-  auto s = lmdb_store::open(quiet(data));
+  auto s = lmdb_store::open(quiet(data, checkpoint_interval));
   BOOST_REQUIRE_MESSAGE(s.store, s.err.message);
   auto& store = *s.store;
   BOOST_REQUIRE(store.load().ok());
-  model.watched = fs::canonical(data / "data.mdb").string();
+  for (const char* name : {"data.mdb", "journal-0", "journal-1"}) model.watch(data / name);
   g_model = &model;
 
   std::uint64_t seed = std::random_device{}();
@@ -175,7 +192,7 @@ BOOST_AUTO_TEST_CASE(every_reported_batch_survives_losing_unsynced_writes) {
   const fs::path scratch = dir.path / "after-power-loss";
   const auto on_done = [&](const result<persisted>& r) {
     std::string problem =
-        r.ok() ? check_image(*model.image(), scratch, r.value) : "submit failed: " + r.err.message;
+        r.ok() ? check_image(model.image(), scratch, r.value) : "submit failed: " + r.err.message;
     std::lock_guard lock(m);
     if (!problem.empty()) problems.push_back(std::move(problem));
     ++reports;
@@ -222,6 +239,22 @@ BOOST_AUTO_TEST_CASE(every_reported_batch_survives_losing_unsynced_writes) {
   const auto st = store.stats();
   // The store's own count (what storage_bench reports as syncs/commit) is every sync made.
   BOOST_TEST(st.syncs == model.syncs);
-  BOOST_TEST_MESSAGE(st.commits << " commits, " << st.syncs << " syncs, " << model.syncs
-                                << " syncs seen by the model");
+  BOOST_TEST(st.checkpoints > 1u, "LMDB never caught up in the run: " << st.checkpoints);
+  BOOST_TEST(st.journal_switches > 1u, "the journal never reused a file: " << st.journal_switches);
+  BOOST_TEST_MESSAGE(st.commits << " journal records, " << st.checkpoints << " checkpoints, "
+                                << st.journal_switches << " journal switches, " << st.syncs
+                                << " syncs, " << model.syncs << " syncs seen by the model");
+}
+
+}  // namespace
+
+// Checkpoints a few milliseconds behind the journal: the usual case.
+BOOST_AUTO_TEST_CASE(every_reported_batch_survives_losing_unsynced_writes) {
+  every_reported_batch_survives(std::chrono::milliseconds(2));
+}
+
+// Checkpoints only when the journal needs its other file back: a file must not be reused
+// before LMDB durably holds every record in it.
+BOOST_AUTO_TEST_CASE(a_journal_file_is_reused_only_after_its_checkpoint) {
+  every_reported_batch_survives(std::chrono::minutes(10));
 }

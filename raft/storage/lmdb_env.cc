@@ -18,6 +18,7 @@ namespace {
 constexpr std::string_view key_format = "format";
 constexpr std::string_view key_hard_state = "hard_state";
 constexpr std::string_view key_snapshot = "snapshot";
+constexpr std::string_view key_journal_seq = "journal_seq";
 
 // An LMDB return code as an error; ENOSPC is "disk full" wherever it shows up.
 error lmdb_error(int rc, std::string_view what) {
@@ -132,15 +133,24 @@ result<std::unique_ptr<lmdb_env>> lmdb_env::open(env_options opts) {
   if (rc != 0) return abort(lmdb_error(rc, "open databases"));
   MDB_val k = as_val(key_format), v{};
   rc = mdb_get(txn, e->meta_dbi_, &k, &v);
-  if (rc == MDB_NOTFOUND) {
+  bool upgraded = false;
+  const auto write_format = [&] {
     const std::string rec = encode_format_record(format_version);
     MDB_val rv = as_val(rec);
-    if (rc = mdb_put(txn, e->meta_dbi_, &k, &rv, 0); rc != 0)
-      return abort(lmdb_error(rc, "write format record"));
+    return mdb_put(txn, e->meta_dbi_, &k, &rv, 0);
+  };
+  if (rc == MDB_NOTFOUND) {
+    if (rc = write_format(); rc != 0) return abort(lmdb_error(rc, "write format record"));
   } else if (rc == 0) {
     auto version = decode_format_record(as_view(v));
     if (!version.ok()) return abort(version.err);
-    if (version.value != format_version)
+    if (version.value == format_version_without_journal) {
+      // Nothing to convert: a version 1 dir simply has no journal yet (journal.h).
+      if (rc = write_format(); rc != 0) return abort(lmdb_error(rc, "upgrade format record"));
+      upgraded = true;
+      o.log(log_level::info, "upgraded " + o.dir.string() + " to storage format " +
+                                 std::to_string(format_version) + " (adds the journal)");
+    } else if (version.value != format_version)
       return abort(
           make_error(errc::bad_format, "data dir " + o.dir.string() + " has storage format " +
                                            std::to_string(version.value) + ", this build reads " +
@@ -149,6 +159,10 @@ result<std::unique_ptr<lmdb_env>> lmdb_env::open(env_options opts) {
     return abort(lmdb_error(rc, "read format record"));
   }
   if (rc = mdb_txn_commit(txn); rc != 0) return fail(lmdb_error(rc, "initialise environment"));
+  // Durable before the first journal record: an older build must refuse this dir from now.
+  if (upgraded && o.fsync) {
+    if (error err = e->sync(); !err.ok()) return fail(err);
+  }
   return {std::move(e), {}};
 }
 
@@ -230,6 +244,17 @@ result<log_shape> lmdb_env::read_shape() const {
     return {{}, lmdb_error(rc, "read last entry")};
   }
   return {std::move(s), {}};
+}
+
+result<std::uint64_t> lmdb_env::read_journal_seq() const {
+  std::shared_lock lock(map_mutex_);
+  read_txn rt(env_);
+  if (rt.rc != 0) return {{}, lmdb_error(rt.rc, "begin read")};
+  MDB_val k = as_val(key_journal_seq), v{};
+  const int rc = mdb_get(rt.txn, meta_dbi_, &k, &v);
+  if (rc == MDB_NOTFOUND) return {0, {}};
+  if (rc != 0) return {{}, lmdb_error(rc, "read journal seq")};
+  return decode_journal_seq(as_view(v));
 }
 
 result<stored_log> lmdb_env::read_log() const {
@@ -324,7 +349,7 @@ class txn_terms final : public term_source {
 }  // namespace
 
 lmdb_env::attempt lmdb_env::try_commit(const log_shape& committed, std::span<const batch> batches,
-                                       commit_report& report) {
+                                       std::uint64_t journal_seq, commit_report& report) {
   attempt out;
   report.after.assign(batches.size(), persisted{});
   report.shape = committed;
@@ -390,6 +415,12 @@ lmdb_env::attempt lmdb_env::try_commit(const log_shape& committed, std::span<con
       report.shape = next.value;
       report.after[n] = report.shape.as_persisted();
     }
+    if (journal_seq > 0 && out.rc == 0 && out.err.ok()) {
+      const std::string rec = encode_journal_seq(journal_seq);
+      MDB_val k = as_val(key_journal_seq), v = as_val(rec);
+      out.rc = mdb_put(txn, meta_dbi_, &k, &v, 0);
+      report.synced = true;
+    }
   }
   if (out.rc == 0 && out.err.ok()) {
     const auto start = std::chrono::steady_clock::now();
@@ -403,10 +434,11 @@ lmdb_env::attempt lmdb_env::try_commit(const log_shape& committed, std::span<con
   return out;
 }
 
-result<commit_report> lmdb_env::commit(const log_shape& committed, std::span<const batch> batches) {
+result<commit_report> lmdb_env::commit(const log_shape& committed, std::span<const batch> batches,
+                                       std::uint64_t journal_seq) {
   result<commit_report> out;
   for (;;) {  // one attempt per map size
-    const attempt a = try_commit(committed, batches, out.value);
+    const attempt a = try_commit(committed, batches, journal_seq, out.value);
     if (a.rc == MDB_MAP_FULL && map_bytes_ < opts_.max_map_bytes) {
       // Grow and retry the same batches: nothing of the aborted attempt is on disk.
       const std::uint64_t next = std::min(map_bytes_ * 2, opts_.max_map_bytes);

@@ -1,6 +1,7 @@
 // The LMDB environment of a store: opening it, its transactions, map growth and what a
-// failed commit means. No threads of its own: lmdb_store reads through it from any thread,
-// the group-commit writer (writer.h) is the only one to call commit().
+// failed commit means. No threads of its own: lmdb_store reads through it from any thread;
+// commit() is called by the checkpointer (writer.h) and, before it starts, by the journal
+// replay in lmdb_store::open.
 //
 // Three named databases hold the records of records.h ("meta": format, hard state, snapshot
 // record; "log": the entries). Every read verifies checksums; a mismatch is an error naming
@@ -14,8 +15,8 @@
 // log_shape.h (which decides validity and the resulting shape before anything is written),
 // then mdb_txn_commit: LMDB writes the new pages, fdatasyncs the data file, then writes the
 // meta page that points at them. The env is opened with MDB_NOMETASYNC, so that meta write
-// is NOT synced (without the flag LMDB writes it through an O_DSYNC descriptor: a second
-// sync per commit); the writer reports a commit only after the next sync (writer.h). A crash
+// is NOT synced (without the flag LMDB writes it through an O_DSYNC descriptor); the
+// checkpointer calls sync() right after, and only then counts the commit durable. A crash
 // anywhere before the meta page is durable leaves the previous commit; LMDB never overwrites
 // pages the last two commits use, so that state is intact. A transaction that changed
 // nothing commits without writing or syncing anything (commit_report::synced says which).
@@ -103,8 +104,13 @@ class lmdb_env {
   // Entries [first, last]; an error if any is missing or corrupt.
   result<std::vector<entry>> read_entries(index_t first, index_t last) const;
 
-  // Applies `batches` on top of `committed` in one transaction and commits it (see above).
-  result<commit_report> commit(const log_shape& committed, std::span<const batch> batches);
+  // Applies `batches` on top of `committed` in one transaction and commits it (see above),
+  // recording journal_seq (journal.h) as the last journal record the state includes.
+  result<commit_report> commit(const log_shape& committed, std::span<const batch> batches,
+                               std::uint64_t journal_seq);
+
+  // The last journal record the committed state includes (0: none yet).
+  result<std::uint64_t> read_journal_seq() const;
 
   // Makes every commit so far durable: fdatasync of the data file (mdb_env_sync). Writer
   // thread only.
@@ -131,7 +137,7 @@ class lmdb_env {
     error err;
   };
   attempt try_commit(const log_shape& committed, std::span<const batch> batches,
-                     commit_report& report);
+                     std::uint64_t journal_seq, commit_report& report);
 
   env_options opts_;
   MDB_env* env_ = nullptr;

@@ -24,8 +24,10 @@ struct lmdb_store::impl {
   int lock_fd = -1;
   snapshot_dir snapshots;
   std::unique_ptr<lmdb_env> env;
+  std::unique_ptr<journal_files> journal;
   std::unique_ptr<writer> w;
   std::uint64_t closed_map_bytes = 0;  // what stats() reports once the env is closed
+  std::uint64_t closed_map_grows = 0;
 
   mutable std::mutex state_mutex;
   std::optional<snapshot_info> latest_snapshot;  // newest durable valid snapshot file
@@ -115,6 +117,33 @@ open_result lmdb_store::open(options opts) {
   im.env = std::move(env.value);
   if (auto err = fsync_dir(dir); !err.ok() && o.fsync) return fail(err);
 
+  // Records the journal holds beyond LMDB (a crash before their checkpoint) go into LMDB
+  // now, in one transaction made durable before anything else happens.
+  auto journal = journal_files::open(dir, o.journal_file_bytes, o.fsync);
+  if (!journal.ok()) return fail(journal.err);
+  im.journal = std::move(journal.value);
+  auto applied = im.env->read_journal_seq();
+  if (!applied.ok()) return fail(applied.err);
+  auto pending = im.journal->recover(applied.value);
+  if (!pending.ok()) return fail(pending.err);
+  std::uint64_t seq = applied.value;
+  if (!pending.value.empty()) {
+    auto before = im.env->read_shape();
+    if (!before.ok()) return fail(before.err);
+    std::vector<batch> batches;
+    for (auto& r : pending.value)
+      for (auto& b : r.batches) batches.push_back(std::move(b));
+    seq = pending.value.back().seq;
+    auto done = im.env->commit(before.value, batches, seq);
+    if (!done.ok()) return fail(done.err);
+    if (o.fsync) {
+      if (auto err = im.env->sync(); !err.ok()) return fail(err);
+    }
+    s->log(log_level::info, "journal: applied records " + std::to_string(applied.value + 1) +
+                                "-" + std::to_string(seq) + " (" +
+                                std::to_string(done.value.entries) + " entries) to LMDB");
+  }
+
   // The committed state the writer starts from: hard state, snapshot record, last entry.
   auto shape = im.env->read_shape();
   if (!shape.ok()) return fail(shape.err);
@@ -132,16 +161,20 @@ open_result lmdb_store::open(options opts) {
   hooks.on_commit = o.on_commit;
   // Older snapshot files are useless once the log prefix after them is gone.
   hooks.on_compacted = [p = s.get()](index_t at) { p->impl_->snapshots.remove_older_than(at); };
-  im.w = std::make_unique<writer>(*im.env, shape.value, std::move(hooks));
+  writer_options wo;
+  wo.checkpoint_interval = o.checkpoint_interval;
+  im.w = std::make_unique<writer>(*im.env, *im.journal, shape.value, seq, std::move(hooks), wo);
   return open_result{std::move(s), {}};
 }
 
 void lmdb_store::close() {
   if (!impl_) return;
   auto& im = *impl_;
-  if (im.w) im.w->stop();  // drains: every queued callback has run
+  if (im.w) im.w->stop();  // drains: every queued callback has run, LMDB has caught up
+  im.journal.reset();  // the stopped writer keeps answering submit() with `closed`
   if (im.env) {
     im.closed_map_bytes = im.env->map_bytes();
+    im.closed_map_grows = im.env->map_grows();
     im.env.reset();
   }
   if (im.lock_fd >= 0) {
@@ -155,8 +188,8 @@ void lmdb_store::submit(batch b, submit_callback cb) {
 }
 
 result<std::vector<entry>> lmdb_store::read_entries(index_t first, index_t last) const {
-  if (!impl_->env) return {{}, make_error(errc::closed, "storage is closed")};
-  return impl_->env->read_entries(first, last);
+  if (!impl_->env || !impl_->w) return {{}, make_error(errc::closed, "storage is closed")};
+  return impl_->w->read_entries(first, last);
 }
 
 result<loaded_state> lmdb_store::load() {
@@ -277,8 +310,11 @@ store_stats lmdb_store::stats() const {
     s.entries = w.entries;
     s.bytes = w.bytes;
     s.commit_ns_total = w.commit_ns;
+    s.checkpoints = w.checkpoints;
+    s.checkpoint_ns_total = w.checkpoint_ns;
+    s.journal_switches = w.journal_switches;
   }
-  s.map_grows = im.env ? im.env->map_grows() : 0;
+  s.map_grows = im.env ? im.env->map_grows() : im.closed_map_grows;
   s.map_bytes = im.env ? im.env->map_bytes() : im.closed_map_bytes;
   return s;
 }

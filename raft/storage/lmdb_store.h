@@ -1,15 +1,16 @@
-// Durable Raft storage: the log, the hard state and snapshot metadata in LMDB, snapshot files
-// beside it, one writer thread with group commit.
+// Durable Raft storage: a journal in front of the log, the hard state and snapshot metadata
+// in LMDB, snapshot files beside it; one journal writer thread with group commit and one
+// checkpointer thread that carries the journal into LMDB.
 //
 // ## What the node gets (Raft paper Figure 2, "persistent state on all servers")
 //
-//   auto opened = lmdb_store::open({.data_dir = "var/node1"});   // lock + env, no replay yet
+//   auto opened = lmdb_store::open({.data_dir = "var/node1"});   // lock, env, journal replay
 //   if (!opened.store) die(opened.err.message);
 //   auto loaded = opened.store->load();       // hard state, latest valid snapshot, log after it
 //   replay(loaded.value, apply_fn, log_fn);   // optional helper: rebuild kv with progress lines
 //   store->submit(std::move(batch), callback); // from any thread; applied in submission order
 //   store->write_snapshot(meta, bytes);       // on the caller's thread (blocking file I/O)
-//   store->close();                           // drain, join the writer, close the env
+//   store->close();                           // drain, checkpoint, join, close the env
 //
 // ## Where each part lives
 //
@@ -18,10 +19,11 @@
 //                     and hard state advance (unit-tested without LMDB)
 //   records.h         the on-disk records and their codecs (CRC-32C framing, entries, hard
 //                     state, snapshot record, format record, log keys)
+//   journal.h         the journal: record format, the two files, the recovery scan
 //   snapshot_files.h  snapshot files: atomic write, verify, newest valid, cleanup
 //   lmdb_env.h        the LMDB environment: open, reads, one commit, map growth, errors
-//   writer.h          the writer thread: group commit, one sync per commit, callbacks,
-//                     failure
+//   writer.h          the two threads: group commit into the journal (one sync per
+//                     durable group), checkpoints into LMDB, the in-memory tail, failure
 //   file_io.h         POSIX helpers (errno errors, whole reads/writes, directory fsync)
 //   lmdb_store.h/.cc  this file: the data dir (LOCK, layout), open/load/close, and the parts
 //                     glued into one object
@@ -33,6 +35,8 @@
 //                         "data dir D is locked by another process (pid N)".
 //   data.mdb, lock.mdb    the LMDB environment (lock.mdb is LMDB's reader table, not ours);
 //                         its records are described in records.h.
+//   journal-0, journal-1  the journal (journal.h): the newest batches, which LMDB receives
+//                         a few tens of milliseconds later. 8 MiB of written zeros each.
 //   snapshots/            snapshot files (snapshot_files.h).
 //
 // Invariant between transactions: the log holds exactly the indexes snap+1 .. last with no
@@ -40,62 +44,61 @@
 // decrease along the log. Every read verifies checksums; a corrupt or missing record makes
 // load() fail naming it, so the node refuses to start rather than lose a committed entry.
 //
-// ## Writing: one writer thread, group commit (thesis §10.2.1)
+// ## Writing: group commit into the journal, checkpoints into LMDB (writer.h)
 //
-// submit() only queues; the writer (writer.h) commits everything queued so far in ONE LMDB
-// transaction, so under load many batches share one commit. Within a batch the order is:
-// truncate_from, append entries, compaction, hard state (log_shape.h). A commit costs one
-// fdatasync; its batches are reported durable after the NEXT sync (the next commit's, or an
-// explicit one as soon as nothing else is queued), so under load each commit's single sync
-// also completes the commit before it, and a lone write costs two syncs as it always did.
-// The data file is kept pre-sized with written zeros (lmdb_env.h), so that sync does not
-// also have to journal a change of the file's size.
-// Each batch's callback runs on the writer thread, in submission order, with what that
-// batch made durable: the log's last (index, term) and the hard state. The node posts that
-// to its io_context (on_persisted). A leader may send AppendEntries before its own write is
-// durable; it counts itself towards a quorum only up to the persisted index (§10.2.1).
+// submit() only queues. The journal thread writes everything queued so far as ONE journal
+// record and fdatasyncs it: one sequential write into blocks that exist, the cheapest
+// durable write the disk has. Then each batch's callback runs, on that thread, in
+// submission order, with what the batch made durable: the log's last (index, term) and the
+// hard state. Under load many batches share one record; a lone batch costs one sync. The
+// node posts the result to its io_context (on_persisted). A leader may send AppendEntries
+// before its own write is durable; it counts itself towards a quorum only up to the
+// persisted index (§10.2.1).
+//
+// The checkpointer thread commits the journaled batches to LMDB in one transaction every
+// checkpoint_interval (50 ms) or sooner, then syncs LMDB; the transaction records the last
+// journal seq it includes. Until then the entries are served from an in-memory tail, so a
+// read (read_entries) sees exactly what was journaled. The journal reuses a file only
+// once LMDB durably holds every record in it.
 //
 // Failures (lmdb_env.h, writer.h): a full map is doubled up to max_map_bytes and the commit
-// retried. Beyond that, on ENOSPC, EIO or any other failure, the transaction is aborted and
-// the store becomes *failed* for good: every callback of that transaction and every later
-// submit reports the error (e.g. "disk full: ..."), health() returns it for the status page
+// retried. Beyond that, on ENOSPC, EIO or any other failure of a journal write, a sync or a
+// checkpoint, the store becomes *failed* for good: the batches of a failed journal record
+// and every later submit report the error (e.g. "disk full: ..."; a failed checkpoint fails
+// nothing already reported, the journal holds it), health() returns it for the status page
 // and the node stops acknowledging writes. Reads (read_entries, the in-memory kv) keep
 // working. A batch that breaks the log invariant (a hole, overwriting without truncate_from,
 // a truncation below the snapshot) is a caller bug and fails the store the same way.
 //
-// `fsync = false` opens the env with MDB_NOSYNC and skips snapshot fsyncs: commits are then
-// NOT durable across a power loss or kernel crash (they still survive a process kill, as the
+// `fsync = false` opens the env with MDB_NOSYNC and skips journal and snapshot fsyncs:
+// writes are then NOT durable across a power loss or kernel crash (they still survive a process kill, as the
 // data is in the page cache). A loud warning is logged at open. Benchmarks only.
 //
 // ## What a crash at each step leaves behind
 //
-//   - A commit N (lmdb_env.h, writer.h): LMDB writes N's pages, fdatasyncs, then writes
-//     N's meta page without syncing it (MDB_NOMETASYNC). N's callbacks run only after the
-//     next fdatasync of the data file has returned: the one inside commit N+1 (when the
-//     queue was not empty), an explicit one (when it was), or a pre-size's. So:
-//       * crash before N's fdatasync returns: the disk's newest valid meta is N-1's (or
-//         N-2's, if N-1's meta was still unsynced: N-1 was not reported either). LMDB only
-//         reuses pages freed before the previous commit, so N wrote none of the pages those
-//         states use: they are intact. Nothing of N was reported.
-//       * crash between N's fdatasync and the covering sync: N's meta may or may not have
-//         reached the disk; N or N-1 reopens, both whole (LMDB documents NOMETASYNC as
-//         keeping atomicity and consistency, not durability of the last commit). N's
-//         callbacks have not run, so nobody was told N is durable.
-//       * crash after the covering sync: N's pages and meta are on disk, and so is every
-//         batch whose callback ran. (A meta page write torn by power loss is the risk LMDB
-//         runs without the flag too: its O_DSYNC meta write can tear the same way.)
-//       * a commit or sync that fails: the held callbacks get the error rather than
-//         "persisted" (they may be durable after all; reporting less than is durable is
-//         safe) and the store fails.
-//     A process kill (no power loss) loses nothing the kernel accepted: the page cache
-//     survives, and a batch is reported only later still.
+//   - A journal record (journal.h): a batch's callback runs only after the fdatasync that
+//     follows its record's write. A crash before that may leave the record torn or absent;
+//     nothing in it was reported. A crash after it leaves the record on disk, and open()
+//     replays every record beyond LMDB's journal seq into LMDB (one transaction, synced)
+//     before load() reads anything. A valid record beyond a missing one is `corrupt`: the
+//     node refuses to start rather than run without writes it acknowledged.
+//   - A checkpoint (writer.h, lmdb_env.h): LMDB commits with MDB_NOMETASYNC (pages synced,
+//     then the meta page written) and is then synced again, so the transaction is durable
+//     as a whole before the journal may reuse the file holding its records. A crash before
+//     that leaves LMDB at an earlier checkpoint (LMDB keeps the last two commits' pages
+//     intact) and the journal still holds every record after it.
+//   - A commit or sync that fails, in either thread: the store fails; reporting nothing more
+//     is safe, and whatever was reported is in the journal.
+//   A process kill (no power loss) loses nothing the kernel accepted: the page cache
+//   survives, and a batch is reported only after its sync anyway.
 //   - Snapshot files (snapshot_files.h): tmp file, fsync, rename, directory fsync; a torn
 //     tmp-* file is removed at the next open. A file whose checksum fails later (bit rot) is
 //     ignored in favour of the previous one when the log still reaches back to it, otherwise
 //     load() fails.
 //   - Compaction: the node writes the snapshot file first, then submits a batch with
 //     `compaction`; it records the snapshot metadata and deletes the covered log prefix in
-//     one transaction. Only after that commit are older snapshot files deleted. A crash
+//     one transaction. Only after its journal record is durable are older snapshot files
+//     deleted (after a crash, open() replays that record before load() looks for files). A crash
 //     between the file and the commit leaves a snapshot newer than the "snapshot" record:
 //     load() uses the newer file and, in one transaction, records it and drops the covered
 //     prefix (and, if the log disagrees with the snapshot's term at its index, the whole
@@ -107,9 +110,9 @@
 //
 // submit, read_entries, health, stats, latest_snapshot and write_snapshot may be called from
 // any thread. load() is meant to be called once after open and before any submit. Callbacks
-// run on the writer thread: keep them short (post to the io_context), and never call close()
+// run on the journal thread: keep them short (post to the io_context), and never call close()
 // or wait for another batch from one (the writer would wait for itself). Submits after a
-// failure still run their callback on the writer thread; submits after close() run it at
+// failure still run their callback on the journal thread; submits after close() run it at
 // once on the caller's thread with error `closed`.
 #pragma once
 
@@ -135,12 +138,15 @@ struct options {
   bool fsync = true;                              // false: benchmarks only (logged loudly at open)
   std::uint64_t initial_map_bytes = 64ull << 20;  // first LMDB map size
   std::uint64_t max_map_bytes = 16ull << 30;      // the map doubles up to this, then disk_full
+  std::uint64_t journal_file_bytes = 8ull << 20;  // each of the two journal files (journal.h)
+  // How long journaled batches gather before the checkpointer commits them to LMDB.
+  std::chrono::milliseconds checkpoint_interval{50};
   // Where the store's own lines go (open, warnings, failures, snapshot cleanup). Default:
   // stderr. Called from the thread doing the work (caller or writer).
   std::function<void(log_level, std::string_view)> log;
-  // Called on the writer thread after every commit attempt that succeeded: how long
-  // mdb_txn_commit (page writes + one fdatasync) took, how many batches and entries it
-  // carried. For the fsync latency histogram in /metrics; keep it cheap.
+  // Called on the journal thread after every journal record made durable: how long its
+  // write + fdatasync took, how many batches and entries it carried. For the fsync latency
+  // histogram in /metrics; keep it cheap.
   std::function<void(std::chrono::nanoseconds, std::size_t batches, std::size_t entries)> on_commit;
 };
 
@@ -155,12 +161,15 @@ struct loaded_state {
 };
 
 struct store_stats {
-  std::uint64_t commits = 0;          // write transactions committed
-  std::uint64_t syncs = 0;            // fdatasyncs of the data file (writer.h: ~1 per commit)
+  std::uint64_t commits = 0;          // journal records written (durable groups)
+  std::uint64_t syncs = 0;            // fdatasyncs: journal records, checkpoints, pre-sizes
   std::uint64_t batches = 0;          // batches carried by them
   std::uint64_t entries = 0;          // entries appended
   std::uint64_t bytes = 0;            // entry payload bytes appended
-  std::uint64_t commit_ns_total = 0;  // time spent in mdb_txn_commit
+  std::uint64_t commit_ns_total = 0;  // time spent writing and syncing journal records
+  std::uint64_t checkpoints = 0;      // LMDB transactions that caught up with the journal
+  std::uint64_t checkpoint_ns_total = 0;
+  std::uint64_t journal_switches = 0;
   std::uint64_t map_grows = 0;        // times the map was enlarged
   std::uint64_t map_bytes = 0;        // current map size
 };
@@ -170,7 +179,8 @@ struct open_result;
 class lmdb_store {
  public:
   // Creates data_dir if missing, takes the LOCK, opens (or initialises) the env, checks the
-  // format version, removes torn tmp-* snapshot files, starts the writer thread.
+  // format version, removes torn tmp-* snapshot files, replays the journal into LMDB,
+  // starts the threads.
   static open_result open(options opts);
 
   ~lmdb_store();  // close()
@@ -211,7 +221,8 @@ class lmdb_store {
   const std::filesystem::path& data_dir() const { return opts_.data_dir; }
 
   // Drains the queue (every queued batch is committed or failed and its callback run), joins
-  // the writer thread, closes the env and releases the LOCK. Idempotent.
+  // both threads (LMDB then holds every journaled batch), closes the env and releases the
+  // LOCK. Idempotent.
   void close();
 
  private:

@@ -151,6 +151,20 @@ result<snapshot_meta> decode_snapshot_record(std::string_view record) {
   return m;
 }
 
+std::string encode_journal_seq(std::uint64_t seq) {
+  std::string body;
+  base::byte_writer(body).u64(seq);
+  return seal(body);
+}
+
+result<std::uint64_t> decode_journal_seq(std::string_view record) {
+  auto body = unseal(record, "journal seq record");
+  if (!body.ok()) return {{}, body.err};
+  if (body.value.size() != 8)
+    return {{}, make_error(errc::corrupt, "journal seq record: wrong size")};
+  return {base::load_le64(body.value.data()), {}};
+}
+
 std::string encode_format_record(std::uint32_t version) {
   std::string body;
   base::byte_writer(body).u32(version);

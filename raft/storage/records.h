@@ -5,6 +5,7 @@
 //
 //   "meta"  "format"     -> crc32c u32 | version u32 (= format_version)
 //           "hard_state" -> crc32c u32 | term u64 | vote u64 | commit u64
+//           "journal_seq"-> crc32c u32 | seq u64 (format 2: the last journal record applied)
 //           "snapshot"   -> crc32c u32 | index u64 | term u64 | n u32 | n x voter u64
 //                           [| config bytes] when n's top bit is set: the whole configuration
 //                           (raft/membership.h encode_membership), varint-length-prefixed
@@ -27,7 +28,11 @@
 
 namespace raft::storage {
 
-inline constexpr std::uint32_t format_version = 1;
+// 2: the journal (journal.h) holds the newest batches and "journal_seq" says how far LMDB
+// has caught up. A build that knows only 1 would ignore the journal and lose them, so it
+// refuses version 2; this build upgrades a version 1 dir (no journal yet) in place.
+inline constexpr std::uint32_t format_version = 2;
+inline constexpr std::uint32_t format_version_without_journal = 1;
 inline constexpr std::size_t entry_header_bytes = 24;  // crc 4 | type 1 | pad 3 | term 8 | index 8
 
 // crc32c(body) | body.
@@ -45,6 +50,10 @@ result<hard_state> decode_hard_state(std::string_view record);
 // The "snapshot" record: the sealed meta body.
 std::string encode_snapshot_record(const snapshot_meta& m);
 result<snapshot_meta> decode_snapshot_record(std::string_view record);
+
+// "journal_seq": the last journal record (journal.h) LMDB's state includes.
+std::string encode_journal_seq(std::uint64_t seq);
+result<std::uint64_t> decode_journal_seq(std::string_view record);
 
 std::string encode_format_record(std::uint32_t version);
 // The version a format record names; 0 when its body is malformed.
