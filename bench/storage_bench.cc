@@ -214,12 +214,18 @@ int main(int argc, char** argv) {
           ? static_cast<double>(after.commit_ns_total - before.commit_ns_total) / commits / 1e6
           : 0;
   const double syncs = static_cast<double>(after.syncs - before.syncs);
+  const double checkpoints = static_cast<double>(after.checkpoints - before.checkpoints);
+  const double checkpoint_ms =
+      checkpoints > 0 ? static_cast<double>(after.checkpoint_ns_total - before.checkpoint_ns_total) /
+                            checkpoints / 1e6
+                      : 0;
   std::printf(
       "writers=%d entry_bytes=%zu fsync=%s seconds=%.2f entries/s=%.0f commits/s=%.0f "
-      "syncs/commit=%.2f entries/commit=%.1f commit_ms=%.3f latency_us p50=%.0f p99=%.0f "
-      "max=%.0f\n",
+      "syncs/commit=%.2f entries/commit=%.1f commit_ms=%.3f checkpoints/s=%.1f "
+      "checkpoint_ms=%.2f latency_us p50=%.0f p99=%.0f max=%.0f\n",
       a.writers, a.entry_bytes, a.fsync ? "on" : "off", elapsed, entries / elapsed,
       commits / elapsed, commits > 0 ? syncs / commits : 0.0, commits > 0 ? entries / commits : 0.0,
-      commit_ms, pct(0.50), pct(0.99), all.empty() ? 0.0 : all.back());
+      commit_ms, checkpoints / elapsed, checkpoint_ms, pct(0.50), pct(0.99),
+      all.empty() ? 0.0 : all.back());
   return 0;
 }
