@@ -1,6 +1,8 @@
 // Unit tests of the LMDB Raft storage on temporary directories: round trips, reopen,
-// truncation, compaction, snapshot files, checksums, the lock, map growth and disk full.
+// truncation, compaction, snapshot files, checksums, the lock, map growth, disk full and
+// the storage format version.
 #define BOOST_TEST_MODULE storage_unit_test
+#include <lmdb.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -19,6 +21,7 @@
 
 #include "raft/membership.h"
 #include "raft/storage/lmdb_store.h"
+#include "raft/storage/records.h"
 
 namespace fs = std::filesystem;
 using namespace raft;
@@ -617,4 +620,80 @@ BOOST_AUTO_TEST_CASE(replay_applies_every_entry_and_reports) {
   BOOST_TEST(lines.front().find("replayed 1024 of 5000") != std::string::npos, lines.front());
   BOOST_TEST(lines.back().find("replayed 5000 entries up to index 5000") != std::string::npos,
              lines.back());
+}
+
+namespace {
+
+// Sets the "format" record of a closed data dir's LMDB to `version` (and, to make a dir as
+// a format-1 build left it, drops the journal and the journal seq). Returns the version
+// the record held before.
+std::uint32_t set_format(const fs::path& dir, std::uint32_t version, bool as_format_1) {
+  MDB_env* env = nullptr;
+  BOOST_REQUIRE(mdb_env_create(&env) == 0);
+  mdb_env_set_maxdbs(env, 4);
+  BOOST_REQUIRE(mdb_env_open(env, dir.c_str(), 0, 0644) == 0);
+  MDB_txn* txn = nullptr;
+  BOOST_REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+  MDB_dbi meta_db = 0;
+  BOOST_REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta_db) == 0);
+  std::string key = "format";
+  MDB_val k{key.size(), key.data()}, v{};
+  BOOST_REQUIRE(mdb_get(txn, meta_db, &k, &v) == 0);
+  const auto before = decode_format_record({static_cast<const char*>(v.mv_data), v.mv_size}).value;
+  std::string rec = encode_format_record(version);
+  MDB_val rv{rec.size(), rec.data()};
+  BOOST_REQUIRE(mdb_put(txn, meta_db, &k, &rv, 0) == 0);
+  if (as_format_1) {
+    std::string seq_key = "journal_seq";
+    MDB_val sk{seq_key.size(), seq_key.data()};
+    mdb_del(txn, meta_db, &sk, nullptr);
+  }
+  BOOST_REQUIRE(mdb_txn_commit(txn) == 0);
+  mdb_env_close(env);
+  if (as_format_1) {
+    fs::remove(dir / "journal-0");
+    fs::remove(dir / "journal-1");
+  }
+  return before;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_format_1_dir_is_upgraded_and_a_newer_format_is_refused) {
+  temp_dir dir;
+  {
+    auto s = must_open(quiet(dir.path));
+    BOOST_REQUIRE(submit_wait(*s, append(make_entries(1, 5, 1))).ok());
+  }
+  BOOST_TEST(set_format(dir.path, 1, true) == format_version);
+
+  std::vector<std::string> lines;
+  options o = quiet(dir.path);
+  o.log = [&](log_level, std::string_view text) { lines.emplace_back(text); };
+  {
+    auto s = must_open(o);
+    auto loaded = s->load();
+    BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
+    BOOST_TEST(loaded.value.entries.size() == 5u);
+    BOOST_TEST(submit_wait(*s, append(make_entries(6, 6, 1))).ok());
+  }
+  bool upgraded = false;
+  for (const auto& l : lines)
+    upgraded = upgraded || l.find("to storage format 2") != std::string::npos;
+  BOOST_TEST(upgraded);
+  BOOST_TEST(fs::exists(dir.path / "journal-0"));
+  // The upgrade is recorded: a format-1 build would now refuse the dir.
+  BOOST_TEST(set_format(dir.path, 3, false) == 2u);
+
+  auto refused = lmdb_store::open(quiet(dir.path));
+  BOOST_TEST(!refused.store);
+  BOOST_TEST((refused.err.code == errc::bad_format));
+  BOOST_TEST(
+      refused.err.message.find("has storage format 3, this build reads 2") != std::string::npos,
+      refused.err.message);
+  set_format(dir.path, 2, false);
+  auto s = must_open(quiet(dir.path));
+  auto loaded = s->load();
+  BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
+  BOOST_TEST(loaded.value.last_index.value == 6u);
 }
