@@ -2,8 +2,6 @@
 // codec, the recovery scan's stopping rules, the gap check, and a store that recovers from
 // the journal what LMDB has not received yet.
 #define BOOST_TEST_MODULE storage_journal_test
-#include <stdlib.h>
-
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <filesystem>
@@ -15,6 +13,8 @@
 #include "raft/membership.h"
 #include "raft/storage/journal.h"
 #include "raft/storage/lmdb_store.h"
+#include "test/support/submit_wait.h"
+#include "test/support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using namespace raft;
@@ -22,18 +22,7 @@ using namespace raft::storage;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "storage_journal_XXXXXX").string();
-    BOOST_REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test_support::temp_dir;
 
 entry make_entry(std::uint64_t index, std::uint64_t term, std::size_t bytes = 16) {
   entry e;
@@ -75,13 +64,7 @@ options lagging(const fs::path& dir) {
   return o;
 }
 
-result<persisted> submit_wait(lmdb_store& s, batch b) {
-  std::promise<result<persisted>> p;
-  auto f = p.get_future();
-  s.submit(std::move(b), [&p](const result<persisted>& r) { p.set_value(r); });
-  BOOST_REQUIRE(f.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
-  return f.get();
-}
+using test_support::submit_wait;
 
 // What a crash now would leave, as far as the page cache goes: a copy of the files.
 void copy_data_files(const fs::path& from, const fs::path& to) {
@@ -163,7 +146,7 @@ BOOST_AUTO_TEST_CASE(records_after_the_checkpoint_must_run_on_without_a_gap) {
 }
 
 BOOST_AUTO_TEST_CASE(a_crash_before_the_checkpoint_recovers_from_the_journal) {
-  temp_dir dir;
+  temp_dir dir("storage_journal_");
   const fs::path live = dir.path / "live", crashed = dir.path / "crashed";
   auto opened = lmdb_store::open(lagging(live));
   BOOST_REQUIRE_MESSAGE(opened.store, opened.err.message);
@@ -204,7 +187,7 @@ BOOST_AUTO_TEST_CASE(a_crash_before_the_checkpoint_recovers_from_the_journal) {
 }
 
 BOOST_AUTO_TEST_CASE(a_compaction_hides_its_prefix_before_the_checkpoint) {
-  temp_dir dir;
+  temp_dir dir("storage_journal_");
   auto opened = lmdb_store::open(lagging(dir.path));
   BOOST_REQUIRE_MESSAGE(opened.store, opened.err.message);
   auto& s = *opened.store;
@@ -232,7 +215,7 @@ BOOST_AUTO_TEST_CASE(a_compaction_hides_its_prefix_before_the_checkpoint) {
 }
 
 BOOST_AUTO_TEST_CASE(a_full_journal_file_waits_for_its_checkpoint_before_reuse) {
-  temp_dir dir;
+  temp_dir dir("storage_journal_");
   options o = lagging(dir.path);
   o.journal_file_bytes = 8 << 10;  // switch after 4 KiB
   auto opened = lmdb_store::open(o);

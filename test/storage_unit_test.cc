@@ -22,6 +22,7 @@
 #include "raft/membership.h"
 #include "raft/storage/lmdb_store.h"
 #include "raft/storage/records.h"
+#include "test/support/submit_wait.h"
 
 namespace fs = std::filesystem;
 using namespace raft;
@@ -71,13 +72,7 @@ std::vector<entry> make_entries(std::uint64_t first, std::uint64_t last, std::ui
   return out;
 }
 
-result<persisted> submit_wait(lmdb_store& s, batch b) {
-  std::promise<result<persisted>> p;
-  auto f = p.get_future();
-  s.submit(std::move(b), [&p](const result<persisted>& r) { p.set_value(r); });
-  BOOST_REQUIRE(f.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
-  return f.get();
-}
+using test_support::submit_wait;
 
 batch append(std::vector<entry> es) {
   batch b;
