@@ -180,7 +180,7 @@ result<std::unique_ptr<journal_files>> journal_files::open(const fs::path& dir,
   return {std::move(j), {}};
 }
 
-result<std::vector<journal_record>> journal_files::recover(std::uint64_t applied) const {
+result<std::vector<journal_record>> journal_files::recover(std::uint64_t applied) {
   std::vector<journal_record> scanned[2];
   for (int n = 0; n < 2; ++n) {
     auto content = read_file(path_[n]);
@@ -189,8 +189,7 @@ result<std::vector<journal_record>> journal_files::recover(std::uint64_t applied
     scanned[n] = scan_journal(content.value, path_[n].string(), &notes);
     if (!notes.empty()) return {{}, make_error(errc::bad_format, notes.front())};
   }
-  auto* self = const_cast<journal_files*>(this);
-  for (int n = 0; n < 2; ++n) self->last_seq_[n] = scanned[n].empty() ? 0 : scanned[n].back().seq;
+  for (int n = 0; n < 2; ++n) last_seq_[n] = scanned[n].empty() ? 0 : scanned[n].back().seq;
   return records_after(applied, std::move(scanned[0]), std::move(scanned[1]));
 }
 

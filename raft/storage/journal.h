@@ -93,7 +93,8 @@ class journal_files {
   journal_files& operator=(const journal_files&) = delete;
 
   // Every record in either file after `applied` (see records_after).
-  result<std::vector<journal_record>> recover(std::uint64_t applied) const;
+  // Also notes each file's last seq, for the writer's reuse check.
+  result<std::vector<journal_record>> recover(std::uint64_t applied);
 
   // Writes `record` (numbered seq) at the active file's end and fdatasyncs the file (without
   // fsync: no sync). Writes beyond the file's size extend it.

@@ -219,7 +219,7 @@ void writer::journal(std::vector<batch>& batches, std::vector<submit_callback>& 
   std::lock_guard lock(handed_mutex_);
   const bool first = handed_.empty();
   if (first) handed_since_ = clock::now();
-  handed_.push_back(handed{seq_, std::move(batches), record_.size()});
+  handed_.push_back(handed{seq_, std::move(batches)});
   handed_bytes_ += record_.size();
   // The checkpointer sleeps until something arrives, then until its interval ends.
   if (first || handed_bytes_ >= opts_.checkpoint_bytes) handed_cv_.notify_one();
@@ -274,7 +274,7 @@ void writer::checkpoint_run() {
   }
 }
 
-bool writer::checkpoint(std::vector<handed>& work) {
+void writer::checkpoint(std::vector<handed>& work) {
   const auto start = clock::now();
   std::vector<batch> batches;
   for (auto& h : work)
@@ -285,13 +285,13 @@ bool writer::checkpoint(std::vector<handed>& work) {
   auto presized = env_.presize();
   if (!presized.ok()) {
     set_failure(presized.err);
-    return false;
+    return;
   }
   if (presized.value) ++syncs_;
   auto report = env_.commit(checkpointed_shape_, batches, seq);
   if (!report.ok()) {
     set_failure(report.err);
-    return false;
+    return;
   }
   if (report.value.synced) ++syncs_;
   // Under MDB_NOMETASYNC the commit synced its pages but not its meta page: sync again so
@@ -299,7 +299,7 @@ bool writer::checkpoint(std::vector<handed>& work) {
   if (env_.durable()) {
     if (error err = env_.sync(); !err.ok()) {
       set_failure(err);
-      return false;
+      return;
     }
     ++syncs_;
   }
@@ -315,7 +315,6 @@ bool writer::checkpoint(std::vector<handed>& work) {
       tail_.pop_front();
     }
   }
-  return true;
 }
 
 }  // namespace raft::storage

@@ -122,7 +122,6 @@ class writer {
   struct handed {  // a journal record's batches, waiting for the checkpointer
     std::uint64_t seq;
     std::vector<batch> batches;
-    std::size_t bytes;
   };
   struct tail_entry {
     std::uint64_t seq;  // the journal record that wrote it
@@ -134,8 +133,8 @@ class writer {
   void journal(std::vector<batch>& batches, std::vector<submit_callback>& callbacks);
   void update_tail(std::uint64_t seq, const std::vector<batch>& batches);
   void checkpoint_run();
-  // One LMDB transaction for `work`, then a sync; false when the store failed.
-  bool checkpoint(std::vector<handed>& work);
+  // One LMDB transaction for `work`, then a sync; a failure fails the store.
+  void checkpoint(std::vector<handed>& work);
   // Records err as the store's failure (first one wins) and logs it.
   void set_failure(const error& err);
   void fail(const error& err, std::vector<submit_callback>& callbacks);
