@@ -204,10 +204,7 @@ error journal_files::append(std::uint64_t seq, std::string_view record) {
     rest.remove_prefix(static_cast<std::size_t>(w));
     at += static_cast<std::uint64_t>(w);
   }
-  if (fsync_) {
-    if (::fdatasync(fd) != 0) return errno_error(errno, "sync " + path_[active_].string());
-    ++syncs_;
-  }
+  if (fsync_ && ::fdatasync(fd) != 0) return errno_error(errno, "sync " + path_[active_].string());
   offset_ = at;
   last_seq_[active_] = seq;
   return {};

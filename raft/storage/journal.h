@@ -100,16 +100,12 @@ class journal_files {
   // fsync: no sync). Writes beyond the file's size extend it.
   error append(std::uint64_t seq, std::string_view record);
 
-  // Bytes written to the active file since it became active.
-  std::uint64_t active_bytes() const { return offset_; }
   // Whether the active file is past half its size (time to switch).
   bool wants_switch() const { return offset_ >= file_bytes_ / 2; }
   // The highest seq in the file that is not active (0: none).
   std::uint64_t inactive_last_seq() const { return last_seq_[1 - active_]; }
   // Makes the other file active, from offset 0. The caller checked inactive_last_seq().
   void switch_files();
-
-  std::uint64_t fdatasyncs() const { return syncs_; }
 
  private:
   journal_files() = default;
@@ -121,7 +117,6 @@ class journal_files {
   std::uint64_t offset_ = 0;
   std::uint64_t file_bytes_ = 0;
   bool fsync_ = true;
-  std::uint64_t syncs_ = 0;
 };
 
 }  // namespace raft::storage
