@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# CPU per replicated entry, thread by thread, on the leader and one follower of a fresh
+# 3-node cluster, during one bench/mc_load run (every reply checked). For each thread that
+# used CPU: its name, microseconds of CPU (user + system, from /proc/PID/task/TID/stat) per
+# log entry appended meanwhile; then journal records per entry and the mean journal
+# write + fdatasync (raftkv_fsync_duration_seconds in /metrics) on both nodes.
+#
+#   bench/thread_cpu.sh [build dir] -- <mc_load options>
+#   e.g. bench/thread_cpu.sh build/release -- --connections 1 --op stream --depth 1000
+#
+# The thread names: raftkv (the event loop; the first one listed is the main thread), and
+# the storage's journal and checkpointer threads and the snapshot writer, in start order.
+# Environment: SECONDS_RUN (5), FSYNC (true; false shows the cost without syncs), KEYS
+# (100000), BASE_PORT (32600), PERF (0; 1: perf record -g the leader's event-loop thread for
+# 2 s into OUT_PERF, default /var/tmp/thread_cpu.perf.data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build/release}
+[ $# -gt 0 ] && shift
+[ "${1:-}" = "--" ] && shift
+RAFTKV=$BUILD/app/raftkv
+MC_LOAD=$BUILD/bench/mc_load
+SECONDS_RUN=${SECONDS_RUN:-5}
+BASE_PORT=${BASE_PORT:-32600}
+DIR=$(mktemp -d /var/tmp/thread_cpu.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+mc_port() { echo $((BASE_PORT + $1)); }
+cs_port() { echo $((BASE_PORT + 10 + $1)); }
+http_port() { echo $((BASE_PORT + 20 + $1)); }
+peer_port() { echo $((BASE_PORT + 30 + $1)); }
+BENCH=thread_cpu
+source bench/cluster_lib.sh
+for i in 1 2 3; do write_node_config "$DIR" "$i" "${FSYNC:-true}" 4096; done
+for i in 1 2 3; do
+  "$RAFTKV" serve --config "$DIR/node$i/raftkv.toml" 2>"$DIR/node$i/log" &
+  pids+=($!)
+done
+l=$(wait_leader)
+f=$((l % 3 + 1))
+lp=${pids[$((l - 1))]}
+fp=${pids[$((f - 1))]}
+
+metric() { curl -fsS "http://127.0.0.1:$(http_port "$1")/metrics" | awk -v n="$2" '$1 == n {print $2}'; }
+threads() { for t in /proc/"$1"/task/*; do echo "$(basename "$t") $(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done; }
+sample() {  # node pid -> file: journal records, their seconds, last log index, thread ticks
+  {
+    echo "records $(metric "$1" raftkv_fsync_duration_seconds_count)"
+    echo "seconds $(metric "$1" raftkv_fsync_duration_seconds_sum)"
+    echo "index $(metric "$1" raftkv_last_log_index)"
+    threads "$2"
+  } >"$3"
+}
+sample "$l" "$lp" "$DIR/l0"
+sample "$f" "$fp" "$DIR/f0"
+if [ "${PERF:-0}" = 1 ]; then
+  (sleep 1; perf record -q -g -t "$lp" -o "${OUT_PERF:-/var/tmp/thread_cpu.perf.data}" -- sleep 2 2>/dev/null) &
+fi
+"$MC_LOAD" --servers "127.0.0.1:$(mc_port "$l")" --seconds "$SECONDS_RUN" --value-bytes 100 \
+  --keys "${KEYS:-100000}" "$@"
+sample "$l" "$lp" "$DIR/l1"
+sample "$f" "$fp" "$DIR/f1"
+hz=$(getconf CLK_TCK)
+for who in l f; do
+  awk -v who="$([ "$who" = l ] && echo leader || echo follower)" -v hz="$hz" '
+    FNR == NR { if ($1 == "index") i0 = $2; else if ($1 == "records") r0 = $2;
+                else if ($1 == "seconds") s0 = $2; else t0[$1] = $3; next }
+    $1 == "index" { n = $2 - i0; next }
+    $1 == "records" { r = $2 - r0; next }
+    $1 == "seconds" { s = $2 - s0; next }
+    $3 > t0[$1] { k++; tid[k] = $1; name[k] = $2; ticks[k] = $3 - t0[$1] }
+    END {
+      for (j = 1; j <= k; ++j)
+        printf "%s thread %s %s: %.2f us/entry\n", who, tid[j], name[j], (n > 0 ? 1e6 * ticks[j] / hz / n : 0)
+      printf "%s: entries=%d journal_records=%d entries/record=%.1f mean_record_ms=%.2f\n",
+             who, n, r, (r > 0 ? n / r : 0), (r > 0 ? 1000 * s / r : 0)
+    }' "$DIR/${who}0" "$DIR/${who}1"
+done
