@@ -1,12 +1,14 @@
 #include "app/kv_state_machine.h"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 
 #include "base/log.h"
@@ -112,10 +114,15 @@ void kv_state_machine::start_snapshot(const raft::snapshot_meta& meta, raft::log
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return done(std::string("snapshot: pipe: ") + std::strerror(errno), nullptr);
   }
+  const pid_t parent = ::getpid();
   const auto fork_start = std::chrono::steady_clock::now();
   const pid_t pid = ::fork();
   if (pid == 0) {
-    // The child: serialise and write, nothing else (see the essay in the header).
+    // The child: serialise and write, nothing else (see the essay in the header). It dies
+    // with the node: a killed node's child would otherwise hold the data dir's lock
+    // until it is done, and a node restarted meanwhile would find its data dir locked.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);  // the node died before prctl()
     ::close(fds[0]);
     store_.snapshot_to([&w](std::string_view chunk) { return w->append(chunk); });
     const std::string err = w->finish();

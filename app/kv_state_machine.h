@@ -23,6 +23,13 @@
 // (base::release_free_memory) and runs the completion. If fork fails (e.g. no memory for
 // the page tables) the snapshot is taken the old way, on the caller.
 //
+// The child dies with the node (PR_SET_PDEATHSIG, which follows the forking thread: the
+// event loop's, which lives as long as the process). It shares the node's lock on the
+// data dir, so a child left running by a killed node would keep a restarted node out of its
+// data dir until it finished; its unfinished tmp file is removed by the next start
+// (raft/storage/snapshot_files.h). The next start waits briefly for a child that is still
+// exiting (raft/storage/lmdb_store.cc, take_lock).
+//
 // ## Restoring a received snapshot off the event loop
 //
 // Rebuilding a store from a snapshot takes about half a second per 100 MB. With a `post`

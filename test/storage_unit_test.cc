@@ -3,13 +3,17 @@
 // the storage format version.
 #define BOOST_TEST_MODULE storage_unit_test
 #include <lmdb.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -343,6 +347,39 @@ BOOST_AUTO_TEST_CASE(second_open_of_a_data_dir_is_refused_with_the_owner_pid) {
   first->close();
   auto third = lmdb_store::open(quiet(dir.path));  // released on close
   BOOST_TEST(third.store != nullptr);
+}
+
+// A killed node's snapshot child may still hold the lock it inherited for a moment after
+// the node is gone (app/kv_state_machine.h). Here a process takes the lock the way
+// take_lock() does and exits at once, leaving a child holding it for 300 ms: open() waits
+// for the child instead of refusing the data dir.
+BOOST_AUTO_TEST_CASE(a_lock_left_to_a_child_of_a_dead_holder_is_waited_for) {
+  temp_dir dir;
+  fs::create_directories(dir.path);
+  const std::string lock_path = (dir.path / "LOCK").string();
+  const pid_t holder = ::fork();
+  BOOST_REQUIRE(holder >= 0);
+  if (holder == 0) {  // only async-signal-safe calls from here on
+    const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT, 0644);
+    if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) ::_exit(2);
+    char pid[32];
+    const int n = std::snprintf(pid, sizeof pid, "%d\n", static_cast<int>(::getpid()));
+    if (::write(fd, pid, static_cast<std::size_t>(n)) != n) ::_exit(3);
+    if (::fork() == 0) {  // the orphan: keeps the lock 300 ms after its parent is gone
+      const timespec t{0, 300'000'000};
+      ::nanosleep(&t, nullptr);
+      ::_exit(0);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(holder, &status, 0) == holder);
+  BOOST_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = lmdb_store::open(quiet(dir.path));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  BOOST_TEST(r.store != nullptr, r.err.message);
+  BOOST_TEST(waited >= std::chrono::milliseconds(100));  // the orphan held it meanwhile
 }
 
 BOOST_AUTO_TEST_CASE(invalid_batches_fail_the_store_and_every_later_submit) {

@@ -6,9 +6,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <mutex>
+#include <thread>
 
 #include "raft/storage/file_io.h"
 #include "raft/storage/lmdb_env.h"
@@ -54,21 +58,49 @@ void lmdb_store::log(log_level level, std::string_view text) const {
 
 namespace {
 
+// The pid recorded in data_dir/LOCK by its holder, or "unknown".
+std::string lock_holder(const fs::path& lock_path) {
+  std::string pid = "unknown";
+  if (auto content = read_file(lock_path); content.ok() && !content.value.empty()) {
+    pid = content.value;
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+  }
+  return pid;
+}
+
+// Is `pid` (as recorded in LOCK) a process that no longer exists?
+bool holder_is_gone(const std::string& pid) {
+  char* end = nullptr;
+  const long n = std::strtol(pid.c_str(), &end, 10);
+  if (pid.empty() || *end != '\0' || n <= 0 || n == ::getpid()) return false;
+  return ::kill(static_cast<pid_t>(n), 0) != 0 && errno == ESRCH;
+}
+
 // Takes data_dir/LOCK (one process per data dir: two writers would interleave their logs)
 // and writes our pid into it for the next one's error message.
+//
+// The lock belongs to the open file, so a node's snapshot child (app/kv_state_machine.h)
+// holds it too. When the node is killed the child is killed with it (PR_SET_PDEATHSIG), but
+// it may take a moment to exit, and a node that is restarted at once would find the lock
+// held by a process that no longer exists. The lock is only ever inherited that way (it is
+// opened O_CLOEXEC), so in that case we wait for it, up to `orphan_wait`, instead of
+// refusing to start.
 result<int> take_lock(const fs::path& dir) {
+  constexpr auto orphan_wait = std::chrono::seconds(10);
   const fs::path lock_path = dir / "LOCK";
   const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return {-1, errno_error(errno, "open " + lock_path.string())};
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  const auto deadline = std::chrono::steady_clock::now() + orphan_wait;
+  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int e = errno;
+    if (e == EINTR) continue;
+    const std::string pid = e == EWOULDBLOCK ? lock_holder(lock_path) : std::string();
+    if (e == EWOULDBLOCK && holder_is_gone(pid) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
     ::close(fd);
     if (e != EWOULDBLOCK) return {-1, errno_error(e, "lock " + lock_path.string())};
-    std::string pid = "unknown";
-    if (auto content = read_file(lock_path); content.ok() && !content.value.empty()) {
-      pid = content.value;
-      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-    }
     return {-1, make_error(errc::locked, "data dir " + dir.string() +
                                              " is locked by another process (pid " + pid + ")")};
   }
