@@ -16,6 +16,7 @@
 
 #include "base/log.h"
 #include "net/listener.h"
+#include "net/open_calls.h"
 
 namespace net {
 
@@ -77,11 +78,13 @@ struct text_connection {
   slot& at(std::uint64_t seq) { return fifo[seq - head_seq]; }
   // A request is finished once its slot is done (or already written and gone).
   bool finished(std::uint64_t seq) const { return seq < head_seq || fifo[seq - head_seq].done; }
-  // The earliest request in `open` (open_writes or open_reads) not yet finished; max if none.
-  // Finished ones are dropped from the front as they are met, so each costs O(1) overall.
-  std::uint64_t first_open(std::deque<std::uint64_t>& open) {
-    while (!open.empty() && finished(open.front())) open.pop_front();
-    return open.empty() ? std::numeric_limits<std::uint64_t>::max() : open.front();
+  // The earliest request in `open` (open_writes or open_reads) not yet finished;
+  // open_calls::none if none.
+  std::uint64_t first_open(open_calls& open) {
+    return open.first_open([this](std::uint64_t seq) { return finished(seq); });
+  }
+  void start(open_calls& open, std::uint64_t seq) {
+    open.start(seq, [this](std::uint64_t seq) { return finished(seq); });
   }
   bool full() const { return fifo.size() >= limits.max_requests || fifo_bytes >= limits.max_bytes; }
 
@@ -143,11 +146,9 @@ struct text_connection {
   std::uint64_t head_seq = 0;
   std::uint64_t next_seq = 0;
   std::size_t fifo_bytes = 0;
-  // Sequence numbers of the calls started, by kind, in increasing order (the ordering rules);
-  // finished ones are dropped lazily by first_open(). Sequence numbers only grow, so a
-  // deque replaces a sorted set: no tree node per request.
-  std::deque<std::uint64_t> open_writes;
-  std::deque<std::uint64_t> open_reads;
+  // The calls started and maybe still running, by kind (the ordering rules).
+  open_calls open_writes;
+  open_calls open_reads;
   std::size_t calls_running = 0;
 
   bool reader_done = false;  // no more slots will be added
@@ -328,14 +329,14 @@ asio::awaitable<void> run_text_session(tcp::socket& socket, text_protocol& proto
             c->finish(seq);
             break;
           case text_step::kind::call:
-            (step.order == access::write ? c->open_writes : c->open_reads).push_back(seq);
+            c->start(step.order == access::write ? c->open_writes : c->open_reads, seq);
             ++c->calls_running;
             asio::co_spawn(ex, run_call(c, seq, step.order, std::move(step.call)), asio::detached);
             break;
           case text_step::kind::start: {
             auto& open = step.order == access::write ? c->open_writes : c->open_reads;
             auto& other = step.order == access::write ? c->open_reads : c->open_writes;
-            open.push_back(seq);
+            c->start(open, seq);
             ++c->calls_running;
             if (c->first_open(other) < seq) {
               asio::co_spawn(ex, start_when_allowed(c, seq, step.order, std::move(step.start)),

@@ -28,6 +28,7 @@
 #include "net/cs733/session.h"
 #include "net/memcached/session.h"
 #include "net/metrics.h"
+#include "net/open_calls.h"
 #include "net/service.h"
 #include "test/support/held_service.h"
 
@@ -324,4 +325,29 @@ BOOST_AUTO_TEST_CASE(cs733_pipelines_the_same_way) {
   const std::string expected =
       "OK 1\r\nVALUE 1\r\nx\r\nERR_CMD_ERR\r\nOK 3\r\nVALUE 2 0 1\r\ny\r\n";
   BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
+}
+
+// The ordering records of a connection's calls (net/open_calls.h) stay within its calls in
+// flight. A connection that only writes never asks for its earliest open write; the
+// records of its finished writes must still go, or they pile up, one per write, until the
+// connection closes.
+BOOST_AUTO_TEST_CASE(a_write_only_connection_keeps_no_record_of_finished_writes) {
+  net::open_calls writes;
+  std::uint64_t finished_below = 0;  // calls [0, finished_below) are finished
+  const auto finished = [&](std::uint64_t seq) { return seq < finished_below; };
+  for (std::uint64_t seq = 0; seq < 100'000; ++seq) {
+    writes.start(seq, finished);
+    if (seq % 10 == 9) finished_below = seq + 1;  // ten at a time in flight
+    BOOST_REQUIRE_LE(writes.records(), 10u);
+  }
+  // A call still running at the front holds every later record until it finishes.
+  net::open_calls reads;
+  std::vector<bool> done(2'000, true);
+  done[0] = false;
+  const auto read_finished = [&](std::uint64_t seq) { return bool(done[seq]); };
+  for (std::uint64_t seq = 0; seq < 2'000; ++seq) reads.start(seq, read_finished);
+  BOOST_CHECK_EQUAL(reads.first_open(read_finished), 0u);
+  done[0] = true;
+  BOOST_CHECK_EQUAL(reads.first_open(read_finished), net::open_calls::none);
+  BOOST_CHECK_EQUAL(reads.records(), 0u);
 }
