@@ -137,7 +137,9 @@ void core::set_config(membership m, index_t at) {
 void core::recompute_config() {
   membership m = snapshot_config_;
   index_t at = snapshot_index_;
-  for (const auto& e : entries_) {
+  for (auto it = entries_.begin() + static_cast<std::ptrdiff_t>(dead_front_); it != entries_.end();
+       ++it) {
+    const entry& e = *it;
     if (e.type != entry_type::config) continue;
     if (auto decoded = decode_membership(e.data)) {
       m = std::move(*decoded);
@@ -150,7 +152,9 @@ void core::recompute_config() {
 membership core::config_at(index_t i) const {
   if (i >= config_index_) return config_;
   membership m = snapshot_config_;
-  for (const auto& e : entries_) {
+  for (auto it = entries_.begin() + static_cast<std::ptrdiff_t>(dead_front_); it != entries_.end();
+       ++it) {
+    const entry& e = *it;
     if (e.index > i) break;
     if (e.type != entry_type::config) continue;
     if (auto decoded = decode_membership(e.data)) m = std::move(*decoded);
@@ -253,12 +257,12 @@ change_result core::propose_change(const membership_change& c) {
 std::optional<term_t> core::term_at(index_t i) const {
   if (i == snapshot_index_) return snapshot_term_;
   if (i < snapshot_index_ || i > last_index()) return std::nullopt;
-  return entries_[i.value - snapshot_index_.value - 1].term;
+  return entries_[slot(i)].term;
 }
 
 const entry* core::entry_at(index_t i) const {
   if (i <= snapshot_index_ || i > last_index()) return nullptr;
-  return &entries_[i.value - snapshot_index_.value - 1];
+  return &entries_[slot(i)];
 }
 
 // §5.4.1: a voter denies its vote if its own log is more up-to-date than the candidate's.
@@ -284,7 +288,7 @@ void core::truncate_and_append(index_t from, std::vector<entry> new_entries) {
   bool config_changes = from <= config_index_;
   for (const auto& e : new_entries) config_changes = config_changes || e.type == entry_type::config;
   if (from <= last_index()) {
-    entries_.resize(from.value - snapshot_index_.value - 1);
+    entries_.resize(slot(from));
     if (from < unstable_from_) {
       // Stored entries conflict: storage must delete them before appending.
       out_.truncate_from = out_.truncate_from ? std::min(*out_.truncate_from, from) : from;
@@ -307,7 +311,7 @@ void core::release_payloads() {
   if (!cfg_.release_applied_payloads) return;
   const index_t upto = std::min({applied_, persisted_, last_index()});
   for (index_t i = std::max(released_to_, snapshot_index_) + 1; i <= upto; ++i) {
-    entry& e = entries_[i.value - snapshot_index_.value - 1];
+    entry& e = entries_[slot(i)];
     if (e.type != entry_type::normal || e.data.empty()) continue;
     e.released_bytes = static_cast<std::uint32_t>(e.data.size());
     std::string().swap(e.data);
@@ -397,7 +401,8 @@ bool core::lease_active() const {
 }
 
 bool core::lease_valid() const {
-  if (cfg_.lease_ms <= 0 || !cfg_.check_quorum || role_ != role::leader || lease_void_) return false;
+  if (cfg_.lease_ms <= 0 || !cfg_.check_quorum || role_ != role::leader || lease_void_)
+    return false;
   if (cfg_.mutation != unsafe_mutation::lease_survives_transfer &&
       (standing_down_ || transferee_ != no_node))
     return false;
@@ -501,6 +506,7 @@ void core::stand_down() {
 
 void core::tick() {
   ++ticks_;
+  drop_dead_entries();
   while (!forwarded_reads_.empty() &&
          ticks_ - forwarded_reads_.front().sent_at_tick >= 2ull * cfg_.election_ticks) {
     out_.dropped_reads.push_back(forwarded_reads_.front().context);
@@ -896,6 +902,7 @@ void core::handle_snapshot(const message& m, const snapshot_request& r) {
   }
   // Discard the whole log and restart from the snapshot.
   entries_.clear();
+  dead_front_ = 0;
   snapshot_index_ = r.meta.index;
   snapshot_term_ = r.meta.term;
   if (!r.meta.config.empty()) snapshot_config_ = r.meta.config;
@@ -1202,10 +1209,19 @@ bool core::compact(index_t index, std::shared_ptr<const std::string>) {
   if (index <= snapshot_index_ || index > applied_ || index > persisted_) return false;
   term_t t = *term_at(index);
   snapshot_config_ = config_at(index);
-  entries_.erase(entries_.begin(), entries_.begin() + (index.value - snapshot_index_.value));
+  dead_front_ += index.value - snapshot_index_.value;
   snapshot_index_ = index;
   snapshot_term_ = t;
+  drop_dead_entries();
   return true;
+}
+
+void core::drop_dead_entries() {
+  const std::size_t n =
+      std::min(dead_front_, std::max<std::size_t>(cfg_.compacted_entries_dropped_per_step, 1));
+  if (n == 0) return;
+  entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(n));
+  dead_front_ -= n;
 }
 
 void core::on_persisted(index_t index, term_t term) {
@@ -1294,10 +1310,10 @@ std::optional<std::string> core::check_invariants() const {
     }
     std::string str() const { return s; }
   } err;
-  for (std::size_t k = 0; k < entries_.size(); ++k) {
-    const entry& e = entries_[k];
+  for (std::size_t k = 0; k + dead_front_ < entries_.size(); ++k) {
+    const entry& e = entries_[dead_front_ + k];
     if (e.index != snapshot_index_ + (k + 1)) err << "log index gap at " << e.index.value << "; ";
-    term_t prev = k == 0 ? snapshot_term_ : entries_[k - 1].term;
+    term_t prev = k == 0 ? snapshot_term_ : entries_[dead_front_ + k - 1].term;
     if (e.term < prev) err << "log terms decrease at " << e.index.value << "; ";
     if (e.term > term_) err << "entry term above current term at " << e.index.value << "; ";
     if (e.released_bytes != 0 &&

@@ -71,6 +71,9 @@ struct config {
   // a third of a node's memory. An append that carries such an entry to a lagging peer
   // then has it read back from storage by the drive loop (raft/replica.h) before it goes.
   bool release_applied_payloads = false;
+  // Compacted entries destroyed per compaction and per tick (see core's dead_front_): a
+  // bound on what one step of the event loop spends on them.
+  std::size_t compacted_entries_dropped_per_step = 8192;
   unsafe_mutation mutation = unsafe_mutation::none;
 };
 
@@ -293,7 +296,7 @@ class core {
   index_t commit_index() const { return commit_; }
   index_t applied_index() const { return applied_; }
   index_t first_index() const { return snapshot_index_ + 1; }
-  index_t last_index() const { return snapshot_index_ + entries_.size(); }
+  index_t last_index() const { return snapshot_index_ + (entries_.size() - dead_front_); }
   index_t snapshot_index() const { return snapshot_index_; }
   index_t persisted_index() const { return persisted_; }
   bool transferring() const { return transferee_ != no_node; }
@@ -441,10 +444,17 @@ class core {
   std::uint64_t randomized_timeout_ = 0;
   std::unordered_map<node_id, bool> votes_;  // candidate: who answered, and how
 
-  // The log since the last snapshot: entries_[k].index == snapshot_index_ + 1 + k.
+  // The log since the last snapshot: entries_[dead_front_ + k].index == snapshot_index_ +
+  // 1 + k. The first dead_front_ entries are compacted away already and only wait to be
+  // destroyed: a compaction of half a million entries destroyed them all at once, which
+  // held the event loop for 150 ms; they now go config::compacted_entries_dropped_per_step
+  // at a time, at the compaction and at every tick (drop_dead_entries).
   index_t snapshot_index_;
   term_t snapshot_term_;
   std::deque<entry> entries_;
+  std::size_t dead_front_ = 0;
+  std::size_t slot(index_t i) const { return dead_front_ + (i.value - snapshot_index_.value - 1); }
+  void drop_dead_entries();
   // Entries up to here had their payloads released (config::release_applied_payloads).
   index_t released_to_;
 

@@ -528,6 +528,55 @@ BOOST_AUTO_TEST_CASE(snapshot_install_on_lagging_follower) {
   BOOST_TEST(cl.at(3).sm->entries.back().data == "after");
 }
 
+// A compaction of more entries than one step destroys leaves the rest to the following
+// ticks (raft/core.h, dead_front_). Meanwhile reads of the log, appends, a second
+// compaction and a snapshot install see exactly the live entries (the harness checks the
+// core's invariants after every event).
+BOOST_AUTO_TEST_CASE(a_large_compaction_is_destroyed_over_ticks_without_changing_the_log) {
+  cluster cl(3);
+  cl.elect(1);
+  cl.tick_all(2);
+  cl.isolate(3);
+  for (int k = 0; k < 20'000; ++k) {
+    BOOST_REQUIRE(cl[1].propose("v" + std::to_string(k)).ok());
+    if (k % 500 == 499) cl.deliver();
+  }
+  cl.deliver();
+  auto& l = cl[1];
+  const index_t last = l.last_index();
+  BOOST_REQUIRE((l.applied_index() == last));
+  const index_t upto = last - 50;  // ~20,000 entries: far more than one step destroys
+  const term_t upto_term = *l.term_at(upto);
+  auto bytes = std::make_shared<const std::string>("snapshot@" + std::to_string(upto.value));
+  BOOST_REQUIRE(cl.compact(1, upto, bytes));
+  BOOST_TEST((l.first_index() == upto + 1));
+  BOOST_TEST((l.last_index() == last));
+  BOOST_TEST((*l.term_at(upto) == upto_term));
+  BOOST_TEST(!l.term_at(upto - 1).has_value());
+  BOOST_REQUIRE(l.entry_at(last) != nullptr);
+  BOOST_TEST((l.entry_at(last)->index == last));
+  BOOST_TEST(l.entry_at(upto) == nullptr);
+  // Writes go on while the compacted entries wait to be destroyed, and a second compaction
+  // comes before they all are.
+  BOOST_REQUIRE(l.propose("during").ok());
+  cl.deliver();
+  BOOST_TEST((cl[2].commit_index() == last + 1));
+  BOOST_TEST((l.entry_at(last + 1)->index == last + 1));
+  BOOST_REQUIRE(cl.compact(1, last + 1, bytes));
+  BOOST_TEST((l.first_index() == last + 2));
+  BOOST_TEST((l.last_index() == last + 1));
+  cl.tick_all(5);  // destroys a few more of them
+  // The isolated follower catches up from the snapshot, and replication goes on.
+  cl.heal();
+  cl.tick_all(5);
+  BOOST_TEST((cl[3].snapshot_index() == last + 1));
+  BOOST_REQUIRE(l.propose("after").ok());
+  cl.deliver();
+  cl.tick_all(2);
+  BOOST_TEST((cl[3].commit_index() == last + 2));
+  BOOST_TEST(cl.at(3).sm->entries.back().data == "after");
+}
+
 // Pipelining is bounded: at most max_inflight AppendEntries outstanding per peer.
 BOOST_AUTO_TEST_CASE(replication_in_flight_is_bounded_per_peer) {
   cluster cl(3);

@@ -439,6 +439,7 @@ class cluster {
     c.election_ticks = opt_.election_ticks;
     c.heartbeat_ticks = opt_.heartbeat_ticks;
     c.max_inflight = 4;
+    c.compacted_entries_dropped_per_step = 3;  // compacted entries outlive a few ticks
     c.max_entries_per_append = 8;
     c.max_bytes_per_append = 4096;
     c.seed = rng_();

@@ -141,6 +141,7 @@ class harness {
     c.election_ticks = 10;
     c.heartbeat_ticks = 2;
     c.max_inflight = 4;
+    c.compacted_entries_dropped_per_step = 3;  // compacted entries outlive a few ticks
     c.seed = id * 1000 + 17;
     c.pre_vote = pre_vote;
     return c;
