@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -123,6 +124,7 @@ void kv_state_machine::start_snapshot(const raft::snapshot_meta& meta, raft::log
     // until it is done, and a node restarted meanwhile would find its data dir locked.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(1);  // the node died before prctl()
+    ::setpriority(PRIO_PROCESS, 0, 19);  // the event loops first (see the header)
     ::close(fds[0]);
     store_.snapshot_to([&w](std::string_view chunk) { return w->append(chunk); });
     const std::string err = w->finish();
