@@ -99,12 +99,19 @@ def probe(port, stop_file):
     buf = b""
     _, buf = read_until(s, buf, b"\r\n")
     rtts = []
+    slow = []  # (wall clock at the send, ms): the round trips over 50 ms, for the log's timeline
     while not os.path.exists(stop_file):
         t = time.perf_counter()
+        wall = time.time()
         s.sendall(b"get probe\r\n")
         _, buf = read_until(s, buf, b"END\r\n")
         rtts.append((time.perf_counter() - t) * 1000)
+        if rtts[-1] > 50:
+            slow.append((wall, rtts[-1]))
         time.sleep(0.001)
+    for wall, ms in sorted(slow, key=lambda x: -x[1])[:10]:
+        print("# slow get sent at %s.%03dZ: %.1f ms" % (
+            time.strftime("%H:%M:%S", time.gmtime(wall)), int(wall * 1000) % 1000, ms))
     rtts.sort()
     p99 = rtts[int(len(rtts) * 0.99)] if rtts else 0
     print("get_probes=%d get_p50_ms=%.3f get_p99_ms=%.3f get_max_ms=%.1f"
@@ -165,7 +172,8 @@ wait "$probe_pid"
 cat "$DIR/probe.out"
 sleep 1  # let the followers apply the tail before measuring them
 echo "snapshots_during_load=$(grep -c 'written by a child' "$DIR/node$L/raftkv.log" || true) (leader)"
-grep -h 'written by a child' "$DIR/node$L/raftkv.log" | sed 's/^.*INFO  /# leader: /' || true
+grep -h 'written by a child\|log compacted' "$DIR/node$L/raftkv.log" |
+  sed 's/^[0-9-]*T\([0-9:.]*Z\) INFO  /# leader at \1: /' || true
 
 # ---------------------------------------------------------------- 2. memory per item
 for i in 1 2 3; do

@@ -12,7 +12,8 @@
 # the storage's journal and checkpointer threads and the snapshot writer, in start order.
 # Environment: SECONDS_RUN (5), FSYNC (true; false shows the cost without syncs), KEYS
 # (100000), BASE_PORT (32600), PERF (0; 1: perf record -g the leader's event-loop thread for
-# 2 s into OUT_PERF, default /var/tmp/thread_cpu.perf.data).
+# 2 s into OUT_PERF, default /var/tmp/thread_cpu.perf.data), PERF_NODE (leader; follower
+# profiles the follower's event loop instead), PERF_ARGS (-g; e.g. "--call-graph dwarf").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/release}
@@ -53,13 +54,16 @@ sample() {  # node pid -> file: journal records, their seconds, last log index, 
     echo "records $(metric "$1" raftkv_fsync_duration_seconds_count)"
     echo "seconds $(metric "$1" raftkv_fsync_duration_seconds_sum)"
     echo "index $(metric "$1" raftkv_last_log_index)"
+    echo "minflt $(awk '{print $10}' "/proc/$2/stat")"
     threads "$2"
   } >"$3"
 }
 sample "$l" "$lp" "$DIR/l0"
 sample "$f" "$fp" "$DIR/f0"
 if [ "${PERF:-0}" = 1 ]; then
-  (sleep 1; perf record -q -g -t "$lp" -o "${OUT_PERF:-/var/tmp/thread_cpu.perf.data}" -- sleep 2 2>/dev/null) &
+  perf_tid=$lp
+  [ "${PERF_NODE:-leader}" = follower ] && perf_tid=$fp
+  (sleep 1; perf record -q ${PERF_ARGS:--g} -t "$perf_tid" -o "${OUT_PERF:-/var/tmp/thread_cpu.perf.data}" -- sleep 2 2>/dev/null) &
 fi
 "$MC_LOAD" --servers "127.0.0.1:$(mc_port "$l")" --seconds "$SECONDS_RUN" --value-bytes 100 \
   --keys "${KEYS:-100000}" "$@"
@@ -69,15 +73,21 @@ hz=$(getconf CLK_TCK)
 for who in l f; do
   awk -v who="$([ "$who" = l ] && echo leader || echo follower)" -v hz="$hz" '
     FNR == NR { if ($1 == "index") i0 = $2; else if ($1 == "records") r0 = $2;
-                else if ($1 == "seconds") s0 = $2; else t0[$1] = $3; next }
+                else if ($1 == "seconds") s0 = $2; else if ($1 == "minflt") m0 = $2;
+                else t0[$1] = $3; next }
     $1 == "index" { n = $2 - i0; next }
     $1 == "records" { r = $2 - r0; next }
     $1 == "seconds" { s = $2 - s0; next }
+    $1 == "minflt" { m = $2 - m0; next }
     $3 > t0[$1] { k++; tid[k] = $1; name[k] = $2; ticks[k] = $3 - t0[$1] }
     END {
       for (j = 1; j <= k; ++j)
         printf "%s thread %s %s: %.2f us/entry\n", who, tid[j], name[j], (n > 0 ? 1e6 * ticks[j] / hz / n : 0)
-      printf "%s: entries=%d journal_records=%d entries/record=%.1f mean_record_ms=%.2f\n",
-             who, n, r, (r > 0 ? n / r : 0), (r > 0 ? 1000 * s / r : 0)
+      printf "%s: entries=%d journal_records=%d entries/record=%.1f mean_record_ms=%.2f page_faults/entry=%.2f\n",
+             who, n, r, (r > 0 ? n / r : 0), (r > 0 ? 1000 * s / r : 0), (n > 0 ? m / n : 0)
     }' "$DIR/${who}0" "$DIR/${who}1"
+done
+for who in l f; do
+  n=$([ "$who" = l ] && echo "$l" || echo "$f")
+  grep -h "written by a child" "$DIR/node$n/log" | sed "s/^/$([ "$who" = l ] && echo leader || echo follower) snapshot: /" || true
 done
