@@ -81,6 +81,7 @@ int child_main(const fs::path& dir, std::uint64_t seed) {
     say("error load " + loaded.err.message);
     return 3;
   }
+  say("open");  // the parent's kill timer starts here (see run_child)
   std::mt19937_64 rng(seed);
   std::uint64_t last = loaded.value.last_index.value;
   std::uint64_t term =
@@ -191,8 +192,10 @@ struct child_run {
   int status = 0;
 };
 
-// Runs the child until it has been alive for kill_after, then SIGKILLs it; returns what it
-// printed. The child is always reaped, even when a check fails.
+// Runs the child until kill_after has passed since it reported its store open, then
+// SIGKILLs it; returns what it printed. The child is always reaped, even when a check
+// fails. (Counting from the open, not the start: opening takes 170-250 ms on a slow disk,
+// and a kill that always lands before the first write tests nothing.)
 child_run run_child(const fs::path& dir, std::uint64_t seed, std::chrono::milliseconds kill_after) {
   int fds[2];
   BOOST_REQUIRE(::pipe(fds) == 0);
@@ -209,7 +212,9 @@ child_run run_child(const fs::path& dir, std::uint64_t seed, std::chrono::millis
   }
   ::close(fds[1]);
   std::string buffer;
-  const auto deadline = std::chrono::steady_clock::now() + kill_after;
+  // Until the child reports "open": a generous bound, then the kill.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool open = false;
   bool killed = false;
   char chunk[4096];
   for (;;) {
@@ -231,6 +236,10 @@ child_run run_child(const fs::path& dir, std::uint64_t seed, std::chrono::millis
     const ssize_t n = ::read(fds[0], chunk, sizeof chunk);
     if (n <= 0) break;  // EOF: the child is gone (after the kill, the pipe drains first)
     buffer.append(chunk, static_cast<std::size_t>(n));
+    if (!open && buffer.find('\n') != std::string::npos) {
+      open = true;  // its first line: "open", or an error
+      deadline = std::chrono::steady_clock::now() + kill_after;
+    }
   }
   ::close(fds[0]);
   if (!killed) ::kill(pid, SIGKILL);
