@@ -535,6 +535,19 @@ class McClient:
             self.close()
             raise
 
+    def set_noreply(self, items, batch=1000):
+        """Streams `set KEY 0 0 LEN noreply` for every (key, value) of `items` (bytes), in
+        pipelined batches, then waits for a `version` reply: it comes after every one of
+        those writes was applied (a connection's replies and reads follow its writes)."""
+        items = list(items)
+        for start in range(0, len(items), batch):
+            self.send(b"".join(b"set %s 0 0 %d noreply\r\n%s\r\n" % (k, len(v), v)
+                               for k, v in items[start:start + batch]))
+        self.send(b"version\r\n")
+        line = self.read_line()
+        if not line.startswith("VERSION"):
+            raise AssertionError(f"after the writes: {line!r} instead of VERSION")
+
     def read_line(self):
         try:
             return self._line().decode()
