@@ -27,7 +27,9 @@
 // loop a few milliseconds per request, and on a small machine (or with every member of a
 // cluster on one, each snapshotting at the same index) the children otherwise take the
 // cores the event loops need. In a 1M-item bulk load (bench/scale_bench.sh) that took the
-// leader's get p99 from 11.4-12.3 ms to 7.7-7.9 ms.
+// leader's get p99 from 11.4-12.3 ms to 7.7-7.9 ms. The price: when other work keeps every
+// core busy, the child waits for it (a 1M-item snapshot took 8.6 s instead of 1-2 s during
+// a build), and the log grows until it is done.
 //
 // The child dies with the node (PR_SET_PDEATHSIG, which follows the forking thread: the
 // event loop's, which lives as long as the process). It shares the node's lock on the
