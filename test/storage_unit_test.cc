@@ -362,9 +362,12 @@ BOOST_AUTO_TEST_CASE(a_lock_left_to_a_child_of_a_dead_holder_is_waited_for) {
   if (holder == 0) {  // only async-signal-safe calls from here on
     const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT, 0644);
     if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) ::_exit(2);
-    char pid[32];
-    const int n = std::snprintf(pid, sizeof pid, "%d\n", static_cast<int>(::getpid()));
-    if (::write(fd, pid, static_cast<std::size_t>(n)) != n) ::_exit(3);
+    char pid[32];  // "<pid>\n", formatted by hand (snprintf is not async-signal-safe)
+    int n = sizeof pid;
+    pid[--n] = '\n';
+    for (long v = ::getpid(); v > 0; v /= 10) pid[--n] = static_cast<char>('0' + v % 10);
+    const auto len = static_cast<std::size_t>(static_cast<int>(sizeof pid) - n);
+    if (::write(fd, pid + n, len) != static_cast<::ssize_t>(len)) ::_exit(3);
     if (::fork() == 0) {  // the orphan: keeps the lock 300 ms after its parent is gone
       const timespec t{0, 300'000'000};
       ::nanosleep(&t, nullptr);
