@@ -159,12 +159,27 @@ def read_raw_response(f):
     return int(status_line.split()[1]), f.read(length)
 
 
-def dump_logs_if_failed(testcase, cluster):
-    """tearDown for a test that uses a cluster it does not own (one per class): prints the
-    node logs if this test failed, since the class's cluster outlives it."""
+def failure_of(testcase):
+    """The traceback text if `testcase` has failed or errored so far, else None."""
     result = getattr(getattr(testcase, "_outcome", None), "result", None)
-    if result is not None and any(t is testcase for t, _ in result.failures + result.errors):
-        cluster.dump_logs()
+    if result is None:
+        return None
+    for t, text in result.failures + result.errors:
+        if t is testcase:
+            return text
+    return None
+
+
+def dump_logs_if_failed(testcase, cluster):
+    """Cleanup for a failed test: prints why it failed, then the node logs. The reason comes
+    first because unittest only prints it after the last test of the file, and a truncated CI
+    view of a long log may keep neither the end nor the middle."""
+    text = failure_of(testcase)
+    if text is None:
+        return False
+    sys.stderr.write(f"----- {testcase.id()} failed: -----\n" + text[-3000:] + "\n")
+    cluster.dump_logs()
+    return True
 
 
 def close_after(testcase, cluster):
@@ -448,7 +463,7 @@ class Cluster:
             sys.stderr.write(f"----- node {n.id} log ({n.log_path}), {state} -----\n")
             # Routine snapshot lines (two per snapshot, one every few thousand entries under
             # load) would push the lines that explain a failure out of a truncated CI view.
-            routine = re.compile(r"snapshot at index \d+ (written by a child|; log compacted)")
+            routine = re.compile(r"snapshot at index \d+( written by a child|( \(\d+ bytes\))?; log compacted)")
             lines = n.log().splitlines()
             kept = [line for line in lines if not routine.search(line)]
             if len(kept) != len(lines):

@@ -23,9 +23,7 @@ class AmnesiaTest(harness.TestCase):
         return c
 
     def close_cluster(self, c):
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        if result is not None and any(t is self for t, _ in result.failures + result.errors):
-            c.dump_logs()
+        harness.dump_logs_if_failed(self, c)
         c.close()
 
     def test_a_follower_with_a_wiped_data_dir_exits_1_and_the_cluster_loses_nothing(self):

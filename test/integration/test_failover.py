@@ -24,9 +24,7 @@ class FailoverCase(harness.TestCase):
 
     def close_cluster(self, c):
         # Node logs help whoever reads a failure; print them before the temp dir goes.
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        if result is not None and any(t is self for t, _ in result.failures + result.errors):
-            c.dump_logs()
+        harness.dump_logs_if_failed(self, c)
         c.close()
 
     def finish(self, w):

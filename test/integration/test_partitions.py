@@ -122,8 +122,7 @@ class PartitionCase(FailoverCase):
     def close_cluster(self, c):
         for s in self.side_clients:
             s.stop()
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        if result is not None and any(t is self for t, _ in result.failures + result.errors):
+        if harness.failure_of(self) is not None:
             for h in self.net.hosts:
                 sys.stderr.write(f"----- iptables in {h.ns} -----\n{h.rules()}")
         super().close_cluster(c)

@@ -73,9 +73,7 @@ class Writer(threading.Thread):
 
 class RollingRestart(harness.TestCase):
     def close_cluster(self, c):
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        if result is not None and any(t is self for t, _ in result.failures + result.errors):
-            c.dump_logs()
+        harness.dump_logs_if_failed(self, c)
         c.close()
 
     def test_rolling_restart_under_load_fails_no_request(self):

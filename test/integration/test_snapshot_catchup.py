@@ -142,9 +142,7 @@ class GetProber(threading.Thread):
 
 class SnapshotCatchUp(harness.TestCase):
     def close_cluster(self, c):
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        if (result is not None and any(t is self for t, _ in result.failures + result.errors)) \
-                or os.environ.get("RAFTKV_CATCHUP_LOGS"):
+        if not harness.dump_logs_if_failed(self, c) and os.environ.get("RAFTKV_CATCHUP_LOGS"):
             c.dump_logs()
         c.close()
 
