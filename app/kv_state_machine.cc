@@ -59,7 +59,11 @@ std::string kv_state_machine::apply(const raft::entry& e) {
 }
 
 bool kv_state_machine::restore(std::string_view bytes) {
-  const bool ok = store_.restore(bytes);
+  bool ok = false;
+  {
+    const base::huge_page_window window;  // app/huge_page_heap.h
+    ok = store_.restore(bytes);
+  }
   // The old state was freed wholesale.
   if (ok) trim_memory();
   return ok;
@@ -87,7 +91,11 @@ void kv_state_machine::start_restore(std::string_view bytes, std::shared_ptr<con
   restorer_ = std::thread([this, alive, bytes, owner = std::move(owner), done = std::move(done),
                            local, post = post_]() mutable {
     auto fresh = std::make_shared<kv::store>(local);
-    const bool ok = fresh->restore(bytes);
+    bool ok = false;
+    {
+      const base::huge_page_window window;  // app/huge_page_heap.h
+      ok = fresh->restore(bytes);
+    }
     owner.reset();  // the bytes (a map of the received file) are no longer needed
     if (!ok) fresh.reset();
     post([this, alive, ok, fresh = std::move(fresh), done = std::move(done)]() mutable {

@@ -20,6 +20,7 @@
 #include <variant>
 
 #include "app/config.h"
+#include "app/huge_page_heap.h"
 #include "app/member_cli.h"
 #include "app/restore.h"
 #include "app/server.h"
@@ -50,6 +51,7 @@ int serve(const std::string& file) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  app::use_huge_page_heap();  // before the store allocates anything large
   CLI::App cli{"raftkv: a Raft-replicated key-value server (memcached, CS733 and HTTP doors)"};
   cli.require_subcommand(1);
   cli.set_version_flag("--version", std::string("raftkv ") + RAFTKV_VERSION);

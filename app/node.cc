@@ -9,6 +9,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <optional>
 #include <random>
 
 #include "app/bootstrap_members.h"
@@ -17,6 +18,7 @@
 #include "app/kv_state_machine.h"
 #include "app/lmdb_log_store.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "net/peer/transport.h"
 #include "raft/codec.h"
 #include "raft/storage/lmdb_store.h"
@@ -214,6 +216,10 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
            generation::refused_file_name + "): " + *mark;
   }
 
+  // Recovery (the snapshot file read, the store built from it, the log replayed) asks for
+  // its memory on 2 MiB pages: app/huge_page_heap.h.
+  std::optional<base::huge_page_window> recovery_pages;
+  recovery_pages.emplace();
   auto loaded = n->storage_->load();
   if (!loaded.ok()) return "cannot load " + c.data_dir.string() + ": " + loaded.err.message;
   auto& state = loaded.value;
@@ -294,6 +300,7 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
   n->replica_ = std::make_unique<raft::replica>(std::move(ro), std::move(rs), *n->log_store_,
                                                 *n->peers_, *n->state_machine_);
   const std::uint64_t replayed = n->replica_->recover();
+  recovery_pages.reset();
   n->on_config_change(n->replica_->core().configuration());
   const auto took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            clock::now() - recovery_started + state.took)

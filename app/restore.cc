@@ -128,9 +128,9 @@ namespace restore {
 std::variant<checked_snapshot, std::string> check_file(const fs::path& file) {
   auto bytes = raft::storage::read_file(file);
   if (!bytes.ok()) return bytes.err.message;
-  auto parsed = raft::storage::parse_snapshot_bytes(bytes.value, file.string());
+  // Moved in: the data keeps the file's buffer, one copy of the state.
+  auto parsed = raft::storage::parse_snapshot_bytes(std::move(bytes.value), file.string());
   if (!parsed.ok()) return parsed.err.message;
-  bytes.value = std::string();  // the data now lives in `parsed`: keep one copy
   const auto& meta = parsed.value.meta;
   if (meta.index.value == 0 || meta.term.value == 0) {
     return file.string() + ": a snapshot at index 0 or term 0 holds nothing to restore";

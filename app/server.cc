@@ -41,7 +41,8 @@ void log_config(const config& c) {
   base::log(log_level::info, "raftkv ", RAFTKV_VERSION, " starting: config ", c.source.string(),
             ", data_dir ", c.data_dir.string(), ", ", c.members.size(), " member(s), tick ",
             c.raft.tick_ms, " ms, heartbeat ", c.raft.heartbeat_ticks, " ticks, election ",
-            c.raft.election_ticks, " ticks, allocator ", base::allocator_name());
+            c.raft.election_ticks, " ticks, allocator ", base::allocator_name(),
+            base::huge_page_heap() ? ", snapshot loads on 2 MiB pages" : "");
   auto door = [](const char* name, const std::optional<endpoint>& e) {
     base::log(log_level::info, "  ", name, ": ", e ? e->text : std::string("disabled"));
   };

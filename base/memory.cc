@@ -1,6 +1,8 @@
 #include "base/memory.h"
 
 #include <dlfcn.h>
+
+#include <atomic>
 #include <malloc.h>
 
 namespace base {
@@ -17,7 +19,17 @@ release_fn tcmalloc_release() {
   return fn;
 }
 
+bool huge_pages = false;
+std::atomic<int> huge_page_windows{0};
+
 }  // namespace
+
+void set_huge_page_heap(bool on) { huge_pages = on; }
+bool huge_page_heap() { return huge_pages; }
+
+huge_page_window::huge_page_window() { huge_page_windows.fetch_add(1); }
+huge_page_window::~huge_page_window() { huge_page_windows.fetch_sub(1); }
+bool huge_pages_wanted() { return huge_page_windows.load(std::memory_order_relaxed) > 0; }
 
 const char* allocator_name() {
   return tcmalloc_release() ? "tcmalloc" : "glibc";

@@ -180,8 +180,10 @@ for i in 1 2 3; do
   read -r a0 f0 <<<"${before[$i]}"
   read -r a1 f1 <<<"$(rss "${node_pid[$i]}")"
   awk -v i="$i" -v a0="$a0" -v a1="$a1" -v f0="$f0" -v f1="$f1" -v n="$ITEMS" 'BEGIN {
-    printf "node%d anon_rss_mb=%.0f file_rss_mb=%.0f anon_bytes_per_item=%.0f file_bytes_per_item=%.0f\n",
+    printf "node%d anon_rss_mb=%.0f file_rss_mb=%.0f anon_bytes_per_item=%.0f file_bytes_per_item=%.0f",
       i, a1 / 1024, f1 / 1024, (a1 - a0) * 1024 / n, (f1 - f0) * 1024 / n }'
+  # How much of the heap sits on 2 MiB pages (app/huge_page_heap.h).
+  awk '/^AnonHugePages:/ {printf " anon_huge_mb=%.0f\n", $2 / 1024}' "/proc/${node_pid[$i]}/smaps_rollup"
 done
 if command -v memcached >/dev/null; then
   as_user=()

@@ -1,6 +1,7 @@
 #include "raft/storage/file_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -34,10 +35,17 @@ error write_all(int fd, std::string_view bytes, const std::string& what) {
 result<std::string> read_file(const fs::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return {{}, errno_error(errno, "open " + path.string())};
-  std::string out;
-  char buf[1 << 16];
+  // Sized from fstat and read in place: a snapshot file may be gigabytes, and appending
+  // 64 KiB at a time made the string reallocate (and copy) itself ~log2(size) times.
+  // The size is a hint: the loop reads to end of file whatever it finds there.
+  struct stat st {};
+  std::size_t size = 0;
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) size = static_cast<std::size_t>(st.st_size);
+  std::string out(size + 1, '\0');  // one byte more, so that end of file is seen in place
+  std::size_t have = 0;
   for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (have == out.size()) out.resize(out.size() + (out.size() >> 1) + (1 << 16));
+    const ssize_t n = ::read(fd, out.data() + have, out.size() - have);
     if (n < 0) {
       if (errno == EINTR) continue;
       const int e = errno;
@@ -45,9 +53,10 @@ result<std::string> read_file(const fs::path& path) {
       return {{}, errno_error(e, "read " + path.string())};
     }
     if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
+    have += static_cast<std::size_t>(n);
   }
   ::close(fd);
+  out.resize(have);
   return {std::move(out), {}};
 }
 

@@ -58,7 +58,8 @@ std::string encode_snapshot_header(const snapshot_meta& meta, std::uint64_t data
   return out;
 }
 
-result<parsed_snapshot> parse_snapshot_bytes(std::string_view bytes, const std::string& name) {
+result<parsed_snapshot> parse_snapshot_bytes(std::string whole, const std::string& name) {
+  const std::string_view bytes = whole;
   const auto bad = [&](std::string why) {
     return result<parsed_snapshot>{{}, make_error(errc::corrupt, name + ": " + why)};
   };
@@ -77,7 +78,8 @@ result<parsed_snapshot> parse_snapshot_bytes(std::string_view bytes, const std::
   const auto data = bytes.substr(16 + header_len);
   if (data.size() != *data_len) return bad("size mismatch (torn or truncated)");
   if (base::crc32c(data) != *data_crc) return bad("checksum mismatch in data");
-  return {parsed_snapshot{std::move(meta.value), std::string(data)}, {}};
+  whole.erase(0, 16 + header_len);
+  return {parsed_snapshot{std::move(meta.value), std::move(whole)}, {}};
 }
 
 result<std::vector<fs::path>> snapshot_dir::prepare() {
@@ -232,7 +234,7 @@ result<parsed_snapshot> snapshot_dir::read(const snapshot_file& f) const {
   auto file = read_file(f.path);
   if (!file.ok()) return {{}, file.err};
   const std::string name = "snapshot file " + f.path.string();
-  auto parsed = parse_snapshot_bytes(file.value, name);
+  auto parsed = parse_snapshot_bytes(std::move(file.value), name);
   if (parsed.ok() && (parsed.value.meta.index != f.index || parsed.value.meta.term != f.term))
     return {{}, make_error(errc::corrupt, name + ": name and header disagree")};
   return parsed;

@@ -99,8 +99,10 @@ class snapshot_stream {
   void* map_ = nullptr;
   std::size_t map_bytes_ = 0;
 };
-// A whole file's bytes, verified; `name` goes into the errors.
-result<parsed_snapshot> parse_snapshot_bytes(std::string_view bytes, const std::string& name);
+// A whole file's bytes, verified; `name` goes into the errors. The data keeps the buffer
+// (its header is cut off in place): a caller that moves the bytes in makes no second copy
+// of a state that may be gigabytes.
+result<parsed_snapshot> parse_snapshot_bytes(std::string bytes, const std::string& name);
 
 class snapshot_dir {
  public:
