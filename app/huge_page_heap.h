@@ -6,14 +6,15 @@
 // took 0.9-1.8 s instead of 2.9-3.4 s on the guest measured (bench/README-scale.md).
 //
 // Why only then: after fork() (each snapshot is written by a child), the first write to a
-// huge page shared with the child splits it into small pages before it copies one. With the
-// whole heap on huge pages (tried: four 1M-item loads), every load had a leader get of
-// 52-150 ms within half a second of a snapshot's start, against at most 61 ms in eight loads
-// on small pages; the fork itself was shorter (4-6 ms against 8-13) and the load ~15% faster,
-// but a stall of the event loop is what the scale goals forbid. So the heap asks for huge
-// pages only while a base::huge_page_window is open, which the snapshot loads open; what is
-// loaded then is split once, at the first snapshot after it, and the memory the store grows
-// into afterwards stays on small pages.
+// huge page shared with the child splits it into small pages before it copies one, so the
+// copy-on-write burst at a snapshot's start can only get dearer with huge pages. Measured
+// with the whole heap on them (four 1M-item loads): the slowest leader get near a
+// snapshot's start was 60-150 ms, over 100 ms in two of the four runs, against 53-142 ms
+// and one run in ten with small pages; the fork itself was shorter (4-6 ms against 8-13)
+// and the load ~15% faster. Thin evidence either way, and a stall of the event loop is what
+// the scale goals forbid: the heap asks for huge pages only while a base::huge_page_window
+// is open, which the snapshot loads open. What is loaded then is split once, at the first
+// snapshot after it; the memory the store grows into afterwards stays on small pages.
 //
 // How: TCMalloc asks the system for memory through a pluggable SysAllocator. The one
 // installed here asks the default allocator for whole, aligned 2 MiB pieces while a window
