@@ -174,6 +174,13 @@ sleep 1  # let the followers apply the tail before measuring them
 echo "snapshots_during_load=$(grep -c 'written by a child' "$DIR/node$L/raftkv.log" || true) (leader)"
 grep -h 'written by a child\|log compacted' "$DIR/node$L/raftkv.log" |
   sed 's/^[0-9-]*T\([0-9:.]*Z\) INFO  /# leader at \1: /' || true
+# The followers' snapshots too: a read on the leader needs a follower's answer once its
+# lease lapses, and a follower in its own fork stall answers late.
+for i in 1 2 3; do
+  [ "$i" = "$L" ] && continue
+  grep -h 'written by a child' "$DIR/node$i/raftkv.log" |
+    sed 's/^[0-9-]*T\([0-9:.]*Z\) INFO  /# follower at \1: /' || true
+done
 
 # ---------------------------------------------------------------- 2. memory per item
 for i in 1 2 3; do

@@ -1203,12 +1203,16 @@ void replica::take_snapshot(done_callback cb) {
 bool snapshot_due(const replica_options& o, std::uint64_t entries, std::uint64_t log_bytes,
                   std::uint64_t state_bytes) {
   if (entries == 0) return false;
-  if (o.snapshot_entries != 0 && entries >= o.snapshot_entries) return true;
+  const double scale = 1.0 + o.snapshot_stagger;
+  if (o.snapshot_entries != 0 &&
+      static_cast<double>(entries) >= static_cast<double>(o.snapshot_entries) * scale) {
+    return true;
+  }
   if (o.snapshot_min_log_bytes == 0) return false;
   const double share = static_cast<double>(state_bytes) * o.snapshot_log_ratio;
-  const std::uint64_t threshold =
-      std::max<std::uint64_t>(o.snapshot_min_log_bytes, static_cast<std::uint64_t>(share));
-  return log_bytes > threshold;
+  const double threshold =
+      std::max(static_cast<double>(o.snapshot_min_log_bytes), share) * scale;
+  return static_cast<double>(log_bytes) > threshold;
 }
 
 void replica::maybe_snapshot(bool forced) {

@@ -155,6 +155,12 @@ struct replica_options {
   // an upper bound). 0 = size rule off.
   std::uint64_t snapshot_min_log_bytes = 0;
   double snapshot_log_ratio = 0.5;
+  // Both thresholds above are multiplied by 1 + snapshot_stagger. Members that apply the
+  // same entries would otherwise start their snapshots at the same index, within a few
+  // milliseconds of each other: each fork() and the copy-on-write faults after it stall a
+  // node's event loop, and all of them at once left the leader no follower to confirm a
+  // read with, on cores they all share (bench/README-scale.md). Give each member its own.
+  double snapshot_stagger = 0;
   std::int64_t serve_timeout_ms = 5000;  // a forwarded write served here gives up after this
   std::uint32_t boot_id = 0;             // high half of every call id; 0 = random per start
   // Deliberately broken drive-loop rule for the simulator's mutation test: send

@@ -27,6 +27,23 @@ BOOST_AUTO_TEST_CASE(entries_alone_when_the_size_rule_is_off) {
   BOOST_TEST(!raft::snapshot_due(policy(0, 0, 0.5), 1'000'000, 1ull << 40, 0));
 }
 
+BOOST_AUTO_TEST_CASE(a_stagger_moves_both_thresholds) {
+  auto o = policy(1000, 4 * MiB, 0.5);
+  o.snapshot_stagger = 0.2;
+  // The entry bound: 1,200 instead of 1,000.
+  BOOST_TEST(!raft::snapshot_due(o, 1000, 0, 0));
+  BOOST_TEST(!raft::snapshot_due(o, 1199, 0, 0));
+  BOOST_TEST(raft::snapshot_due(o, 1200, 0, 0));
+  // The byte floor: 4.8 MiB instead of 4.
+  o.snapshot_entries = 1'000'000;
+  BOOST_TEST(!raft::snapshot_due(o, 10, 4 * MiB + 1, 1 * MiB));
+  BOOST_TEST(!raft::snapshot_due(o, 10, 4 * MiB * 12 / 10, 1 * MiB));
+  BOOST_TEST(raft::snapshot_due(o, 10, 4 * MiB * 12 / 10 + 1, 1 * MiB));
+  // The share of the state: 0.6 of 1 GB instead of 0.5.
+  BOOST_TEST(!raft::snapshot_due(o, 10, 600 * MiB, 1024 * MiB));
+  BOOST_TEST(raft::snapshot_due(o, 10, 615 * MiB, 1024 * MiB));
+}
+
 BOOST_AUTO_TEST_CASE(log_bytes_against_a_fraction_of_the_state) {
   const auto o = policy(1'000'000, 4 * MiB, 0.5);
   // Small state: the floor decides.
