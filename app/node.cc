@@ -216,8 +216,8 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
            generation::refused_file_name + "): " + *mark;
   }
 
-  // Recovery (the snapshot file read, the store built from it, the log replayed) asks for
-  // its memory on 2 MiB pages: app/huge_page_heap.h.
+  // Recovery (the store built from the mapped snapshot file, the log replayed) asks for its
+  // memory on 2 MiB pages: app/huge_page_heap.h.
   std::optional<base::huge_page_window> recovery_pages;
   recovery_pages.emplace();
   auto loaded = n->storage_->load();
@@ -241,7 +241,7 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
   const auto recovery_started = clock::now();
   raft::index_t snapshot_index;
   if (state.snapshot) {
-    if (!n->store_.restore(state.snapshot_data)) {
+    if (!n->store_.restore(state.snapshot_data.view())) {
       return "snapshot " + state.snapshot->path.string() + " does not restore (corrupt?)";
     }
     snapshot_index = state.snapshot->meta.index;
@@ -292,8 +292,7 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
   raft::restore_state rs;
   rs.hs = state.hard;
   if (state.snapshot) {
-    rs.snapshot = state.snapshot->meta;
-    rs.snapshot_data = std::make_shared<const std::string>(std::move(state.snapshot_data));
+    rs.snapshot = state.snapshot->meta;  // the bytes are in the store already (above)
   }
   rs.entries = std::move(state.entries);
   n->log_store_ = std::make_unique<lmdb_log_store>(*n->storage_, snapshot_index);

@@ -136,7 +136,7 @@ std::variant<checked_snapshot, std::string> check_file(const fs::path& file) {
     return file.string() + ": a snapshot at index 0 or term 0 holds nothing to restore";
   }
   kv::store state;
-  if (!state.restore(parsed.value.data)) {
+  if (!state.restore(parsed.value.data.view())) {
     return file.string() + ": the state machine's bytes do not restore (checksum or format)";
   }
   if (state.applied_index() != meta.index.value) {
@@ -177,7 +177,7 @@ std::string into_data_dir(const config& c, const checked_snapshot& snap) {
   std::string err = [&]() -> std::string {
     auto gen = generation::load_or_create(c.data_dir, /*has_raft_state=*/false);
     if (auto* e = std::get_if<std::string>(&gen)) return *e;
-    if (auto e = write_raft_state(*store, meta, snap.data); !e.empty()) return e;
+    if (auto e = write_raft_state(*store, meta, snap.data.view()); !e.empty()) return e;
     auto cid = cluster_id::load_or_create(c.data_dir, cluster_id::derive(c));
     if (auto* e = std::get_if<std::string>(&cid)) return *e;
     auto boot = bootstrap_members::load_or_create(c.data_dir, meta.config);

@@ -53,6 +53,7 @@
 #include <string>
 #include <variant>
 
+#include "raft/storage/snapshot_files.h"
 #include "raft/types.h"
 
 namespace CLI {
@@ -68,7 +69,7 @@ namespace restore {
 // A snapshot file that verified.
 struct checked_snapshot {
   raft::snapshot_meta meta;  // as the file says (its configuration is the old cluster's)
-  std::string data;          // the state machine's bytes
+  raft::storage::snapshot_payload data;  // the state machine's bytes
   std::uint64_t items = 0;   // items held by the state machine
 };
 

@@ -189,7 +189,7 @@ BOOST_AUTO_TEST_CASE(forked_snapshot_returns_at_once_and_restores_byte_identical
   BOOST_REQUIRE(loaded.ok());
   BOOST_REQUIRE(loaded.value.snapshot.has_value());
   BOOST_TEST((loaded.value.snapshot->meta == meta_at(at)));
-  BOOST_TEST((loaded.value.snapshot_data == reference));
+  BOOST_TEST((loaded.value.snapshot_data.view() == reference));
 }
 
 BOOST_AUTO_TEST_CASE(snapshot_on_the_caller_writes_the_same_file) {
@@ -418,5 +418,5 @@ BOOST_AUTO_TEST_CASE(a_received_snapshot_is_assembled_in_a_file_and_installed_by
   BOOST_REQUIRE(loaded.ok());
   BOOST_REQUIRE(loaded.value.snapshot.has_value());
   BOOST_TEST((loaded.value.snapshot->meta == meta));
-  BOOST_TEST((loaded.value.snapshot_data == reference));
+  BOOST_TEST((loaded.value.snapshot_data.view() == reference));
 }

@@ -12,6 +12,7 @@
 #include "raft/storage/log_shape.h"
 #include "raft/storage/records.h"
 #include "raft/storage/snapshot_files.h"
+#include "test/support/temp_dir.h"
 
 using namespace raft;
 using namespace raft::storage;
@@ -340,7 +341,7 @@ BOOST_AUTO_TEST_CASE(snapshot_file_bytes_round_trip_and_detect_tears) {
   auto p = parse_snapshot_bytes(file, "f");
   BOOST_REQUIRE_MESSAGE(p.ok(), p.err.message);
   BOOST_TEST((p.value.meta == m));
-  BOOST_TEST(p.value.data == data);
+  BOOST_TEST(p.value.data.view() == data);
 
   auto torn = parse_snapshot_bytes(file.substr(0, file.size() - 1), "f");
   BOOST_TEST(torn.err.message.find("torn or truncated") != std::string::npos, torn.err.message);
@@ -359,4 +360,37 @@ BOOST_AUTO_TEST_CASE(snapshot_file_bytes_round_trip_and_detect_tears) {
   BOOST_TEST(parsed_name->first.value == 77u);
   BOOST_TEST(parsed_name->second.value == 3u);
   BOOST_TEST(!parse_snapshot_name("tmp-1-2-" + name).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(snapshot_payload_views_survive_moves_mapped_or_owned) {
+  // Owned and short: the string's bytes live inside the object, so a moved view must be
+  // rebuilt, not copied.
+  auto owned = parse_snapshot_bytes(encode_snapshot_header(meta(5, 1), "tiny") + "tiny", "f");
+  BOOST_REQUIRE(owned.ok());
+  snapshot_payload moved = std::move(owned.value.data);
+  BOOST_TEST(moved.view() == "tiny");
+  snapshot_payload again;
+  again = std::move(moved);
+  BOOST_TEST(again.view() == "tiny");
+  BOOST_TEST(moved.view().empty());
+
+  // Mapped: written through snapshot_dir, read back as a map of the file.
+  test_support::temp_dir dir("raftkv-payload-");
+  snapshot_dir snaps(dir.path, /*fsync=*/false);
+  BOOST_REQUIRE(snaps.prepare().ok());
+  const std::string big(300'000, 'z');
+  BOOST_REQUIRE(snaps.write(meta(9, 2), big).ok());
+  auto files = snaps.list();
+  BOOST_REQUIRE(files.size() == 1u);
+  auto read = snaps.read(files[0]);
+  BOOST_REQUIRE_MESSAGE(read.ok(), read.err.message);
+  BOOST_TEST((read.value.meta == meta(9, 2)));
+  snapshot_payload kept = std::move(read.value.data);
+  BOOST_TEST(kept.size() == big.size());
+  BOOST_TEST((kept.view() == big));
+
+  // A file cut short is refused, not mapped past its end.
+  std::filesystem::resize_file(files[0].path, 10);
+  auto cut = snaps.read(files[0]);
+  BOOST_TEST(!cut.ok());
 }

@@ -309,7 +309,7 @@ BOOST_AUTO_TEST_CASE(every_reported_persisted_entry_survives_sigkill) {
       std::uint64_t snap = 0;
       if (st.snapshot) {
         snap = st.snapshot->meta.index.value;
-        BOOST_TEST(st.snapshot_data == snapshot_bytes(snap, st.snapshot->meta.term.value));
+        BOOST_TEST(st.snapshot_data.view() == snapshot_bytes(snap, st.snapshot->meta.term.value));
       }
       // A clean prefix: contiguous from snap+1, terms never decrease, payloads intact.
       std::uint64_t prev_term = st.snapshot ? st.snapshot->meta.term.value : 0;

@@ -224,7 +224,7 @@ BOOST_AUTO_TEST_CASE(compaction_drops_the_prefix_and_older_snapshot_files) {
   BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
   BOOST_REQUIRE(loaded.value.snapshot.has_value());
   BOOST_TEST((loaded.value.snapshot->meta == meta(30, 2)));
-  BOOST_TEST(loaded.value.snapshot_data == "state-at-30");
+  BOOST_TEST(loaded.value.snapshot_data.view() == "state-at-30");
   BOOST_REQUIRE(loaded.value.entries.size() == 2u);
   BOOST_TEST(loaded.value.entries[0].index.value == 31u);
   BOOST_TEST(loaded.value.last_index.value == 32u);
@@ -268,7 +268,7 @@ BOOST_AUTO_TEST_CASE(corrupt_newest_snapshot_falls_back_to_the_previous_one) {
   BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
   BOOST_REQUIRE(loaded.value.snapshot.has_value());
   BOOST_TEST(loaded.value.snapshot->meta.index.value == 5u);
-  BOOST_TEST(loaded.value.snapshot_data == "snapshot five");
+  BOOST_TEST(loaded.value.snapshot_data.view() == "snapshot five");
   BOOST_REQUIRE(loaded.value.entries.size() == 15u);
   BOOST_TEST(loaded.value.entries.front().index.value == 6u);
 }

@@ -318,13 +318,13 @@ std::optional<snapshot_info> lmdb_store::latest_snapshot() const {
 result<std::string> lmdb_store::read_snapshot(const snapshot_info& info) const {
   auto file = read_file(info.path);
   if (!file.ok()) return {{}, file.err};
-  auto parsed = parse_snapshot_bytes(file.value, "snapshot file " + info.path.string());
+  auto parsed = parse_snapshot_bytes(std::move(file.value), "snapshot file " + info.path.string());
   if (!parsed.ok()) return {{}, parsed.err};
   if (parsed.value.meta != info.meta)
     return {{},
             make_error(errc::corrupt, "snapshot file " + info.path.string() +
                                           " does not hold the expected snapshot")};
-  return {std::move(parsed.value.data), {}};
+  return {std::string(parsed.value.data.view()), {}};
 }
 
 error lmdb_store::health() const {

@@ -153,7 +153,7 @@ struct options {
 struct loaded_state {
   hard_state hard;
   std::optional<snapshot_info> snapshot;  // latest valid snapshot file, if any
-  std::string snapshot_data;              // its state-machine bytes (checksum verified)
+  snapshot_payload snapshot_data;         // its state-machine bytes (mapped, checksum verified)
   std::vector<entry> entries;             // the log after the snapshot, contiguous, verified
   index_t last_index;                     // last entry (or snapshot index, or 0)
   term_t last_term;

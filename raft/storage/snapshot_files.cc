@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <utility>
 
 #include "base/bytes.h"
 #include "base/crc32c.h"
@@ -58,10 +60,14 @@ std::string encode_snapshot_header(const snapshot_meta& meta, std::uint64_t data
   return out;
 }
 
-result<parsed_snapshot> parse_snapshot_bytes(std::string whole, const std::string& name) {
-  const std::string_view bytes = whole;
+namespace {
+
+// Checks a whole file's bytes; returns the meta and where the data starts.
+result<std::pair<snapshot_meta, std::size_t>> verify_snapshot_bytes(std::string_view bytes,
+                                                                    const std::string& name) {
+  using out = result<std::pair<snapshot_meta, std::size_t>>;
   const auto bad = [&](std::string why) {
-    return result<parsed_snapshot>{{}, make_error(errc::corrupt, name + ": " + why)};
+    return out{{}, make_error(errc::corrupt, name + ": " + why)};
   };
   if (bytes.size() < 16 || bytes.substr(0, 8) != snapshot_magic) return bad("bad magic");
   const std::uint32_t header_len = base::load_le32(bytes.data() + 8);
@@ -78,8 +84,54 @@ result<parsed_snapshot> parse_snapshot_bytes(std::string whole, const std::strin
   const auto data = bytes.substr(16 + header_len);
   if (data.size() != *data_len) return bad("size mismatch (torn or truncated)");
   if (base::crc32c(data) != *data_crc) return bad("checksum mismatch in data");
-  whole.erase(0, 16 + header_len);
-  return {parsed_snapshot{std::move(meta.value), std::move(whole)}, {}};
+  return {{std::move(meta.value), 16 + std::size_t{header_len}}, {}};
+}
+
+}  // namespace
+
+result<parsed_snapshot> parse_snapshot_bytes(std::string whole, const std::string& name) {
+  auto checked = verify_snapshot_bytes(whole, name);
+  if (!checked.ok()) return {{}, checked.err};
+  whole.erase(0, checked.value.second);
+  return {parsed_snapshot{std::move(checked.value.first), snapshot_payload(std::move(whole))}, {}};
+}
+
+snapshot_payload::~snapshot_payload() {
+  if (map_ != nullptr) ::munmap(map_, map_bytes_);
+}
+
+snapshot_payload::snapshot_payload(snapshot_payload&& other) noexcept { *this = std::move(other); }
+
+snapshot_payload& snapshot_payload::operator=(snapshot_payload&& other) noexcept {
+  if (this == &other) return *this;
+  if (map_ != nullptr) ::munmap(map_, map_bytes_);
+  // A view into a moved std::string would dangle when the string is small (its bytes live
+  // inside the object): keep its offset and length and rebuild it.
+  const bool owned = other.map_ == nullptr;
+  const std::size_t offset =
+      owned && !other.view_.empty() ? static_cast<std::size_t>(other.view_.data() - other.owned_.data()) : 0;
+  const std::size_t len = other.view_.size();
+  owned_ = std::move(other.owned_);
+  map_ = std::exchange(other.map_, nullptr);
+  map_bytes_ = std::exchange(other.map_bytes_, 0);
+  view_ = owned ? std::string_view(owned_).substr(offset, len) : other.view_;
+  other.owned_.clear();
+  other.view_ = {};
+  return *this;
+}
+
+result<snapshot_payload> snapshot_payload::map(int fd, std::size_t file_bytes, std::size_t offset,
+                                               std::size_t len, const std::string& name) {
+  snapshot_payload out;
+  if (file_bytes == 0 || offset + len > file_bytes) {
+    return {{}, make_error(errc::corrupt, name + ": shorter than its header says")};
+  }
+  void* p = ::mmap(nullptr, file_bytes, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+  if (p == MAP_FAILED) return {{}, errno_error(errno, "map " + name)};
+  out.map_ = p;
+  out.map_bytes_ = file_bytes;
+  out.view_ = std::string_view(static_cast<const char*>(p) + offset, len);
+  return {std::move(out), {}};
 }
 
 result<std::vector<fs::path>> snapshot_dir::prepare() {
@@ -231,16 +283,35 @@ std::vector<snapshot_file> snapshot_dir::list() const {
 }
 
 result<parsed_snapshot> snapshot_dir::read(const snapshot_file& f) const {
-  auto file = read_file(f.path);
-  if (!file.ok()) return {{}, file.err};
   const std::string name = "snapshot file " + f.path.string();
-  auto parsed = parse_snapshot_bytes(std::move(file.value), name);
-  if (parsed.ok() && (parsed.value.meta.index != f.index || parsed.value.meta.term != f.term))
+  const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {{}, errno_error(errno, "open " + f.path.string())};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return {{}, errno_error(e, "stat " + f.path.string())};
+  }
+  const auto file_bytes = static_cast<std::size_t>(st.st_size);
+  if (file_bytes < 16) {
+    ::close(fd);
+    return {{}, make_error(errc::corrupt, name + ": bad magic")};
+  }
+  auto mapped = snapshot_payload::map(fd, file_bytes, 0, file_bytes, name);
+  ::close(fd);  // the map keeps the file
+  if (!mapped.ok()) return {{}, mapped.err};
+  auto checked = verify_snapshot_bytes(mapped.value.view(), name);
+  if (!checked.ok()) return {{}, checked.err};
+  auto& [meta, offset] = checked.value;
+  if (meta.index != f.index || meta.term != f.term)
     return {{}, make_error(errc::corrupt, name + ": name and header disagree")};
-  return parsed;
+  // The same map, viewing the data only.
+  snapshot_payload data = std::move(mapped.value);
+  data.narrow(offset);
+  return {parsed_snapshot{std::move(meta), std::move(data)}, {}};
 }
 
-std::optional<std::pair<snapshot_info, std::string>> snapshot_dir::newest_valid(
+std::optional<std::pair<snapshot_info, snapshot_payload>> snapshot_dir::newest_valid(
     const snapshot_meta& recorded, const std::function<void(std::string)>& skipped) const {
   for (const auto& f : list()) {
     if (f.index < recorded.index) break;

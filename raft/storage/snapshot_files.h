@@ -43,9 +43,40 @@ struct snapshot_file {
   std::filesystem::path path;
 };
 
+// A snapshot's state-machine bytes: either a read-only map of the file (what a start-up
+// load uses: the bytes stay in the page cache, and the heap neither zeroes nor copies a
+// state that may be gigabytes; a restart at 1M items spent most of its time in such page
+// faults, bench/README-scale.md) or a string held in memory. Move-only.
+class snapshot_payload {
+ public:
+  snapshot_payload() = default;
+  explicit snapshot_payload(std::string owned) : owned_(std::move(owned)), view_(owned_) {}
+  ~snapshot_payload();
+  snapshot_payload(snapshot_payload&& other) noexcept;
+  snapshot_payload& operator=(snapshot_payload&& other) noexcept;
+  snapshot_payload(const snapshot_payload&) = delete;
+  snapshot_payload& operator=(const snapshot_payload&) = delete;
+
+  // Maps the whole of an open file read-only, page tables filled at once (MAP_POPULATE),
+  // and views `len` bytes from `offset`. `name` goes into the error.
+  static result<snapshot_payload> map(int fd, std::size_t file_bytes, std::size_t offset,
+                                      std::size_t len, const std::string& name);
+
+  std::string_view view() const { return view_; }
+  std::size_t size() const { return view_.size(); }
+  // Drops the first `n` bytes from the view (a file's header).
+  void narrow(std::size_t n) { view_.remove_prefix(std::min(n, view_.size())); }
+
+ private:
+  std::string owned_;
+  void* map_ = nullptr;
+  std::size_t map_bytes_ = 0;
+  std::string_view view_;
+};
+
 struct parsed_snapshot {
   snapshot_meta meta;
-  std::string data;
+  snapshot_payload data;
 };
 
 std::string snapshot_file_name(const snapshot_meta& m);
@@ -122,12 +153,12 @@ class snapshot_dir {
   // Every complete snapshot file by name, newest first.
   std::vector<snapshot_file> list() const;
 
-  // A file's meta and verified data; `corrupt` if its name and header disagree.
+  // A file's meta and verified data (mapped); `corrupt` if its name and header disagree.
   result<parsed_snapshot> read(const snapshot_file& f) const;
 
   // The newest file that verifies, not older than `recorded` (at recorded.index only with
   // recorded.term). Files skipped on the way are reported to `skipped` with the reason.
-  std::optional<std::pair<snapshot_info, std::string>> newest_valid(
+  std::optional<std::pair<snapshot_info, snapshot_payload>> newest_valid(
       const snapshot_meta& recorded, const std::function<void(std::string)>& skipped) const;
 
   // Removes every file older than index (best effort: a leftover is only wasted space).
