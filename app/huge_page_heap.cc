@@ -1,7 +1,5 @@
 #include "app/huge_page_heap.h"
 
-#include "base/memory.h"
-
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -11,6 +9,8 @@
 #ifdef RAFTKV_HUGE_PAGE_HEAP
 #include <gperftools/malloc_extension.h>
 #endif
+
+#include "base/memory.h"
 
 namespace app {
 

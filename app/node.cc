@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <optional>
 #include <random>
+#include <utility>
 
 #include "app/bootstrap_members.h"
 #include "app/cluster_id.h"
@@ -218,8 +219,7 @@ std::variant<std::unique_ptr<node>, std::string> node::open(asio::io_context& io
 
   // Recovery (the store built from the mapped snapshot file, the log replayed) asks for its
   // memory on 2 MiB pages: app/huge_page_heap.h.
-  std::optional<base::huge_page_window> recovery_pages;
-  recovery_pages.emplace();
+  std::optional<base::huge_page_window> recovery_pages{std::in_place};
   auto loaded = n->storage_->load();
   if (!loaded.ok()) return "cannot load " + c.data_dir.string() + ": " + loaded.err.message;
   auto& state = loaded.value;

@@ -65,7 +65,15 @@ __attribute__((target("sse4.2"))) std::uint32_t update_sse42(std::uint32_t crc,
   return c32;
 }
 
-const bool have_sse42 = __builtin_cpu_supports("sse4.2");
+// Asked on first use rather than in a static initializer, which could run before libgcc
+// has read the CPU's features (or after another initializer already checksummed).
+bool have_sse42() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sse4.2") != 0;
+  }();
+  return yes;
+}
 #endif
 
 }  // namespace
@@ -73,7 +81,7 @@ const bool have_sse42 = __builtin_cpu_supports("sse4.2");
 std::uint32_t crc32c(std::string_view bytes, std::uint32_t crc) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
 #if defined(__x86_64__)
-  if (have_sse42) return ~update_sse42(~crc, p, bytes.size());
+  if (have_sse42()) return ~update_sse42(~crc, p, bytes.size());
 #endif
   return ~update_tables(~crc, p, bytes.size());
 }

@@ -120,17 +120,14 @@ snapshot_payload& snapshot_payload::operator=(snapshot_payload&& other) noexcept
   return *this;
 }
 
-result<snapshot_payload> snapshot_payload::map(int fd, std::size_t file_bytes, std::size_t offset,
-                                               std::size_t len, const std::string& name) {
+result<snapshot_payload> snapshot_payload::map(int fd, std::size_t file_bytes,
+                                               const std::string& name) {
   snapshot_payload out;
-  if (file_bytes == 0 || offset + len > file_bytes) {
-    return {{}, make_error(errc::corrupt, name + ": shorter than its header says")};
-  }
   void* p = ::mmap(nullptr, file_bytes, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
   if (p == MAP_FAILED) return {{}, errno_error(errno, "map " + name)};
   out.map_ = p;
   out.map_bytes_ = file_bytes;
-  out.view_ = std::string_view(static_cast<const char*>(p) + offset, len);
+  out.view_ = std::string_view(static_cast<const char*>(p), file_bytes);
   return {std::move(out), {}};
 }
 
@@ -293,11 +290,11 @@ result<parsed_snapshot> snapshot_dir::read(const snapshot_file& f) const {
     return {{}, errno_error(e, "stat " + f.path.string())};
   }
   const auto file_bytes = static_cast<std::size_t>(st.st_size);
-  if (file_bytes < 16) {
+  if (file_bytes < 16) {  // too short for a header (and a map of nothing is an error)
     ::close(fd);
     return {{}, make_error(errc::corrupt, name + ": bad magic")};
   }
-  auto mapped = snapshot_payload::map(fd, file_bytes, 0, file_bytes, name);
+  auto mapped = snapshot_payload::map(fd, file_bytes, name);
   ::close(fd);  // the map keeps the file
   if (!mapped.ok()) return {{}, mapped.err};
   auto checked = verify_snapshot_bytes(mapped.value.view(), name);

@@ -57,10 +57,9 @@ class snapshot_payload {
   snapshot_payload(const snapshot_payload&) = delete;
   snapshot_payload& operator=(const snapshot_payload&) = delete;
 
-  // Maps the whole of an open file read-only, page tables filled at once (MAP_POPULATE),
-  // and views `len` bytes from `offset`. `name` goes into the error.
-  static result<snapshot_payload> map(int fd, std::size_t file_bytes, std::size_t offset,
-                                      std::size_t len, const std::string& name);
+  // Maps the whole of an open file of `file_bytes` (> 0) bytes read-only, page tables
+  // filled at once (MAP_POPULATE), and views all of it. `name` goes into the error.
+  static result<snapshot_payload> map(int fd, std::size_t file_bytes, const std::string& name);
 
   std::string_view view() const { return view_; }
   std::size_t size() const { return view_.size(); }
