@@ -39,7 +39,7 @@ class HugePageHeap(harness.TestCase):
         RAFTKV_HUGE_PAGES=env_value, or unset) and loads that snapshot. Returns the startup
         line of the second start and the node's anonymous huge-page kB after the load."""
         c = harness.Cluster(nodes=1, raft={"fsync": False, "snapshot_entries": 1000})
-        self.addCleanup(c.close)
+        self.addCleanup(harness.close_after, self, c)  # node logs if it fails
         c.start()
         c.wait_ready()
         node = c.nodes[0]
