@@ -2,6 +2,7 @@
 #include "kv/item_set.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <new>
 
@@ -80,10 +81,12 @@ item_set& item_set::operator=(const item_set& other) {
 item_set::item_set(item_set&& other) noexcept
     : root_(std::exchange(other.root_, nullptr)),
       size_(std::exchange(other.size_, 0)),
+      recent_(std::move(other.recent_)),
       by_expiry_(std::move(other.by_expiry_)),
       spine_(std::move(other.spine_)) {
   other.by_expiry_.clear();
   other.spine_.clear();
+  other.recent_.clear();
   other.forget_found();
 }
 
@@ -92,6 +95,8 @@ item_set& item_set::operator=(item_set&& other) noexcept {
     clear();
     root_ = std::exchange(other.root_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    recent_ = std::move(other.recent_);
+    other.recent_.clear();
     by_expiry_ = std::move(other.by_expiry_);
     spine_ = std::move(other.spine_);
     other.by_expiry_.clear();
@@ -118,9 +123,30 @@ item* item_set::find(std::string_view key) const {
   return *link;
 }
 
+const item* item_set::lookup(std::string_view key) const {
+  // Sets small enough to stay in the CPU's cache do without the table.
+  constexpr std::size_t min_items = 1024;
+  if (size_ < min_items) return *link_of(key);
+  // Twice the set's size up to the cap; resized (emptied) as the set grows past it.
+  const std::size_t want = std::min(recent_slots_max, std::bit_ceil(size_) * 2);
+  if (recent_.size() < want) recent_.assign(want, nullptr);
+  const std::uint32_t h = priority_of(key);
+  item*& slot = recent_[h & (recent_.size() - 1)];
+  if (slot != nullptr && slot->priority == h && slot->key() == key) return slot;
+  item* it = *link_of(key);
+  if (it != nullptr) slot = it;
+  return it;
+}
+
 item** item_set::link_to(const item* it) const {
   if (found_ == it && it != nullptr) return found_link_;
   return link_of(it->key());
+}
+
+void item_set::forget_recent(const item* it, item* successor) {
+  if (recent_.empty()) return;
+  item*& slot = recent_[it->priority & (recent_.size() - 1)];
+  if (slot == it) slot = successor;
 }
 
 void item_set::insert(item* fresh) {
@@ -163,6 +189,7 @@ void item_set::replace(item* old, item* fresh) {
   fresh->right = old->right;
   fresh->priority = old->priority;
   *link = fresh;
+  forget_recent(old, fresh);
   item::destroy(old);
   index_expiry(fresh);
 }
@@ -188,6 +215,7 @@ void item_set::erase(item* it) {
   }
   *link = a != nullptr ? a : b;
   --size_;
+  forget_recent(it, nullptr);
   item::destroy(it);
 }
 
@@ -196,6 +224,7 @@ void item_set::clear() {
   by_expiry_.clear();
   spine_.clear();
   forget_found();
+  std::vector<item*>().swap(recent_);
   // Free every node without a stack: rotate left children up until none is left.
   item* t = root_;
   while (t != nullptr) {

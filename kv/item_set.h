@@ -19,6 +19,17 @@
 // client could craft keys whose hashes degrade it, at a cost like hash flooding a fixed-hash
 // table (memcached's is fixed too), and the iterative algorithms keep that to slowness.
 //
+// Lookup cache: a read (lookup()) first tries a small direct-mapped table of recently read
+// items, indexed by the key's hash (the priority above), and walks the tree only on a miss;
+// a write (find()) walks, since it needs the link to the item anyway and a bulk load of new
+// keys would only pay for the table and never hit it. A walk
+// is ~2 ln n dependent loads; with 32 connections of `get` over 10,000 keys it was 8% of the
+// leader's event loop, 17% over 100,000 keys (bench/README-profile.md, "Lookups"). The table
+// is bounded (recent_slots_max pointers, 2 MiB) whatever the set's size, costs nothing to
+// restore (it starts empty), and is never serialized: it changes no reply and no replica's
+// state. (A full hash index through the items was tried: at a million items it cost 8-10
+// bytes per item, a slower restart and a slower bulk load; see the same section.)
+//
 // Invariants:
 //  - keys are unique, in-order traversal is strictly increasing (byte-wise, unsigned, as
 //    std::string compares), and every parent's priority is >= its children's;
@@ -26,7 +37,9 @@
 //    old allocation: callers never keep an item* across a write of the same key);
 //  - by_expiry_ holds (expires_at_ms, item) for exactly the items with expires_at_ms != 0;
 //    items change expiry only through set_expiry() (and are inserted/replaced/erased only
-//    through this class), so the index never points at a freed item.
+//    through this class), so the index never points at a freed item;
+//  - a slot of recent_ is null or points at an item of the set (erase and replace clear or
+//    update the slot of the item they free; clear() and moves empty the table).
 #pragma once
 
 #include <cstddef>
@@ -83,8 +96,11 @@ class item_set {
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
 
-  // The item with this key, or nullptr.
+  // The item with this key, or nullptr. For a write: a replace or erase of the item found
+  // starts from where this walk ended.
   item* find(std::string_view key) const;
+  // The same for a read: through the lookup cache (see the top of the file).
+  const item* lookup(std::string_view key) const;
   // Takes ownership of `fresh`, whose key must be absent.
   void insert(item* fresh);
   // Puts `fresh` (same key as `old`, which must be in the set) in old's place and frees old.
@@ -146,8 +162,13 @@ class item_set {
   void index_expiry(const item* it);
   void unindex_expiry(const item* it);
 
+  // The lookup cache (see the top of the file).
+  static constexpr std::size_t recent_slots_max = std::size_t{1} << 18;
+  void forget_recent(const item* it, item* successor);
+
   item* root_ = nullptr;
   std::size_t size_ = 0;
+  mutable std::vector<item*> recent_;  // empty, or a power-of-two number of slots
   expiry_index by_expiry_;
   std::vector<item*> spine_;  // append_greatest: the right spine, root first
   // Where the last find() found its item. The store's write path finds a key and then

@@ -583,7 +583,7 @@ void store::erase_all() {
 // Reads
 
 std::optional<item_view> store::find(std::string_view key, std::int64_t now_ms) const {
-  const item* it = items_.find(key);
+  const item* it = items_.lookup(key);
   if (it == nullptr || dead(*it, now_ms)) return std::nullopt;
   return view_of(*it);
 }
