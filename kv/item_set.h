@@ -22,12 +22,11 @@
 // Lookup cache: a read (lookup()) first tries a small direct-mapped table of recently read
 // items, indexed by the key's hash (the priority above), and walks the tree only on a miss;
 // a write (find()) walks, since it needs the link to the item anyway and a bulk load of new
-// keys would only pay for the table and never hit it. A walk
-// is ~2 ln n dependent loads; with 32 connections of `get` over 10,000 keys it was 8% of the
-// leader's event loop, 17% over 100,000 keys (bench/README-profile.md, "Lookups"). The table
-// is bounded (recent_slots_max pointers, 2 MiB) whatever the set's size, costs nothing to
-// restore (it starts empty), and is never serialized: it changes no reply and no replica's
-// state. (A full hash index through the items was tried: at a million items it cost 8-10
+// keys would only pay for the table and never hit it. A walk is ~2 ln n dependent loads;
+// with 32 connections of `get` over 10,000 keys it was 8% of the leader's event loop, 17%
+// over 100,000 keys (bench/README-profile.md, "Lookups"). The table is bounded
+// (recent_slots_max pointers, 2 MiB) whatever the set's size, costs nothing to restore (it
+// starts empty), and is never serialized: it changes no reply and no replica's state. (A full hash index through the items was tried: at a million items it cost 8-10
 // bytes per item, a slower restart and a slower bulk load; see the same section.)
 //
 // Invariants:

@@ -9,8 +9,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <functional>
 #include <string_view>
-#include <unordered_map>
+#include <vector>
 
 #include "kv/store.h"
 #include "net/memcached/auth.h"
@@ -28,17 +29,21 @@ namespace mc = net::memcached;
 // See session.h. Everything here is this node's own, never replicated.
 struct memcached_node_state {
   // Per-key access history for mg h/l and me: memcached keeps it in the item (ITEM_FETCHED,
-  // ITEM_ACTIVE, it->time); here it is this node's, keyed by the item's version (a new
-  // version is a new item, as memcached's set makes a new item). Bounded: past max_entries
-  // an arbitrary entry is forgotten (its item then looks never fetched, accessed now).
+  // ITEM_ACTIVE, it->time); here it is this node's, for an item version (a new version is a
+  // new item, as memcached's set makes a new item). A fixed table of `slots` entries, slot
+  // chosen by a hash of the key, allocated at the first read: every get records a fetch,
+  // and a hash table of keys cost 3-4% of the leader's event loop under a load of gets
+  // (bench/README-profile.md, "Lookups"); this costs one hash and one load. A key whose
+  // slot another key took since reads as never fetched, accessed now.
   struct access {
+    std::uint64_t key_hash = 0;  // of the key this slot describes (never 0 once used)
     std::uint64_t version = 0;
     std::int64_t last_s = 0;  // node-local seconds of the last access that moved it
     bool fetched = false;
     bool active = false;
   };
-  static constexpr std::size_t max_entries = 65536;
-  std::unordered_map<std::string, access> accesses;
+  static constexpr std::size_t slots = 65536;
+  std::vector<access> accesses;
 
   // Counters of this node (stats), reset by `stats reset`.
   std::uint64_t cmd_meta = 0;
@@ -57,20 +62,17 @@ struct memcached_node_state {
   }
 
   // The entry for the item (created, or reset when the item changed since).
-  access& entry(const std::string& key, std::uint64_t version) {
-    auto it = accesses.find(key);
-    if (it == accesses.end()) {
-      if (accesses.size() >= max_entries) accesses.erase(accesses.begin());
-      it = accesses.emplace(key, access{version, now_s(), false, false}).first;
-    } else if (it->second.version != version) {
-      it->second = access{version, now_s(), false, false};
-    }
-    return it->second;
+  access& entry(std::string_view key, std::uint64_t version) {
+    if (accesses.empty()) accesses.resize(slots);
+    const std::uint64_t h = std::hash<std::string_view>{}(key) | 1;
+    access& a = accesses[h & (slots - 1)];
+    if (a.key_hash != h || a.version != version) a = access{h, version, now_s(), false, false};
+    return a;
   }
 
   // memcached's do_item_bump: the first fetch marks the item fetched, the second makes
   // it active and moves its access time; later ones change nothing.
-  void bump(const std::string& key, std::uint64_t version) {
+  void bump(std::string_view key, std::uint64_t version) {
     access& a = entry(key, version);
     if (a.active) return;
     if (!a.fetched) {
