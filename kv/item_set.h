@@ -26,8 +26,9 @@
 // with 32 connections of `get` over 10,000 keys it was 8% of the leader's event loop, 17%
 // over 100,000 keys (bench/README-profile.md, "Lookups"). The table is bounded
 // (recent_slots_max pointers, 2 MiB) whatever the set's size, costs nothing to restore (it
-// starts empty), and is never serialized: it changes no reply and no replica's state. (A full hash index through the items was tried: at a million items it cost 8-10
-// bytes per item, a slower restart and a slower bulk load; see the same section.)
+// starts empty), and is never serialized: it changes no reply and no replica's state. (A
+// full hash index through the items was tried: at a million items it cost 8-10 bytes per
+// item, a slower restart and a slower bulk load; see the same section.)
 //
 // Invariants:
 //  - keys are unique, in-order traversal is strictly increasing (byte-wise, unsigned, as

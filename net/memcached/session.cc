@@ -64,9 +64,10 @@ struct memcached_node_state {
   // The entry for the item (created, or reset when the item changed since).
   access& entry(std::string_view key, std::uint64_t version) {
     if (accesses.empty()) accesses.resize(slots);
-    const std::uint64_t h = std::hash<std::string_view>{}(key) | 1;
+    const std::uint64_t h = std::hash<std::string_view>{}(key);
     access& a = accesses[h & (slots - 1)];
-    if (a.key_hash != h || a.version != version) a = access{h, version, now_s(), false, false};
+    const std::uint64_t tag = h | 1;  // 0 marks a slot never used
+    if (a.key_hash != tag || a.version != version) a = access{tag, version, now_s(), false, false};
     return a;
   }
 
