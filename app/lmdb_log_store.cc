@@ -88,12 +88,13 @@ class stream_writer final : public raft::snapshot_writer {
       : store_(store), stream_(std::move(stream)) {}
 
   bool append(std::string_view chunk) override { return stream_->append(chunk); }
-  std::string finish() override {
-    auto err = stream_->finish();
+  std::string complete() override {
+    auto err = stream_->complete();
     return err.ok() ? std::string() : err.message;
   }
   std::string adopt() override {
-    // The file was finished by another process (or this one): learn its size from disk.
+    if (auto err = stream_->make_durable(); !err.ok()) return err.message;
+    // The bytes were written by another process (or this one): learn the size from disk.
     auto info = stream_->info();
     std::error_code ec;
     const auto file_bytes = std::filesystem::file_size(info.path, ec);

@@ -24,7 +24,8 @@ wait_leader() {
 }
 
 # write_node_config DIR ID FSYNC MAX_MEMORY_MB: DIR/nodeID/raftkv.toml of a 3-node loopback
-# cluster (every door on, data in DIR/nodeID/data).
+# cluster (every door on, data in DIR/nodeID/data). RAFT_EXTRA (environment): more lines for
+# the [raft] table, e.g. RAFT_EXTRA="snapshot_entries = 100000".
 write_node_config() {
   local dir=$1 i=$2 fsync=$3 memory_mb=$4 j
   mkdir -p "$dir/node$i"
@@ -36,6 +37,6 @@ write_node_config() {
       printf '\n[[cluster.member]]\nid = %d\npeer = "127.0.0.1:%d"\nmemcached = "127.0.0.1:%d"\ncs733 = "127.0.0.1:%d"\nhttp = "127.0.0.1:%d"\n' \
         "$j" "$(peer_port "$j")" "$(mc_port "$j")" "$(cs_port "$j")" "$(http_port "$j")"
     done
-    printf '\n[raft]\nfsync = %s\n\n[limits]\nmax_memory_mb = %d\n' "$fsync" "$memory_mb"
+    printf '\n[raft]\nfsync = %s\n%s\n[limits]\nmax_memory_mb = %d\n' "$fsync" "${RAFT_EXTRA:-}" "$memory_mb"
   } >"$dir/node$i/raftkv.toml"
 }

@@ -4,6 +4,8 @@
 #      (batches of 1,000 closed by `version`; LOAD_WINDOW of them in flight), while a
 #      second connection does `get` round trips on the leader in a loop: items/s of the
 #      load, max and p99 of the gets (a snapshot that blocked the event loop shows up here);
+#      also the minor page faults of each node during the load (fresh pages and the
+#      copy-on-write copies after a snapshot's fork) and the leader's journal syncs;
 #   2. resident memory per item on every node (anonymous and file-backed, /proc/PID/status),
 #      against memcached -t 1 loaded with the same items through the same loader;
 #   3. restart of the whole cluster: seconds from launch until a leader answers a sample of
@@ -17,6 +19,7 @@
 #   FSYNC (true)       [raft] fsync;     BASE_PORT (31400)
 #   LOAD_WINDOW (1)    batches sent before the oldest one's VERSION is awaited
 #   SCRATCH (/var/tmp) where the data dirs go
+#   RAFT_EXTRA         more [raft] settings (bench/cluster_lib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/release}
@@ -160,8 +163,12 @@ for i in 1 2 3; do
   start_node "$i"
 done
 L=$(wait_leader)
-declare -A before=()
-for i in 1 2 3; do before[$i]=$(rss "${node_pid[$i]}"); done
+declare -A before=() faults_before=()
+minflt() { awk '{print $10}' "/proc/$1/stat"; }  # minor page faults, copy-on-write ones included
+for i in 1 2 3; do
+  before[$i]=$(rss "${node_pid[$i]}")
+  faults_before[$i]=$(minflt "${node_pid[$i]}")
+done
 
 # ---------------------------------------------------------------- 1. load + gets on the leader
 python3 "$DIR/tool.py" probe "$(mc_port "$L")" "$DIR/stop" >"$DIR/probe.out" &
@@ -170,6 +177,18 @@ python3 "$DIR/tool.py" load "$(mc_port "$L")" "$ITEMS" "$VALUE_BYTES" "$LOAD_WIN
 touch "$DIR/stop"
 wait "$probe_pid"
 cat "$DIR/probe.out"
+for i in 1 2 3; do
+  echo "node$i minor_faults_during_load=$(($(minflt "${node_pid[$i]}") - faults_before[$i]))$([ "$i" = "$L" ] && echo ' (leader)')"
+done
+# The leader's journal syncs since start-up (nearly all of them during the load): a sync
+# that waits behind a snapshot file's writeback shows up in the slow buckets.
+curl -s "http://127.0.0.1:$(http_port "$L")/metrics" | awk '
+  /^raftkv_fsync_duration_seconds_bucket\{le="0.01"\}/ {le10 = $2}
+  /^raftkv_fsync_duration_seconds_bucket\{le="0.05"\}/ {le50 = $2}
+  /^raftkv_fsync_duration_seconds_sum/ {sum = $2}
+  /^raftkv_fsync_duration_seconds_count/ {n = $2}
+  END { if (n > 0) printf "leader journal_syncs=%d mean_ms=%.2f over_10ms=%d over_50ms=%d\n",
+                          n, sum * 1000 / n, n - le10, n - le50 }'
 sleep 1  # let the followers apply the tail before measuring them
 echo "snapshots_during_load=$(grep -c 'written by a child' "$DIR/node$L/raftkv.log" || true) (leader)"
 grep -h 'written by a child\|log compacted' "$DIR/node$L/raftkv.log" |

@@ -63,17 +63,20 @@ using store_completion = std::function<void(std::string error)>;
 
 // One local snapshot file being written as a stream (log_store::open_snapshot_writer). A
 // state machine that serialises in a forked child (app/kv_state_machine.h) runs append()
-// and finish() in the child; they must therefore do nothing but plain file calls.
+// and complete() in the child; they must therefore do nothing but plain file calls. The
+// sync is adopt()'s, in the parent: the child exits as soon as its bytes are written, and
+// the copy-on-write sharing of the parent's memory ends with it.
 class snapshot_writer {
  public:
   virtual ~snapshot_writer() = default;
-  // Appends state-machine bytes; false once a write failed (finish() says why).
+  // Appends state-machine bytes; false once a write failed (complete() says why).
   virtual bool append(std::string_view chunk) = 0;
-  // Makes the file complete and durable under its final name; an error line, or empty.
-  virtual std::string finish() = 0;
-  // In the process that opened the writer, once finish() succeeded here or in a child that
-  // used a copy of it: records the file with the store (as write_snapshot does). Returns
-  // an error line, or empty.
+  // Writes what completes the file (not yet durable, still under its temporary name); an
+  // error line, or empty.
+  virtual std::string complete() = 0;
+  // In the process that opened the writer, once complete() succeeded here or in a child
+  // that used a copy of it: makes the file durable under its final name and records it
+  // with the store (as write_snapshot does). Returns an error line, or empty.
   virtual std::string adopt() = 0;
 };
 

@@ -245,7 +245,7 @@ class failing_store final : public raft::log_store {
       written += c.size();
       return written <= limit;
     }
-    std::string finish() override {
+    std::string complete() override {
       return written <= limit ? "" : "disk full: " + std::to_string(written) + " bytes";
     }
     std::string adopt() override {

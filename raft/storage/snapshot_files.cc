@@ -237,7 +237,7 @@ bool snapshot_stream::append(std::string_view chunk) {
   return true;
 }
 
-error snapshot_stream::finish() {
+error snapshot_stream::complete() {
   if (err_.ok() && bytes_ == 0) err_ = make_error(errc::io_error, "empty snapshot data");
   if (err_.ok()) {
     const std::string header = encode_snapshot_header(meta_, bytes_, crc_);
@@ -253,6 +253,12 @@ error snapshot_stream::finish() {
       }
     }
   }
+  return err_;
+}
+
+error snapshot_stream::make_durable() {
+  if (finished_) return err_;
+  if (err_.ok() && fd_ < 0) err_ = make_error(errc::io_error, "sync " + tmp_.string() + ": closed");
   if (err_.ok() && fsync_ && ::fsync(fd_) != 0) err_ = errno_error(errno, "fsync " + tmp_.string());
   if (fd_ >= 0 && ::close(fd_) != 0 && err_.ok())
     err_ = errno_error(errno, "close " + tmp_.string());

@@ -90,12 +90,12 @@ std::string encode_snapshot_header(const snapshot_meta& meta, std::uint64_t data
                                    std::uint32_t data_crc);
 
 // One snapshot file written as a stream of state-machine bytes of unknown total size: the
-// data goes after a header-sized gap, and finish() writes the header into the gap, then
-// fsync, rename, directory fsync, exactly the file snapshot_dir::write makes. After the
-// open (snapshot_dir::open_stream), append() and finish() use only write/pwrite/fsync/
-// rename/open/close, so a forked child of a multi-threaded process may run them (its
-// parent then destroys its own copy, which only closes the descriptor: removing the tmp
-// file is a no-op once the child renamed it, and cleans up if the child failed).
+// data goes after a header-sized gap, complete() writes the header into the gap, and
+// make_durable() does fsync, rename, directory fsync: exactly the file snapshot_dir::write
+// makes (finish() is both). After the open (snapshot_dir::open_stream), append() and
+// complete() use only pwrite, so a forked child of a multi-threaded process may run them;
+// the parent's copy, which shares the descriptor, then runs make_durable() (the child's
+// writes are in the page cache; an fsync through any descriptor of the file syncs them).
 class snapshot_stream {
  public:
   snapshot_stream(int fd, snapshot_meta meta, std::filesystem::path dir, std::filesystem::path tmp,
@@ -104,9 +104,17 @@ class snapshot_stream {
   snapshot_stream(const snapshot_stream&) = delete;
   snapshot_stream& operator=(const snapshot_stream&) = delete;
 
-  // false once a write failed (finish() then reports it).
+  // false once a write failed (complete() then reports it).
   bool append(std::string_view chunk);
-  error finish();
+  // Writes the header (data length and CRC of what was appended here).
+  error complete();
+  // fsync, close, rename to the final name, directory fsync. In the process that appended,
+  // after complete(); or in the parent of a child that did both and succeeded.
+  error make_durable();
+  error finish() {
+    if (auto e = complete(); !e.ok()) return e;
+    return make_durable();
+  }
   // The finished file (valid after finish() succeeded, in this process or in a child that
   // used a copy of this object: then data_bytes is unknown here and reads 0).
   snapshot_info info() const { return snapshot_info{meta_, dst_, bytes_}; }
