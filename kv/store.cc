@@ -639,9 +639,7 @@ std::optional<result> store::dedup_lookup(const request_id& id, std::uint64_t in
   auto found = clients_.find(id.client);
   if (found == clients_.end()) return std::nullopt;
   client_window& w = found->second;
-  clients_by_age_.erase({w.last_index, id.client});
-  w.last_index = index;
-  clients_by_age_.emplace(w.last_index, id.client);
+  touch_client(w, id.client, index);
   if (auto r = w.results.find(id.seq); r != w.results.end()) return r->second.outcome;
   // Older than the window: it may have been applied and forgotten. Applying it again could
   // apply it twice, so it is not applied, and the answer says that its outcome is unknown
@@ -666,9 +664,7 @@ void store::remember(const request_id& id, std::uint64_t index, const result& r)
     clients_.erase(v);
   }
   client_window& w = found->second;
-  clients_by_age_.erase({w.last_index, id.client});
-  w.last_index = index;
-  clients_by_age_.emplace(w.last_index, id.client);
+  touch_client(w, id.client, index);  // usually done already, by dedup_lookup for this index
 
   w.results[id.seq] = remembered{index, r};
   if (r.item) {
@@ -681,6 +677,19 @@ void store::remember(const request_id& id, std::uint64_t index, const result& r)
     client_window& owner = clients_.find(client)->second;
     forget(owner, owner.results.find(seq));
   }
+}
+
+void store::touch_client(client_window& w, std::uint64_t client, std::uint64_t index) {
+  if (w.last_index == index) return;
+  // The client's entry in the age order moves to `index`: its node is reused (a request
+  // costs no allocation here). A new client (last_index 0, never a log index) has none.
+  if (auto node = clients_by_age_.extract({w.last_index, client})) {
+    node.value() = {index, client};
+    clients_by_age_.insert(std::move(node));
+  } else {
+    clients_by_age_.emplace(index, client);
+  }
+  w.last_index = index;
 }
 
 void store::forget(client_window& w, std::map<std::uint64_t, remembered>::iterator pos) {

@@ -163,6 +163,8 @@ class store {
 
   std::optional<result> dedup_lookup(const request_id& id, std::uint64_t index);
   void remember(const request_id& id, std::uint64_t index, const result& r);
+  // Moves `client` (whose window is w) to `index` in clients_by_age_.
+  void touch_client(client_window& w, std::uint64_t client, std::uint64_t index);
   void forget(client_window& w, std::map<std::uint64_t, remembered>::iterator pos);
   void rebuild_indexes();
 

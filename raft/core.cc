@@ -1046,7 +1046,9 @@ bool core::maybe_commit() {
   if (role_ != role::leader) return false;
   // Only voters count: a learner's copy, or that of a member being removed, proves nothing
   // about the next election. A leader that removed itself does not count itself either.
-  std::vector<index_t> matches;
+  // A member buffer: this runs on every proposal and every acknowledgement.
+  std::vector<index_t>& matches = match_scratch_;
+  matches.clear();
   if (counts(cfg_.id)) matches.push_back(self_match());
   for (auto& [id, pr] : progress_)
     if (counts(id)) matches.push_back(pr.match);

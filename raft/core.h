@@ -464,6 +464,7 @@ class core {
 
   // Leader state.
   std::unordered_map<node_id, progress> progress_;
+  std::vector<index_t> match_scratch_;  // maybe_commit()'s, kept to spare an allocation
   node_id transferee_;
   std::uint64_t transfer_elapsed_ = 0;
   std::uint64_t read_seq_ = 0;
