@@ -155,10 +155,8 @@ void replica::tick() {
   if (round_ && t - round_->started > 2 * std::int64_t{opts_.raft.election_ticks} * opts_.tick_ms) {
     finish_read_round(round_->context, std::nullopt);
   }
-  while (!deadlines_.empty() && deadlines_.top().first <= t) {
-    const call_id id = deadlines_.top().second;
-    deadlines_.pop();
-    expire(id);  // nothing when the call was answered already
+  while (const auto due = deadlines_.pop_due(t)) {
+    expire(due->second);  // nothing when the call was answered already
   }
   retry_due();
   tick_transfers();
@@ -563,7 +561,7 @@ replica::call_id replica::add_write(write_op w) {
   const std::int64_t deadline_ms = w.deadline;
   w.retry_at = now();
   writes_.emplace(id, std::move(w));
-  deadlines_.emplace(deadline_ms, id);
+  deadlines_.push(deadline_ms, id);
   // The first attempt runs on the executor: callbacks never run inside this call, and
   // proposals made in one turn share one batch. One posted function attempts every write
   // of the turn (a stream of writes would otherwise cost a post each).
@@ -611,7 +609,7 @@ void replica::on_forward_request(node_id from, forward_request r) {
     w.deadline = now() + (w.config ? opts_.serve_timeout_ms * 3 / 4 : opts_.serve_timeout_ms);
     w.serving = std::make_pair(from, r.call_id);
     writes_.emplace(id, std::move(w));
-    deadlines_.emplace(writes_.at(id).deadline, id);
+    deadlines_.push(writes_.at(id).deadline, id);
     attempt_write(id);
     return;
   }
@@ -803,7 +801,7 @@ replica::call_id replica::read(std::int64_t deadline_ms, read_callback cb) {
   r.deadline = deadline_ms;
   r.cb = std::move(cb);
   reads_.emplace(id, std::move(r));
-  deadlines_.emplace(deadline_ms, id);
+  deadlines_.push(deadline_ms, id);
   // The round starts on the executor: every read of this turn shares it.
   next_round_.push_back(id);
   schedule_ready();

@@ -239,6 +239,47 @@ std::int64_t leader_lease_ms(std::uint32_t tick_ms, std::uint32_t election_ticks
 bool snapshot_due(const replica_options& o, std::uint64_t entries, std::uint64_t log_bytes,
                   std::uint64_t state_bytes);
 
+// The replica's call deadlines, earliest first. Lazy: a call answered before its deadline
+// leaves its entry here until then, and the replica's expire() finds no call (removing
+// entries early would cost a lookup per call). Nearly every call gets the same timeout,
+// so deadlines mostly arrive in order: an entry not less than the queue's last goes to the
+// back of the queue (O(1) in and out), any other to a heap. The queue stays sorted by
+// (deadline, id), and taking the smaller front of the two pops in exactly the order of
+// one heap of everything. (With one heap, a bulk load kept 5 s of writes, ~375,000
+// entries, in it and paid a sift through all its levels per write.)
+class deadline_queue {
+ public:
+  using call_id = std::uint64_t;
+  using value = std::pair<std::int64_t, call_id>;
+  void push(std::int64_t deadline, call_id id) {
+    const value v{deadline, id};
+    if (in_order_.empty() || !(v < in_order_.back())) {
+      in_order_.push_back(v);
+    } else {
+      others_.push(v);
+    }
+  }
+  // The earliest entry if it is due at `now`: removed and returned.
+  std::optional<value> pop_due(std::int64_t now) {
+    const bool q = !in_order_.empty() && in_order_.front().first <= now;
+    const bool h = !others_.empty() && others_.top().first <= now;
+    if (!q && !h) return std::nullopt;
+    value v;
+    if (q && (!h || in_order_.front() < others_.top())) {
+      v = in_order_.front();
+      in_order_.pop_front();
+    } else {
+      v = others_.top();
+      others_.pop();
+    }
+    return v;
+  }
+
+ private:
+  std::deque<value> in_order_;
+  std::priority_queue<value, std::vector<value>, std::greater<>> others_;
+};
+
 class replica {
  public:
   using call_id = std::uint64_t;
@@ -467,12 +508,8 @@ class replica {
   // Writes added in this turn, attempted together by one posted function; not in
   // idle_writes_ (their first attempt is due anyway).
   std::vector<call_id> fresh_writes_;
-  // Every call's deadline, earliest on top. Lazy: a call answered before its deadline leaves
-  // its entry here until then, and expire() finds no call (a heap of pairs costs no
-  // allocation per call, where a tree costs a node, and removing entries early would too).
-  std::priority_queue<std::pair<std::int64_t, call_id>,
-                      std::vector<std::pair<std::int64_t, call_id>>, std::greater<>>
-      deadlines_;
+  // Every call's deadline (raft::deadline_queue).
+  deadline_queue deadlines_;
 
   std::map<call_id, read_op> reads_;
   std::optional<read_round> round_;  // in flight

@@ -2,6 +2,7 @@
 #define BOOST_TEST_MODULE raft_replica
 #include <boost/test/unit_test.hpp>
 #include <optional>
+#include <queue>
 #include <string>
 #include <vector>
 
@@ -795,4 +796,39 @@ BOOST_AUTO_TEST_CASE(a_restarted_voter_does_not_vote_within_a_lease) {
   }
   BOOST_TEST(cl.rep(c).is_leader());
   BOOST_TEST(!cl[l].lease_valid());
+}
+
+// The replica's deadlines pop in the order of one heap of (deadline, id), whatever order
+// they were pushed in: mostly in order (one timeout for every call), sometimes not.
+BOOST_AUTO_TEST_CASE(deadline_queue_pops_in_heap_order) {
+  using value = std::pair<std::int64_t, std::uint64_t>;
+  raft::deadline_queue q;
+  std::priority_queue<value, std::vector<value>, std::greater<>> reference;
+  std::uint64_t seed = 12345;
+  const auto next = [&seed] {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return seed >> 33;
+  };
+  std::int64_t now = 0;
+  std::uint64_t id = 0;
+  std::size_t popped = 0;
+  for (int step = 0; step < 20'000; ++step) {
+    now += static_cast<std::int64_t>(next() % 3);
+    // 90%: the usual timeout; else a shorter, a longer or an already past one.
+    std::int64_t deadline = now + 100;
+    if (next() % 10 == 0) deadline = now + static_cast<std::int64_t>(next() % 300) - 50;
+    q.push(deadline, ++id);
+    reference.emplace(deadline, id);
+    if (next() % 4 == 0) {
+      while (!reference.empty() && reference.top().first <= now) {
+        const auto got = q.pop_due(now);
+        BOOST_REQUIRE(got.has_value());
+        BOOST_REQUIRE(*got == reference.top());
+        reference.pop();
+        ++popped;
+      }
+      BOOST_REQUIRE(!q.pop_due(now).has_value());
+    }
+  }
+  BOOST_TEST(popped > 10'000u);
 }
