@@ -13,7 +13,9 @@
 # Environment: SECONDS_RUN (5), FSYNC (true; false shows the cost without syncs), KEYS
 # (100000), BASE_PORT (32600), PERF (0; 1: perf record -g the leader's event-loop thread for
 # 2 s into OUT_PERF, default /var/tmp/thread_cpu.perf.data), PERF_NODE (leader; follower
-# profiles the follower's event loop instead), PERF_ARGS (-g; e.g. "--call-graph dwarf").
+# profiles the follower's event loop instead), PERF_ARGS (-g; e.g. "--call-graph dwarf"),
+# ALLOCS (0; 1, as root: also count `operator new` calls per entry on each of the two nodes'
+# threads, with a uprobe on TCMalloc's tc_new; the count is exact, unlike a profile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/release}
@@ -60,6 +62,18 @@ sample() {  # node pid -> file: journal records, their seconds, last log index, 
 }
 sample "$l" "$lp" "$DIR/l0"
 sample "$f" "$fp" "$DIR/f0"
+alloc_stats=()
+if [ "${ALLOCS:-0}" = 1 ]; then
+  tcmalloc=$(ldd "$RAFTKV" | awk '/libtcmalloc/ {print $3}')
+  [ -n "$tcmalloc" ] || { echo "thread_cpu: $RAFTKV is not linked to TCMalloc" >&2; exit 2; }
+  perf probe -q -d 'probe_libtcmalloc*:raftkv_new' 2>/dev/null || true
+  perf probe -q -x "$tcmalloc" -a 'raftkv_new=tc_new'
+  for who in l f; do
+    p=$([ "$who" = l ] && echo "$lp" || echo "$fp")
+    perf stat -x, --per-thread -e 'probe_libtcmalloc_minimal:raftkv_new' -p "$p" -o "$DIR/allocs.$who" &
+    alloc_stats+=($!)
+  done
+fi
 if [ "${PERF:-0}" = 1 ]; then
   perf_tid=$lp
   [ "${PERF_NODE:-leader}" = follower ] && perf_tid=$fp
@@ -69,6 +83,7 @@ fi
   --keys "${KEYS:-100000}" "$@"
 sample "$l" "$lp" "$DIR/l1"
 sample "$f" "$fp" "$DIR/f1"
+for p in "${alloc_stats[@]}"; do kill -INT "$p"; wait "$p" || true; done
 hz=$(getconf CLK_TCK)
 for who in l f; do
   awk -v who="$([ "$who" = l ] && echo leader || echo follower)" -v hz="$hz" '
@@ -87,6 +102,18 @@ for who in l f; do
              who, n, r, (r > 0 ? n / r : 0), (r > 0 ? 1000 * s / r : 0), (n > 0 ? m / n : 0)
     }' "$DIR/${who}0" "$DIR/${who}1"
 done
+if [ "${ALLOCS:-0}" = 1 ]; then
+  perf probe -q -d 'probe_libtcmalloc*:raftkv_new' 2>/dev/null || true
+  for who in l f; do
+    n=$(awk '$1 == "index" {print $2}' "$DIR/${who}1")
+    n0=$(awk '$1 == "index" {print $2}' "$DIR/${who}0")
+    # perf stat -x, --per-thread: "comm-tid,count,,event,..."
+    awk -F, -v who="$([ "$who" = l ] && echo leader || echo follower)" -v n=$((n - n0)) '
+      $4 ~ /raftkv_new/ && $2 + 0 > 0 {
+        printf "%s thread %s: %.2f operator new per entry\n", who, $1, (n > 0 ? $2 / n : 0) }' \
+      "$DIR/allocs.$who"
+  done
+fi
 for who in l f; do
   n=$([ "$who" = l ] && echo "$l" || echo "$f")
   grep -h "written by a child" "$DIR/node$n/log" | sed "s/^/$([ "$who" = l ] && echo leader || echo follower) snapshot: /" || true

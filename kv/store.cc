@@ -666,7 +666,16 @@ void store::remember(const request_id& id, std::uint64_t index, const result& r)
   client_window& w = found->second;
   touch_client(w, id.client, index);  // usually done already, by dedup_lookup for this index
 
-  w.results[id.seq] = remembered{index, r};
+  if (w.results.size() >= dedup_window_per_client && w.results.begin()->first < id.seq) {
+    // A full window: the oldest result makes room, and its tree node carries the new one
+    // (no allocation per write for a client at its window, as every streaming client is).
+    auto node = forget(w, w.results.begin());
+    node.key() = id.seq;
+    node.mapped() = remembered{index, r};
+    w.results.insert(std::move(node));
+  } else {
+    w.results.emplace(id.seq, remembered{index, r});
+  }
   if (r.item) {
     remembered_items_.emplace(index, std::pair{id.client, id.seq});
     remembered_item_bytes_ += r.item->value.size();
@@ -692,13 +701,13 @@ void store::touch_client(client_window& w, std::uint64_t client, std::uint64_t i
   w.last_index = index;
 }
 
-void store::forget(client_window& w, std::map<std::uint64_t, remembered>::iterator pos) {
+store::result_node store::forget(client_window& w, result_map::iterator pos) {
   w.floor_seq = std::max(w.floor_seq, pos->first);
   if (pos->second.outcome.item) {
     remembered_items_.erase(pos->second.index);
     remembered_item_bytes_ -= pos->second.outcome.item->value.size();
   }
-  w.results.erase(pos);
+  return w.results.extract(pos);
 }
 
 // ---------------------------------------------------------------------------------------

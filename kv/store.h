@@ -130,10 +130,12 @@ class store {
     std::uint64_t index = 0;  // log index that produced the result (eviction order)
     result outcome;
   };
+  using result_map = std::map<std::uint64_t, remembered>;  // by seq
+  using result_node = result_map::node_type;
   struct client_window {
     std::uint64_t last_index = 0;  // latest log index carrying a request of this client
     std::uint64_t floor_seq = 0;   // highest evicted seq: an unknown seq <= it is refused
-    std::map<std::uint64_t, remembered> results;  // by seq
+    result_map results;
   };
 
   result execute(std::uint64_t index, const command& c);
@@ -165,7 +167,8 @@ class store {
   void remember(const request_id& id, std::uint64_t index, const result& r);
   // Moves `client` (whose window is w) to `index` in clients_by_age_.
   void touch_client(client_window& w, std::uint64_t client, std::uint64_t index);
-  void forget(client_window& w, std::map<std::uint64_t, remembered>::iterator pos);
+  // Drops the result at `pos` from w's window; returns its tree node for reuse.
+  result_node forget(client_window& w, result_map::iterator pos);
   void rebuild_indexes();
 
   store_options local_;   // configured limits (the bootstrap values)

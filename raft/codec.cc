@@ -63,16 +63,18 @@ class reader {
     if (b > 1) ok_ = false;
     return b == 1;
   }
-  std::string str() {
+  // A length-prefixed byte string, as a view into the input.
+  std::string_view bytes() {
     std::uint64_t n = u64();
     if (!ok_ || n > remaining()) {
       ok_ = false;
       return {};
     }
-    std::string s(in_.substr(pos_, n));
+    std::string_view s = in_.substr(pos_, n);
     pos_ += n;
     return s;
   }
+  std::string str() { return std::string(bytes()); }
   // Count of elements that each take at least min_size bytes: never trust it beyond that.
   std::uint64_t count(std::size_t min_size) {
     std::uint64_t n = u64();
@@ -89,7 +91,7 @@ class reader {
     std::uint8_t t = u8();
     if (t > static_cast<std::uint8_t>(entry_type::config)) ok_ = false;
     e.type = static_cast<entry_type>(t);
-    e.data = str();
+    e.data = bytes();  // one allocation: the payload's block
     return e;
   }
 

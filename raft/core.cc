@@ -314,7 +314,7 @@ void core::release_payloads() {
     entry& e = entries_[slot(i)];
     if (e.type != entry_type::normal || e.data.empty()) continue;
     e.released_bytes = static_cast<std::uint32_t>(e.data.size());
-    std::string().swap(e.data);
+    e.data.clear();
   }
   if (upto > released_to_) released_to_ = upto;
 }

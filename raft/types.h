@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "raft/payload.h"
+
 namespace raft {
 
 // A 64-bit unsigned integer that only compares and does arithmetic with its own kind.
@@ -53,7 +55,7 @@ struct entry {
   term_t term;                           // term of the leader that created it
   index_t index;                         // its position in the log
   entry_type type = entry_type::normal;  // how the state machine should treat data
-  std::string data;                      // opaque payload (kv command bytes)
+  payload data;                          // opaque bytes (kv command), shared by copies
   // Not 0: the core released `data` from memory (config::release_applied_payloads) and
   // storage holds it; this is its size. Such an entry never leaves the node as it is: the
   // drive loop reads the payload back before sending it (raft/replica.h).

@@ -114,3 +114,39 @@ BOOST_AUTO_TEST_CASE(random_garbage_and_bit_flips_never_crash) {
   }
   BOOST_TEST_MESSAGE("decoded " << decoded << " of 20000 mutated inputs");
 }
+
+// raft/payload.h: an entry's bytes are shared by its copies, never copied with them.
+BOOST_AUTO_TEST_CASE(payload_copies_share_one_block) {
+  payload a(std::string(100, 'x'));
+  payload b = a;
+  BOOST_TEST(b == a);
+  BOOST_TEST(static_cast<const void*>(b.data()) == static_cast<const void*>(a.data()));
+  entry e{term_t{1}, index_t{1}, entry_type::normal, a};
+  entry copy = e;
+  BOOST_TEST(static_cast<const void*>(copy.data.data()) == static_cast<const void*>(a.data()));
+  a.clear();  // the others keep the bytes
+  BOOST_TEST(a.empty());
+  BOOST_TEST(b.size() == 100u);
+  BOOST_TEST(copy.data == std::string(100, 'x'));
+  payload moved = std::move(b);
+  BOOST_TEST(b.empty());
+  BOOST_TEST(moved == copy.data);
+  BOOST_TEST(payload() == payload(""));  // empty bytes hold no block
+  BOOST_TEST(payload().data() != nullptr);
+  BOOST_TEST(!(payload("ab") == payload("ac")));
+}
+
+BOOST_AUTO_TEST_CASE(decoded_entries_own_their_bytes) {
+  std::string frame;
+  {
+    append_request r;
+    r.entries.push_back(entry{term_t{2}, index_t{7}, entry_type::normal, "seven"});
+    frame = encode(message{node_id{1}, node_id{2}, term_t{2}, r});
+  }
+  auto m = decode(frame);
+  BOOST_REQUIRE(m);
+  frame.assign(frame.size(), '\0');  // the payload does not point into the frame
+  const auto& got = std::get<append_request>(m->body).entries;
+  BOOST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0].data == "seven");
+}

@@ -485,7 +485,7 @@ BOOST_AUTO_TEST_CASE(released_payloads_reach_a_lagging_follower) {
   BOOST_TEST(cl.at(1).store->entries_read_back() > reads_before);
   std::vector<std::string> applied;
   for (const auto& e : cl.at(3).sm->entries)
-    if (e.type == entry_type::normal) applied.push_back(e.data);
+    if (e.type == entry_type::normal) applied.emplace_back(e.data.view());
   BOOST_TEST(applied == proposed, boost::test_tools::per_element());
   // Nothing left the leader without its payload.
   for (const auto& m : only<append_request>(cl.at(1).sent)) {
@@ -493,6 +493,36 @@ BOOST_AUTO_TEST_CASE(released_payloads_reach_a_lagging_follower) {
       BOOST_TEST(e.released_bytes == 0u);
     }
   }
+}
+
+// raft/payload.h: a leader's log, its storage batch and every follower's append hold the
+// same bytes, not a copy each.
+BOOST_AUTO_TEST_CASE(a_leaders_copies_of_an_entry_share_its_bytes) {
+  core c(make_config(1, 3, false));
+  c.campaign();
+  drain(c);
+  c.step(message{n(2), n(1), c.term(), vote_response{true, false}});
+  drain(c);
+  BOOST_REQUIRE(c.role() == role::leader);
+  const index_t noop = c.last_index();
+  for (std::uint64_t f : {2, 3})  // both followers hold the no-op: pipelined appends
+    c.step(message{n(f), n(1), c.term(), append_response{false, noop, i(0), t(0), i(0)}});
+  drain(c);
+  auto p = c.propose(std::string(200, 'v'));
+  BOOST_REQUIRE(p.ok());
+  auto r = c.take_ready();
+  const void* bytes = c.entry_at(p.index)->data.data();
+  BOOST_REQUIRE(r.entries.size() == 1u);
+  BOOST_TEST(static_cast<const void*>(r.entries[0].data.data()) == bytes);
+  int appends = 0;
+  for (const auto& m : r.messages) {
+    if (const auto* a = std::get_if<append_request>(&m.body)) {
+      BOOST_REQUIRE(a->entries.size() == 1u);
+      BOOST_TEST(static_cast<const void*>(a->entries[0].data.data()) == bytes);
+      ++appends;
+    }
+  }
+  BOOST_TEST(appends == 2);
 }
 
 // Paper §7: a follower whose next entry was compacted away gets the snapshot.

@@ -42,7 +42,7 @@ using namespace raft::storage;
 namespace {
 
 // The payload of entry (index, term): any torn or misplaced byte shows.
-std::string payload(std::uint64_t index, std::uint64_t term) {
+std::string payload_of(std::uint64_t index, std::uint64_t term) {
   std::uint64_t x = index * 0x9E3779B97F4A7C15ull ^ term * 0xC2B2AE3D27D4EB4Full;
   std::string s((index * 31 + term * 7) % 300, '\0');
   for (auto& c : s) {
@@ -165,7 +165,7 @@ int child_main(const fs::path& dir, std::uint64_t seed) {
     for (std::uint64_t k = 0; k < n; ++k) {
       ++last;
       b.entries.push_back(
-          entry{term_t{term}, index_t{last}, entry_type::normal, payload(last, term)});
+          entry{term_t{term}, index_t{last}, entry_type::normal, payload_of(last, term)});
     }
     b.hard = hard_state{term_t{term}, node_id{1}, index_t{0}};
     s.submit(std::move(b), on_done("persisted"));
@@ -318,7 +318,7 @@ BOOST_AUTO_TEST_CASE(every_reported_persisted_entry_survives_sigkill) {
         BOOST_REQUIRE_EQUAL(e.index.value, snap + 1 + k);
         BOOST_REQUIRE(e.term.value >= prev_term);
         prev_term = e.term.value;
-        BOOST_REQUIRE_MESSAGE(e.data == payload(e.index.value, e.term.value),
+        BOOST_REQUIRE_MESSAGE(e.data == payload_of(e.index.value, e.term.value),
                               "payload of entry " << e.index.value << " is damaged");
       }
       BOOST_TEST(st.last_index.value == snap + st.entries.size());

@@ -28,7 +28,7 @@ entry make_entry(std::uint64_t index, std::uint64_t term, std::size_t bytes = 16
   entry e;
   e.index = index_t{index};
   e.term = term_t{term};
-  e.data.assign(bytes, static_cast<char>('a' + index % 26));
+  e.data = std::string(bytes, static_cast<char>('a' + index % 26));
   return e;
 }
 

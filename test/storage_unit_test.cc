@@ -64,8 +64,9 @@ entry make_entry(std::uint64_t index, std::uint64_t term, std::size_t bytes = 16
   entry e;
   e.index = index_t{index};
   e.term = term_t{term};
-  e.data.resize(bytes);
-  for (std::size_t i = 0; i < bytes; ++i) e.data[i] = static_cast<char>('a' + (index * 7 + i) % 26);
+  std::string data(bytes, '\0');
+  for (std::size_t i = 0; i < bytes; ++i) data[i] = static_cast<char>('a' + (index * 7 + i) % 26);
+  e.data = data;
   return e;
 }
 

@@ -67,7 +67,7 @@ result<entry> decode_entry(index_t key, std::string_view record) {
     return {{},
             make_error(errc::corrupt, name + ": stored index " + std::to_string(e.index.value) +
                                           " does not match its key")};
-  e.data.assign(record.substr(entry_header_bytes));
+  e.data = payload(record.substr(entry_header_bytes));
   return {std::move(e), {}};
 }
 

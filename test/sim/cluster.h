@@ -267,7 +267,7 @@ class cluster {
     std::uint64_t index = 0;
   };
 
-  static std::uint64_t hash_bytes(const std::string& s) {
+  static std::uint64_t hash_bytes(std::string_view s) {
     std::uint64_t h = 1469598103934665603ull;
     for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
     return h;

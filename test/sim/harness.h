@@ -30,7 +30,7 @@ class recording_sm final : public raft::state_machine {
   std::string apply(const raft::entry& e) override {
     applied_ = e.index.value;
     entries.push_back(e);
-    return "applied@" + std::to_string(e.index.value) + ":" + e.data;
+    return "applied@" + std::to_string(e.index.value) + ":" + std::string(e.data.view());
   }
   raft::index_t applied_index() const override { return raft::index_t(applied_); }
   std::string snapshot() const override { return "snapshot@" + std::to_string(applied_); }
