@@ -44,7 +44,7 @@ void kv_state_machine::wait_for_snapshot() {
 
 std::string kv_state_machine::apply(const raft::entry& e) {
   if (e.type == raft::entry_type::normal) {
-    if (auto cmd = kv::decode_command(e.data)) {
+    if (auto cmd = kv::decode_command_view(e.data)) {
       last_applied_stamp_ms_ = std::max(last_applied_stamp_ms_, cmd->timestamp_ms);
       const std::uint64_t before = store_.stats().bytes;
       std::string out = kv::encode(store_.apply(e.index.value, *cmd));
@@ -200,13 +200,16 @@ void kv_state_machine::start_snapshot(const raft::snapshot_meta& meta, raft::log
   });
 }
 
-std::optional<std::string> kv_state_machine::prepare_proposal(std::string_view command,
-                                                              std::int64_t now_ms) {
-  auto cmd = kv::decode_command(command);
+std::optional<raft::payload> kv_state_machine::prepare_proposal(std::string_view command,
+                                                                std::int64_t now_ms) {
+  auto cmd = kv::decode_command_view(command);  // points into `command`: nothing copied
   if (!cmd) return std::nullopt;
   last_proposed_stamp_ms_ = std::max({now_ms, last_proposed_stamp_ms_, last_applied_stamp_ms_});
   cmd->timestamp_ms = last_proposed_stamp_ms_;
-  return kv::encode(*cmd);
+  // Encoded into a buffer kept for the next proposal, then copied once into the payload.
+  proposal_buffer_.clear();
+  kv::encode_to(*cmd, proposal_buffer_);
+  return raft::payload(proposal_buffer_);
 }
 
 }  // namespace app

@@ -108,8 +108,8 @@ class kv_state_machine final : public raft::state_machine {
   // Decodes, stamps it, re-encodes; nullopt when it does not decode. The stamp is now_ms but
   // never earlier than any stamp applied or proposed here before (docs/semantics.md: stamps
   // never go back, also across leader changes, whatever the new leader's clock says).
-  std::optional<std::string> prepare_proposal(std::string_view command,
-                                              std::int64_t now_ms) override;
+  std::optional<raft::payload> prepare_proposal(std::string_view command,
+                                                std::int64_t now_ms) override;
 
   // The latest leader stamp applied (0 before the first since start-up): a linearizable read
   // judges expiry by the later of this and the leader's time of its ReadIndex answer.
@@ -127,6 +127,7 @@ class kv_state_machine final : public raft::state_machine {
   std::atomic<std::uint64_t> last_fork_us_{0};
   std::int64_t last_applied_stamp_ms_ = 0;
   std::int64_t last_proposed_stamp_ms_ = 0;
+  std::string proposal_buffer_;  // prepare_proposal's encoding, reused
 };
 
 }  // namespace app

@@ -71,9 +71,14 @@ bool read_present(std::uint8_t mask, std::uint8_t bit, T& out, Read read) {
 
 }  // namespace
 
-std::string encode(const command& c) {
+std::string encode(const command_view& c) {
   std::string out;
   out.reserve(16 + c.key.size() + c.value.size() + 8 * 8);
+  encode_to(c, out);
+  return out;
+}
+
+void encode_to(const command_view& c, std::string& out) {
   base::byte_writer w(out);
   std::uint8_t mask = 0;
   if (c.flags != 0) mask |= f_flags;
@@ -99,10 +104,32 @@ std::string encode(const command& c) {
   if (mask & f_timestamp) w.i64(c.timestamp_ms);
   if (mask & f_client) w.u64(c.id.client);
   if (mask & f_seq) w.u64(c.id.seq);
-  return out;
+}
+
+command to_command(const command_view& v) {
+  command c;
+  c.kind = v.kind;
+  c.key.assign(v.key);
+  c.value.assign(v.value);
+  c.flags = v.flags;
+  c.exptime = v.exptime;
+  c.kind_of_expiry = v.kind_of_expiry;
+  c.cas_unique = v.cas_unique;
+  c.delta = v.delta;
+  c.delay_s = v.delay_s;
+  c.timestamp_ms = v.timestamp_ms;
+  c.id = v.id;
+  return c;
 }
 
 std::optional<command> decode_command(std::string_view bytes) {
+  // Only with the whole input validated are key and value copied (bounded by the input).
+  auto v = decode_command_view(bytes);
+  if (!v) return std::nullopt;
+  return to_command(*v);
+}
+
+std::optional<command_view> decode_command_view(std::string_view bytes) {
   base::byte_reader r(bytes);
   auto format = r.u8();
   if (!format || *format != command_format) return std::nullopt;
@@ -117,7 +144,7 @@ std::optional<command> decode_command(std::string_view bytes) {
   auto value = r.bytes();
   if (!value) return std::nullopt;
 
-  command c;
+  command_view c;
   c.kind = static_cast<op>(*kind);
   c.kind_of_expiry = static_cast<expiry_kind>(*expiry);
   const std::uint8_t m = *mask;
@@ -132,9 +159,8 @@ std::optional<command> decode_command(std::string_view bytes) {
     return std::nullopt;
   if (!r.at_end()) return std::nullopt;
   if (c.kind == op::set_limits && (!key->empty() || !decode_limits(*value))) return std::nullopt;
-  // Only now, with the whole input validated, copy key and value (bounded by the input).
-  c.key.assign(*key);
-  c.value.assign(*value);
+  c.key = *key;
+  c.value = *value;
   return c;
 }
 

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace kv {
@@ -107,10 +108,15 @@ struct request_id {
   bool operator==(const request_id&) const = default;
 };
 
-struct command {
+// A command's fields. Bytes is std::string for a `command`, which owns its key and value,
+// or std::string_view for a `command_view`, which points into bytes that outlive it (an
+// encoded command in the log, or a command): applying an entry and stamping a proposal
+// read the fields in place instead of copying the value out first.
+template <typename Bytes>
+struct basic_command {
   op kind = op::set;
-  std::string key;           // 1..max_key_bytes, no space, CR, LF or NUL
-  std::string value;         // data block for storage commands
+  Bytes key;                 // 1..max_key_bytes, no space, CR, LF or NUL
+  Bytes value;               // data block for storage commands
   std::uint32_t flags = 0;   // opaque client flags
   std::int64_t exptime = 0;  // see kind_of_expiry
   expiry_kind kind_of_expiry = expiry_kind::memcached;
@@ -120,8 +126,22 @@ struct command {
   std::int64_t timestamp_ms = 0;  // leader wall clock (Unix ms), stamped at propose
   request_id id;                  // at-most-once identity (client 0 = none)
 
-  bool operator==(const command&) const = default;
+  basic_command() = default;
+  // A view of a command (implicit: a function that reads a command takes a command_view).
+  template <typename Owned>
+    requires(std::is_same_v<Bytes, std::string_view> && std::is_same_v<Owned, std::string>)
+  basic_command(const basic_command<Owned>& c)  // NOLINT: implicit by design
+      : kind(c.kind), key(c.key), value(c.value), flags(c.flags), exptime(c.exptime),
+        kind_of_expiry(c.kind_of_expiry), cas_unique(c.cas_unique), delta(c.delta),
+        delay_s(c.delay_s), timestamp_ms(c.timestamp_ms), id(c.id) {}
+
+  bool operator==(const basic_command&) const = default;
 };
+using command = basic_command<std::string>;
+using command_view = basic_command<std::string_view>;
+
+// An owning copy of a view.
+command to_command(const command_view& c);
 
 // The outcome of applying one command.
 enum class status : std::uint8_t {
@@ -170,8 +190,12 @@ struct result {
 
 // Binary encodings (little-endian, versioned). decode_* return nullopt on any malformed
 // input, never read out of bounds, and never allocate more than the input size implies.
-std::string encode(const command& c);
+std::string encode(const command_view& c);
+// Appends the same bytes to `out` (whose capacity a caller can keep from call to call).
+void encode_to(const command_view& c, std::string& out);
 std::optional<command> decode_command(std::string_view bytes);
+// The same checks; the view's key and value point into `bytes`.
+std::optional<command_view> decode_command_view(std::string_view bytes);
 std::string encode(const result& r);
 std::optional<result> decode_result(std::string_view bytes);
 

@@ -37,7 +37,7 @@ std::int64_t saturating_add(std::int64_t a, std::int64_t b) {
 }
 
 // The absolute expiry (Unix ms, 0 = never) that `exptime` means for a command applied at now.
-std::int64_t expiry_from(const command& c, std::int64_t now_ms) {
+std::int64_t expiry_from(const command_view& c, std::int64_t now_ms) {
   const std::int64_t e = c.exptime;
   if (e == 0) return 0;
   if (e < 0) return expired_long_ago;
@@ -147,7 +147,7 @@ store::store(store_options local) : local_(local), limits_(local) {}
 // ---------------------------------------------------------------------------------------
 // Applying commands
 
-result store::apply(std::uint64_t index, const command& c) {
+result store::apply(std::uint64_t index, const command_view& c) {
   // Entries are applied once each, in log order; an old index (a replay the driver should
   // have skipped) must not change the state.
   if (index <= applied_index_) return outcome(status::bad_command);
@@ -164,7 +164,7 @@ void store::skip(std::uint64_t index) {
   if (index > applied_index_) applied_index_ = index;
 }
 
-result store::execute(std::uint64_t index, const command& c) {
+result store::execute(std::uint64_t index, const command_view& c) {
   // A delayed flush_all whose deadline has passed is carried out first, so that writes from
   // here on are unaffected by it whatever their timestamps.
   apply_due_flush(c.timestamp_ms);
@@ -203,7 +203,7 @@ result store::execute(std::uint64_t index, const command& c) {
   }
 }
 
-result store::store_op(std::uint64_t index, const command& c) {
+result store::store_op(std::uint64_t index, const command_view& c) {
   const std::int64_t now = c.timestamp_ms;
   // Above item::max_bytes (4 GiB - 1) an item cannot be laid out; no door or log entry
   // carries that much, and any limit that high refuses it the same way on every replica.
@@ -297,7 +297,7 @@ result store::store_op(std::uint64_t index, const command& c) {
   return outcome(status::stored, index);
 }
 
-result store::remove_op(const command& c) {
+result store::remove_op(const command_view& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   item* pos = items_.find(c.key);
   if (pos == nullptr || dead(*pos, c.timestamp_ms)) {
@@ -312,7 +312,7 @@ result store::remove_op(const command& c) {
   return outcome(status::deleted);
 }
 
-result store::arith_op(std::uint64_t index, const command& c) {
+result store::arith_op(std::uint64_t index, const command_view& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   const bool incr = c.kind == op::incr;
   item* pos = items_.find(c.key);
@@ -352,7 +352,7 @@ result store::add_delta(std::uint64_t index, item*& it, bool incr, std::uint64_t
 }
 
 // memcached mg with T/N/R (or on a stale item): one atomic decision at apply time.
-result store::meta_get_op(std::uint64_t index, const command& c) {
+result store::meta_get_op(std::uint64_t index, const command_view& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   const std::int64_t now = c.timestamp_ms;
   const bool has_ttl = (c.flags & meta_has_ttl) != 0;
@@ -372,7 +372,7 @@ result store::meta_get_op(std::uint64_t index, const command& c) {
       return outcome(status::not_found);
     }
     // Vivify on miss: an empty item whose first reader wins the right to fill it.
-    command ttl = c;
+    command_view ttl = c;
     ttl.exptime = c.delay_s;
     if (over_quota(0, accounted(c.key.size(), 0))) return outcome(status::not_found);
     item* fresh = item::make(c.key, std::size_t{0});
@@ -399,7 +399,7 @@ result store::meta_get_op(std::uint64_t index, const command& c) {
       (c.flags & meta_recache_after_ttl) != 0 ? it.expires_at_ms : expiry_before;
   if ((c.flags & meta_recache) != 0 && !created && (it.meta & item_token_sent) == 0 &&
       expiry_for_recache != 0) {
-    command recache = c;
+    command_view recache = c;
     recache.exptime = static_cast<std::int64_t>(c.cas_unique);
     const std::int64_t at = recache.exptime == 0 ? 0 : expiry_from(recache, now);
     if (at != 0 && expiry_for_recache < at) won = true;
@@ -415,7 +415,7 @@ result store::meta_get_op(std::uint64_t index, const command& c) {
   return r;
 }
 
-result store::meta_delete_op(std::uint64_t index, const command& c) {
+result store::meta_delete_op(std::uint64_t index, const command_view& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   item* pos = items_.find(c.key);
   if (pos == nullptr || dead(*pos, c.timestamp_ms)) {
@@ -440,7 +440,7 @@ result store::meta_delete_op(std::uint64_t index, const command& c) {
   return outcome(status::deleted);
 }
 
-result store::meta_arith_op(std::uint64_t index, const command& c) {
+result store::meta_arith_op(std::uint64_t index, const command_view& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   const std::int64_t now = c.timestamp_ms;
   const bool incr = (c.flags & meta_decr) == 0;
@@ -459,7 +459,7 @@ result store::meta_arith_op(std::uint64_t index, const command& c) {
     const std::uint64_t number = initial.value_or(0);
     const std::string text = std::to_string(number);
     if (over_quota(0, accounted(c.key.size(), text.size()))) return outcome(status::out_of_memory);
-    command ttl = c;
+    command_view ttl = c;
     ttl.exptime = c.delay_s;
     item* fresh = item::make(c.key, text);
     fresh->version = index;
@@ -481,7 +481,7 @@ result store::meta_arith_op(std::uint64_t index, const command& c) {
   return r;
 }
 
-result store::touch_op(const command& c) {
+result store::touch_op(const command_view& c) {
   if (c.key.size() > limits_.max_key_bytes) return outcome(status::too_large);
   ++stats_.cmd_touch;
   item* pos = items_.find(c.key);
@@ -500,7 +500,7 @@ result store::touch_op(const command& c) {
   return r;
 }
 
-result store::flush_op(const command& c) {
+result store::flush_op(const command_view& c) {
   const std::int64_t now = c.timestamp_ms;
   ++stats_.cmd_flush;
   // memcached reads the delay like an exptime: above 30 days it is an absolute Unix time;

@@ -71,7 +71,7 @@ class store {
   // id.client != 0 that was already applied returns its remembered result and changes
   // nothing but applied_index(); one older than the remembered window returns
   // outcome_unknown (it may have been applied before; it is not applied again).
-  result apply(std::uint64_t index, const command& c);
+  result apply(std::uint64_t index, const command_view& c);
 
   // Records that the entry at `index` carried no command for the store (a Raft no-op or an
   // undecodable entry) so applied_index() keeps up.
@@ -138,20 +138,20 @@ class store {
     result_map results;
   };
 
-  result execute(std::uint64_t index, const command& c);
-  result store_op(std::uint64_t index, const command& c);
-  result remove_op(const command& c);
-  result arith_op(std::uint64_t index, const command& c);
+  result execute(std::uint64_t index, const command_view& c);
+  result store_op(std::uint64_t index, const command_view& c);
+  result remove_op(const command_view& c);
+  result arith_op(std::uint64_t index, const command_view& c);
   // incr/decr of the live item `it` (shared by incr/decr and meta_arith). On success `it`
   // is the new item (the old one is freed).
   result add_delta(std::uint64_t index, item*& it, bool incr, std::uint64_t delta,
                    std::int64_t now_ms);
-  result meta_get_op(std::uint64_t index, const command& c);
-  result meta_delete_op(std::uint64_t index, const command& c);
-  result meta_arith_op(std::uint64_t index, const command& c);
+  result meta_get_op(std::uint64_t index, const command_view& c);
+  result meta_delete_op(std::uint64_t index, const command_view& c);
+  result meta_arith_op(std::uint64_t index, const command_view& c);
   static item_view view_of(const item& it);
-  result touch_op(const command& c);
-  result flush_op(const command& c);
+  result touch_op(const command_view& c);
+  result flush_op(const command_view& c);
   void purge(std::int64_t now_ms);
   void apply_due_flush(std::int64_t now_ms);
 

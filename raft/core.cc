@@ -1068,7 +1068,7 @@ bool core::maybe_commit() {
   return true;
 }
 
-propose_result core::propose(std::string data) {
+propose_result core::propose(payload data) {
   propose_result res;
   if (role_ != role::leader) {
     res.error = propose_error::not_leader;

@@ -219,7 +219,7 @@ class core {
   // Advance logical time by one tick.
   void tick();
   // Append a client command to the leader's log.
-  propose_result propose(std::string data);
+  propose_result propose(payload data);
   // Append a configuration entry for one membership change (raft/membership.h): leader only,
   // one change at a time, only once an entry of this term is committed; a promotion only
   // once the learner has caught up. The new configuration is in use from this call on.

@@ -240,9 +240,11 @@ class state_machine {
     done(restore(bytes));
   }
   // The leader turns a client command into the bytes it proposes (e.g. stamps its clock
-  // into it, so every replica applies the same "now"); nullopt: undecodable, refuse it.
-  virtual std::optional<std::string> prepare_proposal(std::string_view command,
-                                                      std::int64_t now_ms) = 0;
+  // into it, so every replica applies the same "now"): the new entry's payload, which the
+  // log, storage, the followers' appends and the apply then share; nullopt: undecodable,
+  // refuse it.
+  virtual std::optional<payload> prepare_proposal(std::string_view command,
+                                                  std::int64_t now_ms) = 0;
 };
 
 }  // namespace raft

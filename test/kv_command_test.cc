@@ -127,6 +127,33 @@ BOOST_AUTO_TEST_CASE(random_commands_round_trip) {
   }
 }
 
+// Applying an entry and stamping a proposal read the command in place: the view's key and
+// value point into the encoded bytes; encode_to and to_command give the same command back.
+BOOST_AUTO_TEST_CASE(a_command_view_reads_the_encoded_bytes_in_place) {
+  std::mt19937_64 rng(20261130);
+  for (int i = 0; i < 500; ++i) {
+    const kv::command c = random_command(rng);
+    const std::string bytes = kv::encode(c);
+    auto view = kv::decode_command_view(bytes);
+    BOOST_REQUIRE(view.has_value());
+    const auto inside = [&](std::string_view part) {
+      return part.empty() || (part.data() >= bytes.data() &&
+                              part.data() + part.size() <= bytes.data() + bytes.size());
+    };
+    BOOST_TEST(inside(view->key));
+    BOOST_TEST(inside(view->value));
+    BOOST_TEST((kv::to_command(*view) == c));
+    std::string again = "prefix";
+    kv::encode_to(*view, again);
+    BOOST_TEST(again == "prefix" + bytes);
+    BOOST_TEST((kv::command_view(c) == *view));
+  }
+  for (std::size_t n = 0; n < 8; ++n) {
+    const std::string bytes = kv::encode(full_command(kv::op::set));
+    BOOST_TEST(!kv::decode_command_view(std::string_view(bytes).substr(0, n)).has_value());
+  }
+}
+
 BOOST_AUTO_TEST_CASE(encoding_of_a_small_set_is_compact) {
   kv::command c;
   c.key = "k";

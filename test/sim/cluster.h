@@ -321,9 +321,10 @@ class cluster {
       c_.trace("n" + std::to_string(k_ + 1) + " install snapshot " + std::to_string(idx));
       return true;
     }
-    std::optional<std::string> prepare_proposal(std::string_view command, std::int64_t) override {
+    std::optional<raft::payload> prepare_proposal(std::string_view command,
+                                                  std::int64_t) override {
       if (command.empty()) return std::nullopt;
-      return std::string(command);
+      return raft::payload(command);
     }
 
    private:

@@ -41,11 +41,11 @@ class recording_sm final : public raft::state_machine {
     ++restores;
     return true;
   }
-  std::optional<std::string> prepare_proposal(std::string_view command,
-                                              std::int64_t now_ms) override {
+  std::optional<raft::payload> prepare_proposal(std::string_view command,
+                                                std::int64_t now_ms) override {
     if (command.empty()) return std::nullopt;
     last_stamp = now_ms;
-    return std::string(command);
+    return raft::payload(command);
   }
   // With defer_restores, a received snapshot is restored only when the test calls
   // complete_restores() (production restores on another thread meanwhile).
