@@ -7,14 +7,8 @@ bool valid_key(std::string_view key, std::size_t max_key_bytes) {
   return key.find_first_of(std::string_view(" \r\n\0", 4)) == std::string_view::npos;
 }
 
-std::vector<std::string_view> split_words(std::string_view line) {
-  // Counted first, so that the vector is allocated once (every request splits its line:
-  // growing by push_back cost a storage command four allocations).
-  std::size_t count = 0;
-  for (std::size_t k = 0; k < line.size(); ++k)
-    count += line[k] != ' ' && (k == 0 || line[k - 1] == ' ');
-  std::vector<std::string_view> out;
-  out.reserve(count);
+word_list split_words(std::string_view line) {
+  word_list out;
   std::size_t i = 0;
   while (i < line.size()) {
     while (i < line.size() && line[i] == ' ') ++i;

@@ -4,7 +4,8 @@
 
 #include <cstddef>
 #include <string_view>
-#include <vector>
+
+#include <boost/container/small_vector.hpp>
 
 namespace net {
 
@@ -16,7 +17,11 @@ namespace net {
 // memcached's C string of the line).
 bool valid_key(std::string_view key, std::size_t max_key_bytes);
 
+// The words of a line. A request line has a handful (a storage command six or seven), so
+// they live inside the object: splitting a line allocates nothing unless it has more than 8.
+using word_list = boost::container::small_vector<std::string_view, 8>;
+
 // Splits on runs of spaces (only ' ' separates, as in memcached's tokenizer).
-std::vector<std::string_view> split_words(std::string_view line);
+word_list split_words(std::string_view line);
 
 }  // namespace net

@@ -451,7 +451,7 @@ void replica::apply(const std::vector<entry>& committed) {
     auto it = proposals_.find(e.index);
     if (it == proposals_.end()) continue;
     const call_id id = it->second;
-    proposals_.erase(it);
+    proposal_nodes_.erase(proposals_, it);
     auto w = writes_.find(id);
     if (w == writes_.end()) continue;
     if (w->second.term == e.term) {
@@ -560,7 +560,7 @@ replica::call_id replica::add_write(write_op w) {
   }
   const std::int64_t deadline_ms = w.deadline;
   w.retry_at = now();
-  writes_.emplace(id, std::move(w));
+  write_nodes_.insert(writes_, id, std::move(w));
   deadlines_.push(deadline_ms, id);
   // The first attempt runs on the executor: callbacks never run inside this call, and
   // proposals made in one turn share one batch. One posted function attempts every write
@@ -608,8 +608,9 @@ void replica::on_forward_request(node_id from, forward_request r) {
     // deadline (the same length, started earlier) turns it into a bare timeout.
     w.deadline = now() + (w.config ? opts_.serve_timeout_ms * 3 / 4 : opts_.serve_timeout_ms);
     w.serving = std::make_pair(from, r.call_id);
-    writes_.emplace(id, std::move(w));
-    deadlines_.push(writes_.at(id).deadline, id);
+    const std::int64_t deadline = w.deadline;
+    write_nodes_.insert(writes_, id, std::move(w));
+    deadlines_.push(deadline, id);
     attempt_write(id);
     return;
   }
@@ -664,7 +665,7 @@ void replica::attempt_write(call_id id) {
     w.state = write_state::proposed;
     w.index = r.index;
     w.term = r.term;
-    proposals_[r.index] = id;
+    set_proposal(r.index, id);
     schedule_ready();
     return;
   }
@@ -693,7 +694,7 @@ void replica::attempt_change(call_id id) {
     w.state = write_state::proposed;
     w.index = r.index;
     w.term = r.term;
-    proposals_[r.index] = id;
+    set_proposal(r.index, id);
     log(log_level::info,
         cat("proposed a membership change at index ", r.index.value, ": ", describe(*change)));
     schedule_ready();
@@ -720,15 +721,24 @@ replica_error replica::deadline_error() const {
   return core_.leader() == no_node ? replica_error::no_leader : replica_error::timeout;
 }
 
+// proposals_[index] = id, with a reused node.
+void replica::set_proposal(index_t index, call_id id) {
+  if (auto p = proposals_.find(index); p != proposals_.end()) {
+    p->second = id;  // an earlier proposal lost this index to another leader's entry
+  } else {
+    proposal_nodes_.insert(proposals_, index, id);
+  }
+}
+
 void replica::finish_write(call_id id, replica_error e, std::string result) {
   auto it = writes_.find(id);
   if (it == writes_.end()) return;
   write_op w = std::move(it->second);
-  writes_.erase(it);
+  write_nodes_.erase(writes_, it);
   idle_writes_.erase(id);
   if (w.state == write_state::proposed) {
     if (auto p = proposals_.find(w.index); p != proposals_.end() && p->second == id)
-      proposals_.erase(p);
+      proposal_nodes_.erase(proposals_, p);
   }
   if (w.state == write_state::forwarded) forwards_.erase(w.forward_id);
   if (w.serving) {

@@ -134,6 +134,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/node_pool.h"
 #include "raft/core.h"
 #include "raft/interfaces.h"
 
@@ -409,6 +410,7 @@ class replica {
   void attempt_fresh_writes();
   void attempt_change(call_id id);
   call_id add_write(write_op w);
+  void set_proposal(index_t index, call_id id);
   void finish_write(call_id id, replica_error e, std::string result = {});
   void wait_for_leader(call_id id, std::int64_t until);
   replica_error deadline_error() const;
@@ -503,6 +505,9 @@ class replica {
 
   std::map<call_id, write_op> writes_;
   std::map<index_t, call_id> proposals_;  // proposed here, by log index
+  // Every write inserts into and erases from both maps: their nodes are reused.
+  base::node_pool<std::map<call_id, write_op>> write_nodes_;
+  base::node_pool<std::map<index_t, call_id>> proposal_nodes_;
   std::map<call_id, call_id> forwards_;   // forward call id -> write
   std::set<call_id> idle_writes_;         // waiting for a leader or a retry time
   // Writes added in this turn, attempted together by one posted function; not in

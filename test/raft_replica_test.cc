@@ -1,6 +1,7 @@
 // Unit tests of the drive loop (raft/replica.h) over in-memory stores (test/sim/harness.h).
 #define BOOST_TEST_MODULE raft_replica
 #include <boost/test/unit_test.hpp>
+#include <map>
 #include <optional>
 #include <queue>
 #include <string>
@@ -831,4 +832,24 @@ BOOST_AUTO_TEST_CASE(deadline_queue_pops_in_heap_order) {
     }
   }
   BOOST_TEST(popped > 10'000u);
+}
+
+// base::node_pool (the replica's writes_ and proposals_): a map that erases and inserts at
+// the same pace reuses its nodes (the same addresses come back), up to the parked bound.
+BOOST_AUTO_TEST_CASE(node_pool_reuses_erased_nodes) {
+  std::map<std::uint64_t, std::string> m;
+  base::node_pool<std::map<std::uint64_t, std::string>> pool(2);
+  const std::string* first = &pool.insert(m, 1u, std::string(40, 'a'))->second;
+  pool.insert(m, 2u, "b");
+  pool.erase(m, m.find(1));
+  BOOST_TEST(pool.parked() == 1u);
+  auto it = pool.insert(m, 3u, std::string("c"));
+  BOOST_TEST(&it->second == first);  // the node of key 1, now holding key 3
+  BOOST_TEST(it->second == "c");
+  BOOST_TEST(pool.parked() == 0u);
+  BOOST_TEST(m.size() == 2u);
+  BOOST_TEST((m.begin()->first == 2u && std::next(m.begin())->first == 3u));
+  for (std::uint64_t k = 10; k < 20; ++k) pool.insert(m, k, "x");
+  while (!m.empty()) pool.erase(m, m.begin());
+  BOOST_TEST(pool.parked() == 2u);  // the rest were freed
 }

@@ -34,7 +34,7 @@ parse_result reply(std::size_t consumed, std::string_view text) {
 
 // set/cas: words are the whole line; `numbytes_at` is the index of <numbytes>.
 parse_result parse_update(std::string_view buffer, std::size_t consumed,
-                          const std::vector<std::string_view>& words, command_kind kind,
+                          const word_list& words, command_kind kind,
                           const parser_limits& limits) {
   const std::size_t numbytes_at = kind == command_kind::cas ? 4 : 3;
   if (words.size() != numbytes_at + 1 && words.size() != numbytes_at + 2) {

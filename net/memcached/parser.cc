@@ -147,12 +147,12 @@ parse_result make_request(std::size_t consumed, request req) {
   return r;
 }
 
-bool ends_with_noreply(const std::vector<std::string_view>& words) {
+bool ends_with_noreply(const word_list& words) {
   return words.size() > 1 && words.back() == "noreply";
 }
 
 // get/gets/gat/gats <[exptime]> <key>+
-parse_result parse_retrieval(std::size_t consumed, const std::vector<std::string_view>& words,
+parse_result parse_retrieval(std::size_t consumed, const word_list& words,
                              command_kind kind, const parser_limits& limits) {
   if (words.size() < 2) return reply(consumed, error_reply);
   request req;
@@ -174,7 +174,7 @@ parse_result parse_retrieval(std::size_t consumed, const std::vector<std::string
 // set/add/replace/append/prepend <key> <flags> <exptime> <bytes> [noreply]
 // cas <key> <flags> <exptime> <bytes> <cas unique> [noreply]
 parse_result parse_storage(std::string_view buffer, std::size_t consumed,
-                           const std::vector<std::string_view>& words, command_kind kind,
+                           const word_list& words, command_kind kind,
                            const parser_limits& limits) {
   const bool is_cas = kind == command_kind::cas;
   const std::size_t base = is_cas ? 6 : 5;
@@ -219,7 +219,7 @@ parse_result parse_storage(std::string_view buffer, std::size_t consumed,
 }
 
 // incr/decr <key> <delta> [noreply]
-parse_result parse_arithmetic(std::size_t consumed, const std::vector<std::string_view>& words,
+parse_result parse_arithmetic(std::size_t consumed, const word_list& words,
                               command_kind kind, const parser_limits& limits) {
   if (words.size() != 3 && words.size() != 4) return reply(consumed, error_reply);
   request req;
@@ -236,7 +236,7 @@ parse_result parse_arithmetic(std::size_t consumed, const std::vector<std::strin
 }
 
 // delete <key> [0] [noreply] — the "0" is a relic of delete's old hold time.
-parse_result parse_delete(std::size_t consumed, const std::vector<std::string_view>& words,
+parse_result parse_delete(std::size_t consumed, const word_list& words,
                           const parser_limits& limits) {
   if (words.size() < 2 || words.size() > 4) return reply(consumed, error_reply);
   request req;
@@ -256,7 +256,7 @@ parse_result parse_delete(std::size_t consumed, const std::vector<std::string_vi
 }
 
 // touch <key> <exptime> [noreply]
-parse_result parse_touch(std::size_t consumed, const std::vector<std::string_view>& words,
+parse_result parse_touch(std::size_t consumed, const word_list& words,
                          const parser_limits& limits) {
   if (words.size() != 3 && words.size() != 4) return reply(consumed, error_reply);
   request req;
@@ -273,7 +273,7 @@ parse_result parse_touch(std::size_t consumed, const std::vector<std::string_vie
 }
 
 // flush_all [delay] [noreply]
-parse_result parse_flush_all(std::size_t consumed, const std::vector<std::string_view>& words) {
+parse_result parse_flush_all(std::size_t consumed, const word_list& words) {
   if (words.size() > 3) return reply(consumed, error_reply);
   request req;
   req.kind = command_kind::flush_all;
@@ -287,7 +287,7 @@ parse_result parse_flush_all(std::size_t consumed, const std::vector<std::string
 }
 
 // verbosity <level> [noreply]: accepted and ignored (logging is configured elsewhere).
-parse_result parse_verbosity(std::size_t consumed, const std::vector<std::string_view>& words) {
+parse_result parse_verbosity(std::size_t consumed, const word_list& words) {
   if (words.size() != 2 && words.size() != 3) return reply(consumed, error_reply);
   const bool noreply = ends_with_noreply(words);
   if (noreply && words.size() == 2) return reply(consumed, error_reply, true);
@@ -300,7 +300,7 @@ parse_result parse_verbosity(std::size_t consumed, const std::vector<std::string
 
 
 // cache_memlimit <megabytes> [noreply]
-parse_result parse_memlimit(std::size_t consumed, const std::vector<std::string_view>& words) {
+parse_result parse_memlimit(std::size_t consumed, const word_list& words) {
   if (words.size() != 2 && words.size() != 3) return reply(consumed, error_reply);
   const bool noreply = ends_with_noreply(words);
   auto mb = parse_u32(words[1]);
@@ -327,7 +327,7 @@ constexpr std::size_t meta_max_opaque = 32;
 // memcached's _meta_flag_preparse over words[start..]: fills `args` and the decoded key;
 // returns the error text, or empty when the flags are good. `fallback` is the text the
 // command uses for errors that set none of their own (F).
-std::string_view preparse_meta(const std::vector<std::string_view>& words, std::size_t start,
+std::string_view preparse_meta(const word_list& words, std::size_t start,
                                std::string& key, meta_args& args, std::string_view fallback) {
   bool seen[127] = {};
   std::string_view error;
@@ -445,7 +445,7 @@ constexpr std::string_view opaque_error = "CLIENT_ERROR opaque token too long\r\
 // ms <key> <datalen> <flags>*\r\n<data>\r\n — errors after the datalen was read swallow
 // the data block, as memcached does.
 parse_result parse_meta_set(std::string_view buffer, std::size_t consumed,
-                            const std::vector<std::string_view>& words,
+                            const word_list& words,
                             const parser_limits& limits) {
   if (words.size() < 2) return reply(consumed, error_reply);
   if (words[1].size() > limits.max_key_bytes || !valid_key(words[1], limits.max_key_bytes)) {
@@ -495,7 +495,7 @@ parse_result parse_meta_set(std::string_view buffer, std::size_t consumed,
 
 // mg/md/ma <key> <flags>*, me <key> [b], mn.
 parse_result parse_meta(std::string_view buffer, std::size_t consumed,
-                        const std::vector<std::string_view>& words, char which,
+                        const word_list& words, char which,
                         const parser_limits& limits) {
   request req;
   switch (which) {
