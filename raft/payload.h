@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -78,6 +79,8 @@ class payload {
 
   static block* make(std::string_view bytes_in) {
     if (bytes_in.empty()) return nullptr;
+    // Entries are bounded far below this (a peer frame carries at most 64 MiB).
+    if (bytes_in.size() > UINT32_MAX) throw std::length_error("raft::payload over 4 GiB");
     void* raw = ::operator new(sizeof(block) + bytes_in.size());
     auto* b = new (raw) block{{1}, static_cast<std::uint32_t>(bytes_in.size())};
     std::memcpy(bytes(b), bytes_in.data(), bytes_in.size());
