@@ -106,21 +106,7 @@ void encode_to(const command_view& c, std::string& out) {
   if (mask & f_seq) w.u64(c.id.seq);
 }
 
-command to_command(const command_view& v) {
-  command c;
-  c.kind = v.kind;
-  c.key.assign(v.key);
-  c.value.assign(v.value);
-  c.flags = v.flags;
-  c.exptime = v.exptime;
-  c.kind_of_expiry = v.kind_of_expiry;
-  c.cas_unique = v.cas_unique;
-  c.delta = v.delta;
-  c.delay_s = v.delay_s;
-  c.timestamp_ms = v.timestamp_ms;
-  c.id = v.id;
-  return c;
-}
+command to_command(const command_view& v) { return command(v); }
 
 std::optional<command> decode_command(std::string_view bytes) {
   // Only with the whole input validated are key and value copied (bounded by the input).

@@ -127,10 +127,12 @@ struct basic_command {
   request_id id;                  // at-most-once identity (client 0 = none)
 
   basic_command() = default;
-  // A view of a command (implicit: a function that reads a command takes a command_view).
-  template <typename Owned>
-    requires(std::is_same_v<Bytes, std::string_view> && std::is_same_v<Owned, std::string>)
-  basic_command(const basic_command<Owned>& c)  // NOLINT: implicit by design
+  // The other kind: a view of a command is implicit (a function that reads a command takes
+  // a command_view); an owning copy of a view is explicit (it copies key and value).
+  template <typename Other>
+    requires(!std::is_same_v<Bytes, Other>)
+  explicit(!std::is_same_v<Bytes, std::string_view>)
+      basic_command(const basic_command<Other>& c)  // NOLINT: implicit for views by design
       : kind(c.kind), key(c.key), value(c.value), flags(c.flags), exptime(c.exptime),
         kind_of_expiry(c.kind_of_expiry), cas_unique(c.cas_unique), delta(c.delta),
         delay_s(c.delay_s), timestamp_ms(c.timestamp_ms), id(c.id) {}
