@@ -21,14 +21,20 @@
 //
 // Lookup cache: a read (lookup()) first tries a small direct-mapped table of recently read
 // items, indexed by the key's hash (the priority above), and walks the tree only on a miss;
-// a write (find()) walks, since it needs the link to the item anyway and a bulk load of new
-// keys would only pay for the table and never hit it. A walk is ~2 ln n dependent loads;
-// with 32 connections of `get` over 10,000 keys it was 8% of the leader's event loop, 17%
-// over 100,000 keys (bench/README-profile.md, "Lookups"). The table is bounded
-// (recent_slots_max pointers, 2 MiB) whatever the set's size, costs nothing to restore (it
-// starts empty), and is never serialized: it changes no reply and no replica's state. (A
-// full hash index through the items was tried: at a million items it cost 8-10 bytes per
-// item, a slower restart and a slower bulk load; see the same section.)
+// a write (find()) walks, since a replace needs the link to the item anyway and a bulk load
+// of new keys would only pay for the table and never hit it. A walk is ~2 ln n dependent
+// loads; with 32 connections of `get` over 10,000 keys it was 8% of the leader's event
+// loop, 17% over 100,000 keys (bench/README-profile.md, "Lookups"). Writes through the
+// table were tried (bench/README-profile.md, "Writes in place"): over 100,000 random keys
+// on a single node the walk fell from 9-10% of the samples to 5-6% with the table, but on a
+// stream of consecutive keys, whose walks share their cached upper levels, the leader's
+// loop went from 2.8% in the walk to 9.9% in walk plus table (each slot is a random access
+// into 2 MiB), and the streams and the bulk load are what the goals measure. The table is
+// bounded (recent_slots_max pointers, 2 MiB) whatever the set's size, costs nothing to
+// restore (it starts empty), and is never serialized: it changes no reply and no
+// replica's state. (A full hash index through the items was tried: at a million items it
+// cost 8-10 bytes per item, a slower restart and a slower bulk load; see the same
+// section.)
 //
 // Invariants:
 //  - keys are unique, in-order traversal is strictly increasing (byte-wise, unsigned, as
@@ -97,7 +103,8 @@ class item_set {
   bool empty() const { return size_ == 0; }
 
   // The item with this key, or nullptr. For a write: a replace or erase of the item found
-  // starts from where this walk ended.
+  // starts from where this walk ended; the item's fields (not its key or its size; an
+  // expiry only through set_expiry()) may also be changed in place.
   item* find(std::string_view key) const;
   // The same for a read: through the lookup cache (see the top of the file).
   const item* lookup(std::string_view key) const;

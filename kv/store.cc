@@ -265,6 +265,28 @@ result store::store_op(std::uint64_t index, const command_view& c) {
   if (over_quota(old_bytes, accounted(c.key.size(), value_bytes)))
     return outcome(status::out_of_memory);
 
+  if (c.kind == op::cas) ++stats_.cas_hits;
+  ++stats_.total_items;
+  if (pos != nullptr && !concatenated && pos->value_bytes == value_bytes) {
+    // The same size (a counter, a fixed-size record, most caches' steady state): written in
+    // place. No allocation, the footprint unchanged, and no walk when the item set found
+    // the key through its lookup cache (kv/item_set.h). The fields end up exactly as a
+    // fresh item below would have them.
+    std::uint8_t meta = (c.delta & meta_key_binary) != 0 ? item_key_binary : 0;
+    std::int64_t expires_at_ms = expiry_from(c, now);
+    if (stale_store) {
+      expires_at_ms = pos->expires_at_ms;
+      meta |= item_stale | (pos->meta & item_token_sent);
+    }
+    if (!c.value.empty()) std::memcpy(pos->value_data(), c.value.data(), c.value.size());
+    pos->flags = c.flags;
+    if (pos->expires_at_ms != expires_at_ms) items_.set_expiry(pos, expires_at_ms);
+    pos->version = index;
+    pos->written_at_ms = now;
+    pos->meta = meta;
+    return outcome(status::stored, index);
+  }
+
   item* next = item::make(c.key, value_bytes);
   if (concatenated) {
     const item& old = *pos;
@@ -291,9 +313,7 @@ result store::store_op(std::uint64_t index, const command_view& c) {
     next->meta |= item_stale | (pos->meta & item_token_sent);
   }
 
-  if (c.kind == op::cas) ++stats_.cas_hits;
   write_item(pos, next);
-  ++stats_.total_items;
   return outcome(status::stored, index);
 }
 
@@ -339,15 +359,20 @@ result store::add_delta(std::uint64_t index, item*& it, bool incr, std::uint64_t
   if (!longer) text.resize(it->value_bytes, ' ');
   if (over_quota(accounted(it->key_bytes, it->value_bytes), accounted(it->key_bytes, text.size())))
     return outcome(status::out_of_memory);
+  ++(incr ? stats_.incr_hits : stats_.decr_hits);
+  if (!longer) {  // flags, expiry and meta marks are kept
+    std::memcpy(it->value_data(), text.data(), text.size());
+    it->version = index;
+    it->written_at_ms = now_ms;
+    return outcome(status::number, index, value);
+  }
   item* next = item::make(it->key(), text);
   next->flags = it->flags;  // flags and expiry are kept
   next->expires_at_ms = it->expires_at_ms;
-  next->meta = longer ? 0 : it->meta;
   next->version = index;
   next->written_at_ms = now_ms;
   write_item(it, next);
   it = next;
-  ++(incr ? stats_.incr_hits : stats_.decr_hits);
   return outcome(status::number, index, value);
 }
 

@@ -3,8 +3,10 @@
 #define BOOST_TEST_MODULE kv_store
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
+#include <cstdlib>
 #include <limits>
 #include <map>
+#include <new>
 #include <optional>
 #include <random>
 #include <string>
@@ -15,7 +17,28 @@
 #include "kv/item_set.h"
 #include "kv/store.h"
 
+// Every allocation of this test program is counted, so a test can show that a write
+// allocates nothing (a replacement of the global operator new, as the standard allows).
 namespace {
+std::size_t allocations = 0;
+}  // namespace
+void* operator new(std::size_t bytes) {
+  ++allocations;
+  if (void* p = std::malloc(bytes == 0 ? 1 : bytes)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+
+// Runs f and returns how many times it called operator new.
+template <typename F>
+std::size_t allocations_in(F&& f) {
+  const std::size_t before = allocations;
+  f();
+  return allocations - before;
+}
 
 // 2026-01-01T00:00:00Z, a leader clock reading in ms.
 constexpr std::int64_t t0 = 1'767'225'600'000;
@@ -1308,12 +1331,17 @@ std::vector<std::string> all_keys(const kv::store& s, std::int64_t now = t0) {
 // after does not walk the tree again; any change in between must make it walk. Random
 // finds, inserts, replaces and erases (often of an item found before other changes) against
 // a std::map: the set must hold exactly the map's keys and values, in order.
+// Over 300 keys find() walks the tree; over 5,000 the set is past the lookup cache's
+// threshold and find() mostly answers from the table, without the link (kv/item_set.h), so
+// the replace or erase that follows walks itself.
 BOOST_AUTO_TEST_CASE(item_set_stays_exact_when_changes_come_between_a_find_and_its_use) {
+  for (const unsigned keys : {300u, 5000u}) {
+  BOOST_TEST_CONTEXT("keys " << keys) {
   kv::item_set set;
   std::map<std::string, std::string> model;
   std::mt19937 rng(7);
-  auto key = [&] { return "k" + std::to_string(rng() % 300); };
-  for (int step = 0; step < 20000; ++step) {
+  auto key = [&] { return "k" + std::to_string(rng() % keys); };
+  for (int step = 0; step < 40000; ++step) {
     const std::string k = key();
     kv::item* found = set.find(k);
     BOOST_REQUIRE_EQUAL(found != nullptr, model.count(k) == 1);
@@ -1334,9 +1362,12 @@ BOOST_AUTO_TEST_CASE(item_set_stays_exact_when_changes_come_between_a_find_and_i
     if (found == nullptr) {
       set.insert(kv::item::make(k, "v" + std::to_string(step)));
       model[k] = "v" + std::to_string(step);
-    } else if (rng() % 2 == 0) {
+    } else if (const auto pick = rng() % 3; pick == 0) {
       set.replace(found, kv::item::make(k, "r" + std::to_string(step)));
       model[k] = "r" + std::to_string(step);
+    } else if (pick == 1 && found->value_bytes > 0) {
+      found->value_data()[0] = 'w';  // in place, as kv::store overwrites a same-size value
+      model[k][0] = 'w';
     } else {
       set.erase(found);
       model.erase(k);
@@ -1348,8 +1379,14 @@ BOOST_AUTO_TEST_CASE(item_set_stays_exact_when_changes_come_between_a_find_and_i
     BOOST_REQUIRE(m != model.end());
     BOOST_REQUIRE_EQUAL(c.get()->key(), m->first);
     BOOST_REQUIRE_EQUAL(c.get()->value(), m->second);
+    // The heap order by priority holds below every item.
+    for (const kv::item* child : {c.get()->left, c.get()->right})
+      if (child != nullptr) BOOST_REQUIRE_LE(child->priority, c.get()->priority);
   }
   BOOST_TEST((m == model.end()));
+  for (const auto& [k, v] : model) BOOST_REQUIRE_EQUAL(set.find(k)->value(), v);
+  }
+  }
 }
 
 // Past 1,024 items lookup() answers from a table of recently read items (kv/item_set.h,
@@ -1403,6 +1440,95 @@ BOOST_AUTO_TEST_CASE(item_set_lookup_cache_never_returns_an_erased_or_replaced_i
   for (const auto& [k, v] : model) BOOST_REQUIRE_EQUAL(moved.lookup(k)->value(), v);
   moved.clear();
   BOOST_TEST(moved.lookup(model.begin()->first) == nullptr);
+}
+
+// A write of the same size reuses the item (kv/store.cc store_op: no allocation) and must
+// leave every field as a new item would: value, flags, expiry (and the expiry index),
+// version, meta marks, and the byte accounting. Without the reuse each of these writes
+// allocates a new item.
+BOOST_AUTO_TEST_CASE(a_write_of_the_same_size_is_made_in_place_with_every_field_renewed) {
+  fixture f;
+  f.set("k", "aaaa", 1, 100);
+  const auto bytes = f.s.stats().bytes;
+  auto c = make(kv::op::set, "k", "bbbb");
+  c.flags = 2;
+  kv::result r;
+  BOOST_TEST(allocations_in([&] { r = f.apply(c); }) == 0u);
+  BOOST_TEST((r.code == kv::status::stored));
+  auto it = f.get("k");
+  BOOST_REQUIRE(it.has_value());
+  BOOST_TEST(it->value == "bbbb");
+  BOOST_TEST(it->flags == 2u);
+  BOOST_TEST(it->expires_at_ms == 0);
+  BOOST_TEST(it->version == r.version);
+  BOOST_TEST(f.s.stats().bytes == bytes);
+  BOOST_TEST(f.s.stats().curr_items == 1u);
+  BOOST_TEST(f.s.stats().total_items == 2u);
+  // The expiry index followed: the old expiry no longer purges it, a new one does.
+  f.apply(make(kv::op::purge_expired, "", "", t0 + 100000));
+  BOOST_TEST(f.get("k", t0 + 100000).has_value());
+  f.set("k", "cccc", 3, 50);
+  BOOST_TEST(f.get("k")->expires_at_ms == t0 + 50000);
+  f.apply(make(kv::op::purge_expired, "", "", t0 + 50000));
+  BOOST_TEST(f.s.stats().curr_items == 0u);
+  BOOST_TEST(f.s.stats().bytes == 0u);
+  // An invalidated item (meta `md I` marks it stale): a plain set of the same size clears
+  // the mark, as a new item would carry none.
+  f.set("m", "1234");
+  f.apply(meta_commands::meta(kv::op::meta_delete, "m", kv::meta_stale_flag));
+  BOOST_REQUIRE((f.get("m")->meta & kv::item_stale) != 0);
+  f.set("m", "5678");
+  BOOST_TEST(f.get("m")->meta == 0u);
+  BOOST_TEST(f.get("m")->value == "5678");
+  // A decr result that fits is padded in place (memcached does the same).
+  f.set("n", "10");
+  const auto decr = [&] { BOOST_TEST(f.incr(kv::op::decr, "n", 5).number == 5u); };
+  BOOST_TEST(allocations_in(decr) == 0u);
+  BOOST_TEST(f.get("n")->value == "5 ");
+  // A write of another size makes a new item.
+  BOOST_TEST(allocations_in([&] { f.apply(make(kv::op::set, "k", "longer")); }) >= 1u);
+  BOOST_TEST(f.get("k")->value == "longer");
+}
+
+// Over many keys (past the lookup cache's threshold), values of 4-6 bytes (so a third of
+// the overwrites are in place) and expiries that come and go: every item, the expiry index
+// (checked by purging) and the byte accounting match a model.
+BOOST_AUTO_TEST_CASE(in_place_writes_keep_the_expiry_index_and_the_accounting_exact) {
+  fixture f;
+  struct entry {
+    std::string value;
+    std::uint32_t flags;
+    std::int64_t expires_at_ms;
+  };
+  std::map<std::string, entry> model;
+  std::mt19937 rng(11);
+  for (int step = 0; step < 30000; ++step) {
+    const std::string k = "key-" + std::to_string(rng() % 3000);
+    if (rng() % 10 == 0) {
+      f.op(kv::op::remove, k);
+      model.erase(k);
+      continue;
+    }
+    const std::string v(rng() % 3 + 4, static_cast<char>('a' + step % 26));
+    const auto flags = static_cast<std::uint32_t>(rng() % 4);
+    const auto ttl_s = static_cast<std::int64_t>(rng() % 3) * 100;  // none, 100 s, 200 s
+    f.set(k, v, flags, ttl_s);
+    model[k] = {v, flags, ttl_s == 0 ? 0 : t0 + ttl_s * 1000};
+  }
+  // Everything whose last write gave 100 s is purged; nothing else is.
+  f.apply(make(kv::op::purge_expired, "", "", t0 + 150000));
+  std::erase_if(model, [](const auto& kv) { return kv.second.expires_at_ms == t0 + 100000; });
+  std::uint64_t bytes = 0;
+  for (const auto& [k, e] : model) {
+    const auto it = f.get(k);
+    BOOST_REQUIRE(it.has_value());
+    BOOST_REQUIRE_EQUAL(it->value, e.value);
+    BOOST_REQUIRE_EQUAL(it->flags, e.flags);
+    BOOST_REQUIRE_EQUAL(it->expires_at_ms, e.expires_at_ms);
+    bytes += k.size() + e.value.size() + kv::store::item_overhead_bytes;
+  }
+  BOOST_TEST(f.s.stats().curr_items == model.size());
+  BOOST_TEST(f.s.stats().bytes == bytes);
 }
 
 BOOST_AUTO_TEST_CASE(items_that_grow_and_shrink_keep_their_fields_and_the_accounting) {
