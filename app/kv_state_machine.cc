@@ -1,5 +1,7 @@
 #include "app/kv_state_machine.h"
 
+#include <array>
+
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -7,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -56,6 +59,19 @@ std::string kv_state_machine::apply(const raft::entry& e) {
   }
   store_.skip(e.index.value);
   return {};
+}
+
+void kv_state_machine::prefetch(std::span<const raft::entry> entries) const {
+  std::array<std::string_view, raft::state_machine::prefetch_entries> keys;
+  std::size_t n = 0;
+  for (const raft::entry& e : entries) {
+    if (n == keys.size()) break;
+    if (e.type != raft::entry_type::normal) continue;
+    // The key is a view into the entry's payload, which outlives this call.
+    if (auto cmd = kv::decode_command_view(e.data); cmd && !cmd->key.empty())
+      keys[n++] = cmd->key;
+  }
+  store_.prefetch(std::span<const std::string_view>(keys.data(), n));
 }
 
 bool kv_state_machine::restore(std::string_view bytes) {

@@ -93,6 +93,8 @@ class kv_state_machine final : public raft::state_machine {
   // Normal entries: decode and apply (an undecodable one is skipped with a warning);
   // noops: skipped. Returns kv::encode(result), or empty when nothing was applied.
   std::string apply(const raft::entry& e) override;
+  // Warms the store's tree paths for the entries' keys (kv::store::prefetch).
+  void prefetch(std::span<const raft::entry> entries) const override;
   raft::index_t applied_index() const override { return raft::index_t(store_.applied_index()); }
   std::string snapshot() const override { return store_.snapshot(); }
   bool restore(std::string_view bytes) override;

@@ -434,7 +434,12 @@ void replica::apply(const std::vector<entry>& committed) {
     apply_backlog_.insert(apply_backlog_.end(), committed.begin(), committed.end());
     return;
   }
-  for (const entry& e : committed) {
+  for (std::size_t n = 0; n < committed.size(); ++n) {
+    const entry& e = committed[n];
+    if (n % state_machine::prefetch_entries == 0) {
+      const std::size_t chunk = std::min(state_machine::prefetch_entries, committed.size() - n);
+      sm_.prefetch(std::span<const entry>(committed).subspan(n, chunk));
+    }
     // After a restart the core hands out entries from the snapshot on; the state machine
     // may already hold some (a snapshot it restored): apply each index once.
     if (e.index <= sm_.applied_index()) continue;

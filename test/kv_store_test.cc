@@ -1531,6 +1531,23 @@ BOOST_AUTO_TEST_CASE(in_place_writes_keep_the_expiry_index_and_the_accounting_ex
   BOOST_TEST(f.s.stats().bytes == bytes);
 }
 
+// prefetch() only reads: over an empty set, present and absent keys, more keys than one
+// round of lanes, the state (and so the snapshot) is unchanged.
+BOOST_AUTO_TEST_CASE(prefetch_changes_nothing) {
+  fixture f;
+  const std::vector<std::string_view> some{"a", "", "zz"};
+  f.s.prefetch(some);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 3000; ++i) keys.push_back("key-" + std::to_string(i * 7 % 3001));
+  for (std::size_t i = 0; i < keys.size(); i += 2) f.set(keys[i], "v");
+  const std::string before = f.s.snapshot();
+  std::vector<std::string_view> views(keys.begin(), keys.end());
+  f.s.prefetch(views);
+  f.s.prefetch(std::span<const std::string_view>(views).first(5));
+  BOOST_TEST(f.s.snapshot() == before);
+  for (std::size_t i = 0; i < keys.size(); ++i) BOOST_TEST(f.get(keys[i]).has_value() == (i % 2 == 0));
+}
+
 BOOST_AUTO_TEST_CASE(items_that_grow_and_shrink_keep_their_fields_and_the_accounting) {
   fixture f;
   f.set("k", "", 7, 100);  // empty value, with an expiry

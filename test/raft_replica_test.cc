@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <queue>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -255,6 +256,39 @@ BOOST_AUTO_TEST_CASE(recovery_applies_the_committed_log_through_the_one_apply_pa
   BOOST_TEST((cl.at(3).sm->applied_index() == commit));
   BOOST_TEST(cl.at(3).sm->entries.size() == commit.value);
   BOOST_TEST(cl.at(3).sm->entries.back().data == "r6");
+}
+
+// Before applying committed entries the replica hands them to the state machine's
+// prefetch() hint (kv::store warms its tree paths), in chunks of at most
+// state_machine::prefetch_entries, each chunk before any of its entries is applied.
+BOOST_AUTO_TEST_CASE(committed_entries_are_hinted_in_chunks_before_they_are_applied) {
+  cluster cl(3);
+  cl.elect(1);
+  std::vector<write_result> w(40);
+  for (std::size_t k = 0; k < w.size(); ++k)
+    cl.rep(1).propose("w" + std::to_string(k), cl.now() + 1000, into(w[k]));
+  cl.deliver();
+  cl.tick_all(2);
+  for (auto& r : w) BOOST_REQUIRE((r.error == replica_error::none));
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    BOOST_TEST_CONTEXT("node " << id) {
+      const auto& events = cl.at(id).sm->events;
+      std::set<std::uint64_t> hinted;
+      std::size_t run = 0, longest_run = 0;
+      for (const auto& [kind, index] : events) {
+        if (kind == 'p') {
+          hinted.insert(index);
+          longest_run = std::max(longest_run, ++run);
+        } else {
+          run = 0;
+          BOOST_TEST(hinted.count(index) == 1u, "entry " << index << " applied before its hint");
+        }
+      }
+      // The 40 writes were committed together, so chunks were full; none was larger.
+      BOOST_TEST(longest_run == raft::state_machine::prefetch_entries);
+      BOOST_TEST(cl.at(id).sm->applied_index().value >= 41u);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(acknowledgements_wait_for_the_batch_to_be_durable) {

@@ -30,7 +30,11 @@ class recording_sm final : public raft::state_machine {
   std::string apply(const raft::entry& e) override {
     applied_ = e.index.value;
     entries.push_back(e);
+    events.emplace_back('a', e.index.value);
     return "applied@" + std::to_string(e.index.value) + ":" + std::string(e.data.view());
+  }
+  void prefetch(std::span<const raft::entry> chunk) const override {
+    for (const raft::entry& e : chunk) events.emplace_back('p', e.index.value);
   }
   raft::index_t applied_index() const override { return raft::index_t(applied_); }
   std::string snapshot() const override { return "snapshot@" + std::to_string(applied_); }
@@ -67,6 +71,8 @@ class recording_sm final : public raft::state_machine {
   }
 
   std::vector<raft::entry> entries;
+  // ('p', index): the entry was in a prefetch() hint; ('a', index): it was applied.
+  mutable std::vector<std::pair<char, std::uint64_t>> events;
   bool defer_restores = false;
   // The bytes stay valid while owner lives (state_machine::start_restore).
   struct pending_restore {
