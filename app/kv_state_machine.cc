@@ -1,7 +1,5 @@
 #include "app/kv_state_machine.h"
 
-#include <array>
-
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>

@@ -269,8 +269,7 @@ result store::store_op(std::uint64_t index, const command_view& c) {
   ++stats_.total_items;
   if (pos != nullptr && !concatenated && pos->value_bytes == value_bytes) {
     // The same size (a counter, a fixed-size record, most caches' steady state): written in
-    // place. No allocation, the footprint unchanged, and no walk when the item set found
-    // the key through its lookup cache (kv/item_set.h). The fields end up exactly as a
+    // place, with no allocation and the footprint unchanged. The fields end up exactly as a
     // fresh item below would have them.
     std::uint8_t meta = (c.delta & meta_key_binary) != 0 ? item_key_binary : 0;
     std::int64_t expires_at_ms = expiry_from(c, now);
