@@ -1,4 +1,4 @@
-// The drive loop (raft/replica.h has the essay). About 1,000 lines on purpose: one class whose
+// The drive loop (raft/replica.h has the essay). About 1,300 lines on purpose: one class whose
 // sections (drive loop, writes and forwarding, read rounds, snapshots, snapshot transfer)
 // share its state and its invariants; they are kept together so that a reader sees every
 // path that touches them.
