@@ -13,7 +13,8 @@
 # Environment: SECONDS_RUN (5), FSYNC (true; false shows the cost without syncs), KEYS
 # (100000), BASE_PORT (32600), PERF (0; 1: perf record -g the leader's event-loop thread for
 # 2 s into OUT_PERF, default /var/tmp/thread_cpu.perf.data), PERF_NODE (leader; follower
-# profiles the follower's event loop instead), PERF_ARGS (-g; e.g. "--call-graph dwarf"),
+# profiles the follower's event loop instead), PERF_SCOPE (thread; process: all the node's
+# threads, for perf report --sort pid, then --tid), PERF_ARGS (-g; e.g. "--call-graph dwarf"),
 # ALLOCS (0; 1, as root: also count `operator new` calls per entry on each of the two nodes'
 # threads, with a uprobe on TCMalloc's tc_new; the count is exact, unlike a profile).
 set -euo pipefail
@@ -77,7 +78,9 @@ fi
 if [ "${PERF:-0}" = 1 ]; then
   perf_tid=$lp
   [ "${PERF_NODE:-leader}" = follower ] && perf_tid=$fp
-  (sleep 1; perf record -q ${PERF_ARGS:--g} -t "$perf_tid" -o "${OUT_PERF:-/var/tmp/thread_cpu.perf.data}" -- sleep 2 2>/dev/null) &
+  perf_scope=-t  # the event-loop thread; PERF_SCOPE=process: every thread of the node
+  [ "${PERF_SCOPE:-thread}" = process ] && perf_scope=-p
+  (sleep 1; perf record -q ${PERF_ARGS:--g} "$perf_scope" "$perf_tid" -o "${OUT_PERF:-/var/tmp/thread_cpu.perf.data}" -- sleep 2 2>/dev/null) &
 fi
 "$MC_LOAD" --servers "127.0.0.1:$(mc_port "$l")" --seconds "$SECONDS_RUN" --value-bytes 100 \
   --keys "${KEYS:-100000}" "$@"

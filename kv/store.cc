@@ -664,7 +664,7 @@ std::optional<result> store::dedup_lookup(const request_id& id, std::uint64_t in
   if (found == clients_.end()) return std::nullopt;
   client_window& w = found->second;
   touch_client(w, id.client, index);
-  if (auto r = w.results.find(id.seq); r != w.results.end()) return r->second.outcome;
+  if (const remembered* r = w.results.find(id.seq)) return r->outcome;
   // Older than the window: it may have been applied and forgotten. Applying it again could
   // apply it twice, so it is not applied, and the answer says that its outcome is unknown
   // (not that the command was bad: the first attempt may well have succeeded).
@@ -676,62 +676,68 @@ void store::remember(const request_id& id, std::uint64_t index, const result& r)
   auto [found, inserted] = clients_.try_emplace(id.client);
   if (inserted && clients_.size() > dedup_max_clients) {
     // Evict the client seen least recently (its last log index is the smallest).
-    const std::uint64_t victim = clients_by_age_.begin()->second;
+    const std::uint64_t victim = least_recent_client();
     auto v = clients_.find(victim);
-    for (const auto& [seq, rem] : v->second.results) {
+    for (std::size_t i = 0; i < v->second.results.size(); ++i) {
+      const remembered& rem = v->second.results[i];
       if (rem.outcome.item) {
         remembered_items_.erase(rem.index);
         remembered_item_bytes_ -= rem.outcome.item->value.size();
       }
     }
-    clients_by_age_.erase(clients_by_age_.begin());
+    clients_by_age_.erase({v->second.last_index, victim});
     clients_.erase(v);
   }
   client_window& w = found->second;
   touch_client(w, id.client, index);  // usually done already, by dedup_lookup for this index
 
-  if (w.results.size() >= dedup_window_per_client && w.results.begin()->first < id.seq) {
-    // A full window: the oldest result makes room, and its tree node carries the new one
-    // (no allocation per write for a client at its window, as every streaming client is).
-    auto node = forget(w, w.results.begin());
-    node.key() = id.seq;
-    node.mapped() = remembered{index, r};
-    w.results.insert(std::move(node));
-  } else {
-    w.results.emplace(id.seq, remembered{index, r});
+  if (w.results.size() >= dedup_window_per_client) {
+    if (w.results.front().seq > id.seq) {
+      // Older than every result of a full window: it would be the one to make room, so it
+      // is forgotten at once (the window is unchanged; its seq now counts as forgotten).
+      w.floor_seq = std::max(w.floor_seq, id.seq);
+      return;
+    }
+    forget(w, 0);  // the oldest result makes room
   }
+  w.results.insert(remembered{id.seq, index, r});
   if (r.item) {
     remembered_items_.emplace(index, std::pair{id.client, id.seq});
     remembered_item_bytes_ += r.item->value.size();
   }
-  while (w.results.size() > dedup_window_per_client) forget(w, w.results.begin());
   while (remembered_item_bytes_ > dedup_max_item_bytes) {
     const auto [client, seq] = remembered_items_.begin()->second;
     client_window& owner = clients_.find(client)->second;
-    forget(owner, owner.results.find(seq));
+    forget(owner, owner.results.lower_bound(seq));
   }
 }
 
 void store::touch_client(client_window& w, std::uint64_t client, std::uint64_t index) {
-  if (w.last_index == index) return;
-  // The client's entry in the age order moves to `index`: its node is reused (a request
-  // costs no allocation here). A new client (last_index 0, never a log index) has none.
-  if (auto node = clients_by_age_.extract({w.last_index, client})) {
-    node.value() = {index, client};
-    clients_by_age_.insert(std::move(node));
-  } else {
-    clients_by_age_.emplace(index, client);
-  }
+  // A new client (last_index 0, never a log index) gets its entry in the age order; a known
+  // one's entry is left where it is (see clients_by_age_).
+  if (w.last_index == 0) clients_by_age_.emplace(index, client);
   w.last_index = index;
 }
 
-store::result_node store::forget(client_window& w, result_map::iterator pos) {
-  w.floor_seq = std::max(w.floor_seq, pos->first);
-  if (pos->second.outcome.item) {
-    remembered_items_.erase(pos->second.index);
-    remembered_item_bytes_ -= pos->second.outcome.item->value.size();
+std::uint64_t store::least_recent_client() {
+  for (;;) {
+    const auto oldest = clients_by_age_.begin();
+    const auto [index, client] = *oldest;
+    const std::uint64_t last = clients_.find(client)->second.last_index;
+    if (last == index) return client;
+    clients_by_age_.erase(oldest);  // out of date: moved to where it belongs, and on
+    clients_by_age_.emplace(last, client);
   }
-  return w.results.extract(pos);
+}
+
+void store::forget(client_window& w, std::size_t pos) {
+  const remembered& rem = w.results[pos];
+  w.floor_seq = std::max(w.floor_seq, rem.seq);
+  if (rem.outcome.item) {
+    remembered_items_.erase(rem.index);
+    remembered_item_bytes_ -= rem.outcome.item->value.size();
+  }
+  w.results.erase(pos);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -793,8 +799,9 @@ bool store::snapshot_to(const std::function<bool(std::string_view)>& sink) const
     w.u64(cw.last_index);
     w.u64(cw.floor_seq);
     w.varint(cw.results.size());
-    for (const auto& [seq, rem] : cw.results) {
-      w.u64(seq);
+    for (std::size_t i = 0; i < cw.results.size(); ++i) {
+      const remembered& rem = cw.results[i];
+      w.u64(rem.seq);
       w.u64(rem.index);
       w.bytes(encode(rem.outcome));
     }
@@ -886,8 +893,8 @@ bool store::restore(std::string_view bytes) {
       if (!encoded) return false;
       auto outcome = decode_result(*encoded);
       if (!outcome) return false;
-      if (!cw.results.empty() && !(cw.results.rbegin()->first < *seq)) return false;
-      cw.results.emplace_hint(cw.results.end(), *seq, remembered{*index, std::move(*outcome)});
+      if (!cw.results.empty() && !(cw.results.back().seq < *seq)) return false;
+      cw.results.insert(remembered{*seq, *index, std::move(*outcome)});
     }
     fresh.clients_.emplace_hint(fresh.clients_.end(), *client, std::move(cw));
   }
@@ -913,7 +920,8 @@ bool store::restore(std::string_view bytes) {
   // Each log index carries one request: the derived orders must not have collapsed entries.
   std::size_t with_item = 0;
   for (const auto& [client, cw] : fresh.clients_)
-    for (const auto& [seq, rem] : cw.results) with_item += rem.outcome.item ? 1 : 0;
+    for (std::size_t j = 0; j < cw.results.size(); ++j)
+      with_item += cw.results[j].outcome.item ? 1 : 0;
   if (fresh.clients_by_age_.size() != fresh.clients_.size() ||
       fresh.remembered_items_.size() != with_item)
     return false;
@@ -938,9 +946,10 @@ void store::rebuild_indexes() {
   remembered_item_bytes_ = 0;
   for (const auto& [client, cw] : clients_) {
     clients_by_age_.emplace(cw.last_index, client);
-    for (const auto& [seq, rem] : cw.results) {
+    for (std::size_t i = 0; i < cw.results.size(); ++i) {
+      const remembered& rem = cw.results[i];
       if (!rem.outcome.item) continue;
-      remembered_items_.emplace(rem.index, std::pair{client, seq});
+      remembered_items_.emplace(rem.index, std::pair{client, rem.seq});
       remembered_item_bytes_ += rem.outcome.item->value.size();
     }
   }

@@ -26,6 +26,7 @@
 
 #include "kv/command.h"
 #include "kv/item_set.h"
+#include "kv/seq_ring.h"
 
 namespace kv {
 
@@ -132,15 +133,14 @@ class store {
 
  private:
   struct remembered {
+    std::uint64_t seq = 0;    // the request's number within its client
     std::uint64_t index = 0;  // log index that produced the result (eviction order)
     result outcome;
   };
-  using result_map = std::map<std::uint64_t, remembered>;  // by seq
-  using result_node = result_map::node_type;
   struct client_window {
     std::uint64_t last_index = 0;  // latest log index carrying a request of this client
     std::uint64_t floor_seq = 0;   // highest evicted seq: an unknown seq <= it is refused
-    result_map results;
+    seq_ring<remembered> results;  // by seq (kv/seq_ring.h)
   };
 
   result execute(std::uint64_t index, const command_view& c);
@@ -170,10 +170,12 @@ class store {
 
   std::optional<result> dedup_lookup(const request_id& id, std::uint64_t index);
   void remember(const request_id& id, std::uint64_t index, const result& r);
-  // Moves `client` (whose window is w) to `index` in clients_by_age_.
+  // Records that `client` (whose window is w) sent the request at log index `index`.
   void touch_client(client_window& w, std::uint64_t client, std::uint64_t index);
-  // Drops the result at `pos` from w's window; returns its tree node for reuse.
-  result_node forget(client_window& w, result_map::iterator pos);
+  // The client whose latest request is the oldest (clients_ holds more than one).
+  std::uint64_t least_recent_client();
+  // Drops the result at position `pos` of w's window.
+  void forget(client_window& w, std::size_t pos);
   void rebuild_indexes();
 
   store_options local_;   // configured limits (the bootstrap values)
@@ -187,7 +189,11 @@ class store {
   store_stats stats_;
   // At-most-once: per client, the recent requests and their results.
   std::map<std::uint64_t, client_window> clients_;
-  std::set<std::pair<std::uint64_t, std::uint64_t>> clients_by_age_;  // (last_index, client)
+  // (last_index, client) for each client, in age order. Lazy: an entry is moved only when
+  // least_recent_client() finds it at the front with an older last_index than its
+  // client's, so a request costs no tree update here; every entry's index is at most its
+  // client's last_index, so the first up-to-date entry is the least recent client.
+  std::set<std::pair<std::uint64_t, std::uint64_t>> clients_by_age_;
   // Remembered results that carry an item value, by index -> (client, seq), oldest first.
   std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> remembered_items_;
   std::uint64_t remembered_item_bytes_ = 0;

@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 #include <cstdlib>
 #include <limits>
+#include <iterator>
 #include <map>
 #include <new>
 #include <optional>
@@ -15,6 +16,7 @@
 
 #include "base/crc32c.h"
 #include "kv/item_set.h"
+#include "kv/seq_ring.h"
 #include "kv/store.h"
 
 // Every allocation of this test program is counted, so a test can show that a write
@@ -975,6 +977,103 @@ BOOST_AUTO_TEST_CASE(remembered_get_and_touch_values_are_bounded_in_bytes) {
   BOOST_TEST((again.code == kv::status::item));
   BOOST_TEST(again.item->value == big);
   BOOST_TEST(f.s.stats().touch_hits == n);
+}
+
+BOOST_AUTO_TEST_CASE(requests_applied_out_of_seq_order_are_remembered_in_their_place) {
+  fixture f;
+  f.set("n", "0");
+  auto c = make(kv::op::incr, "n");
+  c.delta = 1;
+  // A client's requests usually reach the log in seq order; these do not.
+  std::map<std::uint64_t, std::uint64_t> first;  // seq -> the value its incr returned
+  for (std::uint64_t seq : {50, 10, 30, 60, 20, 40}) {
+    c.id = {9, seq};
+    first[seq] = f.apply(c).number;
+  }
+  BOOST_TEST(f.get("n")->value == "6");
+  kv::store copy;
+  BOOST_REQUIRE(copy.restore(f.s.snapshot()));
+  BOOST_TEST(copy.snapshot() == f.s.snapshot());  // the window is written in seq order
+  for (const auto& [seq, number] : first) {
+    c.id = {9, seq};
+    BOOST_TEST(f.apply(c).number == number);
+    BOOST_TEST(copy.apply(f.next_index - 1, c).number == number);
+  }
+  BOOST_TEST(f.get("n")->value == "6");
+
+  // Fill the window with later requests (even seqs from 1000): the oldest results make
+  // room, in seq order.
+  for (std::uint64_t i = 0; i < kv::store::dedup_window_per_client; ++i) {
+    c.id = {9, 1000 + 2 * i};
+    f.apply(c);
+  }
+  const std::uint64_t total = 6 + kv::store::dedup_window_per_client;
+  BOOST_TEST(f.get("n")->value == std::to_string(total));
+  for (std::uint64_t seq : {10, 20, 30, 40, 50, 60}) {
+    c.id = {9, seq};
+    BOOST_TEST((f.apply(c).code == kv::status::outcome_unknown));
+  }
+  // A request older than every result of a full window, never seen before, applies once;
+  // it is the one that makes room, so a retry of it cannot learn its result.
+  c.id = {9, 70};
+  BOOST_TEST(f.apply(c).number == total + 1);
+  BOOST_TEST((f.apply(c).code == kv::status::outcome_unknown));
+  // One inside the window's range but not seen is remembered, and the oldest is dropped.
+  c.id = {9, 1501};
+  BOOST_TEST(f.apply(c).number == total + 2);
+  BOOST_TEST(f.apply(c).number == total + 2);
+  c.id = {9, 1000};
+  BOOST_TEST((f.apply(c).code == kv::status::outcome_unknown));
+  c.id = {9, 1002};
+  BOOST_TEST(f.apply(c).number == 8u);  // the earliest result still remembered
+  BOOST_TEST(f.get("n")->value == std::to_string(total + 2));
+}
+
+BOOST_AUTO_TEST_CASE(seq_ring_keeps_the_order_and_contents_of_a_map) {
+  // Mostly new greatest keys, some out of order; pops from the front and erases anywhere;
+  // through growth and wrap-around of the ring. A std::map is the reference.
+  struct value {
+    std::uint64_t seq = 0;
+    std::string text;
+  };
+  kv::seq_ring<value> ring;
+  std::map<std::uint64_t, std::string> model;
+  std::mt19937_64 rng(11);
+  std::uint64_t next = 1000;
+  for (int step = 0; step < 30000; ++step) {
+    const auto what = rng() % 10;
+    if (what < 6 || model.empty()) {
+      const std::uint64_t seq = rng() % 4 == 0 ? next - 1 - rng() % 900 : next++;
+      if (model.count(seq)) continue;
+      const std::string text = "v" + std::to_string(seq);
+      const std::size_t at = ring.insert(value{seq, text});
+      model[seq] = text;
+      BOOST_REQUIRE(at == static_cast<std::size_t>(std::distance(model.begin(), model.find(seq))));
+    } else if (what < 8 || model.size() > 400) {
+      BOOST_REQUIRE(ring.front().seq == model.begin()->first);
+      ring.pop_front();
+      model.erase(model.begin());
+    } else if (what < 9) {
+      const std::size_t at = rng() % model.size();
+      ring.erase(at);
+      model.erase(std::next(model.begin(), static_cast<std::ptrdiff_t>(at)));
+    } else {
+      const std::uint64_t seq = next - 1 - rng() % 1200;
+      const value* found = ring.find(seq);
+      const auto expected = model.find(seq);
+      BOOST_REQUIRE((found != nullptr) == (expected != model.end()));
+      if (found) BOOST_REQUIRE(found->text == expected->second);
+    }
+    BOOST_REQUIRE(ring.size() == model.size());
+    if (step % 101 == 0) {
+      std::size_t i = 0;
+      for (const auto& [seq, text] : model) {
+        BOOST_REQUIRE(ring[i].seq == seq);
+        BOOST_REQUIRE(ring[i].text == text);
+        ++i;
+      }
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(entries_at_or_below_the_applied_index_are_ignored) {
