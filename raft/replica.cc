@@ -563,8 +563,7 @@ replica::call_id replica::add_write(write_op w) {
     opts_.post([cb = std::move(w.cb)] { cb(replica_error::stopped, {}); });
     return id;
   }
-  const std::int64_t deadline_ms = w.deadline;
-  w.retry_at = now();
+  const std::int64_t deadline_ms = w.deadline;  // (retry_at matters only once it is idle)
   write_nodes_.insert(writes_, id, std::move(w));
   deadlines_.push(deadline_ms, id);
   // The first attempt runs on the executor: callbacks never run inside this call, and
@@ -585,8 +584,9 @@ void replica::attempt_fresh_writes() {
   auto fresh = std::move(fresh_writes_);
   fresh_writes_.clear();
   // A fresh write that is gone was answered meanwhile (stop, its deadline).
+  const clock_reading at{now(), opts_.now_ms()};
   for (const call_id id : fresh) {
-    if (writes_.count(id)) attempt_write(id);
+    if (writes_.count(id)) attempt_write(id, &at);
   }
   // Hand the buffer back for the next turn, unless attempts queued new writes meanwhile.
   if (fresh_writes_.empty()) {
@@ -640,14 +640,14 @@ void replica::on_forward_reply(node_id from, const forward_reply& r) {
   finish_write(id, r.error, r.result);
 }
 
-void replica::attempt_write(call_id id) {
+void replica::attempt_write(call_id id, const clock_reading* at) {
   auto it = writes_.find(id);
   if (it == writes_.end()) return;
   auto& w = it->second;
   idle_writes_.erase(id);
   if (stopped_) return finish_write(id, replica_error::stopped);
   if (!storage_error_.empty()) return finish_write(id, replica_error::unavailable);
-  if (now() >= w.deadline) {
+  if ((at ? at->monotonic_ms : now()) >= w.deadline) {
     if (w.config && w.last_refusal != change_error::none) {
       return finish_write(id, replica_error::none,
                           encode_outcome(change_outcome{w.last_refusal, {}, {}}));
@@ -656,7 +656,7 @@ void replica::attempt_write(call_id id) {
   }
   if (is_leader() && w.config) return attempt_change(id);
   if (is_leader()) {
-    auto bytes = sm_.prepare_proposal(w.command, opts_.now_ms());
+    auto bytes = sm_.prepare_proposal(w.command, at ? at->wall_ms : opts_.now_ms());
     if (!bytes) return finish_write(id, replica_error::rejected);
     const propose_result r = core_.propose(std::move(*bytes));
     if (!r.ok()) {

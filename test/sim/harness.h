@@ -122,6 +122,7 @@ class harness {
     std::vector<raft::received_snapshot> snapshots;
     std::vector<raft::message> sent;
     std::uint32_t boot = 0;
+    std::size_t clock_reads = 0;  // calls of the replica's now_ms and monotonic_ms
   };
 
   using options = harness_options;
@@ -190,8 +191,14 @@ class harness {
     o.post = [mp](std::function<void()> fn) { mp->tasks.push_back(std::move(fn)); };
     const std::int64_t skew =
         opt_.clock_skew_ms.count(id.value) ? opt_.clock_skew_ms.at(id.value) : 0;
-    o.now_ms = [this, skew] { return 1'700'000'000'000 + now_ + skew; };
-    o.monotonic_ms = [this] { return now_; };
+    o.now_ms = [this, mp, skew] {
+      ++mp->clock_reads;
+      return 1'700'000'000'000 + now_ + skew;
+    };
+    o.monotonic_ms = [this, mp] {
+      ++mp->clock_reads;
+      return now_;
+    };
     o.observe = [mp](const raft::ready& r) {
       for (auto& x : r.read_states) mp->reads.push_back(x);
       for (auto& x : r.dropped_reads) mp->dropped.push_back(x);
