@@ -5,7 +5,9 @@
 #      second connection does `get` round trips on the leader in a loop: items/s of the
 #      load, max and p99 of the gets (a snapshot that blocked the event loop shows up here);
 #      also the minor page faults of each node during the load (fresh pages and the
-#      copy-on-write copies after a snapshot's fork) and the leader's journal syncs;
+#      copy-on-write copies after a snapshot's fork), each node's CPU seconds (its snapshot
+#      children included once they have exited) and the loader's own, and the leader's
+#      journal syncs;
 #   2. resident memory per item on every node (anonymous and file-backed, /proc/PID/status),
 #      against memcached -t 1 loaded with the same items through the same loader;
 #   3. restart of the whole cluster: seconds from launch until a leader answers a sample of
@@ -92,8 +94,11 @@ def load(port, items, value_bytes, window):
                 raise SystemExit("load: unexpected reply %r" % line)
             in_flight -= 1
     secs = time.time() - start
-    print("load_items=%d load_window=%d load_secs=%.2f items_per_s=%.0f"
-          % (items, window, secs, items / secs))
+    # The loader's own CPU: it shares the machine's cores with the servers it loads.
+    import os
+    cpu = os.times()
+    print("load_items=%d load_window=%d load_secs=%.2f items_per_s=%.0f loader_cpu_s=%.2f"
+          % (items, window, secs, items / secs, cpu.user + cpu.system))
 
 def probe(port, stop_file):
     import os
@@ -163,11 +168,14 @@ for i in 1 2 3; do
   start_node "$i"
 done
 L=$(wait_leader)
-declare -A before=() faults_before=()
+declare -A before=() faults_before=() cpu_before=()
 minflt() { awk '{print $10}' "/proc/$1/stat"; }  # minor page faults, copy-on-write ones included
+# CPU ticks of the node's threads and of its snapshot children that have exited (reaped).
+cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
 for i in 1 2 3; do
   before[$i]=$(rss "${node_pid[$i]}")
   faults_before[$i]=$(minflt "${node_pid[$i]}")
+  cpu_before[$i]=$(cpu_ticks "${node_pid[$i]}")
 done
 
 # ---------------------------------------------------------------- 1. load + gets on the leader
@@ -177,8 +185,9 @@ python3 "$DIR/tool.py" load "$(mc_port "$L")" "$ITEMS" "$VALUE_BYTES" "$LOAD_WIN
 touch "$DIR/stop"
 wait "$probe_pid"
 cat "$DIR/probe.out"
+hz=$(getconf CLK_TCK)
 for i in 1 2 3; do
-  echo "node$i minor_faults_during_load=$(($(minflt "${node_pid[$i]}") - faults_before[$i]))$([ "$i" = "$L" ] && echo ' (leader)')"
+  echo "node$i minor_faults_during_load=$(($(minflt "${node_pid[$i]}") - faults_before[$i])) cpu_s_during_load=$(awk -v t=$(($(cpu_ticks "${node_pid[$i]}") - cpu_before[$i])) -v hz="$hz" 'BEGIN {printf "%.2f", t / hz}')$([ "$i" = "$L" ] && echo ' (leader)')"
 done
 # The leader's journal syncs since start-up (nearly all of them during the load): a sync
 # that waits behind a snapshot file's writeback shows up in the slow buckets.
