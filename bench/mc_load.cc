@@ -6,6 +6,8 @@
 //   mc_load --servers 127.0.0.1:11211[,host:port...] --connections 32 --seconds 10
 //           --op set|get|mixed --value-bytes 100 --keys 100000 [--warmup-seconds 1]
 //           [--get-percent 90] [--preload] [--depth 100]
+//   mc_load --servers 127.0.0.1:11211 --op load --items 1000000 [--key-prefix item:]
+//           [--depth 1000] [--window 1] [--value-bytes 100]
 //
 // --op stream: each connection streams `--depth` `set ... noreply` commands in one write, then
 // `version`, and waits for the VERSION line (memcached's usual way to pipeline noreply writes
@@ -13,6 +15,14 @@
 // nothing, so the last batch of every connection is read back with one multi-get at the end
 // and each of its keys must hit with the right size). Throughput counts the sets; latency is
 // per batch.
+//
+// --op load: a bulk load of exactly --items keys "<--key-prefix><i>", i = 0..items-1, on ONE
+// connection: batches of --depth `set ... noreply` each closed by `version`, --window batches
+// sent before the oldest one's VERSION is awaited. Any reply but VERSION is an error. Prints
+//   load_items=N load_window=W load_secs=S items_per_s=R loader_cpu_s=C
+// (C: this process's own CPU, user + system: it shares the machine's cores with the servers).
+// Nothing is read back here: the caller checks the items (bench/scale_bench.sh does, all of
+// them, after a restart). --seconds, --warmup-seconds and --connections do not apply.
 //
 // Connections are spread round-robin over the servers. Every reply is checked: a set must
 // answer STORED, a get must answer a VALUE block of the right size (or END for a miss, counted
@@ -31,6 +41,7 @@
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -41,6 +52,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sys/resource.h>
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -58,7 +71,10 @@ struct options {
   std::uint64_t keys = 100000;
   int get_percent = 90;
   bool preload = false;
-  int depth = 100;  // --op stream: sets per batch
+  int depth = 100;  // --op stream and load: sets per batch
+  std::uint64_t items = 0;         // --op load
+  std::string key_prefix = "item:";  // --op load
+  int window = 1;                  // --op load: batches in flight
 };
 
 struct results {
@@ -72,7 +88,9 @@ struct results {
   std::cerr << "mc_load: " << why
             << "\nusage: mc_load --servers host:port[,host:port] [--connections N] [--seconds S]"
                " [--warmup-seconds S] [--op set|get|mixed] [--value-bytes B] [--keys K]"
-               " [--get-percent P] [--preload] [--depth N]\n";
+               " [--get-percent P] [--preload] [--depth N]\n"
+               "       mc_load --servers host:port --op load --items N [--key-prefix P]"
+               " [--depth N] [--window W] [--value-bytes B]\n";
   std::exit(2);
 }
 
@@ -113,6 +131,12 @@ options parse(int argc, char** argv) {
       o.get_percent = std::stoi(next());
     } else if (a == "--depth") {
       o.depth = std::stoi(next());
+    } else if (a == "--items") {
+      o.items = std::stoull(next());
+    } else if (a == "--key-prefix") {
+      o.key_prefix = next();
+    } else if (a == "--window") {
+      o.window = std::stoi(next());
     } else if (a == "--preload") {
       o.preload = true;
     } else {
@@ -120,10 +144,13 @@ options parse(int argc, char** argv) {
     }
   }
   if (o.servers.empty()) usage("--servers is required");
-  if (o.op != "set" && o.op != "get" && o.op != "mixed" && o.op != "stream") {
-    usage("--op must be set, get, mixed or stream");
+  if (o.op != "set" && o.op != "get" && o.op != "mixed" && o.op != "stream" && o.op != "load") {
+    usage("--op must be set, get, mixed, stream or load");
   }
-  if (o.connections < 1 || o.keys < 1 || o.seconds <= 0 || o.depth < 1) usage("bad number");
+  if (o.connections < 1 || o.keys < 1 || o.seconds <= 0 || o.depth < 1 || o.window < 1) {
+    usage("bad number");
+  }
+  if (o.op == "load" && o.items < 1) usage("--op load needs --items N");
   return o;
 }
 
@@ -293,6 +320,51 @@ double percentile_us(const std::vector<std::uint32_t>& sorted, double p) {
   return sorted[std::min(i, sorted.size() - 1)];
 }
 
+// --op load (see the top of the file). Returns the number of errors; the first in `first_error`.
+asio::awaitable<std::uint64_t> bulk_load(tcp::endpoint ep, const options& o,
+                                         std::string& first_error) {
+  auto executor = co_await asio::this_coro::executor;
+  tcp::socket sock(executor);
+  co_await sock.async_connect(ep, asio::use_awaitable);
+  sock.set_option(tcp::no_delay(true));
+  const std::string value(o.value_bytes, 'v');
+  const std::string size_and_flags = " 0 0 " + std::to_string(o.value_bytes) + " noreply\r\n";
+  std::string req;
+  asio::streambuf in;
+  std::uint64_t errors = 0;
+  int in_flight = 0;
+  auto await_version = [&]() -> asio::awaitable<void> {
+    co_await asio::async_read_until(sock, in, "\r\n", asio::use_awaitable);
+    std::istream is(&in);
+    std::string line;
+    std::getline(is, line);
+    if (line.rfind("VERSION ", 0) != 0) {
+      if (errors++ == 0) first_error = "load: " + line;
+    }
+    --in_flight;
+  };
+  char digits[24];
+  for (std::uint64_t first = 0; first < o.items; first += static_cast<std::uint64_t>(o.depth)) {
+    const std::uint64_t end = std::min(o.items, first + static_cast<std::uint64_t>(o.depth));
+    req.clear();
+    for (std::uint64_t i = first; i < end; ++i) {
+      req += "set ";
+      req += o.key_prefix;
+      auto [p, ec] = std::to_chars(digits, digits + sizeof digits, i);
+      req.append(digits, p);
+      req += size_and_flags;
+      req += value;
+      req += "\r\n";
+    }
+    req += "version\r\n";
+    co_await asio::async_write(sock, asio::buffer(req), asio::use_awaitable);
+    ++in_flight;
+    while (in_flight >= o.window) co_await await_version();
+  }
+  while (in_flight > 0) co_await await_version();
+  co_return errors;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -302,6 +374,41 @@ int main(int argc, char** argv) {
   std::vector<tcp::endpoint> endpoints;
   for (auto& [host, port] : o.servers) {
     endpoints.push_back(*resolver.resolve(host, port).begin());
+  }
+
+  if (o.op == "load") {
+    std::uint64_t errors = 0;
+    std::string first_error;
+    const auto start = clock_type::now();
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          errors = co_await bulk_load(endpoints.front(), o, first_error);
+        },
+        [&](std::exception_ptr e) {
+          if (!e) return;
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& x) {
+            ++errors;
+            first_error = std::string("connection: ") + x.what();
+          }
+        });
+    io.run();
+    const double secs = std::chrono::duration<double>(clock_type::now() - start).count();
+    rusage self{};
+    ::getrusage(RUSAGE_SELF, &self);
+    const double cpu = static_cast<double>(self.ru_utime.tv_sec + self.ru_stime.tv_sec) +
+                       static_cast<double>(self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6;
+    std::printf("load_items=%llu load_window=%d load_secs=%.2f items_per_s=%.0f loader_cpu_s=%.2f\n",
+                static_cast<unsigned long long>(o.items), o.window, secs,
+                static_cast<double>(o.items) / secs, cpu);
+    if (errors) {
+      std::fprintf(stderr, "mc_load: %llu errors, first: %s\n",
+                   static_cast<unsigned long long>(errors), first_error.c_str());
+      return 1;
+    }
+    return 0;
   }
 
   // Preload every key once (so gets hit), split over the connections, before the clock starts.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # State at scale on a 3-node raftkv cluster (loopback, fsync on, 100-byte values):
 #   1. bulk load of N items through ONE memcached connection streaming `set ... noreply`
-#      (batches of 1,000 closed by `version`; LOAD_WINDOW of them in flight), while a
+#      (bench/mc_load --op load: batches of 1,000 closed by `version`, LOAD_WINDOW of them
+#      in flight; any reply but VERSION fails the run), while a
 #      second connection does `get` round trips on the leader in a loop: items/s of the
 #      load, max and p99 of the gets (a snapshot that blocked the event loop shows up here);
 #      also the minor page faults of each node during the load (fresh pages and the
@@ -15,8 +16,8 @@
 #
 #   bench/scale_bench.sh [build dir]            (default build/release)
 #
-# Needs <build dir>/app/raftkv, python3, curl; memcached for the comparison (skipped if
-# missing). Environment:
+# Needs <build dir>/app/raftkv and <build dir>/bench/mc_load, python3 (the get probe and the
+# checks), curl; memcached for the comparison (skipped if missing). Environment:
 #   ITEMS (1000000)    items to load;    VALUE_BYTES (100)
 #   FSYNC (true)       [raft] fsync;     BASE_PORT (31400)
 #   LOAD_WINDOW (1)    batches sent before the oldest one's VERSION is awaited
@@ -26,6 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/release}
 RAFTKV=$BUILD/app/raftkv
+MC_LOAD=$BUILD/bench/mc_load
 ITEMS=${ITEMS:-1000000}
 VALUE_BYTES=${VALUE_BYTES:-100}
 FSYNC=${FSYNC:-true}
@@ -33,6 +35,7 @@ LOAD_WINDOW=${LOAD_WINDOW:-1}
 BASE_PORT=${BASE_PORT:-31400}
 SCRATCH=${SCRATCH:-/var/tmp}
 [ -x "$RAFTKV" ] || { echo "scale_bench: no $RAFTKV" >&2; exit 2; }
+[ -x "$MC_LOAD" ] || { echo "scale_bench: no $MC_LOAD (ninja -C $BUILD mc_load)" >&2; exit 2; }
 command -v curl >/dev/null || { echo "scale_bench: curl is required" >&2; exit 2; }
 
 DIR=$(mktemp -d "$SCRATCH/raftkv-scale-bench.XXXXXX")
@@ -72,33 +75,6 @@ def read_until(s, buf, marker):
         buf += chunk
     i = buf.index(marker) + len(marker)
     return buf[:i], buf[i:]
-
-def load(port, items, value_bytes, window):
-    # Batches of 1,000 sets, each closed by `version`; `window` batches are sent before
-    # the oldest one's VERSION is awaited (1: batch-synchronous; 2: the next batch is on
-    # the wire while the server commits the previous one, as a client that just streams).
-    s = connect(port)
-    value = b"v" * value_bytes
-    buf = b""
-    in_flight = 0
-    start = time.time()
-    for first in range(0, items, 1000):
-        parts = [b"set item:%d 0 0 %d noreply\r\n%s\r\n" % (i, value_bytes, value)
-                 for i in range(first, min(items, first + 1000))]
-        parts.append(b"version\r\n")
-        s.sendall(b"".join(parts))
-        in_flight += 1
-        while in_flight >= window or (in_flight > 0 and first + 1000 >= items):
-            line, buf = read_until(s, buf, b"\r\n")
-            if not line.startswith(b"VERSION"):
-                raise SystemExit("load: unexpected reply %r" % line)
-            in_flight -= 1
-    secs = time.time() - start
-    # The loader's own CPU: it shares the machine's cores with the servers it loads.
-    import os
-    cpu = os.times()
-    print("load_items=%d load_window=%d load_secs=%.2f items_per_s=%.0f loader_cpu_s=%.2f"
-          % (items, window, secs, items / secs, cpu.user + cpu.system))
 
 def probe(port, stop_file):
     import os
@@ -144,8 +120,7 @@ def check(port, items, keys):
 
 if __name__ == "__main__":
     cmd = sys.argv[1]
-    if cmd == "load": load(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
-    elif cmd == "probe": probe(int(sys.argv[2]), sys.argv[3])
+    if cmd == "probe": probe(int(sys.argv[2]), sys.argv[3])
     elif cmd == "check": check(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
 PY
 
@@ -181,7 +156,11 @@ done
 # ---------------------------------------------------------------- 1. load + gets on the leader
 python3 "$DIR/tool.py" probe "$(mc_port "$L")" "$DIR/stop" >"$DIR/probe.out" &
 probe_pid=$!
-python3 "$DIR/tool.py" load "$(mc_port "$L")" "$ITEMS" "$VALUE_BYTES" "$LOAD_WINDOW"
+load() {  # port: the bulk load, one line of figures (bench/mc_load.cc, --op load)
+  "$MC_LOAD" --servers "127.0.0.1:$1" --op load --items "$ITEMS" --key-prefix item: \
+    --depth 1000 --window "$LOAD_WINDOW" --value-bytes "$VALUE_BYTES"
+}
+load "$(mc_port "$L")"
 touch "$DIR/stop"
 wait "$probe_pid"
 cat "$DIR/probe.out"
@@ -227,7 +206,7 @@ if command -v memcached >/dev/null; then
   mc_pid=$!
   sleep 0.5
   read -r a0 f0 <<<"$(rss "$mc_pid")"
-  python3 "$DIR/tool.py" load "$MEMCACHED_PORT" "$ITEMS" "$VALUE_BYTES" "$LOAD_WINDOW" | sed 's/^/memcached /'
+  load "$MEMCACHED_PORT" | sed 's/^/memcached /'
   read -r a1 f1 <<<"$(rss "$mc_pid")"
   awk -v a0="$a0" -v a1="$a1" -v n="$ITEMS" 'BEGIN {
     printf "memcached anon_rss_mb=%.0f anon_bytes_per_item=%.0f\n", a1 / 1024, (a1 - a0) * 1024 / n }'

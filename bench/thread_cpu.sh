@@ -12,7 +12,8 @@
 # the storage's journal and checkpointer threads and the snapshot writer, in start order.
 # Environment: SECONDS_RUN (5), FSYNC (true; false shows the cost without syncs), KEYS
 # (100000), BASE_PORT (32600), PERF (0; 1: perf record -g the leader's event-loop thread for
-# 2 s into OUT_PERF, default /var/tmp/thread_cpu.perf.data), PERF_NODE (leader; follower
+# PERF_SECONDS (2) from PERF_DELAY (1) s into the run, into OUT_PERF, default
+# /var/tmp/thread_cpu.perf.data), PERF_NODE (leader; follower
 # profiles the follower's event loop instead), PERF_SCOPE (thread; process: all the node's
 # threads, for perf report --sort pid, then --tid), PERF_ARGS (-g; e.g. "--call-graph dwarf"),
 # ALLOCS (0; 1, as root: also count `operator new` calls per entry on each of the two nodes'
@@ -80,7 +81,7 @@ if [ "${PERF:-0}" = 1 ]; then
   [ "${PERF_NODE:-leader}" = follower ] && perf_tid=$fp
   perf_scope=-t  # the event-loop thread; PERF_SCOPE=process: every thread of the node
   [ "${PERF_SCOPE:-thread}" = process ] && perf_scope=-p
-  (sleep 1; perf record -q ${PERF_ARGS:--g} "$perf_scope" "$perf_tid" -o "${OUT_PERF:-/var/tmp/thread_cpu.perf.data}" -- sleep 2 2>/dev/null) &
+  (sleep "${PERF_DELAY:-1}"; perf record -q ${PERF_ARGS:--g} "$perf_scope" "$perf_tid" -o "${OUT_PERF:-/var/tmp/thread_cpu.perf.data}" -- sleep "${PERF_SECONDS:-2}" 2>/dev/null) &
 fi
 "$MC_LOAD" --servers "127.0.0.1:$(mc_port "$l")" --seconds "$SECONDS_RUN" --value-bytes 100 \
   --keys "${KEYS:-100000}" "$@"
