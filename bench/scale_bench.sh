@@ -177,6 +177,14 @@ curl -s "http://127.0.0.1:$(http_port "$L")/metrics" | awk '
   /^raftkv_fsync_duration_seconds_count/ {n = $2}
   END { if (n > 0) printf "leader journal_syncs=%d mean_ms=%.2f over_10ms=%d over_50ms=%d\n",
                           n, sum * 1000 / n, n - le10, n - le50 }'
+# The probe's gets as the leader saw them: from the parsed request to its reply
+# (raftkv_request_duration_seconds). What the probe measured beyond this is time before the
+# request was read (the event loop's queue, a core) and after the reply was sent.
+curl -s "http://127.0.0.1:$(http_port "$L")/metrics" | awk '
+  /^raftkv_request_duration_seconds_bucket\{door="memcached",command="get",/ {
+    match($1, /le="[^"]*"/); le = substr($1, RSTART + 4, RLENGTH - 5); c[le] = $2 }
+  END { if (c["+Inf"] > 0) printf "leader get_handled=%d within_0.1ms=%d within_1ms=%d within_2.5ms=%d within_5ms=%d within_10ms=%d\n",
+                                  c["+Inf"], c["1e-04"], c["0.001"], c["0.0025"], c["0.005"], c["0.01"] }'
 sleep 1  # let the followers apply the tail before measuring them
 echo "snapshots_during_load=$(grep -c 'written by a child' "$DIR/node$L/raftkv.log" || true) (leader)"
 grep -h 'written by a child\|log compacted' "$DIR/node$L/raftkv.log" |
