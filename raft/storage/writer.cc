@@ -1,6 +1,12 @@
 #include "raft/storage/writer.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include <pthread.h>
+#include <sched.h>
 
 namespace raft::storage {
 
@@ -30,6 +36,17 @@ class writer::tail_terms final : public term_source {
   const writer& w_;
 };
 
+// See "Scheduling" in the header. Set from here, once the thread exists, so that it holds
+// when the constructor returns. Linux lets a process move its threads between the normal
+// policies unprivileged; if it cannot, the thread keeps SCHED_OTHER and works the same.
+void writer::run_as_batch_work(std::thread& t, const char* which) const {
+  const sched_param none{};
+  if (const int rc = ::pthread_setschedparam(t.native_handle(), SCHED_BATCH, &none); rc != 0) {
+    hooks_.log(log_level::warning, std::string("storage: the ") + which +
+                                       " thread stays SCHED_OTHER: " + std::strerror(rc));
+  }
+}
+
 writer::writer(lmdb_env& env, journal_files& journal, log_shape committed, std::uint64_t seq,
                writer_hooks hooks, writer_options opts)
     : env_(env),
@@ -45,6 +62,8 @@ writer::writer(lmdb_env& env, journal_files& journal, log_shape committed, std::
       tail_snap_(committed.snap.index) {
   thread_ = std::thread([this] { run(); });
   checkpointer_ = std::thread([this] { checkpoint_run(); });
+  run_as_batch_work(thread_, "journal");
+  run_as_batch_work(checkpointer_, "checkpointer");
 }
 
 writer::~writer() {
