@@ -1,7 +1,6 @@
 #include "raft/storage/writer.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <string>
 

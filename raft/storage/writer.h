@@ -44,7 +44,8 @@
 // wake-up of theirs does not preempt whatever is running. On a machine whose cores are busy
 // (a bulk load: three nodes on two cores) the event loop, which a client's request waits
 // for, then gets a core sooner. The journal's own latency is unchanged where a core is idle
-// (a lone write) and a write waits for it at most one time slice longer where none is.
+// (a lone write); where none is, its wake-up may wait for the running thread's time slice
+// to end instead of cutting it short.
 // Measured in bench/README-scale.md ("The storage threads as batch work"): the probe's get
 // p99 during a 1M-item load was lower in 11 of 12 alternating pairs of runs (by 0.2-3.3 ms;
 // 1.1 ms higher in the other); the load rate and closed-loop writes moved within their
