@@ -46,10 +46,10 @@
 // for, then gets a core sooner. The journal's own latency is unchanged where a core is idle
 // (a lone write); where none is, its wake-up may wait for the running thread's time slice
 // to end instead of cutting it short.
-// Measured in bench/README-scale.md ("The storage threads as batch work"): the probe's get
-// p99 during a 1M-item load was lower in 11 of 12 alternating pairs of runs (by 0.2-3.3 ms;
-// 1.1 ms higher in the other); the load rate and closed-loop writes moved within their
-// spread.
+// Measured in bench/README-scale.md ("The storage threads as batch work" and the section
+// before it): the probe's get p99 during a 1M-item load was lower in 13 of 15 alternating
+// pairs of runs (by 0.2-3.3 ms; 0.1 and 1.1 ms higher in the other two); the load rate and
+// closed-loop writes moved within their spread.
 //
 // ## Failure
 //
