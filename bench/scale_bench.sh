@@ -59,70 +59,7 @@ BENCH=scale_bench
 source bench/cluster_lib.sh
 MEMCACHED_PORT=$((BASE_PORT + 40))
 
-cat >"$DIR/tool.py" <<'PY'
-import socket, sys, time, random
-
-def connect(port):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-def read_until(s, buf, marker):
-    while marker not in buf:
-        chunk = s.recv(1 << 20)
-        if not chunk:
-            raise SystemExit("connection closed")
-        buf += chunk
-    i = buf.index(marker) + len(marker)
-    return buf[:i], buf[i:]
-
-def probe(port, stop_file):
-    import os
-    s = connect(port)
-    s.sendall(b"set probe 0 0 1\r\nx\r\n")
-    buf = b""
-    _, buf = read_until(s, buf, b"\r\n")
-    rtts = []
-    slow = []  # (wall clock at the send, ms): the round trips over 50 ms, for the log's timeline
-    while not os.path.exists(stop_file):
-        t = time.perf_counter()
-        wall = time.time()
-        s.sendall(b"get probe\r\n")
-        _, buf = read_until(s, buf, b"END\r\n")
-        rtts.append((time.perf_counter() - t) * 1000)
-        if rtts[-1] > 50:
-            slow.append((wall, rtts[-1]))
-        time.sleep(0.001)
-    for wall, ms in sorted(slow, key=lambda x: -x[1])[:10]:
-        print("# slow get sent at %s.%03dZ: %.1f ms" % (
-            time.strftime("%H:%M:%S", time.gmtime(wall)), int(wall * 1000) % 1000, ms))
-    rtts.sort()
-    p99 = rtts[int(len(rtts) * 0.99)] if rtts else 0
-    print("get_probes=%d get_p50_ms=%.3f get_p99_ms=%.3f get_max_ms=%.1f"
-          % (len(rtts), rtts[len(rtts) // 2] if rtts else 0, p99, rtts[-1] if rtts else 0))
-
-def check(port, items, keys):
-    # keys: "sample" (1,000 random + the last) or "all"; exit 0 when every one hits.
-    s = connect(port)
-    s.settimeout(2)
-    want = ([random.randrange(items) for _ in range(1000)] + [items - 1]
-            if keys == "sample" else range(items))
-    want = list(want)
-    buf = b""
-    hits = 0
-    for first in range(0, len(want), 100):
-        batch = want[first:first + 100]
-        s.sendall(b"get " + b" ".join(b"item:%d" % i for i in batch) + b"\r\n")
-        reply, buf = read_until(s, buf, b"END\r\n")
-        hits += reply.count(b"VALUE ")
-    print("checked=%d hits=%d" % (len(want), hits))
-    sys.exit(0 if hits == len(want) else 1)
-
-if __name__ == "__main__":
-    cmd = sys.argv[1]
-    if cmd == "probe": probe(int(sys.argv[2]), sys.argv[3])
-    elif cmd == "check": check(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
-PY
+TOOL=bench/scale_tool.py  # the get probe and the read-back checks
 
 rss() {  # "anon_kB file_kB" of a pid
   awk '/^RssAnon:/ {a=$2} /^RssFile:/ {f=$2} END {print a+0, f+0}' "/proc/$1/status"
@@ -154,7 +91,7 @@ for i in 1 2 3; do
 done
 
 # ---------------------------------------------------------------- 1. load + gets on the leader
-python3 "$DIR/tool.py" probe "$(mc_port "$L")" "$DIR/stop" >"$DIR/probe.out" &
+python3 "$TOOL" probe "$(mc_port "$L")" "$DIR/stop" >"$DIR/probe.out" &
 probe_pid=$!
 load() {  # port: the bulk load, one line of figures (bench/mc_load.cc, --op load)
   "$MC_LOAD" --servers "127.0.0.1:$1" --op load --items "$ITEMS" --key-prefix item: \
@@ -232,10 +169,10 @@ deadline=$((SECONDS + 120))
 while :; do
   [ $SECONDS -lt $deadline ] || { echo "scale_bench: not readable after restart" >&2; exit 1; }
   L=$(leader)
-  if [ -n "$L" ] && python3 "$DIR/tool.py" check "$(mc_port "$L")" "$ITEMS" sample >/dev/null 2>&1; then break; fi
+  if [ -n "$L" ] && python3 "$TOOL" check "$(mc_port "$L")" "$ITEMS" sample >/dev/null 2>&1; then break; fi
   sleep 0.05
 done
 end=$(date +%s.%N)
 awk -v s="$start" -v e="$end" 'BEGIN { printf "restart_to_readable_secs=%.2f\n", e - s }'
-python3 "$DIR/tool.py" check "$(mc_port "$L")" "$ITEMS" all | sed 's/^/full check after restart: /'
+python3 "$TOOL" check "$(mc_port "$L")" "$ITEMS" all | sed 's/^/full check after restart: /'
 grep -h "recovered in" "$DIR"/node*/raftkv.log | tail -3 | sed 's/^/# /'
