@@ -13,10 +13,6 @@ A=${1:?usage: ab_http.sh A/raftkv B/raftkv}
 B=${2:?usage: ab_http.sh A/raftkv B/raftkv}
 ROUNDS=${ROUNDS:-2}
 BASE_PORT=${BASE_PORT:-32800}
-mc_port() { echo $((BASE_PORT + $1)); }
-cs_port() { echo $((BASE_PORT + 10 + $1)); }
-http_port() { echo $((BASE_PORT + 20 + $1)); }
-peer_port() { echo $((BASE_PORT + 30 + $1)); }
 BENCH=ab_http
 source bench/cluster_lib.sh
 DIR=""

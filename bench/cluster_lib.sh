@@ -1,7 +1,12 @@
 # shellcheck shell=bash
 # Shared by the benchmark scripts that run a local 3-node cluster (sourced, not run).
-# The caller defines mc_port, cs_port, http_port and peer_port (node id -> port) and
-# BENCH (its name, for messages).
+# The caller sets BENCH (its name, for messages) and either BASE_PORT, from which node i's
+# doors get the ports below, or its own mc_port, cs_port, http_port and peer_port
+# (node id -> port), defined before this file is sourced.
+declare -F mc_port >/dev/null || mc_port() { echo $((BASE_PORT + $1)); }
+declare -F cs_port >/dev/null || cs_port() { echo $((BASE_PORT + 10 + $1)); }
+declare -F http_port >/dev/null || http_port() { echo $((BASE_PORT + 20 + $1)); }
+declare -F peer_port >/dev/null || peer_port() { echo $((BASE_PORT + 30 + $1)); }
 
 # The id of the node that reports itself leader in /v1/status, or nothing.
 leader() {

@@ -22,10 +22,6 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-mc_port() { echo $((BASE_PORT + $1)); }
-cs_port() { echo $((BASE_PORT + 10 + $1)); }
-http_port() { echo $((BASE_PORT + 20 + $1)); }
-peer_port() { echo $((BASE_PORT + 30 + $1)); }
 BENCH=probe_floor
 # shellcheck source=bench/cluster_lib.sh
 source bench/cluster_lib.sh

@@ -50,10 +50,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mc_port() { echo $((BASE_PORT + $1)); }
-cs_port() { echo $((BASE_PORT + 10 + $1)); }
-http_port() { echo $((BASE_PORT + 20 + $1)); }
-peer_port() { echo $((BASE_PORT + 30 + $1)); }
 BENCH=scale_bench
 # shellcheck source=bench/cluster_lib.sh
 source bench/cluster_lib.sh

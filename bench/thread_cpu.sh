@@ -35,10 +35,6 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-mc_port() { echo $((BASE_PORT + $1)); }
-cs_port() { echo $((BASE_PORT + 10 + $1)); }
-http_port() { echo $((BASE_PORT + 20 + $1)); }
-peer_port() { echo $((BASE_PORT + 30 + $1)); }
 BENCH=thread_cpu
 source bench/cluster_lib.sh
 for i in 1 2 3; do write_node_config "$DIR" "$i" "${FSYNC:-true}" 4096; done
