@@ -698,7 +698,8 @@ void node::maybe_propose_limits() {
   // version without replicated limits) proposes its configured limits, so replicas whose
   // config files differ can never diverge (docs/semantics.md). After that they change only
   // through the log (`cache_memlimit`): a leader re-asserting its config on every election
-  // would silently undo such a change.
+  // would silently undo such a change. The proposal is flagged limits_if_unset, so a
+  // cache_memlimit committed ahead of it (sent right after the election) wins.
   if (!replica_->is_leader() || !replica_->storage_error().empty()) return;
   if (store_.limits_replicated()) return;
   const std::uint64_t term = replica_->core().term().value;

@@ -9,7 +9,8 @@
 // A field is present exactly when it is non-zero, so a typical set costs a few bytes plus
 // key and value, and every command has one encoding (the decoder rejects a present zero).
 // op::set_limits (added later, same format: an older decoder rejects the unknown op and
-// the entry is skipped) has no key and its value is the 24-byte encode_limits() payload.
+// the entry is skipped) has no key and its value is the 24-byte encode_limits() payload;
+// its only flag is limits_if_unset.
 //
 // result (format 1):
 //   u8 format(=1) | u8 status | u8 present-mask (bits above 3 must be clear)
@@ -144,7 +145,9 @@ std::optional<command_view> decode_command_view(std::string_view bytes) {
       !read_present(m, f_seq, c.id.seq, [&] { return r.u64(); }))
     return std::nullopt;
   if (!r.at_end()) return std::nullopt;
-  if (c.kind == op::set_limits && (!key->empty() || !decode_limits(*value))) return std::nullopt;
+  if (c.kind == op::set_limits &&
+      (!key->empty() || !decode_limits(*value) || (c.flags & ~limits_if_unset) != 0))
+    return std::nullopt;
   c.key = *key;
   c.value = *value;
   return c;

@@ -207,5 +207,9 @@ std::string encode_limits(const store_options& limits);
 std::optional<store_options> decode_limits(std::string_view bytes);
 // A set_limits command carrying `limits` (no key, no timestamp, no request id).
 command set_limits_command(const store_options& limits);
+// set_limits flag: adopt the limits only if the store has no replicated limits yet. A new
+// cluster's first leader proposes its configured limits this way (limits_command_if_needed),
+// so that a client's `cache_memlimit` committed ahead of that proposal is not undone by it.
+inline constexpr std::uint32_t limits_if_unset = 1;
 
 }  // namespace kv

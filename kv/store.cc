@@ -194,6 +194,9 @@ result store::execute(std::uint64_t index, const command_view& c) {
       // stay even if a lowered limit would refuse them now (nothing is ever evicted).
       const auto limits = decode_limits(c.value);
       if (!limits) return outcome(status::bad_command);
+      // A leader's initial proposal that arrives after the cluster already has limits (a
+      // client's cache_memlimit committed first) changes nothing.
+      if ((c.flags & limits_if_unset) != 0 && limits_replicated_) return outcome(status::exists);
       limits_ = *limits;
       limits_replicated_ = true;
       return outcome(status::ok);
@@ -931,8 +934,10 @@ bool store::restore(std::string_view bytes) {
 }
 
 std::optional<command> limits_command_if_needed(const store& s, const store_options& local) {
-  if (s.limits_replicated() && s.options() == local) return std::nullopt;
-  return set_limits_command(local);
+  if (s.limits_replicated()) return std::nullopt;
+  command c = set_limits_command(local);
+  c.flags = limits_if_unset;
+  return c;
 }
 
 void store::rebuild_indexes() {

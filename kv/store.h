@@ -8,10 +8,11 @@
 // The limits that decide too_large and out_of_memory are replicated state too: a store
 // starts with the node's configured limits (`local`), and from the first applied
 // op::set_limits entry on it uses the limits carried by the log, whatever its own config
-// says. The leader proposes its configured limits whenever limits_command_if_needed() says
-// the replicated ones differ (or were never set), so replicas with different config files
-// cannot diverge. Until a cluster's first set_limits entry is applied, each replica uses
-// its own config (as every replica did before limits were replicated).
+// says. A leader proposes its configured limits while none are replicated
+// (limits_command_if_needed()), so replicas with different config files cannot diverge;
+// after that they change only through `cache_memlimit`. Until a cluster's first set_limits
+// entry is applied, each replica uses its own config (as every replica did before limits
+// were replicated).
 #pragma once
 
 #include <cstdint>
@@ -199,10 +200,11 @@ class store {
   std::uint64_t remembered_item_bytes_ = 0;
 };
 
-// For the leader's drive loop (after each election and at bootstrap): the set_limits
-// command to propose so that the replicated limits become the node's configured `local`
-// ones, or nullopt when they already are. Proposing it twice is harmless (the second
-// application changes nothing).
+// For the leader's drive loop (after each election and at bootstrap): while the store has
+// no replicated limits, the set_limits command that makes the node's configured `local`
+// ones the cluster's, flagged limits_if_unset; nullopt once limits are replicated. The flag
+// makes it change nothing if other limits were committed ahead of it (a client's
+// cache_memlimit sent right after the election), and proposing it twice harmless.
 std::optional<command> limits_command_if_needed(const store& s, const store_options& local);
 
 }  // namespace kv

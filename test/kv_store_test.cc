@@ -727,23 +727,43 @@ BOOST_AUTO_TEST_CASE(limits_command_if_needed_proposes_the_local_limits_until_re
   auto c = kv::limits_command_if_needed(s, local);
   BOOST_REQUIRE(c.has_value());
   BOOST_TEST((c->kind == kv::op::set_limits));
+  BOOST_TEST(c->flags == kv::limits_if_unset);
   BOOST_TEST((kv::decode_limits(c->value) == local));
-  s.apply(1, *c);
+  BOOST_TEST((kv::decode_command(kv::encode(*c)) == *c));
+  BOOST_TEST((s.apply(1, *c).code == kv::status::ok));
+  BOOST_TEST(s.limits_replicated());
   BOOST_TEST(!kv::limits_command_if_needed(s, local).has_value());
-  // Applying it twice (two proposals before the first was applied) is harmless.
-  BOOST_TEST((s.apply(2, *c).code == kv::status::ok));
+  // Applying it twice (two proposals before the first was applied) changes nothing.
+  BOOST_TEST((s.apply(2, *c).code == kv::status::exists));
   BOOST_TEST((s.options() == local));
-  BOOST_TEST(!kv::limits_command_if_needed(s, local).has_value());
-  // A leader whose config differs from the replicated limits proposes its own.
+  // Once limits are replicated a leader with another config proposes nothing: after the
+  // first, the limits change only through cache_memlimit (app/node.cc, maybe_propose_limits).
   kv::store_options other = local;
   other.max_memory_bytes = 123456;
-  auto d = kv::limits_command_if_needed(s, other);
-  BOOST_REQUIRE(d.has_value());
-  BOOST_TEST((kv::decode_limits(d->value) == other));
-  s.apply(3, *d);
-  BOOST_TEST((s.options() == other));
   BOOST_TEST(!kv::limits_command_if_needed(s, other).has_value());
-  BOOST_TEST(kv::limits_command_if_needed(s, local).has_value());
+}
+
+// A client's cache_memlimit (an unflagged set_limits) committed ahead of the new leader's
+// initial limits: the initial proposal must not undo the acknowledged change. (Seen in
+// test_memcached_meta.py: a cache_memlimit sent right after the election reverted.)
+BOOST_AUTO_TEST_CASE(the_initial_limits_do_not_undo_a_cache_memlimit_committed_before_them) {
+  kv::store_options local;
+  kv::store s(local);
+  auto initial = kv::limits_command_if_needed(s, local);  // proposed, not yet applied
+  BOOST_REQUIRE(initial.has_value());
+  kv::store_options quota = local;
+  quota.max_memory_bytes = 8u << 20;
+  BOOST_TEST((s.apply(1, kv::set_limits_command(quota)).code == kv::status::ok));
+  BOOST_TEST((s.apply(2, *initial).code == kv::status::exists));
+  BOOST_TEST(s.options().max_memory_bytes == (8u << 20));
+  // Unflagged, a later set_limits still takes over (a later cache_memlimit).
+  quota.max_memory_bytes = 16u << 20;
+  BOOST_TEST((s.apply(3, kv::set_limits_command(quota)).code == kv::status::ok));
+  BOOST_TEST(s.options().max_memory_bytes == (16u << 20));
+  // A set_limits with any other flag is not a valid entry.
+  kv::command bad = kv::set_limits_command(quota);
+  bad.flags = 2;
+  BOOST_TEST(!kv::decode_command(kv::encode(bad)).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(a_snapshot_carries_the_replicated_limits) {
