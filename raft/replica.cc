@@ -1101,7 +1101,9 @@ void replica::on_chunk(const message& m, const snapshot_chunk& c) {
       log(log_level::info, cat("dropped a partial snapshot (index ", in->meta.index.value, ", ",
                                in->held, " bytes) for a new one"));
     }
-    in.emplace();
+    // Assigned, not emplace()d: clang 14 judges the nested struct not default-constructible
+    // (its member initializers count only once the enclosing class is complete).
+    in = inbound_transfer{};
     in->from = m.from;
     in->term = m.term;
     in->meta = c.meta;
