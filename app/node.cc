@@ -693,30 +693,23 @@ asio::awaitable<service_error> node::take_snapshot() {
 }
 
 void node::maybe_propose_limits() {
-  // The limits that decide an apply outcome (too_large, out_of_memory) are replicated state:
-  // the first leader of a cluster that has none (a new cluster, or one upgraded from a
-  // version without replicated limits) proposes its configured limits, so replicas whose
-  // config files differ can never diverge (docs/semantics.md). After that they change only
-  // through the log (`cache_memlimit`): a leader re-asserting its config on every election
-  // would silently undo such a change. The proposal is flagged limits_if_unset, so a
-  // cache_memlimit committed ahead of it (sent right after the election) wins.
-  if (!replica_->is_leader() || !replica_->storage_error().empty()) return;
-  if (store_.limits_replicated()) return;
-  const std::uint64_t term = replica_->core().term().value;
-  if (term == limits_checked_term_) return;
-  limits_checked_term_ = term;
+  // The limits that decide an apply outcome (too_large, out_of_memory) are replicated state
+  // (kv/store.h, "Limits"): a leader whose configured [limits] differ from the cluster's
+  // configured ones proposes its own, so replicas whose config files differ can never
+  // diverge, and [limits] edited on every node take effect once the nodes restart. Checked
+  // on every tick, not once per term: entries of an earlier leader applied after this one
+  // was elected can change the cluster's limits. One proposal at a time; the check after it
+  // sees the applied result.
+  if (limits_proposal_in_flight_ || !replica_->is_leader() || !replica_->storage_error().empty())
+    return;
   auto cmd = kv::limits_command_if_needed(store_, store_.local_options());
   if (!cmd) return;
   cmd->timestamp_ms = unix_ms();
   base::log(base::log_level::info, "proposing this node's [limits] as the cluster's");
+  limits_proposal_in_flight_ = true;
+  // Lost (e.g. leadership moved) or applied: either way the next tick checks again.
   replica_->propose(kv::encode(*cmd), monotonic_ms() + limits_.request_timeout.count(),
-                    [this, term](raft::replica_error e, std::string) {
-                      // Lost (e.g. leadership moved): the next leader checks again; if we
-                      // are still leader in this term, try again on a later tick.
-                      if (e != raft::replica_error::none && limits_checked_term_ == term) {
-                        limits_checked_term_ = 0;
-                      }
-                    });
+                    [this](raft::replica_error, std::string) { limits_proposal_in_flight_ = false; });
 }
 
 void node::maybe_purge_expired() {

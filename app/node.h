@@ -149,9 +149,9 @@ class node final : public net::kv_service {
   std::uint64_t client_id_ = 0;
   std::uint64_t next_seq_ = 1;
   clock::time_point last_purge_check_ = clock::now();
-  // The term in which this node, as leader, last made sure the replicated limits are its
-  // configured ones (maybe_propose_limits).
-  std::uint64_t limits_checked_term_ = 0;
+  // This node, as leader, proposed its configured limits and has no answer yet
+  // (maybe_propose_limits).
+  bool limits_proposal_in_flight_ = false;
   std::uint64_t cluster_id_ = 0;  // app/cluster_id.h
   // The amnesia guard (app/generation.h): this data dir's generation, whether it was made
   // in an empty data dir by this process, and the generations recorded for the others.

@@ -10,7 +10,8 @@
 // key and value, and every command has one encoding (the decoder rejects a present zero).
 // op::set_limits (added later, same format: an older decoder rejects the unknown op and
 // the entry is skipped) has no key and its value is the 24-byte encode_limits() payload;
-// its only flag is limits_if_unset.
+// its flags are exactly one of limits_absolute (0), limits_if_unset, limits_from_config and
+// limits_memory_quota.
 //
 // result (format 1):
 //   u8 format(=1) | u8 status | u8 present-mask (bits above 3 must be clear)
@@ -146,7 +147,9 @@ std::optional<command_view> decode_command_view(std::string_view bytes) {
     return std::nullopt;
   if (!r.at_end()) return std::nullopt;
   if (c.kind == op::set_limits &&
-      (!key->empty() || !decode_limits(*value) || (c.flags & ~limits_if_unset) != 0))
+      (!key->empty() || !decode_limits(*value) ||
+       (c.flags != limits_absolute && c.flags != limits_if_unset &&
+        c.flags != limits_from_config && c.flags != limits_memory_quota)))
     return std::nullopt;
   c.key = *key;
   c.value = *value;
@@ -230,9 +233,10 @@ std::optional<store_options> decode_limits(std::string_view bytes) {
   return store_options{static_cast<std::size_t>(*key), static_cast<std::size_t>(*value), *memory};
 }
 
-command set_limits_command(const store_options& limits) {
+command set_limits_command(const store_options& limits, std::uint32_t flags) {
   command c;
   c.kind = op::set_limits;
+  c.flags = flags;
   c.value = encode_limits(limits);
   return c;
 }

@@ -205,11 +205,20 @@ std::optional<result> decode_result(std::string_view bytes);
 // three u64 little-endian. decode_limits accepts exactly that, with every limit non-zero.
 std::string encode_limits(const store_options& limits);
 std::optional<store_options> decode_limits(std::string_view bytes);
-// A set_limits command carrying `limits` (no key, no timestamp, no request id).
-command set_limits_command(const store_options& limits);
-// set_limits flag: adopt the limits only if the store has no replicated limits yet. A new
-// cluster's first leader proposes its configured limits this way (limits_command_if_needed),
-// so that a client's `cache_memlimit` committed ahead of that proposal is not undone by it.
+// A set_limits command carrying `limits` (no key, no timestamp, no request id) and one of
+// the flags below, which say what the entry means (kv/store.h, "Limits").
+command set_limits_command(const store_options& limits, std::uint32_t flags);
+// A leader's configured [limits] (limits_command_if_needed). They become the cluster's
+// configured limits unless these are already the same; the memory quota that a client set
+// (limits_memory_quota) stays, unless the configured max_memory_bytes itself changed.
+inline constexpr std::uint32_t limits_from_config = 2;
+// A client's `cache_memlimit`: only max_memory_bytes counts. It sets the memory quota in
+// force until a leader's configured max_memory_bytes changes.
+inline constexpr std::uint32_t limits_memory_quota = 4;
+// Written by earlier versions and still applied as they were: with no flag, adopt all three
+// limits (their `cache_memlimit`); with limits_if_unset, adopt them only while the store has
+// no replicated limits (their leader's first proposal).
+inline constexpr std::uint32_t limits_absolute = 0;
 inline constexpr std::uint32_t limits_if_unset = 1;
 
 }  // namespace kv

@@ -113,8 +113,9 @@ bool is_storage(op k) {
 //     i64 written_at_ms, u8 meta bits) in strictly increasing key order
 //   | varint n_clients, n x (u64 client, u64 last_index, u64 floor_seq, varint n_results,
 //     n x (u64 seq, u64 index, bytes encoded result)) in increasing client / seq order
-//   | u8 limits_replicated (0 or 1), and if 1: u64 max_key_bytes, u64 max_value_bytes,
-//     u64 max_memory_bytes (the encode_limits payload)
+//   | u8 replicated limits (bit 0: configured, bit 1: memory quota; store.h, "Limits"),
+//     then if bit 0: u64 max_key_bytes, u64 max_value_bytes, u64 max_memory_bytes (the
+//     encode_limits payload), then if bit 1: u64 the memory quota
 //   | u32 CRC-32C of every byte before it
 // Format 2 is format 3 without the per-item meta byte (every item has meta 0); it is what
 // a store writes while no item carries meta marks.
@@ -127,6 +128,10 @@ constexpr std::uint8_t snapshot_format = 3;
 constexpr std::uint8_t snapshot_format_without_meta = 2;
 constexpr std::uint8_t snapshot_format_without_limits = 1;
 constexpr std::size_t limits_payload_bytes = 3 * 8;
+// The bits of the snapshot's replicated-limits byte. A store without a client's memory quota
+// writes the bytes versions before it wrote (0 or 1), which also read no other value.
+constexpr std::uint8_t limits_configured = 1;
+constexpr std::uint8_t limits_quota = 2;
 
 constexpr std::uint64_t store_stats::*stat_fields[] = {
     &store_stats::curr_items,  &store_stats::total_items,   &store_stats::bytes,
@@ -189,21 +194,49 @@ result store::execute(std::uint64_t index, const command_view& c) {
       return meta_delete_op(index, c);
     case op::meta_arith:
       return meta_arith_op(index, c);
-    case op::set_limits: {
-      // From here on every replica decides with the leader's limits. Items already stored
-      // stay even if a lowered limit would refuse them now (nothing is ever evicted).
-      const auto limits = decode_limits(c.value);
-      if (!limits) return outcome(status::bad_command);
-      // A leader's initial proposal that arrives after the cluster already has limits (a
-      // client's cache_memlimit committed first) changes nothing.
-      if ((c.flags & limits_if_unset) != 0 && limits_replicated_) return outcome(status::exists);
-      limits_ = *limits;
-      limits_replicated_ = true;
-      return outcome(status::ok);
-    }
+    case op::set_limits:
+      return set_limits_op(c);
     default:
       return outcome(status::bad_command);
   }
+}
+
+// From here on every replica decides with the replicated limits ("Limits" in store.h).
+// Items already stored stay even if a lowered limit would refuse them now (nothing is ever
+// evicted).
+result store::set_limits_op(const command_view& c) {
+  const auto limits = decode_limits(c.value);
+  if (!limits) return outcome(status::bad_command);
+  switch (c.flags) {
+    case limits_from_config:
+      if (configured_ == *limits) return outcome(status::exists);
+      // A changed configured quota is newer intent than a client's quota; the first
+      // configured limits (configured_ unset) may come after a client's quota in the log.
+      if (configured_ && configured_->max_memory_bytes != limits->max_memory_bytes)
+        memory_quota_.reset();
+      configured_ = *limits;
+      break;
+    case limits_memory_quota:
+      memory_quota_ = limits->max_memory_bytes;
+      break;
+    case limits_absolute:
+      configured_ = *limits;
+      memory_quota_.reset();
+      break;
+    case limits_if_unset:
+      if (limits_replicated()) return outcome(status::exists);
+      configured_ = *limits;
+      break;
+    default:
+      return outcome(status::bad_command);
+  }
+  refresh_limits();
+  return outcome(status::ok);
+}
+
+void store::refresh_limits() {
+  limits_ = configured_.value_or(local_);
+  if (memory_quota_) limits_.max_memory_bytes = *memory_quota_;
 }
 
 result store::store_op(std::uint64_t index, const command_view& c) {
@@ -811,8 +844,9 @@ bool store::snapshot_to(const std::function<bool(std::string_view)>& sink) const
     if (out.size() >= chunk_bytes) flush();
     if (!ok) return false;
   }
-  w.u8(limits_replicated_ ? 1 : 0);
-  if (limits_replicated_) out += encode_limits(limits_);
+  w.u8((configured_ ? limits_configured : 0) | (memory_quota_ ? limits_quota : 0));
+  if (configured_) out += encode_limits(*configured_);
+  if (memory_quota_) w.u64(*memory_quota_);
   flush();
   if (!ok) return false;
   w.u32(crc);
@@ -903,16 +937,21 @@ bool store::restore(std::string_view bytes) {
   }
   if (format != snapshot_format_without_limits) {
     const auto replicated = r.u8();
-    if (!replicated || *replicated > 1) return false;
-    if (*replicated == 1) {
+    if (!replicated || (*replicated & ~(limits_configured | limits_quota)) != 0) return false;
+    if ((*replicated & limits_configured) != 0) {
       const std::string_view rest = body.substr(body.size() - r.remaining());
       if (rest.size() < limits_payload_bytes) return false;
       auto limits = decode_limits(rest.substr(0, limits_payload_bytes));
       if (!limits) return false;
       for (int i = 0; i < 3; ++i) r.u64();  // the payload just decoded
-      fresh.limits_ = *limits;
-      fresh.limits_replicated_ = true;
+      fresh.configured_ = *limits;
     }
+    if ((*replicated & limits_quota) != 0) {
+      const auto quota = r.u64();
+      if (!quota || *quota == 0) return false;
+      fresh.memory_quota_ = *quota;
+    }
+    fresh.refresh_limits();
   }
   if (!r.at_end()) return false;
 
@@ -934,10 +973,8 @@ bool store::restore(std::string_view bytes) {
 }
 
 std::optional<command> limits_command_if_needed(const store& s, const store_options& local) {
-  if (s.limits_replicated()) return std::nullopt;
-  command c = set_limits_command(local);
-  c.flags = limits_if_unset;
-  return c;
+  if (s.configured_limits() == local) return std::nullopt;
+  return set_limits_command(local, limits_from_config);
 }
 
 void store::rebuild_indexes() {

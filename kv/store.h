@@ -5,14 +5,20 @@
 // same decision), for reads it is the reader's clock (only used to hide expired items).
 // The same sequence of apply() calls gives byte-identical snapshots on every replica.
 //
-// The limits that decide too_large and out_of_memory are replicated state too: a store
-// starts with the node's configured limits (`local`), and from the first applied
-// op::set_limits entry on it uses the limits carried by the log, whatever its own config
-// says. A leader proposes its configured limits while none are replicated
-// (limits_command_if_needed()), so replicas with different config files cannot diverge;
-// after that they change only through `cache_memlimit`. Until a cluster's first set_limits
-// entry is applied, each replica uses its own config (as every replica did before limits
-// were replicated).
+// Limits. The limits that decide too_large and out_of_memory are replicated state too, so
+// replicas whose config files differ never decide differently. A store starts with its
+// node's configured limits (`local`); set_limits entries (kv/command.h) then replace them:
+// - a leader's configured [limits] (limits_from_config): each leader proposes its own
+//   whenever they differ from the cluster's configured ones (limits_command_if_needed), so
+//   editing [limits] on every node and restarting them changes the cluster's limits;
+// - a client's cache_memlimit (limits_memory_quota): a memory quota that overrides the
+//   configured max_memory_bytes until a leader's configured max_memory_bytes itself
+//   changes. A leader whose file only repeats the configured quota, or differs in the key
+//   or value limit alone, leaves it in force; so does a new cluster's first proposal, which
+//   a cache_memlimit sent right after the election can precede in the log.
+// The limits in force are the configured ones (the local ones until some are replicated)
+// with the memory quota over them. Until a cluster's first set_limits entry is applied,
+// each replica uses its own config, as every replica did before limits were replicated.
 #pragma once
 
 #include <cstdint>
@@ -65,7 +71,7 @@ struct key_info {
 class store {
  public:
   // `local` is the node's configured limits: in force until a set_limits entry is applied
-  // (and again after restoring a snapshot that carries no replicated limits).
+  // (and again after restoring a snapshot that carries no replicated limits). "Limits" above.
   explicit store(store_options local = {});
 
   // Applies the command of the log entry at `index` (> applied_index()). The item version
@@ -99,11 +105,16 @@ class store {
 
   std::uint64_t applied_index() const { return applied_index_; }
   const store_stats& stats() const { return stats_; }
-  // The limits in force: the replicated ones once a set_limits entry was applied, else the
-  // local ones. Apply decisions use exactly these.
+  // The limits in force (the configured ones with the memory quota over them: "Limits"
+  // above). Apply decisions use exactly these.
   const store_options& options() const { return limits_; }
   // True once a set_limits entry was applied (or restored from a snapshot).
-  bool limits_replicated() const { return limits_replicated_; }
+  bool limits_replicated() const { return configured_.has_value() || memory_quota_.has_value(); }
+  // The cluster's configured limits: the last leader's [limits] that were applied; nullopt
+  // while no leader's limits were.
+  const std::optional<store_options>& configured_limits() const { return configured_; }
+  // A client's memory quota (cache_memlimit) in force over the configured one, if any.
+  const std::optional<std::uint64_t>& memory_quota() const { return memory_quota_; }
   const store_options& local_options() const { return local_; }
 
   // Serialises the whole state (items, counters, flush deadline, dedup table, applied index,
@@ -178,10 +189,14 @@ class store {
   // Drops the result at position `pos` of w's window.
   void forget(client_window& w, std::size_t pos);
   void rebuild_indexes();
+  result set_limits_op(const command_view& c);
+  // limits_ from local_, configured_ and memory_quota_.
+  void refresh_limits();
 
-  store_options local_;   // configured limits (the bootstrap values)
+  store_options local_;   // this node's configured limits (the bootstrap values)
   store_options limits_;  // limits in force (see options())
-  bool limits_replicated_ = false;
+  std::optional<store_options> configured_;     // replicated: a leader's [limits]
+  std::optional<std::uint64_t> memory_quota_;  // replicated: a client's cache_memlimit
   // One allocation per item, in key order (cheap prefix listing, snapshots in key order),
   // with an index by expiry (purge and expired_keys in O(expired)): kv/item_set.h.
   item_set items_;
@@ -200,11 +215,10 @@ class store {
   std::uint64_t remembered_item_bytes_ = 0;
 };
 
-// For the leader's drive loop (after each election and at bootstrap): while the store has
-// no replicated limits, the set_limits command that makes the node's configured `local`
-// ones the cluster's, flagged limits_if_unset; nullopt once limits are replicated. The flag
-// makes it change nothing if other limits were committed ahead of it (a client's
-// cache_memlimit sent right after the election), and proposing it twice harmless.
+// For the leader's drive loop: while the cluster's configured limits differ from this
+// node's configured `local` ones (or none were replicated yet), the set_limits command
+// (limits_from_config) that makes them the cluster's; nullopt when they are the same.
+// Proposing it twice is harmless: the second applies as status::exists and changes nothing.
 std::optional<command> limits_command_if_needed(const store& s, const store_options& local);
 
 }  // namespace kv

@@ -230,7 +230,7 @@ BOOST_AUTO_TEST_CASE(decode_rejects_unknown_format_op_kind_and_status) {
 
 BOOST_AUTO_TEST_CASE(set_limits_round_trips_and_only_with_a_valid_payload) {
   const kv::store_options limits{100, 5000, 1ull << 30};
-  const kv::command c = kv::set_limits_command(limits);
+  const kv::command c = kv::set_limits_command(limits, kv::limits_from_config);
   BOOST_TEST((c.kind == kv::op::set_limits));
   BOOST_TEST(c.value.size() == 24u);
   BOOST_TEST((kv::decode_limits(c.value) == limits));
@@ -240,6 +240,16 @@ BOOST_AUTO_TEST_CASE(set_limits_round_trips_and_only_with_a_valid_payload) {
     auto back = kv::decode_command(kv::encode(cmd));
     BOOST_REQUIRE(back.has_value());
     BOOST_TEST((*back == cmd));
+  }
+  // Each meaning round-trips (the two of earlier versions too); no other flags decode.
+  for (std::uint32_t flags : {kv::limits_absolute, kv::limits_if_unset, kv::limits_from_config,
+                              kv::limits_memory_quota}) {
+    const auto cmd = kv::set_limits_command(limits, flags);
+    BOOST_TEST((kv::decode_command(kv::encode(cmd)) == cmd), "flags " << flags);
+  }
+  for (std::uint32_t flags : {3u, 5u, 6u, 8u, 0x80000000u}) {
+    const auto cmd = kv::set_limits_command(limits, flags);
+    BOOST_TEST(!kv::decode_command(kv::encode(cmd)).has_value(), "flags " << flags);
   }
   // A payload of the wrong size, a zero limit or a key make the entry undecodable (it is
   // then skipped by every replica alike).
@@ -254,7 +264,8 @@ BOOST_AUTO_TEST_CASE(set_limits_round_trips_and_only_with_a_valid_payload) {
     if (field == 1) zero.max_value_bytes = 0;
     if (field == 2) zero.max_memory_bytes = 0;
     BOOST_TEST(!kv::decode_limits(kv::encode_limits(zero)).has_value());
-    BOOST_TEST(!kv::decode_command(kv::encode(kv::set_limits_command(zero))).has_value());
+    BOOST_TEST(!kv::decode_command(kv::encode(kv::set_limits_command(zero, kv::limits_from_config)))
+                     .has_value());
   }
   bad = c;
   bad.key = "k";

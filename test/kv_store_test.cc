@@ -677,7 +677,7 @@ BOOST_AUTO_TEST_CASE(replicas_with_different_local_limits_agree_once_set_limits_
     BOOST_TEST((ra == b.apply(index, c)), "index " << index);
     return ra.code;
   };
-  auto limits = kv::set_limits_command(leader);
+  auto limits = kv::set_limits_command(leader, kv::limits_from_config);
   limits.timestamp_ms = t0;
   BOOST_TEST((both(limits) == kv::status::ok));
   BOOST_TEST((a.options() == leader));
@@ -701,7 +701,7 @@ BOOST_AUTO_TEST_CASE(replicas_with_different_local_limits_agree_once_set_limits_
   // A later set_limits (the new leader's config) takes over on both.
   leader.max_value_bytes = 2000;
   leader.max_memory_bytes = 1 << 20;
-  BOOST_TEST((both(kv::set_limits_command(leader)) == kv::status::ok));
+  BOOST_TEST((both(kv::set_limits_command(leader, kv::limits_from_config)) == kv::status::ok));
   BOOST_TEST((both(make(kv::op::set, "x", std::string(2500, 'v'))) == kv::status::too_large));
   BOOST_TEST((both(make(kv::op::set, "m2", std::string(1500, 'v'))) == kv::status::stored));
   // Nothing already stored is dropped when a limit is lowered.
@@ -711,14 +711,14 @@ BOOST_AUTO_TEST_CASE(replicas_with_different_local_limits_agree_once_set_limits_
 
 BOOST_AUTO_TEST_CASE(a_set_limits_entry_with_a_bad_payload_changes_nothing) {
   fixture f;
-  auto c = kv::set_limits_command({1, 1, 1});
+  auto c = kv::set_limits_command({1, 1, 1}, kv::limits_from_config);
   c.value = "short";  // the decoder refuses it; the store stays safe on its own anyway
   BOOST_TEST((f.apply(c).code == kv::status::bad_command));
   BOOST_TEST(!f.s.limits_replicated());
   BOOST_TEST((f.s.options() == kv::store_options{}));
 }
 
-BOOST_AUTO_TEST_CASE(limits_command_if_needed_proposes_the_local_limits_until_replicated) {
+BOOST_AUTO_TEST_CASE(a_leader_proposes_its_configured_limits_while_the_clusters_differ) {
   kv::store_options local;
   local.max_value_bytes = 4096;
   kv::store s(local);
@@ -727,25 +727,35 @@ BOOST_AUTO_TEST_CASE(limits_command_if_needed_proposes_the_local_limits_until_re
   auto c = kv::limits_command_if_needed(s, local);
   BOOST_REQUIRE(c.has_value());
   BOOST_TEST((c->kind == kv::op::set_limits));
-  BOOST_TEST(c->flags == kv::limits_if_unset);
+  BOOST_TEST(c->flags == kv::limits_from_config);
   BOOST_TEST((kv::decode_limits(c->value) == local));
   BOOST_TEST((kv::decode_command(kv::encode(*c)) == *c));
   BOOST_TEST((s.apply(1, *c).code == kv::status::ok));
   BOOST_TEST(s.limits_replicated());
+  BOOST_TEST((s.configured_limits() == local));
   BOOST_TEST(!kv::limits_command_if_needed(s, local).has_value());
   // Applying it twice (two proposals before the first was applied) changes nothing.
   BOOST_TEST((s.apply(2, *c).code == kv::status::exists));
   BOOST_TEST((s.options() == local));
-  // Once limits are replicated a leader with another config proposes nothing: after the
-  // first, the limits change only through cache_memlimit (app/node.cc, maybe_propose_limits).
-  kv::store_options other = local;
-  other.max_memory_bytes = 123456;
-  BOOST_TEST(!kv::limits_command_if_needed(s, other).has_value());
+  // A leader with another config (a file edited before a restart, or a node whose file
+  // differs) proposes its own, and they take over.
+  kv::store_options edited = local;
+  edited.max_value_bytes = 8192;
+  auto c2 = kv::limits_command_if_needed(s, edited);
+  BOOST_REQUIRE(c2.has_value());
+  BOOST_TEST((s.apply(3, *c2).code == kv::status::ok));
+  BOOST_TEST((s.options() == edited));
+  BOOST_TEST(!kv::limits_command_if_needed(s, edited).has_value());
+  // The first leader's proposal, applied late (after the edited one), takes over again: the
+  // proposing leader then sees that the limits differ from its own and proposes them anew.
+  BOOST_TEST((s.apply(4, *c).code == kv::status::ok));
+  BOOST_TEST((s.options() == local));
+  BOOST_TEST(kv::limits_command_if_needed(s, edited).has_value());
 }
 
-// A client's cache_memlimit (an unflagged set_limits) committed ahead of the new leader's
-// initial limits: the initial proposal must not undo the acknowledged change. (Seen in
-// test_memcached_meta.py: a cache_memlimit sent right after the election reverted.)
+// A client's cache_memlimit committed ahead of the new leader's first limits: that proposal
+// must not undo the acknowledged change. (Seen in test_memcached_meta.py: a cache_memlimit
+// sent right after the election reverted.)
 BOOST_AUTO_TEST_CASE(the_initial_limits_do_not_undo_a_cache_memlimit_committed_before_them) {
   kv::store_options local;
   kv::store s(local);
@@ -753,17 +763,95 @@ BOOST_AUTO_TEST_CASE(the_initial_limits_do_not_undo_a_cache_memlimit_committed_b
   BOOST_REQUIRE(initial.has_value());
   kv::store_options quota = local;
   quota.max_memory_bytes = 8u << 20;
-  BOOST_TEST((s.apply(1, kv::set_limits_command(quota)).code == kv::status::ok));
-  BOOST_TEST((s.apply(2, *initial).code == kv::status::exists));
+  BOOST_TEST((s.apply(1, kv::set_limits_command(quota, kv::limits_memory_quota)).code ==
+              kv::status::ok));
   BOOST_TEST(s.options().max_memory_bytes == (8u << 20));
-  // Unflagged, a later set_limits still takes over (a later cache_memlimit).
+  BOOST_TEST((s.apply(2, *initial).code == kv::status::ok));
+  BOOST_TEST(s.options().max_memory_bytes == (8u << 20));
+  BOOST_TEST((s.configured_limits() == local));
+  BOOST_TEST((s.memory_quota() == (8u << 20)));
+  // A later cache_memlimit replaces the quota.
   quota.max_memory_bytes = 16u << 20;
-  BOOST_TEST((s.apply(3, kv::set_limits_command(quota)).code == kv::status::ok));
+  BOOST_TEST((s.apply(3, kv::set_limits_command(quota, kv::limits_memory_quota)).code ==
+              kv::status::ok));
   BOOST_TEST(s.options().max_memory_bytes == (16u << 20));
-  // A set_limits with any other flag is not a valid entry.
-  kv::command bad = kv::set_limits_command(quota);
-  bad.flags = 2;
-  BOOST_TEST(!kv::decode_command(kv::encode(bad)).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_cache_memlimit_lasts_until_the_configured_quota_changes) {
+  kv::store_options config;
+  config.max_memory_bytes = 64u << 20;
+  kv::store a(config), b(kv::store_options{10, 10, 1u << 20});  // b's own file differs
+  std::uint64_t index = 0;
+  auto both = [&](const kv::command& c) {
+    ++index;
+    const auto ra = a.apply(index, c);
+    BOOST_TEST((ra == b.apply(index, c)), "index " << index);
+    return ra.code;
+  };
+  BOOST_TEST((both(*kv::limits_command_if_needed(a, config)) == kv::status::ok));
+  kv::store_options quota = config;
+  quota.max_memory_bytes = 8u << 20;
+  quota.max_value_bytes = 1;  // ignored: a cache_memlimit sets only the quota
+  BOOST_TEST((both(kv::set_limits_command(quota, kv::limits_memory_quota)) == kv::status::ok));
+  kv::store_options in_force = config;
+  in_force.max_memory_bytes = 8u << 20;
+  BOOST_TEST((a.options() == in_force));
+  BOOST_TEST((b.options() == in_force));
+  BOOST_TEST((both(make(kv::op::set, "v", std::string(2000, 'v'))) == kv::status::stored));
+
+  // A leader whose configured quota is the cluster's leaves the client's quota in force,
+  // even when its value limit differs (that one changes).
+  kv::store_options wider = config;
+  wider.max_value_bytes = 2u << 20;
+  BOOST_TEST((both(*kv::limits_command_if_needed(a, wider)) == kv::status::ok));
+  in_force.max_value_bytes = 2u << 20;
+  BOOST_TEST((a.options() == in_force));
+  BOOST_TEST(!kv::limits_command_if_needed(a, wider).has_value());
+  BOOST_TEST((both(kv::set_limits_command(wider, kv::limits_from_config)) == kv::status::exists));
+
+  // The snapshot carries both the configured limits and the quota, byte-identical.
+  BOOST_TEST(a.snapshot() == b.snapshot());
+  kv::store restored(kv::store_options{7, 7, 7u << 20});
+  BOOST_REQUIRE(restored.restore(a.snapshot()));
+  BOOST_TEST((restored.options() == in_force));
+  BOOST_TEST((restored.configured_limits() == wider));
+  BOOST_TEST((restored.memory_quota() == (8u << 20)));
+  BOOST_TEST(restored.snapshot() == a.snapshot());
+
+  // A leader whose configured quota changed (max_memory_mb edited): newer intent, it wins.
+  kv::store_options bigger = wider;
+  bigger.max_memory_bytes = 128u << 20;
+  BOOST_TEST((both(*kv::limits_command_if_needed(a, bigger)) == kv::status::ok));
+  BOOST_TEST((a.options() == bigger));
+  BOOST_TEST(!a.memory_quota().has_value());
+  BOOST_TEST(a.snapshot() == b.snapshot());
+}
+
+BOOST_AUTO_TEST_CASE(limits_entries_of_earlier_versions_keep_their_meaning) {
+  kv::store_options first{100, 1000, 10u << 20};
+  kv::store_options quota = first;
+  quota.max_memory_bytes = 20u << 20;
+  // No flag (an earlier cache_memlimit): all three limits, any quota replaced.
+  kv::store s(kv::store_options{});
+  BOOST_TEST((s.apply(1, kv::set_limits_command(quota, kv::limits_memory_quota)).code ==
+              kv::status::ok));
+  BOOST_TEST((s.apply(2, kv::set_limits_command(first, kv::limits_absolute)).code ==
+              kv::status::ok));
+  BOOST_TEST((s.options() == first));
+  BOOST_TEST(!s.memory_quota().has_value());
+  // limits_if_unset (an earlier leader's first proposal): nothing once limits are replicated.
+  BOOST_TEST((s.apply(3, kv::set_limits_command(quota, kv::limits_if_unset)).code ==
+              kv::status::exists));
+  BOOST_TEST((s.options() == first));
+  kv::store fresh(kv::store_options{});
+  BOOST_TEST((fresh.apply(1, kv::set_limits_command(first, kv::limits_if_unset)).code ==
+              kv::status::ok));
+  BOOST_TEST((fresh.options() == first));
+  // A snapshot holding configured limits without a quota has the bytes earlier versions
+  // wrote: one flag byte 1 and the 24-byte payload before the checksum.
+  const std::string snap = fresh.snapshot();
+  BOOST_TEST(snap.substr(snap.size() - 4 - 25, 1) == std::string(1, '\x01'));
+  BOOST_TEST(snap.substr(snap.size() - 4 - 24, 24) == kv::encode_limits(first));
 }
 
 BOOST_AUTO_TEST_CASE(a_snapshot_carries_the_replicated_limits) {
@@ -774,7 +862,7 @@ BOOST_AUTO_TEST_CASE(a_snapshot_carries_the_replicated_limits) {
   kv::store_options mine;  // the restoring node's config differs
   mine.max_value_bytes = 10;
   fixture f;
-  f.apply(kv::set_limits_command(leader));
+  f.apply(kv::set_limits_command(leader, kv::limits_from_config));
   f.set("a", std::string(200, 'x'));
   const auto snap = f.s.snapshot();
 
@@ -794,7 +882,7 @@ BOOST_AUTO_TEST_CASE(a_snapshot_carries_the_replicated_limits) {
   kv::store unset;
   unset.apply(1, make(kv::op::set, "k", "v"));
   kv::store target(mine);
-  target.apply(1, kv::set_limits_command(leader));
+  target.apply(1, kv::set_limits_command(leader, kv::limits_from_config));
   BOOST_REQUIRE(target.restore(unset.snapshot()));
   BOOST_TEST(!target.limits_replicated());
   BOOST_TEST((target.options() == mine));
@@ -822,7 +910,7 @@ BOOST_AUTO_TEST_CASE(a_format_1_snapshot_still_restores_without_replicated_limit
   mine.max_value_bytes = 777;
   for (bool had_limits : {false, true}) {
     fixture f;
-    if (had_limits) f.apply(kv::set_limits_command(mine));
+    if (had_limits) f.apply(kv::set_limits_command(mine, kv::limits_from_config));
     f.set("a", "1", 1, 100);
     f.set("b", std::string(500, 'x'));
     auto c = make(kv::op::incr, "a");
@@ -846,7 +934,7 @@ BOOST_AUTO_TEST_CASE(a_format_1_snapshot_still_restores_without_replicated_limit
 
 BOOST_AUTO_TEST_CASE(a_snapshot_with_a_bad_limits_section_is_rejected) {
   fixture f;
-  f.apply(kv::set_limits_command({}));
+  f.apply(kv::set_limits_command({}, kv::limits_from_config));
   f.set("k", "v");
   const std::string snap = f.s.snapshot();
   const std::size_t flag_at = snap.size() - 4 - 25;
@@ -858,9 +946,12 @@ BOOST_AUTO_TEST_CASE(a_snapshot_with_a_bad_limits_section_is_rejected) {
   const std::string body = snap.substr(0, snap.size() - 4);
   kv::store target;
   BOOST_TEST(target.restore(reseal(body)));
-  std::string flag2 = body;
-  flag2[flag_at] = 2;
-  BOOST_TEST(!target.restore(reseal(flag2)));
+  // Bit 1 alone says a quota of 8 bytes follows, not 24; bit 2 means nothing.
+  for (char flag : {2, 4}) {
+    std::string other = body;
+    other[flag_at] = flag;
+    BOOST_TEST(!target.restore(reseal(other)), "flag " << int(flag));
+  }
   std::string zero_key = body;
   for (int i = 0; i < 8; ++i) zero_key[flag_at + 1 + i] = 0;  // max_key_bytes 0
   BOOST_TEST(!target.restore(reseal(zero_key)));

@@ -670,11 +670,13 @@ class protocol final : public text_protocol {
   }
 
   asio::awaitable<bool> memlimit(const mc::request& req, reply_sink& out) {
-    // A replicated change of the memory quota: every replica adopts it at the same index.
-    // It lasts until a leader proposes its own configured limits again (kv/store.h).
+    // A replicated memory quota: every replica adopts it at the same index. It lasts until
+    // a leader's configured max_memory_mb changes (kv/store.h, "Limits"). Only the quota
+    // counts; the other two limits ride along because the payload always carries three.
     kv::store_options limits = service_.store_options();
     limits.max_memory_bytes = req.memlimit_mb << 20;
-    const auto reply = co_await service_.write(kv::set_limits_command(limits));
+    const auto reply =
+        co_await service_.write(kv::set_limits_command(limits, kv::limits_memory_quota));
     if (auto e = failure(reply)) {
       out.text() += *e;
       co_return false;

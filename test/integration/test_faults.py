@@ -1,7 +1,8 @@
 """Faults of one node that must stay that node's problem, on the real binary:
 
 - Config files that differ: a node with a smaller max_value_bytes stores what the leader
-  accepted (the limits are replicated state).
+  accepted (the limits are replicated state); [limits] edited on every node take effect
+  after a rolling restart, and a client's cache_memlimit stays in force meanwhile.
 - A leader whose disk is full hands leadership over and reports itself unready: each node's
   data dir is a small tmpfs, the leader's is filled, and writes through a follower must
   succeed again within a few election timeouts (before the fix the full-disk leader kept
@@ -100,6 +101,44 @@ class DifferentConfigs(harness.TestCase):
             for n in c.nodes:
                 reply = harness.mc(n.memcached, b"gets big\r\n", terminators=b"END\r\n")
                 self.assertTrue(reply.startswith(b"VALUE big 0 5000 "), (n.id, reply[:60]))
+            c.wait_converged(timeout=15)
+        except Exception:
+            c.dump_logs()
+            raise
+        finally:
+            c.close()
+
+
+    def test_limits_edited_on_every_node_take_effect_after_a_rolling_restart(self):
+        """SPEC §2: a leader proposes its configured limits whenever they differ from the
+        cluster's. (Before, the first leader's limits stayed the cluster's for good, and an
+        edited max_value_bytes never took effect.) A client's cache_memlimit stays in force
+        while the configured max_memory_mb does not change."""
+        big = b"b" * 5000
+        c = harness.Cluster(nodes=3, limits={"max_value_bytes": 4000})
+        try:
+            leader = c.start_ready()
+            with harness.McClient(leader.memcached) as cl:
+                self.assertEqual(cl.set("big", big), "SERVER_ERROR object too large for cache")
+                cl.send(b"cache_memlimit 8\r\n")
+                self.assertEqual(cl.read_line(), "OK")
+            c.limits["max_value_bytes"] = 8000
+            for n in [n for n in c.nodes if n is not leader] + [leader]:
+                self.assertEqual(n.stop(), 0)
+                n.restart()
+                c.wait_ready(timeout=20)
+
+            def stored():
+                with harness.McClient(c.wait_leader().memcached) as cl:
+                    return cl.set("big", big) == "STORED"
+
+            # The new leader proposes its limits on its first tick after the election.
+            harness.wait_until(stored, 15, what="a 5000-byte value stored")
+            for n in c.nodes:
+                reply = harness.mc(n.memcached, b"get big\r\n", terminators=b"END\r\n")
+                self.assertTrue(reply.startswith(b"VALUE big 0 5000\r\n"), (n.id, reply[:40]))
+                settings = harness.mc(n.memcached, b"stats settings\r\n", terminators=b"END\r\n")
+                self.assertIn(b"STAT maxbytes %d\r\n" % (8 << 20), settings, n.id)
             c.wait_converged(timeout=15)
         except Exception:
             c.dump_logs()
