@@ -646,6 +646,23 @@ BOOST_AUTO_TEST_CASE(incr_that_grows_the_value_past_the_quota_is_refused) {
 // ---------------------------------------------------------------------------------------
 // Replicated limits
 
+namespace {
+
+// Two replicas whose own configs differ, fed the same entries: every result must match.
+struct replica_pair {
+  replica_pair(kv::store_options local_a, kv::store_options local_b) : a(local_a), b(local_b) {}
+  kv::status both(const kv::command& c) {
+    ++index;
+    const auto ra = a.apply(index, c);
+    BOOST_TEST((ra == b.apply(index, c)), "index " << index);
+    return ra.code;
+  }
+  kv::store a, b;
+  std::uint64_t index = 0;
+};
+
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(replicas_with_different_local_limits_agree_once_set_limits_is_applied) {
   kv::store_options small;
   small.max_value_bytes = 1000;
@@ -659,7 +676,10 @@ BOOST_AUTO_TEST_CASE(replicas_with_different_local_limits_agree_once_set_limits_
   leader.max_value_bytes = 5000;
   leader.max_key_bytes = 100;
   leader.max_memory_bytes = 10'000;
-  kv::store a(small), b(large);
+  replica_pair r(small, large);
+  kv::store& a = r.a;
+  kv::store& b = r.b;
+  auto both = [&r](const kv::command& c) { return r.both(c); };
   BOOST_TEST(!a.limits_replicated());
 
   // Without replicated limits the two configs decide differently: this is the divergence.
@@ -670,13 +690,6 @@ BOOST_AUTO_TEST_CASE(replicas_with_different_local_limits_agree_once_set_limits_
     BOOST_TEST((b0.apply(1, c).code == kv::status::stored));
   }
 
-  std::uint64_t index = 0;
-  auto both = [&](const kv::command& c) {
-    ++index;
-    const auto ra = a.apply(index, c);
-    BOOST_TEST((ra == b.apply(index, c)), "index " << index);
-    return ra.code;
-  };
   auto limits = kv::set_limits_command(leader, kv::limits_from_config);
   limits.timestamp_ms = t0;
   BOOST_TEST((both(limits) == kv::status::ok));
@@ -780,14 +793,10 @@ BOOST_AUTO_TEST_CASE(the_initial_limits_do_not_undo_a_cache_memlimit_committed_b
 BOOST_AUTO_TEST_CASE(a_cache_memlimit_lasts_until_the_configured_quota_changes) {
   kv::store_options config;
   config.max_memory_bytes = 64u << 20;
-  kv::store a(config), b(kv::store_options{10, 10, 1u << 20});  // b's own file differs
-  std::uint64_t index = 0;
-  auto both = [&](const kv::command& c) {
-    ++index;
-    const auto ra = a.apply(index, c);
-    BOOST_TEST((ra == b.apply(index, c)), "index " << index);
-    return ra.code;
-  };
+  replica_pair r(config, kv::store_options{10, 10, 1u << 20});  // b's own file differs
+  kv::store& a = r.a;
+  kv::store& b = r.b;
+  auto both = [&r](const kv::command& c) { return r.both(c); };
   BOOST_TEST((both(*kv::limits_command_if_needed(a, config)) == kv::status::ok));
   kv::store_options quota = config;
   quota.max_memory_bytes = 8u << 20;

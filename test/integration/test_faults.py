@@ -115,9 +115,8 @@ class DifferentConfigs(harness.TestCase):
         edited max_value_bytes never took effect.) A client's cache_memlimit stays in force
         while the configured max_memory_mb does not change."""
         big = b"b" * 5000
-        c = harness.Cluster(nodes=3, limits={"max_value_bytes": 4000})
-        try:
-            leader = c.start_ready()
+        with harness.Cluster(nodes=3, limits={"max_value_bytes": 4000}) as c:
+            leader = c.wait_ready()
             with harness.McClient(leader.memcached) as cl:
                 self.assertEqual(cl.set("big", big), "SERVER_ERROR object too large for cache")
                 cl.send(b"cache_memlimit 8\r\n")
@@ -140,11 +139,6 @@ class DifferentConfigs(harness.TestCase):
                 settings = harness.mc(n.memcached, b"stats settings\r\n", terminators=b"END\r\n")
                 self.assertIn(b"STAT maxbytes %d\r\n" % (8 << 20), settings, n.id)
             c.wait_converged(timeout=15)
-        except Exception:
-            c.dump_logs()
-            raise
-        finally:
-            c.close()
 
 
 class DiskFull(harness.TestCase):
