@@ -289,6 +289,7 @@ BOOST_AUTO_TEST_CASE(status_body_has_every_field) {
   net::status_extra extra;
   extra.items = 3;
   extra.bytes = 99;
+  extra.limits = kv::store_options{100, 2000, 30000};
   extra.uptime_s = 5;
   extra.version = "0.1.0";
   const auto resp = net::status_response(s, extra);
@@ -305,6 +306,10 @@ BOOST_AUTO_TEST_CASE(status_body_has_every_field) {
   BOOST_CHECK_EQUAL(mo.at("match_index").to_number<std::uint64_t>(), 9u);
   BOOST_CHECK_EQUAL(mo.at("last_contact_ms").to_number<std::int64_t>(), 12);
   BOOST_CHECK_EQUAL(o.at("kv").at("items").to_number<std::uint64_t>(), 3u);
+  const auto& limits = o.at("kv").at("limits").as_object();
+  BOOST_CHECK_EQUAL(limits.at("max_key_bytes").to_number<std::uint64_t>(), 100u);
+  BOOST_CHECK_EQUAL(limits.at("max_value_bytes").to_number<std::uint64_t>(), 2000u);
+  BOOST_CHECK_EQUAL(limits.at("max_memory_bytes").to_number<std::uint64_t>(), 30000u);
 }
 
 BOOST_AUTO_TEST_CASE(helpers) {

@@ -815,6 +815,9 @@ http_response status_response(const node_status& s, const status_extra& extra) {
   json::object kvo;
   kvo["items"] = extra.items;
   kvo["bytes"] = extra.bytes;
+  kvo["limits"] = json::object{{"max_key_bytes", extra.limits.max_key_bytes},
+                               {"max_value_bytes", extra.limits.max_value_bytes},
+                               {"max_memory_bytes", extra.limits.max_memory_bytes}};
   o["kv"] = std::move(kvo);
   o["uptime_s"] = extra.uptime_s;
   o["version"] = extra.version;

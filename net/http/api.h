@@ -184,6 +184,7 @@ http_response list_response(std::vector<kv::key_info> keys, std::size_t limit);
 struct status_extra {
   std::uint64_t items = 0;
   std::uint64_t bytes = 0;
+  kv::store_options limits;  // the limits in force (replicated: kv/store.h, "Limits")
   std::int64_t uptime_s = 0;
   std::string_view version;
   std::int64_t now_ms = 0;

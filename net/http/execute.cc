@@ -120,6 +120,7 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
     status_extra extra;
     extra.items = stats.curr_items;
     extra.bytes = stats.bytes;
+    extra.limits = svc.store_options();
     extra.uptime_s = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::steady_clock::now() - st.started)
                          .count();

@@ -138,6 +138,9 @@ class DifferentConfigs(harness.TestCase):
                 self.assertTrue(reply.startswith(b"VALUE big 0 5000\r\n"), (n.id, reply[:40]))
                 settings = harness.mc(n.memcached, b"stats settings\r\n", terminators=b"END\r\n")
                 self.assertIn(b"STAT maxbytes %d\r\n" % (8 << 20), settings, n.id)
+                limits = n.status()["kv"]["limits"]
+                self.assertEqual((limits["max_value_bytes"], limits["max_memory_bytes"]),
+                                 (8000, 8 << 20), n.id)
             c.wait_converged(timeout=15)
 
 

@@ -448,7 +448,10 @@ class HttpApiTest(harness.TestCase):
             self.assertIn(field, doc)
         self.assertEqual(doc["role"], "leader")
         self.assertEqual(doc["leader_id"], doc["id"])
-        self.assertEqual(set(doc["kv"]), {"items", "bytes"})
+        self.assertEqual(set(doc["kv"]), {"items", "bytes", "limits"})
+        # The limits in force: this node's [limits], which it proposed as the cluster's.
+        self.assertEqual(doc["kv"]["limits"], {"max_key_bytes": 250, "max_value_bytes": 65536,
+                                               "max_memory_bytes": 1 << 20})
         self.assertEqual(len(doc["members"]), 1)
         for field in ("id", "peer", "http", "memcached", "cs733", "voter", "match_index",
                       "next_index", "last_contact_ms"):
