@@ -183,18 +183,12 @@ void core::sync_progress() {
 }
 
 // A leader that is not in the configuration it committed hands over to its most
-// up-to-date voter (thesis §3.10) and steps down; it never campaigns again.
+// up-to-date voter (thesis §3.10) and steps down; it never campaigns again. A leader never
+// proposes its own removal (propose_change hands over first), so this is the node of
+// may_campaign's exception, elected to finish a removal of itself that only it held.
 void core::maybe_leave() {
   if (role_ != role::leader || counts(cfg_.id) || commit_ < config_index_) return;
-  node_id best;
-  index_t best_match;
-  for (const auto& [id, pr] : progress_) {
-    if (!counts(id)) continue;
-    if (best == no_node || pr.match > best_match) {
-      best = id;
-      best_match = pr.match;
-    }
-  }
+  const auto [best, best_match] = most_up_to_date_voter();
   if (best != no_node && best_match == last_index()) {
     send(best, timeout_now{});
     become_follower(term_, no_node);
@@ -241,6 +235,20 @@ change_result core::propose_change(const membership_change& c) {
   if (c.kind == change_kind::promote && !caught_up(c.subject.id)) {
     res.error = change_error::not_caught_up;
     return res;
+  }
+  // A leader asked to remove itself hands over first (SPEC §8) and lets the next leader
+  // propose the removal of a mere follower. Proposing it itself would leave the cluster led
+  // by a node outside the configuration until the entry commits: its quorum would no longer
+  // count itself, a crash then would leave the entry to be finished by a node that is no
+  // member, and clients would be served by a leader on its way out. The refusal is
+  // transient: the replica retries, and after the hand-over forwards the change to the new
+  // leader. (apply_change above refused it already if no other voter would remain.)
+  if (c.kind == change_kind::remove && c.subject.id == cfg_.id) {
+    if (const node_id to = most_up_to_date_voter().first; to != no_node) {
+      transfer_leadership(to);
+      res.error = change_error::transfer_in_progress;
+      return res;
+    }
   }
   res.index = last_index() + 1;
   res.term = term_;
@@ -437,9 +445,9 @@ void core::extend_lease() {
 
 // Learners, joining nodes and removed nodes never campaign, with one exception: one of two
 // voters whose own removal is the latest configuration entry in its log, not known
-// committed. It may hold the only copy of that entry (a leader that removed itself, then
-// crashed or lost its quorum; or a follower that got it before the leader's own write was
-// durable and the leader crashed), and the other voter cannot win without its vote, which
+// committed. It may hold the only copy of that entry (it got the entry from the leader,
+// which replicates before its own write is durable, and the leader crashed before that
+// write was), and the other voter cannot win without its vote, which
 // its longer log makes it refuse: nobody would ever lead again. Someone must commit the
 // entry, and only it can: it campaigns among the new configuration's voters (counting
 // itself for nothing), commits the entry and hands over (maybe_leave). With three voters or
@@ -487,18 +495,24 @@ void core::stand_down() {
   standing_down_ = true;
   stand_down_elapsed_ = 0;
   if (role_ != role::leader) return;
-  // The voter with the longest log needs the fewest entries to become eligible; the
-  // transfer sends them and then TimeoutNow.
+  if (const node_id best = most_up_to_date_voter().first; best != no_node)
+    transfer_leadership(best);
+}
+
+// Leader: the voter other than itself with the longest log (it needs the fewest entries to
+// become eligible, and a transfer sends them before TimeoutNow), and how much of the log it
+// holds; no_node if there is none.
+std::pair<node_id, index_t> core::most_up_to_date_voter() const {
   node_id best;
   index_t best_match;
   for (const auto& [id, pr] : progress_) {
-    if (std::find(voters_.begin(), voters_.end(), id) == voters_.end()) continue;
+    if (!counts(id)) continue;
     if (best == no_node || pr.match > best_match) {
       best = id;
       best_match = pr.match;
     }
   }
-  if (best != no_node) transfer_leadership(best);
+  return {best, best_match};
 }
 
 // ---------------------------------------------------------------------------------------

@@ -223,6 +223,9 @@ class core {
   // Append a configuration entry for one membership change (raft/membership.h): leader only,
   // one change at a time, only once an entry of this term is committed; a promotion only
   // once the learner has caught up. The new configuration is in use from this call on.
+  // The removal of the leader itself is not appended: it starts a leadership transfer to
+  // the most up-to-date voter and is refused with transfer_in_progress, to be asked again
+  // of the next leader.
   change_result propose_change(const membership_change& c);
   // Start a linearizable read (thesis §6.4). The answer comes later in ready::read_states
   // or ready::dropped_reads. On a follower, forwards to the leader (or drops if none).
@@ -419,6 +422,7 @@ class core {
   void recompute_config();
   void sync_progress();
   void maybe_leave();
+  std::pair<node_id, index_t> most_up_to_date_voter() const;
   bool counts(node_id id) const { return config_.is_voter(id); }
 
   raft::config cfg_;

@@ -17,8 +17,10 @@
 // Learners (thesis §4.2.1) join as non-voters: they receive the log and snapshots and count
 // for nothing, so a new node that needs hours to catch up does not make the cluster wait.
 // Promotion makes one learner a voter: one more voter, so it is a single-server change too.
-// A leader that removes itself keeps leading until the entry commits (it counts itself for
-// nothing meanwhile), then hands leadership to its most up-to-date voter and steps down.
+// A leader asked to remove itself first hands leadership to its most up-to-date voter
+// (core::propose_change), and the next leader removes it as a follower. A node leads with
+// its own removal in its log in one corner only (core::may_campaign); it counts itself for
+// nothing, and hands over once the entry commits (core::maybe_leave).
 #pragma once
 
 #include <cstdint>

@@ -516,7 +516,12 @@ void replica::note_role_changes() {
   // now rather than at the deadline. The command's request id keeps the retry at-most-once.
   std::vector<call_id> lost;
   for (auto& [fid, id] : forwards_) {
-    if (writes_.at(id).target != leader) lost.push_back(id);
+    const auto& w = writes_.at(id);
+    // A change waits for the leader it went to until another leader is known: with none in
+    // sight (an election, or this node's own removal just applied: a removed node knows no
+    // leader) that leader may still answer, and nobody else could be asked anyway.
+    if (w.config && leader == no_node) continue;
+    if (w.target != leader) lost.push_back(id);
   }
   for (auto id : lost) {
     auto& w = writes_.at(id);
@@ -634,6 +639,10 @@ void replica::on_forward_reply(node_id from, const forward_reply& r) {
   if (r.error == replica_error::not_leader || r.error == replica_error::no_leader) {
     // The leader changed under us. The same command (same request id) goes to the next one,
     // so it is applied at most once whatever happened to this attempt.
+    // A change answered so was not made there (never proposed, or its entry overwritten):
+    // if no leader takes it before the deadline, say that nothing changed rather than
+    // "outcome unknown", as the leader itself would (attempt_write).
+    if (writes_.at(id).config) writes_.at(id).last_refusal = change_error::transfer_in_progress;
     wait_for_leader(id, now() + 5 * std::int64_t{opts_.tick_ms});
     return;
   }
@@ -704,6 +713,13 @@ void replica::attempt_change(call_id id) {
         cat("proposed a membership change at index ", r.index.value, ": ", describe(*change)));
     schedule_ready();
     return;
+  }
+  if (r.error == change_error::transfer_in_progress && w.serving) {
+    // Leadership is being handed over (to remove this node, maybe): the change was not
+    // proposed here and will not be. Say so now, so that the follower asks the next leader;
+    // an answer that came after the hand-over would find the follower already given up on
+    // this leader (note_role_changes: a change's fate at an old leader is unknown).
+    return finish_write(id, replica_error::not_leader);
   }
   if (retryable(r.error)) {
     w.last_refusal = r.error;

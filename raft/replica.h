@@ -319,7 +319,9 @@ class replica {
   // follower). cb gets replica_error::none and an encoded change_outcome: committed (the new
   // configuration and its index) or refused with a change_error. A transient refusal
   // (leader_not_ready, not_caught_up, transfer_in_progress) is retried every tick until the
-  // deadline, which then answers with that refusal rather than a timeout.
+  // deadline, which then answers with that refusal rather than a timeout. The removal of
+  // the leader is such a refusal: the leader hands over first, and the change goes on to
+  // the next leader like any write whose leader changed (core::propose_change).
   call_id change_membership(const membership_change& change, std::int64_t deadline_ms,
                             write_callback cb);
   // Linearizable read barrier: cb(none, leader time) once the state machine reflects every

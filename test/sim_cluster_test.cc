@@ -290,24 +290,6 @@ namespace {
 
 // Delivers like harness::deliver, but drops what `drop` says (a link that loses only some
 // kinds of messages).
-void deliver_except(sim::harness& h, const std::function<bool(const sim::harness::wire&)>& drop) {
-  h.process_all();
-  for (int guard = 0; guard < 100000 && !h.queue.empty(); ++guard) {
-    auto w = std::move(h.queue.front());
-    h.queue.pop_front();
-    if (h.cut.count({w.from, w.to}) || drop(w)) continue;
-    auto& m = h.at(w.to.value);
-    if (auto* msg = std::get_if<raft::message>(&w.body)) {
-      m.rep->step(*msg);
-    } else if (auto* req = std::get_if<raft::forward_request>(&w.body)) {
-      m.rep->on_forward_request(w.from, *req);
-    } else {
-      m.rep->on_forward_reply(w.from, std::get<raft::forward_reply>(w.body));
-    }
-    h.run(w.to);
-  }
-}
-
 void cut_both(sim::harness& h, std::uint64_t a, std::uint64_t b) {
   h.cut.insert({raft::node_id(a), raft::node_id(b)});
   h.cut.insert({raft::node_id(b), raft::node_id(a)});
@@ -375,14 +357,14 @@ scenario_result change_before_term_commit_scenario(raft::unsafe_mutation mutatio
            !(m && std::holds_alternative<raft::vote_request>(m->body));
   };
   h.rep(2).campaign();
-  deliver_except(h, quiet_2_to_4);
+  h.deliver_except(quiet_2_to_4);
   BOOST_REQUIRE(h[2].role() == raft::role::leader);
   const auto c2 = h[2].propose_change(raft::membership_change{
       raft::change_kind::remove, raft::member{raft::node_id(1), false, {}}});
   out.second_change = c2.error;
   for (int k = 0; k < 6; ++k) {
     h.tick_only(1);
-    deliver_except(h, quiet_2_to_4);
+    h.deliver_except(quiet_2_to_4);
   }
   out.c2_committed = c2.ok() && h[2].commit_index() >= c2.index && h[3].commit_index() >= c2.index;
 
@@ -392,7 +374,7 @@ scenario_result change_before_term_commit_scenario(raft::unsafe_mutation mutatio
   for (std::uint64_t v : {2, 3, 4}) cut_both(h, 5, v);
   for (int round = 0; round < 3 && h[1].role() != raft::role::leader; ++round) {
     h.rep(1).campaign();
-    deliver_except(h, quiet_2_to_4);
+    h.deliver_except(quiet_2_to_4);
   }
   // Then every link heals and the logs converge on whoever leads.
   h.heal();

@@ -13,6 +13,7 @@ Every acknowledged write is on every remaining node at the end, and the history 
 register workload is linearizable."""
 
 import json
+import re
 import sys
 import time
 import unittest
@@ -126,13 +127,18 @@ class Membership(unittest.TestCase):
             self._voters = {1, 2, 3, 4, 5}
             w.wait_progress(w.ok_ops + 100)
 
-            # Shrink: remove the leader through another node; it hands over and steps down.
+            # Shrink: remove the leader through another node. It hands over first (SPEC
+            # §8), and its successor proposes the removal of a mere follower.
             old = c.wait_leader(among=self.voters())
             via = self.follower_of(old, self.voters())
             self.remove(via, old.id)
             self._voters.discard(old.id)
             new_leader = c.wait_new_leader(old, timeout=15)
             self.assertNotEqual(new_leader.id, old.id)
+            proposal = re.compile(rf"proposed a membership change at index \d+: remove {old.id}\b")
+            self.assertIsNone(proposal.search(old.log()), "the leader proposed its own removal")
+            self.assertIsNotNone(proposal.search(new_leader.log()),
+                                 "the next leader did not propose the removal")
             # The removed node answers as a node without a leader and never disturbs.
             harness.wait_until(lambda: c.leader_view(old) == 0, 10, what="removed node to drop its leader")
             term_before = new_leader.status()["term"]

@@ -36,6 +36,9 @@
 //   - a leader's log holds at most one configuration entry beyond the highest commit index
 //     any node has held (one change at a time);
 //   - only voters campaign (with the one exception of core::may_campaign);
+//   - a leader never proposes its own removal (SPEC §8: it hands over first): no committed
+//     configuration entry drops the leader of the entry's term from the configuration
+//     before it;
 //   - a removed id never comes back in a committed configuration, never becomes leader
 //     after its removal committed, and no message it sent after that raises a member's term
 //     beyond every term the cluster had (it does not disturb);
@@ -871,6 +874,16 @@ class cluster {
     }
     committed_configs_[e.index.value] = *m;
     trace("config COMMITTED at " + std::to_string(e.index.value) + ": " + raft::describe(*m));
+    // The entry's term names the leader that proposed it (one leader per term).
+    if (auto l = leaders_.find(e.term.value); l != leaders_.end()) {
+      const raft::node_id proposer(l->second);
+      if (latest_config_.find(proposer) && !m->find(proposer)) {
+        fail("leader " + name(proposer) + " of term " + std::to_string(e.term.value) +
+             " proposed its own removal (index " + std::to_string(e.index.value) +
+             ") instead of handing over first");
+        return;
+      }
+    }
     for (const auto& x : latest_config_.members) {
       if (m->find(x.id)) continue;
       removed_at_.emplace(x.id.value, removal{now_, nodes_[x.id.value - 1].max_term});
@@ -971,7 +984,7 @@ class cluster {
       case 3:  // remove a follower (voter or learner)
         if (!others.empty()) change(via, raft::change_kind::remove, pick(others));
         break;
-      case 4:  // remove the leader: it hands over once the removal commits
+      case 4:  // remove the leader: it hands over first, and its successor removes it
         if (leader != raft::no_node && voters.size() > 2)
           change(via, raft::change_kind::remove, leader);
         break;

@@ -258,12 +258,14 @@ class harness {
   void process_all() {
     for (auto& [id, m] : members_) process(id);
   }
-  void deliver() {
+  void deliver() { deliver_except({}); }
+  // deliver(), dropping what `drop` picks as well as what crosses a cut link.
+  void deliver_except(const std::function<bool(const wire&)>& drop) {
     process_all();
     for (int guard = 0; guard < 100000 && !queue.empty(); ++guard) {
       wire w = std::move(queue.front());
       queue.pop_front();
-      if (cut.count({w.from, w.to}) || !members_.count(w.to)) continue;
+      if (cut.count({w.from, w.to}) || !members_.count(w.to) || (drop && drop(w))) continue;
       auto& m = *members_.at(w.to);
       if (auto* msg = std::get_if<raft::message>(&w.body)) {
         m.rep->step(*msg);
