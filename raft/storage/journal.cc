@@ -19,6 +19,10 @@ namespace {
 
 constexpr std::uint8_t has_truncate = 1, has_compaction = 2, has_hard = 4;
 
+fs::path file_path(const fs::path& dir, int n) {
+  return dir / ("journal-" + std::to_string(n));
+}
+
 // The batches of a record body; nullopt when it is malformed.
 std::optional<std::vector<batch>> decode_body(std::string_view body) {
   base::byte_reader r(body);
@@ -144,6 +148,15 @@ journal_files::~journal_files() {
     if (fd >= 0) ::close(fd);
 }
 
+std::vector<fs::path> journal_files::missing(const fs::path& dir) {
+  std::vector<fs::path> out;
+  for (int n = 0; n < 2; ++n) {
+    std::error_code ec;
+    if (!fs::exists(file_path(dir, n), ec) && !ec) out.push_back(file_path(dir, n));
+  }
+  return out;
+}
+
 result<std::unique_ptr<journal_files>> journal_files::open(const fs::path& dir,
                                                            std::uint64_t file_bytes, bool fsync) {
   std::unique_ptr<journal_files> j(new journal_files());
@@ -151,7 +164,7 @@ result<std::unique_ptr<journal_files>> journal_files::open(const fs::path& dir,
   j->fsync_ = fsync;
   bool created = false;
   for (int n = 0; n < 2; ++n) {
-    j->path_[n] = dir / ("journal-" + std::to_string(n));
+    j->path_[n] = file_path(dir, n);
     const int fd = ::open(j->path_[n].c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return {nullptr, errno_error(errno, "open " + j->path_[n].string())};
     j->fd_[n] = fd;

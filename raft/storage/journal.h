@@ -46,6 +46,20 @@
 // Why a reused file is safe: the writer switches to a file only when every record in it is
 // at or below LMDB's durable journal_seq, so nothing it overwrites is still needed; and a
 // record is reported durable only after the fdatasync that follows its write.
+//
+// ## Missing files
+//
+// A journal file that is gone (deleted by hand, a data dir copied without it) may have held
+// records LMDB never received: acknowledged entries, and the vote of the current term,
+// without which the node could vote twice. A scan cannot tell a missing file from an empty
+// one, so LMDB's meta database says when the journal held nothing LMDB lacks:
+// "journal_drained" names the journal_seq of that moment. It is written with a new env (and
+// with the upgrade of a format-1 dir, which had no journal) and by a clean close, after the
+// checkpointer caught LMDB up with every record; an open deletes it (synced) once both files
+// exist, before the writer writes a record. An open that finds a file missing creates it
+// anew only if "journal_drained" is present and equals journal_seq; otherwise the node
+// refuses to start (`corrupt`), as for a lost data dir. The seq guards against a record
+// left by a build that knew nothing of it.
 #pragma once
 
 #include <cstdint>
@@ -88,6 +102,9 @@ class journal_files {
   // Creates missing files as `file_bytes` of written zeros (synced, directory synced).
   static result<std::unique_ptr<journal_files>> open(const std::filesystem::path& dir,
                                                      std::uint64_t file_bytes, bool fsync);
+  // The files of dir's journal that do not exist (see "Missing files"): open() would create
+  // them.
+  static std::vector<std::filesystem::path> missing(const std::filesystem::path& dir);
   ~journal_files();
   journal_files(const journal_files&) = delete;
   journal_files& operator=(const journal_files&) = delete;

@@ -19,6 +19,7 @@ constexpr std::string_view key_format = "format";
 constexpr std::string_view key_hard_state = "hard_state";
 constexpr std::string_view key_snapshot = "snapshot";
 constexpr std::string_view key_journal_seq = "journal_seq";
+constexpr std::string_view key_journal_drained = "journal_drained";
 
 // An LMDB return code as an error; ENOSPC is "disk full" wherever it shows up.
 error lmdb_error(int rc, std::string_view what) {
@@ -139,14 +140,22 @@ result<std::unique_ptr<lmdb_env>> lmdb_env::open(env_options opts) {
     MDB_val rv = as_val(rec);
     return mdb_put(txn, e->meta_dbi_, &k, &rv, 0);
   };
+  // A new env, or one of format 1, has no journal yet: nothing it could have lost.
+  const auto write_drained = [&] {
+    const std::string rec = encode_journal_seq(0);
+    MDB_val dk = as_val(key_journal_drained), dv = as_val(rec);
+    return mdb_put(txn, e->meta_dbi_, &dk, &dv, 0);
+  };
   if (rc == MDB_NOTFOUND) {
     if (rc = write_format(); rc != 0) return abort(lmdb_error(rc, "write format record"));
+    if (rc = write_drained(); rc != 0) return abort(lmdb_error(rc, "write journal record"));
   } else if (rc == 0) {
     auto version = decode_format_record(as_view(v));
     if (!version.ok()) return abort(version.err);
     if (version.value == format_version_without_journal) {
       // Nothing to convert: a version 1 dir simply has no journal yet (journal.h).
       if (rc = write_format(); rc != 0) return abort(lmdb_error(rc, "upgrade format record"));
+      if (rc = write_drained(); rc != 0) return abort(lmdb_error(rc, "write journal record"));
       upgraded = true;
       o.log(log_level::info, "upgraded " + o.dir.string() + " to storage format " +
                                  std::to_string(format_version) + " (adds the journal)");
@@ -255,6 +264,39 @@ result<std::uint64_t> lmdb_env::read_journal_seq() const {
   if (rc == MDB_NOTFOUND) return {0, {}};
   if (rc != 0) return {{}, lmdb_error(rc, "read journal seq")};
   return decode_journal_seq(as_view(v));
+}
+
+result<std::optional<std::uint64_t>> lmdb_env::read_journal_drained() const {
+  std::shared_lock lock(map_mutex_);
+  read_txn rt(env_);
+  if (rt.rc != 0) return {{}, lmdb_error(rt.rc, "begin read")};
+  MDB_val k = as_val(key_journal_drained), v{};
+  const int rc = mdb_get(rt.txn, meta_dbi_, &k, &v);
+  if (rc == MDB_NOTFOUND) return {std::nullopt, {}};
+  if (rc != 0) return {{}, lmdb_error(rc, "read journal drained record")};
+  auto seq = decode_journal_seq(as_view(v));
+  if (!seq.ok()) return {{}, seq.err};
+  return {seq.value, {}};
+}
+
+result<std::uint64_t> lmdb_env::set_journal_drained(std::optional<std::uint64_t> seq) {
+  std::shared_lock lock(map_mutex_);
+  MDB_txn* txn = nullptr;
+  if (int rc = mdb_txn_begin(env_, nullptr, 0, &txn); rc != 0) return {0, lmdb_error(rc, "begin")};
+  MDB_val k = as_val(key_journal_drained);
+  const std::string rec = seq ? encode_journal_seq(*seq) : std::string();
+  MDB_val v = as_val(rec);
+  int rc = seq ? mdb_put(txn, meta_dbi_, &k, &v, 0) : mdb_del(txn, meta_dbi_, &k, nullptr);
+  if (rc == MDB_NOTFOUND) rc = 0;  // nothing to delete
+  if (rc != 0) {
+    mdb_txn_abort(txn);
+    return {0, lmdb_error(rc, "write journal drained record")};
+  }
+  if (rc = mdb_txn_commit(txn); rc != 0)
+    return {0, lmdb_error(rc, "commit journal drained record")};
+  lock.unlock();
+  if (!opts_.fsync) return {0, {}};
+  return {2, sync()};
 }
 
 result<stored_log> lmdb_env::read_log() const {

@@ -49,6 +49,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -111,6 +112,14 @@ class lmdb_env {
 
   // The last journal record the committed state includes (0: none yet).
   result<std::uint64_t> read_journal_seq() const;
+
+  // The "journal_drained" record (journal.h, "Missing files"): the journal_seq at which
+  // the journal was known to hold nothing LMDB lacks (a new env, a format-1 upgrade, a
+  // clean close), or nullopt once a journal may hold more. set_ writes (or, with nullopt,
+  // deletes) it in a transaction of its own, made durable, and returns the fdatasyncs that
+  // took (the commit's and sync()'s; none without fsync). Not while the checkpointer runs.
+  result<std::optional<std::uint64_t>> read_journal_drained() const;
+  result<std::uint64_t> set_journal_drained(std::optional<std::uint64_t> seq);
 
   // Makes every commit so far durable: fdatasync of the data file (mdb_env_sync). Writer
   // thread only.

@@ -32,6 +32,7 @@ struct lmdb_store::impl {
   std::unique_ptr<writer> w;
   std::uint64_t closed_map_bytes = 0;  // what stats() reports once the env is closed
   std::uint64_t closed_map_grows = 0;
+  std::uint64_t own_syncs = 0;  // fdatasyncs of open() and close() (journal_drained)
 
   mutable std::mutex state_mutex;
   std::optional<snapshot_info> latest_snapshot;  // newest durable valid snapshot file
@@ -149,13 +150,27 @@ open_result lmdb_store::open(options opts) {
   im.env = std::move(env.value);
   if (auto err = fsync_dir(dir); !err.ok() && o.fsync) return fail(err);
 
+  // A journal file that is gone may have held what LMDB lacks (journal.h, "Missing files"):
+  // refuse before open() creates it anew, or the next start would not know.
+  auto applied = im.env->read_journal_seq();
+  if (!applied.ok()) return fail(applied.err);
+  auto drained = im.env->read_journal_drained();
+  if (!drained.ok()) return fail(drained.err);
+  if (const auto gone = journal_files::missing(dir);
+      !gone.empty() && drained.value != applied.value) {
+    return fail(make_error(
+        errc::corrupt,
+        "journal file " + gone.front().string() +
+            " is missing and the node did not stop cleanly: it may have held log entries "
+            "and a vote this node acknowledged. Restore the file, or treat this data dir as "
+            "lost (docs/config.md, \"Lost data dirs\")"));
+  }
+
   // Records the journal holds beyond LMDB (a crash before their checkpoint) go into LMDB
   // now, in one transaction made durable before anything else happens.
   auto journal = journal_files::open(dir, o.journal_file_bytes, o.fsync);
   if (!journal.ok()) return fail(journal.err);
   im.journal = std::move(journal.value);
-  auto applied = im.env->read_journal_seq();
-  if (!applied.ok()) return fail(applied.err);
   auto pending = im.journal->recover(applied.value);
   if (!pending.ok()) return fail(pending.err);
   std::uint64_t seq = applied.value;
@@ -174,6 +189,13 @@ open_result lmdb_store::open(options opts) {
     s->log(log_level::info, "journal: applied records " + std::to_string(applied.value + 1) +
                                 "-" + std::to_string(seq) + " (" +
                                 std::to_string(done.value.entries) + " entries) to LMDB");
+  }
+
+  // Both files exist from here on; the writer may fill them with what LMDB lacks.
+  if (drained.value) {
+    auto cleared = im.env->set_journal_drained(std::nullopt);
+    if (!cleared.ok()) return fail(cleared.err);
+    im.own_syncs += cleared.value;
   }
 
   // The committed state the writer starts from: hard state, snapshot record, last entry.
@@ -203,6 +225,16 @@ void lmdb_store::close() {
   if (!impl_) return;
   auto& im = *impl_;
   if (im.w) im.w->stop();  // drains: every queued callback has run, LMDB has caught up
+  // A clean close: the journal holds nothing LMDB lacks (journal.h, "Missing files"). Best
+  // effort: without the record, a start that finds a journal file gone refuses.
+  if (im.w && im.env && im.w->drained()) {
+    if (auto seq = im.env->read_journal_seq(); seq.ok()) {
+      auto marked = im.env->set_journal_drained(seq.value);
+      im.own_syncs += marked.value;
+      if (!marked.ok())
+        log(log_level::warning, "could not record the clean close: " + marked.err.message);
+    }
+  }
   im.journal.reset();  // the stopped writer keeps answering submit() with `closed`
   if (im.env) {
     im.closed_map_bytes = im.env->map_bytes();
@@ -337,7 +369,7 @@ store_stats lmdb_store::stats() const {
   if (im.w) {
     const writer_stats w = im.w->stats();
     s.commits = w.commits;
-    s.syncs = w.syncs;
+    s.syncs = w.syncs + im.own_syncs;
     s.batches = w.batches;
     s.entries = w.entries;
     s.bytes = w.bytes;

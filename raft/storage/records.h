@@ -6,6 +6,8 @@
 //   "meta"  "format"     -> crc32c u32 | version u32 (= format_version)
 //           "hard_state" -> crc32c u32 | term u64 | vote u64 | commit u64
 //           "journal_seq"-> crc32c u32 | seq u64 (format 2: the last journal record applied)
+//           "journal_drained" -> the same layout: present while the journal holds nothing
+//                           LMDB lacks (journal.h, "Missing files"), naming journal_seq then
 //           "snapshot"   -> crc32c u32 | index u64 | term u64 | n u32 | n x voter u64
 //                           [| config bytes] when n's top bit is set: the whole configuration
 //                           (raft/membership.h encode_membership), varint-length-prefixed

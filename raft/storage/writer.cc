@@ -97,6 +97,10 @@ void writer::stop() {
   if (checkpointer_.joinable()) checkpointer_.join();
 }
 
+bool writer::drained() const {
+  return failure().ok() && checkpointed_seq_.load() == seq_;
+}
+
 error writer::failure() const {
   std::lock_guard lock(failure_mutex_);
   return failure_;

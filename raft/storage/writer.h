@@ -130,6 +130,8 @@ class writer {
 
   error failure() const;
   writer_stats stats() const;
+  // After stop(): no failure, and LMDB holds, durably, every record the journal was given.
+  bool drained() const;
 
  private:
   void run_as_batch_work(std::thread& t, const char* which) const;  // "Scheduling" above

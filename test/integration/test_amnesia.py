@@ -1,8 +1,10 @@
 """The amnesia guard (app/generation.h): a node whose data dir was lost must not come back
 under its old id. Under a write load, a follower is killed, its data dir wiped and the node
 restarted with the same config: it must exit with status 1 and say why, while the cluster
-keeps serving and loses no acknowledged write. And a member that simply starts late, in a
-brand-new cluster, is learned at first sight and replicates normally."""
+keeps serving and loses no acknowledged write. A node whose journal file is gone after a
+kill exits 1 too (it may have held a vote and entries LMDB lacks), but not after a clean
+stop. And a member that simply starts late, in a brand-new cluster, is learned at first
+sight and replicates normally."""
 
 import os
 import sys
@@ -73,6 +75,39 @@ class AmnesiaTest(harness.TestCase):
         self.assertGreater(len(w.acked), 0, w.summary())
         result = w.check()
         self.assertTrue(result.ok, result.explain())
+
+    def test_a_journal_file_lost_after_a_kill_stops_the_node_but_not_after_a_clean_stop(self):
+        """raft/storage/journal.h, "Missing files": after kill -9 the journal may hold
+        entries and a vote LMDB lacks, so a node whose journal file is gone exits 1 and says
+        why; with the file back it rejoins. After a clean stop LMDB holds everything, and
+        the node starts without it."""
+        c = self.make_cluster()
+        c.start()
+        leader = c.wait_ready(timeout=20)
+        follower = next(n for n in c.nodes if n is not leader)
+        with McClient(leader.memcached) as mc:
+            for k in range(50):
+                self.assertEqual(mc.set(f"before-kill-{k}", "v"), "STORED")
+        journal = os.path.join(follower.data_dir, "journal-0")
+        follower.kill()
+        os.rename(journal, journal + ".kept")
+        follower.restart()
+        self.assertEqual(follower.wait_exit(EXIT_DEADLINE_S), 1, follower.log()[-3000:])
+        self.assertIn(f"journal file {journal} is missing and the node did not stop cleanly",
+                      follower.log())
+        self.assertFalse(os.path.exists(journal), "the refused start created the file")
+
+        os.rename(journal + ".kept", journal)
+        follower.restart()
+        c.wait_converged(timeout=30)
+        self.assertEqual(follower.stop(), 0)
+        os.remove(journal)
+        follower.restart()
+        with McClient(leader.memcached) as mc:
+            self.assertEqual(mc.set("after-clean-stop", "v"), "STORED")
+        c.wait_converged(timeout=30)
+        self.assertTrue(follower.running(), follower.log()[-3000:])
+        self.assertTrue(os.path.exists(journal))
 
     def test_a_node_that_kept_its_raft_state_is_refused_but_not_stopped(self):
         # Only the generation file is gone: the node draws a new one, but its data dir is
