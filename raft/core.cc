@@ -499,17 +499,24 @@ void core::stand_down() {
     transfer_leadership(best);
 }
 
-// Leader: the voter other than itself with the longest log (it needs the fewest entries to
-// become eligible, and a transfer sends them before TimeoutNow), and how much of the log it
-// holds; no_node if there is none.
+// Leader: the voter other than itself to hand leadership to, and how much of the log it
+// holds; no_node if there is none. The one with the longest log needs the fewest entries to
+// become eligible (a transfer sends them before TimeoutNow), but only if it answers: one
+// that went silent may be down with a log as long as anyone's, and a transfer to it fails
+// after an election timeout, to be retried at it again. So voters heard from within two
+// heartbeat periods come first; the others only when none was.
 std::pair<node_id, index_t> core::most_up_to_date_voter() const {
   node_id best;
   index_t best_match;
+  bool best_answers = false;
   for (const auto& [id, pr] : progress_) {
     if (!counts(id)) continue;
-    if (best == no_node || pr.match > best_match) {
+    const bool answers = pr.ticks_since_contact <= 2ull * cfg_.heartbeat_ticks;
+    if (best == no_node || (answers && !best_answers) ||
+        (answers == best_answers && pr.match > best_match)) {
       best = id;
       best_match = pr.match;
+      best_answers = answers;
     }
   }
   return {best, best_match};
