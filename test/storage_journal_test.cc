@@ -186,9 +186,10 @@ BOOST_AUTO_TEST_CASE(a_crash_before_the_checkpoint_recovers_from_the_journal) {
   BOOST_TEST(loaded.value.entries[7].term.value == 2u);
 }
 
-// journal.h, "Missing files": after a crash, a journal file that is gone may have held what
-// LMDB lacks (here: entries 1-10 and a vote), so the store refuses to open, and does not
-// create the file (the next attempt must refuse too). Restored, the file gives it all back.
+// journal.h, "Missing files": after a crash, a journal file that is gone or emptied may have
+// held what LMDB lacks (here: entries 1-10 and a vote), so the store refuses to open, and
+// does not create or fill the file (the next attempt must refuse too). Restored, the file
+// gives it all back.
 BOOST_AUTO_TEST_CASE(a_journal_file_missing_after_a_crash_refuses_the_open) {
   temp_dir dir("storage_journal_");
   const fs::path live = dir.path / "live", crashed = dir.path / "crashed";
@@ -202,20 +203,23 @@ BOOST_AUTO_TEST_CASE(a_journal_file_missing_after_a_crash_refuses_the_open) {
   BOOST_TEST(s.stats().checkpoints == 0u);
   copy_data_files(live, crashed);
   for (const char* name : {"journal-0", "journal-1"}) {
-    BOOST_TEST_CONTEXT(name) {
-      const fs::path kept = dir.path / "kept";
-      fs::rename(crashed / name, kept);
-      for (int attempt = 0; attempt < 2; ++attempt) {
-        auto refused = lmdb_store::open(lagging(crashed));
-        BOOST_TEST(!refused.store);
-        BOOST_TEST((refused.err.code == errc::corrupt));
-        BOOST_TEST(refused.err.message.find(std::string("journal file ") +
-                                            (crashed / name).string() + " is missing") !=
-                       std::string::npos,
-                   refused.err.message);
-        BOOST_TEST(!fs::exists(crashed / name));
+    for (const bool emptied : {false, true}) {
+      BOOST_TEST_CONTEXT(name << (emptied ? " emptied" : " removed")) {
+        const fs::path kept = dir.path / "kept";
+        fs::rename(crashed / name, kept);
+        if (emptied) std::ofstream(crashed / name).close();
+        for (int attempt = 0; attempt < 2; ++attempt) {
+          auto refused = lmdb_store::open(lagging(crashed));
+          BOOST_TEST(!refused.store);
+          BOOST_TEST((refused.err.code == errc::corrupt));
+          const std::string what =
+              "journal file " + (crashed / name).string() + (emptied ? " is empty" : " is missing");
+          BOOST_TEST(refused.err.message.find(what) != std::string::npos, refused.err.message);
+          BOOST_TEST((fs::exists(crashed / name) == emptied));
+          if (emptied) BOOST_TEST(fs::file_size(crashed / name) == 0u);
+        }
+        fs::rename(kept, crashed / name);
       }
-      fs::rename(kept, crashed / name);
     }
   }
   auto again = lmdb_store::open(lagging(crashed));

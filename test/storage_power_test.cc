@@ -26,6 +26,8 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -49,9 +51,12 @@ struct power_model {
   image_t durable;
   std::uint64_t syncs = 0;
 
+  // From what the file holds now: the store synced it when it created it.
   void watch(const fs::path& file) {
     watched[fs::canonical(file).string()] = file.filename().string();
-    durable[file.filename().string()] = std::make_shared<std::string>();
+    std::ifstream in(file, std::ios::binary);
+    durable[file.filename().string()] = std::make_shared<std::string>(
+        std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
   void on_sync(int fd) {
     char link[64];

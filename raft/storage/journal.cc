@@ -148,11 +148,17 @@ journal_files::~journal_files() {
     if (fd >= 0) ::close(fd);
 }
 
-std::vector<fs::path> journal_files::missing(const fs::path& dir) {
-  std::vector<fs::path> out;
+std::vector<std::string> journal_files::missing_or_empty(const fs::path& dir) {
+  std::vector<std::string> out;
   for (int n = 0; n < 2; ++n) {
+    const fs::path p = file_path(dir, n);
     std::error_code ec;
-    if (!fs::exists(file_path(dir, n), ec) && !ec) out.push_back(file_path(dir, n));
+    const auto size = fs::file_size(p, ec);
+    if (ec == std::errc::no_such_file_or_directory) {
+      out.push_back(p.string() + " is missing");
+    } else if (!ec && size == 0) {
+      out.push_back(p.string() + " is empty");
+    }
   }
   return out;
 }

@@ -56,10 +56,13 @@
 // "journal_drained" names the journal_seq of that moment. It is written with a new env (and
 // with the upgrade of a format-1 dir, which had no journal) and by a clean close, after the
 // checkpointer caught LMDB up with every record; an open deletes it (synced) once both files
-// exist, before the writer writes a record. An open that finds a file missing creates it
-// anew only if "journal_drained" is present and equals journal_seq; otherwise the node
-// refuses to start (`corrupt`), as for a lost data dir. The seq guards against a record
-// left by a build that knew nothing of it.
+// exist in full, before the writer writes a record. An open that finds a file missing or
+// empty (files are created in full and never shrink: it was truncated, unless its creation
+// was cut short, which leaves the record in place) creates or fills it only if
+// "journal_drained" is present and equals journal_seq; otherwise the node refuses to start
+// (`corrupt`), as for a lost data dir. The seq guards against a record left by a build that
+// knew nothing of it. A file cut to a shorter length, or overwritten in place (zeros,
+// another node's journal), is not detected.
 #pragma once
 
 #include <cstdint>
@@ -102,9 +105,9 @@ class journal_files {
   // Creates missing files as `file_bytes` of written zeros (synced, directory synced).
   static result<std::unique_ptr<journal_files>> open(const std::filesystem::path& dir,
                                                      std::uint64_t file_bytes, bool fsync);
-  // The files of dir's journal that do not exist (see "Missing files"): open() would create
-  // them.
-  static std::vector<std::filesystem::path> missing(const std::filesystem::path& dir);
+  // The files of dir's journal that do not exist or are empty, each with a few words on
+  // which (see "Missing files"): open() would create or fill them.
+  static std::vector<std::string> missing_or_empty(const std::filesystem::path& dir);
   ~journal_files();
   journal_files(const journal_files&) = delete;
   journal_files& operator=(const journal_files&) = delete;
