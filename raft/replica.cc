@@ -602,6 +602,23 @@ void replica::attempt_fresh_writes() {
 
 void replica::on_forward_request(node_id from, forward_request r) {
   if (stopped_) return;
+  // A membership change has no request id to make a second copy harmless: served again, a
+  // copy would be refused (another change in progress) and that answer could reach the
+  // follower before the real one, or, arriving late, propose the change once more ("add 4"
+  // after 4 was removed). Writes need no such care: the state machine applies a command
+  // at most once per request id. Ids are kept for two serve timeouts, longer than the
+  // follower waits; a follower's call ids never repeat (boot prefix).
+  if (r.config_change) {
+    const std::int64_t t = now();
+    while (!changes_served_order_.empty() && changes_served_order_.front().first <= t) {
+      changes_served_.erase(changes_served_order_.front().second);
+      changes_served_order_.pop_front();
+    }
+    const auto key = std::make_pair(from, r.call_id);
+    const std::int64_t forget_at = t + 2 * opts_.serve_timeout_ms;
+    if (!changes_served_.emplace(key, forget_at).second) return;
+    changes_served_order_.emplace_back(forget_at, key);
+  }
   forward_reply out;
   out.call_id = r.call_id;
   if (!is_leader()) {

@@ -53,6 +53,10 @@
 //    proposes it and answers with the result. When the leader changes, forwards to the old
 //    one are given up and retried with the new one; a write whose leader is unknown waits
 //    for a leader change (or a few ticks) until its deadline.
+//  - A membership change carries no request id, so the leader serves a forwarded one once
+//    per (sender, call id) and drops copies the network delivers again; a follower never
+//    resends one to another leader unless the first said it did not propose it
+//    (not_leader), and gives it up as of unknown fate when another leader appears.
 //  - Reads share ReadIndex rounds (thesis §6.4): one round in flight; every read queued
 //    meanwhile waits for the next, so one heartbeat round serves many reads. The round's
 //    context is a call id; a read state for another context is ignored. A confirmed read
@@ -519,6 +523,11 @@ class replica {
   base::node_pool<std::map<index_t, call_id>> proposal_nodes_;
   std::map<call_id, call_id> forwards_;   // forward call id -> write
   std::set<call_id> idle_writes_;         // waiting for a leader or a retry time
+  // Membership changes forwarded to this node, by (sender, its call id), with when each may
+  // be forgotten: a copy of one (the network may duplicate) is dropped, not served again
+  // (see on_forward_request).
+  std::map<std::pair<node_id, std::uint64_t>, std::int64_t> changes_served_;
+  std::deque<std::pair<std::int64_t, std::pair<node_id, std::uint64_t>>> changes_served_order_;
   // Writes added in this turn, attempted together by one posted function; not in
   // idle_writes_ (their first attempt is due anyway).
   std::vector<call_id> fresh_writes_;

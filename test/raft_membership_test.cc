@@ -316,6 +316,37 @@ BOOST_AUTO_TEST_CASE(removing_the_leader_hands_over_to_a_voter_that_answers) {
   BOOST_TEST((leader == n(3) || leader == n(4)));
 }
 
+// The network may duplicate a forwarded change (paper §5.1). The copy must not be served
+// again: at once it would be refused (another change in progress) and that answer could
+// reach the follower first, a refusal of a change that is made; late, it would make the
+// change once more (here: bring back a member removed in between).
+BOOST_AUTO_TEST_CASE(a_duplicated_forward_of_a_change_is_served_once) {
+  cluster cl(3);
+  cl.elect(1);
+  cl.add_joining(4);
+  std::optional<change_outcome> outcome;
+  replica_error error = replica_error::none;
+  cl.rep(3).change_membership(add(4), cl.now() + 5000, [&](replica_error e, std::string r) {
+    error = e;
+    outcome = decode_outcome(r);
+  });
+  cl.process(n(3));
+  std::optional<sim::harness::wire> copy;
+  for (const auto& w : cl.queue)
+    if (w.from == n(3) && std::holds_alternative<forward_request>(w.body)) copy = w;
+  BOOST_REQUIRE(copy.has_value());
+  cl.queue.push_back(*copy);
+  for (int k = 0; k < 30 && !outcome && error == replica_error::none; ++k) cl.tick_all(1);
+  BOOST_TEST((error == replica_error::none), to_string(error));
+  BOOST_REQUIRE(outcome.has_value());
+  BOOST_TEST((outcome->error == change_error::none), to_string(outcome->error));
+  BOOST_REQUIRE(cl.change(1, remove(4)).ok());
+  cl.tick_all(2);
+  cl.queue.push_back(*copy);
+  cl.tick_all(10);
+  BOOST_TEST(!cl[1].configuration().find(n(4)), describe(cl[1].configuration()));
+}
+
 // One change at a time.
 BOOST_AUTO_TEST_CASE(second_change_while_the_first_is_uncommitted_is_refused) {
   cluster cl(3);

@@ -39,6 +39,9 @@
 //   - a leader never proposes its own removal (SPEC §8: it hands over first): no committed
 //     configuration entry drops the leader of the entry's term from the configuration
 //     before it;
+//   - a refusal is true: every committed change was asked for by an ask not answered with
+//     a refusal (each ask commits at most once), so a change answered "refused" never
+//     takes effect on the strength of that ask;
 //   - a removed id never comes back in a committed configuration, never becomes leader
 //     after its removal committed, and no message it sent after that raises a member's term
 //     beyond every term the cluster had (it does not disturb);
@@ -884,6 +887,14 @@ class cluster {
         return;
       }
     }
+    if (auto made = change_between(latest_config_, *m)) {
+      if (--open_asks_[*made] < 0) {
+        fail("the configuration entry at index " + std::to_string(e.index.value) +
+             " makes a change every ask of which was refused or already made (" +
+             raft::describe(*m) + ")");
+        return;
+      }
+    }
     for (const auto& x : latest_config_.members) {
       if (m->find(x.id)) continue;
       removed_at_.emplace(x.id.value, removal{now_, nodes_[x.id.value - 1].max_term});
@@ -896,6 +907,19 @@ class cluster {
       }
     }
     latest_config_ = std::move(*m);
+  }
+
+  // The single-server change that turns `from` into `to` (kind, subject id), if there is one.
+  static std::optional<std::pair<raft::change_kind, std::uint64_t>> change_between(
+      const raft::membership& from, const raft::membership& to) {
+    for (const auto& x : to.members) {
+      const raft::member* before = from.find(x.id);
+      if (!before) return std::pair{raft::change_kind::add_learner, x.id.value};
+      if (!before->voter && x.voter) return std::pair{raft::change_kind::promote, x.id.value};
+    }
+    for (const auto& x : from.members)
+      if (!to.find(x.id)) return std::pair{raft::change_kind::remove, x.id.value};
+    return std::nullopt;
   }
 
   // Configurations agree: what node k uses at its committed index is what the committed log
@@ -1023,6 +1047,7 @@ class cluster {
     // Endpoints travel in the configuration; unique per id, as the core requires.
     if (kind == raft::change_kind::add_learner) c.subject.endpoints = {{"peer", "sim:" + name(id)}};
     ++res_.changes_asked;
+    ++open_asks_[{kind, id.value}];
     trace(name(nodes_[via].id) + " asks: " + raft::describe(c));
     nodes_[via].rep->change_membership(
         c, now_ + timeout_ms,
@@ -1048,6 +1073,10 @@ class cluster {
     if (out->error != raft::change_error::none) {
       ++res_.changes_refused;
       trace("change " + raft::describe(c) + " refused: " + raft::to_string(out->error));
+      if (--open_asks_[{c.kind, c.subject.id.value}] < 0) {
+        fail("change " + raft::describe(c) + " refused (" + raft::to_string(out->error) +
+             "), but it was committed and no other ask of it is open");
+      }
       return;
     }
     // Acknowledged: it is the committed configuration entry at the index it reports, and
@@ -1119,6 +1148,8 @@ class cluster {
     std::uint64_t term;  // the highest term the node had held by then
   };
   std::map<std::uint64_t, removal> removed_at_;
+  // Asks of each change (kind, subject id) not answered with a refusal and not yet made.
+  std::map<std::pair<raft::change_kind, std::uint64_t>, int> open_asks_;
   std::uint64_t max_member_term_ = 0;  // highest term held by a node not removed
   std::uint64_t max_commit_seen_ = 0;  // highest commit index any node has held
   std::vector<std::function<void()>> followups_;
