@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,15 @@ options lagging(const fs::path& dir) {
 }
 
 using test_support::submit_wait;
+
+// A lagging store in dir, opened and loaded (the test stops if it cannot be).
+std::unique_ptr<lmdb_store> open_lagging(const fs::path& dir) {
+  auto opened = lmdb_store::open(lagging(dir));
+  BOOST_REQUIRE_MESSAGE(opened.store, opened.err.message);
+  auto loaded = opened.store->load();
+  BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);
+  return std::move(opened.store);
+}
 
 // What a crash now would leave, as far as the page cache goes: a copy of the files.
 void copy_data_files(const fs::path& from, const fs::path& to) {
@@ -148,10 +158,8 @@ BOOST_AUTO_TEST_CASE(records_after_the_checkpoint_must_run_on_without_a_gap) {
 BOOST_AUTO_TEST_CASE(a_crash_before_the_checkpoint_recovers_from_the_journal) {
   temp_dir dir("storage_journal_");
   const fs::path live = dir.path / "live", crashed = dir.path / "crashed";
-  auto opened = lmdb_store::open(lagging(live));
-  BOOST_REQUIRE_MESSAGE(opened.store, opened.err.message);
-  auto& s = *opened.store;
-  BOOST_REQUIRE(s.load().ok());
+  const auto store = open_lagging(live);
+  auto& s = *store;
   BOOST_REQUIRE(submit_wait(s, append(1, 10, 1)).ok());
   batch replace = append(8, 12, 2);  // a new leader's suffix replaces 8-10
   replace.truncate_from = index_t{8};
@@ -193,10 +201,8 @@ BOOST_AUTO_TEST_CASE(a_crash_before_the_checkpoint_recovers_from_the_journal) {
 BOOST_AUTO_TEST_CASE(a_journal_file_missing_after_a_crash_refuses_the_open) {
   temp_dir dir("storage_journal_");
   const fs::path live = dir.path / "live", crashed = dir.path / "crashed";
-  auto opened = lmdb_store::open(lagging(live));
-  BOOST_REQUIRE_MESSAGE(opened.store, opened.err.message);
-  auto& s = *opened.store;
-  BOOST_REQUIRE(s.load().ok());
+  const auto store = open_lagging(live);
+  auto& s = *store;
   batch b = append(1, 10, 1);
   b.hard = hard_state{term_t{1}, node_id{2}, index_t{0}};
   BOOST_REQUIRE(submit_wait(s, std::move(b)).ok());
@@ -237,11 +243,9 @@ BOOST_AUTO_TEST_CASE(a_journal_file_missing_after_a_clean_close_is_created_anew)
   temp_dir dir("storage_journal_");
   const fs::path data = dir.path / "node", crashed = dir.path / "crashed";
   {
-    auto opened = lmdb_store::open(lagging(data));
-    BOOST_REQUIRE_MESSAGE(opened.store, opened.err.message);
-    BOOST_REQUIRE(opened.store->load().ok());
-    BOOST_REQUIRE(submit_wait(*opened.store, append(1, 10, 1)).ok());
-    opened.store->close();
+    const auto first = open_lagging(data);
+    BOOST_REQUIRE(submit_wait(*first, append(1, 10, 1)).ok());
+    first->close();
   }
   fs::remove(data / "journal-1");
   auto opened = lmdb_store::open(lagging(data));
@@ -272,10 +276,8 @@ BOOST_AUTO_TEST_CASE(a_journal_file_missing_after_a_clean_close_is_created_anew)
 
 BOOST_AUTO_TEST_CASE(a_compaction_hides_its_prefix_before_the_checkpoint) {
   temp_dir dir("storage_journal_");
-  auto opened = lmdb_store::open(lagging(dir.path));
-  BOOST_REQUIRE_MESSAGE(opened.store, opened.err.message);
-  auto& s = *opened.store;
-  BOOST_REQUIRE(s.load().ok());
+  const auto store = open_lagging(dir.path);
+  auto& s = *store;
   BOOST_REQUIRE(submit_wait(s, append(1, 20, 1)).ok());
   BOOST_REQUIRE(s.write_snapshot(meta(10, 1), "ten").ok());
   batch c;
