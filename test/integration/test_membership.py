@@ -3,8 +3,9 @@ linearizability and for lost acknowledged writes:
 
 - grow 3 -> 5: add two learners through a follower (it forwards to the leader), start them
   with [cluster] state = "join", promote each once caught up; then shrink back to 3 by
-  removing the leader (it hands over) and one follower; restart every remaining node and
-  find the same membership;
+  removing the leader (it hands over first, and the next leader proposes the removal) and
+  one follower; restart every remaining node and find the same membership;
+- remove the leader through its own HTTP door: the same hand-over, answered 200;
 - replace a dead node: kill -9 a follower, add a fresh node under a new id, promote it,
   remove the dead one; the cluster keeps a full failure budget and loses nothing;
 - the refusals of SPEC §8 (409 / 404 / 503), each named in the error body.
@@ -190,6 +191,22 @@ class Membership(unittest.TestCase):
             w.wait_progress(w.ok_ops + 100)
             victim.restart()
             self.finish(w, self.voters())
+
+    def test_remove_the_leader_through_itself(self):
+        """DELETE of the leader sent to the leader: it hands over, forwards the change to its
+        successor and answers 200 with a configuration without it."""
+        c = self.cluster
+        old = c.wait_leader()
+        doc = self.remove(old, old.id)
+        self.assertNotIn(old.id, [m["id"] for m in doc["members"]], doc)
+        new_leader = c.wait_new_leader(old, timeout=15)
+        self.assertNotEqual(new_leader.id, old.id)
+        proposal = re.compile(rf"proposed a membership change at index \d+: remove {old.id}\b")
+        self.assertIsNone(proposal.search(old.log()), "the leader proposed its own removal")
+        self.assertIsNotNone(proposal.search(new_leader.log()),
+                             "the next leader did not propose the removal")
+        with harness.McClient(new_leader.memcached) as mc:
+            self.assertEqual(mc.set("after-removal", "ok"), "STORED")
 
     def test_refusals(self):
         c = self.cluster
