@@ -92,6 +92,18 @@ class Membership(unittest.TestCase):
         self.assertEqual(status, 200, doc)
         return doc
 
+    def remove_leader(self, via, old):
+        """Removes leader `old` through `via`. It must hand over first (SPEC §8): the next
+        leader, not `old`, proposes the removal. Returns the answer and the next leader."""
+        doc = self.remove(via, old.id)
+        new_leader = self.cluster.wait_new_leader(old, timeout=15)
+        self.assertNotEqual(new_leader.id, old.id)
+        proposal = re.compile(rf"proposed a membership change at index \d+: remove {old.id}\b")
+        self.assertIsNone(proposal.search(old.log()), "the leader proposed its own removal")
+        self.assertIsNotNone(proposal.search(new_leader.log()),
+                             "the next leader did not propose the removal")
+        return doc, new_leader
+
     def voters(self):
         """Running nodes that the last membership view says are voters (or all running)."""
         view = getattr(self, "_voters", None)
@@ -131,15 +143,8 @@ class Membership(unittest.TestCase):
             # Shrink: remove the leader through another node. It hands over first (SPEC
             # §8), and its successor proposes the removal of a mere follower.
             old = c.wait_leader(among=self.voters())
-            via = self.follower_of(old, self.voters())
-            self.remove(via, old.id)
+            _, new_leader = self.remove_leader(self.follower_of(old, self.voters()), old)
             self._voters.discard(old.id)
-            new_leader = c.wait_new_leader(old, timeout=15)
-            self.assertNotEqual(new_leader.id, old.id)
-            proposal = re.compile(rf"proposed a membership change at index \d+: remove {old.id}\b")
-            self.assertIsNone(proposal.search(old.log()), "the leader proposed its own removal")
-            self.assertIsNotNone(proposal.search(new_leader.log()),
-                                 "the next leader did not propose the removal")
             # The removed node answers as a node without a leader and never disturbs.
             harness.wait_until(lambda: c.leader_view(old) == 0, 10, what="removed node to drop its leader")
             term_before = new_leader.status()["term"]
@@ -195,16 +200,9 @@ class Membership(unittest.TestCase):
     def test_remove_the_leader_through_itself(self):
         """DELETE of the leader sent to the leader: it hands over, forwards the change to its
         successor and answers 200 with a configuration without it."""
-        c = self.cluster
-        old = c.wait_leader()
-        doc = self.remove(old, old.id)
+        old = self.cluster.wait_leader()
+        doc, new_leader = self.remove_leader(old, old)
         self.assertNotIn(old.id, [m["id"] for m in doc["members"]], doc)
-        new_leader = c.wait_new_leader(old, timeout=15)
-        self.assertNotEqual(new_leader.id, old.id)
-        proposal = re.compile(rf"proposed a membership change at index \d+: remove {old.id}\b")
-        self.assertIsNone(proposal.search(old.log()), "the leader proposed its own removal")
-        self.assertIsNotNone(proposal.search(new_leader.log()),
-                             "the next leader did not propose the removal")
         with harness.McClient(new_leader.memcached) as mc:
             self.assertEqual(mc.set("after-removal", "ok"), "STORED")
 
