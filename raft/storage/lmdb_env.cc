@@ -255,28 +255,26 @@ result<log_shape> lmdb_env::read_shape() const {
   return {std::move(s), {}};
 }
 
-result<std::uint64_t> lmdb_env::read_journal_seq() const {
+result<std::optional<std::uint64_t>> lmdb_env::read_seq_record(std::string_view key) const {
   std::shared_lock lock(map_mutex_);
   read_txn rt(env_);
   if (rt.rc != 0) return {{}, lmdb_error(rt.rc, "begin read")};
-  MDB_val k = as_val(key_journal_seq), v{};
-  const int rc = mdb_get(rt.txn, meta_dbi_, &k, &v);
-  if (rc == MDB_NOTFOUND) return {0, {}};
-  if (rc != 0) return {{}, lmdb_error(rc, "read journal seq")};
-  return decode_journal_seq(as_view(v));
-}
-
-result<std::optional<std::uint64_t>> lmdb_env::read_journal_drained() const {
-  std::shared_lock lock(map_mutex_);
-  read_txn rt(env_);
-  if (rt.rc != 0) return {{}, lmdb_error(rt.rc, "begin read")};
-  MDB_val k = as_val(key_journal_drained), v{};
+  MDB_val k = as_val(key), v{};
   const int rc = mdb_get(rt.txn, meta_dbi_, &k, &v);
   if (rc == MDB_NOTFOUND) return {std::nullopt, {}};
-  if (rc != 0) return {{}, lmdb_error(rc, "read journal drained record")};
+  if (rc != 0) return {{}, lmdb_error(rc, "read the " + std::string(key) + " record")};
   auto seq = decode_journal_seq(as_view(v));
   if (!seq.ok()) return {{}, seq.err};
   return {seq.value, {}};
+}
+
+result<std::uint64_t> lmdb_env::read_journal_seq() const {
+  auto seq = read_seq_record(key_journal_seq);
+  return {seq.value.value_or(0), seq.err};
+}
+
+result<std::optional<std::uint64_t>> lmdb_env::read_journal_drained() const {
+  return read_seq_record(key_journal_drained);
 }
 
 result<std::uint64_t> lmdb_env::set_journal_drained(std::optional<std::uint64_t> seq) {

@@ -53,6 +53,7 @@
 #include <shared_mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "raft/storage/log_shape.h"
@@ -145,6 +146,8 @@ class lmdb_env {
     int rc = 0;
     error err;
   };
+  // A "journal_seq"-shaped meta record (records.h): nullopt when absent.
+  result<std::optional<std::uint64_t>> read_seq_record(std::string_view key) const;
   attempt try_commit(const log_shape& committed, std::span<const batch> batches,
                      std::uint64_t journal_seq, commit_report& report);
 
