@@ -132,6 +132,14 @@ net::write_reply to_write_reply(raft::replica_error e, const std::string& result
 
 }  // namespace
 
+// One leader_members_view() call waiting for the leader's answer.
+struct node::members_call {
+  explicit members_call(asio::io_context& io) : timer(io) {}
+  raft::node_id asked;  // the leader it was sent to: only its answer counts
+  std::optional<net::forward_response> answer;
+  asio::steady_timer timer;  // cancelled by the answer or by stop()
+};
+
 // The replica's peer_sender over the peer transport: Raft messages and the forwarding
 // protocol (net/peer/frame.h).
 class node::peer_link final : public raft::peer_sender {
@@ -378,6 +386,7 @@ void node::stop() {
   tick_timer_.cancel();
   if (replica_) replica_->stop();  // every waiting call completes with `stopped`
   wake_leader_waiters();
+  for (auto& [id, call] : members_calls_) call->timer.cancel();
   if (transport_) transport_->stop();
   if (state_machine_) state_machine_->wait_for_snapshot();  // its child writes to storage_
   if (log_store_) log_store_->close();
@@ -509,6 +518,10 @@ void node::on_frame(raft::node_id from, net::frame_kind kind, std::string payloa
         base::log(log_level::warn, "dropped an undecodable forward request from node ", from.value);
         return;
       }
+      if (req->op == net::forward_op::members_view) {
+        answer_members_view(from, req->call_id);
+        return;
+      }
       if (req->op != net::forward_op::write && req->op != net::forward_op::config_change) {
         net::forward_response resp;
         resp.call_id = req->call_id;
@@ -526,6 +539,13 @@ void node::on_frame(raft::node_id from, net::frame_kind kind, std::string payloa
     case net::frame_kind::forward_response: {
       auto resp = net::decode_forward_response(payload);
       if (!resp) return;
+      if (auto call = members_calls_.find(resp->call_id); call != members_calls_.end()) {
+        if (call->second->asked == from) {
+          call->second->answer = std::move(*resp);
+          call->second->timer.cancel();
+        }
+        return;
+      }
       replica_->on_forward_reply(
           from, raft::forward_reply{resp->call_id, to_replica(resp->error), std::move(resp->body)});
       return;
@@ -783,6 +803,43 @@ asio::awaitable<net::member_change_reply> node::change_membership(net::member_ch
     }
   }
   co_return reply;
+}
+
+asio::awaitable<std::optional<net::node_status>> node::leader_members_view() {
+  if (stopped_) co_return std::nullopt;
+  if (replica_->is_leader()) co_return status();
+  const raft::node_id leader = replica_->leader();
+  if (leader == raft::no_node || !transport_) co_return std::nullopt;
+  // Over the peer link, not the leader's HTTP door: that door may serve HTTPS only, under a
+  // certificate this node has no reason to trust, or not be configured at all.
+  net::forward_request req;
+  req.call_id = replica_->reserve_call_id();
+  req.op = net::forward_op::members_view;
+  if (!transport_->send(leader, net::frame_kind::forward_request, net::encode(req))) {
+    co_return std::nullopt;
+  }
+  auto call = std::make_shared<members_call>(io_);
+  call->asked = leader;
+  call->timer.expires_after(limits_.request_timeout);
+  members_calls_.emplace(req.call_id, call);
+  co_await wait_on(call->timer);
+  members_calls_.erase(req.call_id);
+  if (!call->answer || call->answer->error != service_error::none) co_return std::nullopt;
+  co_return net::decode_members_view(call->answer->body);
+}
+
+void node::answer_members_view(raft::node_id from, std::uint64_t call_id) {
+  if (!transport_) return;
+  net::forward_response resp;
+  resp.call_id = call_id;
+  // Only the leader knows the others' progress; a node that no longer leads says so, and
+  // the asking follower shows its own view.
+  if (replica_->is_leader()) {
+    resp.body = net::encode_members_view(status());
+  } else {
+    resp.error = service_error::not_leader;
+  }
+  transport_->send(from, net::frame_kind::forward_response, net::encode(resp));
 }
 
 std::optional<net::member_address> node::address_of(raft::node_id id) const {

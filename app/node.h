@@ -102,6 +102,7 @@ class node final : public net::kv_service {
   boost::asio::awaitable<net::service_error> transfer_leadership(raft::node_id to) override;
   boost::asio::awaitable<net::service_error> take_snapshot() override;
   boost::asio::awaitable<net::member_change_reply> change_membership(net::member_change c) override;
+  boost::asio::awaitable<std::optional<net::node_status>> leader_members_view() override;
 
  private:
   using clock = std::chrono::steady_clock;
@@ -112,6 +113,8 @@ class node final : public net::kv_service {
   void on_tick();
   void on_frame(raft::node_id from, net::frame_kind kind, std::string payload);
   void on_refused(raft::node_id from, std::string_view payload);
+  // A follower asked for this node's view of the members (forward_op::members_view).
+  void answer_members_view(raft::node_id from, std::uint64_t call_id);
   void maybe_purge_expired();
   void maybe_propose_limits();
   boost::asio::awaitable<bool> wait_leader_change(clock::time_point deadline);
@@ -145,6 +148,10 @@ class node final : public net::kv_service {
   bool stopped_ = false;
 
   std::vector<std::shared_ptr<boost::asio::steady_timer>> leader_waiters_;
+  // A follower's requests for the leader's view of the members (leader_members_view), by
+  // call id: on the peer link beside the replica's forwarded writes, with ids it reserved.
+  struct members_call;
+  std::map<std::uint64_t, std::shared_ptr<members_call>> members_calls_;
   // At-most-once identity of writes that enter through this node.
   std::uint64_t client_id_ = 0;
   std::uint64_t next_seq_ = 1;

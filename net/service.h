@@ -129,6 +129,11 @@ class kv_service {
   // once committed or refused. A promotion waits up to request_timeout_ms for the learner to
   // catch up (then refusal not_caught_up). The current configuration is in status().
   virtual boost::asio::awaitable<member_change_reply> change_membership(member_change c) = 0;
+  // The configuration as the leader sees it, with each member's progress (GET /v1/members):
+  // the leader's own status(); on a follower, asked of the leader over the peer link and
+  // waited for up to request_timeout_ms. nullopt when no leader is known, this node has no
+  // peer link, or the leader did not answer in time (the caller then shows status()).
+  virtual boost::asio::awaitable<std::optional<node_status>> leader_members_view() = 0;
 
  protected:
   // What an implementation provides for linearizable_read(). Callers outside this class

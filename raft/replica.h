@@ -338,6 +338,10 @@ class replica {
   }
   // The caller's deadline for `id` passed: end it now (timeout, or no_leader if none known).
   void expire(call_id id);
+  // A call id that none of this replica's calls will ever use, for a call its owner makes
+  // over the same forwarding channel (app/node.cc: a follower asks the leader for its view
+  // of the members). The owner looks at each forward reply first and keeps its own.
+  call_id reserve_call_id() { return next_id(); }
 
   // Starts a leadership transfer; the caller watches leader() for the outcome.
   replica_error transfer_leadership(node_id to);

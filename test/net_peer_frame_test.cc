@@ -210,13 +210,82 @@ BOOST_AUTO_TEST_CASE(malformed_forward_bodies_are_refused) {
   std::string bad_op = req;
   bad_op[8] = 0;
   BOOST_TEST(!net::decode_forward_request(bad_op).has_value());
-  bad_op[8] = 4;  // one past forward_op::config_change
+  bad_op[8] = 5;  // one past forward_op::members_view
   BOOST_TEST(!net::decode_forward_request(bad_op).has_value());
 
   std::string bad_error = net::encode(net::forward_response{1, net::service_error::none, ""});
   bad_error[8] = static_cast<char>(200);
   BOOST_TEST(!net::decode_forward_response(bad_error).has_value());
   BOOST_TEST(!net::decode_forward_response("short").has_value());
+}
+
+namespace {
+
+net::node_status sample_members_view() {
+  net::node_status s;
+  s.config_index = 1234;
+  s.change_in_progress = true;
+  s.leader_id = 2;
+  for (std::uint64_t id : {1, 2, 7}) {
+    net::member_status m;
+    m.address = {raft::node_id{id}, "10.0.0." + std::to_string(id) + ":7001",
+                 id == 7 ? "" : "127.0.0.1:11211", "127.0.0.1:9001", "[::1]:8081"};
+    m.voter = id != 7;
+    m.caught_up = id != 1;
+    m.match_index = 1000 + id;
+    m.next_index = 99;  // not carried: only what GET /v1/members shows
+    s.members.push_back(m);
+  }
+  return s;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_members_view_round_trips_what_get_members_shows) {
+  net::forward_request ask{9, net::forward_op::members_view, ""};
+  BOOST_TEST((net::decode_forward_request(net::encode(ask)) == ask));
+
+  const net::node_status sent = sample_members_view();
+  const auto got = net::decode_members_view(net::encode_members_view(sent));
+  BOOST_TEST_REQUIRE(got.has_value());
+  BOOST_TEST(got->config_index == 1234u);
+  BOOST_TEST(got->change_in_progress);
+  BOOST_TEST(got->leader_id == 2u);
+  BOOST_TEST_REQUIRE(got->members.size() == 3u);
+  for (std::size_t k = 0; k < 3; ++k) {
+    const auto& a = sent.members[k];
+    const auto& b = got->members[k];
+    BOOST_TEST(b.address.id.value == a.address.id.value);
+    BOOST_TEST(b.address.peer == a.address.peer);
+    BOOST_TEST(b.address.memcached == a.address.memcached);
+    BOOST_TEST(b.address.cs733 == a.address.cs733);
+    BOOST_TEST(b.address.http == a.address.http);
+    BOOST_TEST(b.voter == a.voter);
+    BOOST_TEST(b.caught_up == a.caught_up);
+    BOOST_TEST(b.match_index == a.match_index);
+    BOOST_TEST(b.next_index == 0u);
+  }
+  net::node_status empty;
+  const auto none = net::decode_members_view(net::encode_members_view(empty));
+  BOOST_TEST_REQUIRE(none.has_value());
+  BOOST_TEST(none->members.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_malformed_members_view_is_refused) {
+  const std::string good = net::encode_members_view(sample_members_view());
+  // Every cut, and one byte more.
+  for (std::size_t n = 0; n < good.size(); ++n) {
+    BOOST_TEST(!net::decode_members_view(std::string_view(good).substr(0, n)).has_value());
+  }
+  BOOST_TEST(!net::decode_members_view(good + "x").has_value());
+  // A flag other than 0 or 1 (change_in_progress sits after the config index).
+  std::string bad_flag = good;
+  bad_flag[8] = 2;
+  BOOST_TEST(!net::decode_members_view(bad_flag).has_value());
+  // A member count the bytes cannot hold is refused before anything is allocated.
+  std::string huge = good.substr(0, 17);
+  huge += std::string("\xff\xff\xff\xff\xff\xff\xff\xff\x7f", 9);
+  BOOST_TEST(!net::decode_members_view(huge).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(the_header_layout_is_pinned) {

@@ -1,15 +1,10 @@
 // The HTTP door's requests, one at a time: what each route asks of the kv_service and how its
 // outcome becomes an answer (net/http/api.h builds the bodies). The connection loop that calls
 // execute() is in server.cc.
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <optional>
 
-#include "base/host_port.h"
 #include "kv/store.h"
 #include "net/http/server_state.h"
 #include "net/http/status_page.h"
@@ -20,10 +15,7 @@
 namespace net {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace json = boost::json;
-using tcp = asio::ip::tcp;
 
 namespace {
 
@@ -38,39 +30,6 @@ bool committed(const member_change_reply& reply) {
 asio::awaitable<void> catch_up_with(kv_service& svc, const member_change_reply& reply) {
   if (svc.status().config_index >= reply.config_index) co_return;
   (void)co_await svc.linearizable_read();
-}
-
-// GET /v1/members on a follower: only the leader knows each member's progress, so ask its
-// HTTP door (plain HTTP, bounded by the request timeout) and relay its answer. nullopt when
-// that fails (no leader, no HTTP address, HTTPS only, unreachable): the caller then answers
-// from this node's own view.
-asio::awaitable<std::optional<http_response>> members_from_leader(http_server::state& st) {
-  kv_service& svc = st.service;
-  const auto leader = svc.leader();
-  if (!leader || svc.is_leader() || leader->http.empty()) co_return std::nullopt;
-  const auto at = base::split_host_port(leader->http);
-  if (!at) co_return std::nullopt;
-  try {
-    beast::tcp_stream stream(st.io);
-    stream.expires_after(svc.request_limits().request_timeout);
-    tcp::resolver resolver(st.io);
-    const auto found = co_await resolver.async_resolve(at->host, at->port, asio::use_awaitable);
-    co_await stream.async_connect(found, asio::use_awaitable);
-    // ?local=1: the leader answers itself, so two nodes with stale views of who leads never
-    // send the request back and forth.
-    http::request<http::empty_body> req{http::verb::get, "/v1/members?local=1", 11};
-    req.set(http::field::host, leader->http);
-    co_await http::async_write(stream, req, asio::use_awaitable);
-    beast::flat_buffer buffer;
-    http::response<http::string_body> resp;
-    co_await http::async_read(stream, buffer, resp, asio::use_awaitable);
-    if (resp.result() != http::status::ok) co_return std::nullopt;
-    http_response out;
-    out.body = std::move(resp.body());
-    co_return out;
-  } catch (const std::exception&) {
-    co_return std::nullopt;
-  }
 }
 
 }  // namespace
@@ -205,8 +164,10 @@ asio::awaitable<http_response> execute(http_server::state& st, route& r) {
   }
 
   if (auto* list = std::get_if<route_members_list>(&r)) {
+    // Only the leader knows each member's progress: a follower relays its view (over the
+    // peer link), or shows its own when it cannot, and always with ?local=1.
     if (!list->local) {
-      if (auto from_leader = co_await members_from_leader(st)) co_return std::move(*from_leader);
+      if (auto view = co_await svc.leader_members_view()) co_return members_response(*view);
     }
     co_return members_response(svc.status());
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <initializer_list>
 
 #include "base/bytes.h"
 #include "base/crc32c.h"
@@ -171,7 +172,7 @@ std::string encode(const forward_response& r) {
 std::optional<forward_request> decode_forward_request(std::string_view bytes) {
   const auto parts = decode_forward(bytes);
   if (!parts || parts->code < static_cast<std::uint8_t>(forward_op::write) ||
-      parts->code > static_cast<std::uint8_t>(forward_op::config_change)) {
+      parts->code > static_cast<std::uint8_t>(forward_op::members_view)) {
     return std::nullopt;
   }
   return forward_request{parts->call_id, static_cast<forward_op>(parts->code),
@@ -186,6 +187,69 @@ std::optional<forward_response> decode_forward_response(std::string_view bytes) 
   }
   return forward_response{parts->call_id, static_cast<service_error>(parts->code),
                           std::string(parts->body)};
+}
+
+std::string encode_members_view(const node_status& s) {
+  std::string out;
+  base::byte_writer w(out);
+  w.u64(s.config_index);
+  w.u8(s.change_in_progress ? 1 : 0);
+  w.u64(s.leader_id);
+  w.varint(s.members.size());
+  for (const auto& m : s.members) {
+    w.u64(m.address.id.value);
+    for (const std::string* field :
+         {&m.address.peer, &m.address.memcached, &m.address.cs733, &m.address.http}) {
+      w.bytes(*field);
+    }
+    w.u8(m.voter ? 1 : 0);
+    w.u8(m.caught_up ? 1 : 0);
+    w.u64(m.match_index);
+  }
+  return out;
+}
+
+std::optional<node_status> decode_members_view(std::string_view bytes) {
+  base::byte_reader r(bytes);
+  const auto flag = [&r]() -> std::optional<bool> {
+    const auto b = r.u8();
+    if (!b || *b > 1) return std::nullopt;
+    return *b == 1;
+  };
+  node_status s;
+  const auto config_index = r.u64();
+  const auto change = flag();
+  const auto leader_id = r.u64();
+  const auto n = r.varint();
+  // A member takes at least 22 bytes (id, four empty addresses, two flags, match index).
+  if (!config_index || !change || !leader_id || !n || *n > r.remaining() / 22) {
+    return std::nullopt;
+  }
+  s.config_index = *config_index;
+  s.change_in_progress = *change;
+  s.leader_id = *leader_id;
+  for (std::uint64_t i = 0; i < *n; ++i) {
+    member_status m;
+    const auto id = r.u64();
+    if (!id) return std::nullopt;
+    m.address.id = raft::node_id{*id};
+    for (std::string* field :
+         {&m.address.peer, &m.address.memcached, &m.address.cs733, &m.address.http}) {
+      const auto bytes_read = r.bytes();
+      if (!bytes_read) return std::nullopt;
+      *field = std::string(*bytes_read);
+    }
+    const auto voter = flag();
+    const auto caught_up = flag();
+    const auto match = r.u64();
+    if (!voter || !caught_up || !match) return std::nullopt;
+    m.voter = *voter;
+    m.caught_up = *caught_up;
+    m.match_index = *match;
+    s.members.push_back(std::move(m));
+  }
+  if (!r.at_end()) return std::nullopt;
+  return s;
 }
 
 std::string encode_hello(const hello& h) {

@@ -152,6 +152,7 @@ enum class forward_op : std::uint8_t {
   write = 1,          // body: kv::encode(command); response body: kv::encode(result)
   read_barrier = 2,   // body empty; response body empty (the error says whether it passed)
   config_change = 3,  // body: raft::encode_change; response body: raft::encode_outcome
+  members_view = 4,   // body empty; response body: encode_members_view (the leader's view)
 };
 
 struct forward_request {
@@ -175,6 +176,14 @@ std::string encode(const forward_response& r);
 // nullopt on any malformed input (short, unknown op or error code).
 std::optional<forward_request> decode_forward_request(std::string_view bytes);
 std::optional<forward_response> decode_forward_response(std::string_view bytes);
+
+// forward_op::members_view's answer: the configuration as the leader sees it, with each
+// member's progress (what only the leader knows), so that GET /v1/members on a follower shows
+// what it shows on the leader. Carries config_index, change_in_progress, leader_id and, per
+// member, its address, voter, caught_up and match_index; decode leaves the rest of
+// node_status at its defaults. decode: nullopt on any malformed input.
+std::string encode_members_view(const node_status& s);
+std::optional<node_status> decode_members_view(std::string_view bytes);
 
 // The hello's payload. decode_hello: nullopt unless exactly hello_payload_bytes holding a
 // non-zero incarnation and a non-zero generation.

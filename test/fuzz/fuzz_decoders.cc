@@ -1,5 +1,6 @@
 // Fuzz target: every decoder of bytes that arrive from outside the process — Raft messages,
-// peer frames, hellos and refusals, forwarding bodies, kv commands and results, kv snapshots.
+// peer frames, hellos and refusals, forwarding bodies and members views, kv commands and
+// results, kv snapshots.
 // Invariants: nothing crashes or reads out of bounds, and whatever decodes re-encodes to
 // bytes that decode to the same value.
 #include <cstddef>
@@ -34,6 +35,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (auto f = net::decode_forward_response(input)) {
     check(net::decode_forward_response(net::encode(*f)) == f);
   }
+
+  // One encoding per view (varint lengths admit no over-long form): the bytes come back.
+  if (auto v = net::decode_members_view(input)) check(net::encode_members_view(*v) == input);
 
   if (auto h = net::decode_hello(input)) check(net::decode_hello(net::encode_hello(*h)) == h);
   if (auto r = net::decode_refusal(input)) check(net::decode_refusal(net::encode(*r)) == r);

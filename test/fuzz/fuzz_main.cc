@@ -69,6 +69,14 @@ std::vector<std::string> seeds() {
   h.to = raft::node_id(2);
   out.push_back(net::encode_frame(h, out.back()));
   out.push_back(net::encode(net::forward_request{5, net::forward_op::write, kv::encode(c)}));
+  net::node_status view;
+  view.config_index = 12;
+  view.leader_id = 1;
+  net::member_status member;
+  member.address = {raft::node_id(1), "h:1", "h:2", "", "h:4"};
+  member.match_index = 12;
+  view.members.push_back(member);
+  out.push_back(net::encode_members_view(view));
   return out;
 }
 

@@ -364,6 +364,64 @@ class PeerTls(harness.TestCase):
         self.write_and_read_everywhere("after-strangers", b"still replicated")
 
 
+class MembersOverHttps(harness.TestCase):
+    """A 3-node cluster whose HTTP doors serve HTTPS only: GET /v1/members on a follower still
+    shows the leader's view, each member's progress included, since the follower asks the
+    leader over the peer link and not through its HTTP door (docs/http-api.md)."""
+
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("openssl") is None:
+            raise unittest.SkipTest("SKIPPED: the openssl command line tool is missing")
+        cls.tmp = tempfile.mkdtemp(prefix="raftkv-https-members-")
+        make_certs(cls.tmp)
+        extra = "\n".join(["[http]", f'tls_cert = "{cls.tmp}/http.pem"',
+                           f'tls_key = "{cls.tmp}/http.key"'])
+        cls.cluster = SecureCluster(nodes=3, extra=extra)
+        cls.cluster.start_ready()
+        cls.ctx = ssl.create_default_context(cafile=os.path.join(cls.tmp, "ca.pem"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def members(self, node, path="/v1/members"):
+        import http.client
+        conn = http.client.HTTPSConnection(*node.http, context=self.ctx, timeout=10)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            body = r.read()
+            self.assertEqual(r.status, 200, body)
+            return json.loads(body)
+        finally:
+            conn.close()
+
+    def test_a_follower_shows_the_leaders_view(self):
+        leader = self.cluster.wait_leader()
+        follower = next(n for n in self.cluster.nodes if n is not leader)
+        with harness.McClient(leader.memcached) as mc:
+            self.assertEqual(mc.set("progress", "x"), "STORED")
+
+        def relayed():
+            doc = self.members(follower)
+            progress = [m["match_index"] > 0 and m["caught_up"] for m in doc["members"]]
+            return doc if len(progress) == 3 and all(progress) else None
+
+        doc = harness.wait_until(relayed, 10, interval=0.1, what="the leader's view relayed")
+        self.assertEqual(doc["leader_id"], leader.id, doc)
+        # The same members as the leader shows, address for address.
+        def shape(d):
+            return [{k: v for k, v in m.items() if k not in ("match_index", "caught_up")}
+                    for m in d["members"]]
+        self.assertEqual(shape(doc), shape(self.members(leader)))
+        # ?local=1 is the follower's own view: it knows nothing of the others' progress.
+        local = self.members(follower, "/v1/members?local=1")
+        others = [m for m in local["members"] if m["id"] != follower.id]
+        self.assertTrue(others and all(m["match_index"] == 0 for m in others), local)
+
+
 # One request per round trip; each is compared with the real memcached's answer.
 AUTH_SEQUENCES = [
     [b"get foo\r\n", b"version\r\n", b"set foo 0 0 3\r\nabc\r\n",

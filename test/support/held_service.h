@@ -81,6 +81,9 @@ class held_service final : public net::kv_service {
   asio::awaitable<net::member_change_reply> change_membership(net::member_change) override {
     co_return net::member_change_reply{net::service_error::unavailable, {}, {}, 0};
   }
+  asio::awaitable<std::optional<net::node_status>> leader_members_view() override {
+    co_return status();
+  }
 
   std::size_t held() const { return held_.size(); }
   std::size_t max_held() const { return max_held_; }

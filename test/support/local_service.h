@@ -42,6 +42,10 @@ class local_service final : public net::kv_service {
   boost::asio::awaitable<net::service_error> transfer_leadership(raft::node_id to) override;
   boost::asio::awaitable<net::service_error> take_snapshot() override;
   boost::asio::awaitable<net::member_change_reply> change_membership(net::member_change c) override;
+  // The one node is the leader: its own view.
+  boost::asio::awaitable<std::optional<net::node_status>> leader_members_view() override {
+    co_return status();
+  }
 
  private:
   net::member_change_reply check(const net::member_change& c) const;
