@@ -9,10 +9,13 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <chrono>
@@ -34,6 +37,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace json = boost::json;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 constexpr int exit_runtime_failure = 1;
@@ -61,8 +65,9 @@ constexpr std::uint64_t max_node_id = UINT32_MAX;
 struct endpoint {
   std::string url;        // as the operator wrote it, for messages
   std::string authority;  // host[:port] as written, brackets kept: the Host header
-  std::string host;       // for the resolver: no brackets
+  std::string host;       // for the resolver and the certificate check: no brackets
   std::string port;
+  bool tls = false;  // https://
 };
 
 bool iequals_ascii(std::string_view a, std::string_view b) {
@@ -74,15 +79,18 @@ bool iequals_ascii(std::string_view a, std::string_view b) {
   return true;
 }
 
-// http://host[:port][/]. No path, query or user info: the command builds the path itself, so
-// anything after the authority would be silently dropped — refuse it instead. No port means
-// 80, as for any http URL. An IPv6 literal needs its brackets ([::1]:8081), as in a URL.
+// http://host[:port][/] or https://host[:port][/]. No path, query or user info: the command
+// builds the path itself, so anything after the authority would be silently dropped — refuse
+// it instead. No port means 80 or 443, as for any such URL. An IPv6 literal needs its
+// brackets ([::1]:8081), as in a URL.
 std::optional<endpoint> parse_endpoint(std::string_view url) {
-  constexpr std::string_view scheme = "http://";
-  if (url.size() <= scheme.size() || !iequals_ascii(url.substr(0, scheme.size()), scheme)) {
-    return std::nullopt;
-  }
-  std::string_view authority = url.substr(scheme.size());
+  constexpr std::string_view http_scheme = "http://", https_scheme = "https://";
+  const auto starts = [url](std::string_view scheme) {
+    return url.size() > scheme.size() && iequals_ascii(url.substr(0, scheme.size()), scheme);
+  };
+  const bool tls = starts(https_scheme);
+  if (!tls && !starts(http_scheme)) return std::nullopt;
+  std::string_view authority = url.substr((tls ? https_scheme : http_scheme).size());
   if (authority.ends_with('/')) authority.remove_suffix(1);
   if (authority.empty() || authority.find_first_of("/?#@") != std::string_view::npos) {
     return std::nullopt;
@@ -94,11 +102,11 @@ std::optional<endpoint> parse_endpoint(std::string_view url) {
   const std::size_t after_host = bracketed ? authority.find(']') : 0;
   if (after_host == std::string_view::npos) return std::nullopt;
   const bool has_port = authority.find(':', after_host) != std::string_view::npos;
-  const auto split =
-      base::split_host_port(has_port ? std::string(authority) : std::string(authority) + ":80");
+  const auto split = base::split_host_port(
+      has_port ? std::string(authority) : std::string(authority) + (tls ? ":443" : ":80"));
   // A colon left in the host is an unbracketed IPv6 literal or a stray colon.
   if (!split || (!bracketed && split->host.find(':') != std::string::npos)) return std::nullopt;
-  return endpoint{std::string(url), std::string(authority), split->host, split->port};
+  return endpoint{std::string(url), std::string(authority), split->host, split->port, tls};
 }
 
 // Decimal 1..max_node_id, nothing else: no sign, no hex, no spaces (a typo in an id must not
@@ -118,7 +126,8 @@ std::optional<std::uint64_t> parse_id(std::string_view text) {
 CLI::Validator endpoint_validator() {
   return CLI::Validator(
       [](std::string& s) -> std::string {
-        return parse_endpoint(s) ? std::string() : "not an http://host:port URL: " + s;
+        return parse_endpoint(s) ? std::string()
+                                 : "not an http://host:port or https://host:port URL: " + s;
       },
       "");
 }
@@ -187,6 +196,30 @@ std::optional<std::string> read_token(const std::string& path) {
   return token;
 }
 
+// The TLS client side of an https:// endpoint: TLS 1.2 or later, as the HTTP door serves
+// (docs/config.md, [http]); the server's certificate must chain to `ca_file` (else to the
+// system's trusted CAs) and name the endpoint's host (exchange()). Prints why and returns
+// nullopt when the CA file cannot be used.
+std::optional<ssl::context> client_context(const std::string& ca_file) {
+  ssl::context ctx(ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+  ctx.set_verify_mode(ssl::verify_peer);
+  beast::error_code ec;
+  if (ca_file.empty()) {
+    ctx.set_default_verify_paths(ec);
+  } else {
+    ctx.load_verify_file(ca_file, ec);
+  }
+  if (ec) {
+    std::cerr << "raftkv: "
+              << (ca_file.empty() ? "cannot load the system's trusted CAs"
+                                  : "cannot read CA file " + ca_file + " (PEM certificates)")
+              << ": " << ec.message() << "\n";
+    return std::nullopt;
+  }
+  return ctx;
+}
+
 // --- one HTTP exchange ------------------------------------------------------------------------
 
 // A reply of any status.
@@ -207,41 +240,28 @@ std::string why(const beast::error_code& ec) {
   return ec.message();
 }
 
-// Resolve, connect, send `request`, read the reply, all before `deadline`. The stream's
-// timers cancel a connect, write or read that is still pending at the deadline (Beast's
-// timeouts apply to asynchronous operations only, hence coroutines for a one-shot client).
-asio::awaitable<outcome> exchange(const endpoint& to,
-                                  const http::request<http::string_body>& request,
-                                  std::chrono::steady_clock::time_point deadline) {
+// Sends `request` on a connected stream and reads the reply, both before `deadline`. The
+// stream's timers cancel a write or read still pending at the deadline (Beast's timeouts
+// apply to asynchronous operations only, hence coroutines for a one-shot client).
+template <class Stream>
+asio::awaitable<outcome> talk(Stream& stream, const endpoint& to,
+                              const http::request<http::string_body>& request,
+                              std::chrono::steady_clock::time_point deadline) {
   constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-  const auto executor = co_await asio::this_coro::executor;
-  const std::string cannot_connect = "cannot connect to " + to.url + ": ";
-
-  tcp::resolver resolver(executor);
-  auto [resolve_error, addresses] = co_await resolver.async_resolve(to.host, to.port, use_tuple);
-  if (resolve_error) co_return cannot_connect + to.host + ": " + resolve_error.message();
-
-  beast::tcp_stream stream(executor);
-  stream.expires_at(deadline);
-  auto [connect_error, connected] = co_await stream.async_connect(addresses, use_tuple);
-  if (connect_error) co_return cannot_connect + why(connect_error);
-
   const std::string exchange_failed = std::string(request.method_string()) + " " +
                                       std::string(request.target()) + ": " + to.url + ": ";
-  stream.expires_at(deadline);
+  beast::get_lowest_layer(stream).expires_at(deadline);
   auto [write_error, written] = co_await http::async_write(stream, request, use_tuple);
   if (write_error) co_return exchange_failed + why(write_error);
 
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(max_reply_body_bytes);
-  stream.expires_at(deadline);
+  beast::get_lowest_layer(stream).expires_at(deadline);
   auto [read_error, read] = co_await http::async_read(stream, buffer, parser, use_tuple);
   if (read_error) co_return exchange_failed + why(read_error);
 
   http::response<http::string_body> response = parser.release();
-  beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   reply r;
   r.status = response.result_int();
   r.reason = std::string(response.reason());
@@ -253,11 +273,66 @@ asio::awaitable<outcome> exchange(const endpoint& to,
   co_return r;
 }
 
-outcome send(const endpoint& to, const http::request<http::string_body>& request) {
+// Resolve, connect (and for https://, the TLS handshake), then talk(), all before
+// `deadline`. `tls` is the client context for https:// endpoints, null for http://.
+asio::awaitable<outcome> exchange(const endpoint& to,
+                                  const http::request<http::string_body>& request,
+                                  std::chrono::steady_clock::time_point deadline,
+                                  ssl::context* tls) {
+  constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+  const auto executor = co_await asio::this_coro::executor;
+  const std::string cannot_connect = "cannot connect to " + to.url + ": ";
+
+  tcp::resolver resolver(executor);
+  auto [resolve_error, addresses] = co_await resolver.async_resolve(to.host, to.port, use_tuple);
+  if (resolve_error) co_return cannot_connect + to.host + ": " + resolve_error.message();
+
+  if (!tls) {
+    beast::tcp_stream stream(executor);
+    stream.expires_at(deadline);
+    auto [connect_error, connected] = co_await stream.async_connect(addresses, use_tuple);
+    if (connect_error) co_return cannot_connect + why(connect_error);
+    outcome o = co_await talk(stream, to, request, deadline);
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    co_return o;
+  }
+
+  beast::ssl_stream<beast::tcp_stream> stream(executor, *tls);
+  // The name the certificate must carry (its subject alternative names, RFC 6125); a host
+  // name also goes out as SNI, which an IP address may not (RFC 6066).
+  stream.set_verify_callback(ssl::host_name_verification(to.host));
+  beast::error_code not_an_address;
+  (void)asio::ip::make_address(to.host, not_an_address);
+  if (not_an_address && !SSL_set_tlsext_host_name(stream.native_handle(), to.host.c_str())) {
+    co_return cannot_connect + "cannot set the TLS server name " + to.host;
+  }
+  beast::get_lowest_layer(stream).expires_at(deadline);
+  auto [connect_error, connected] =
+      co_await beast::get_lowest_layer(stream).async_connect(addresses, use_tuple);
+  if (connect_error) co_return cannot_connect + why(connect_error);
+  beast::get_lowest_layer(stream).expires_at(deadline);
+  auto [handshake_error] = co_await stream.async_handshake(ssl::stream_base::client, use_tuple);
+  if (handshake_error) {
+    std::string text = cannot_connect + "TLS handshake failed: " + why(handshake_error);
+    const long verified = SSL_get_verify_result(stream.native_handle());
+    if (verified != X509_V_OK) {
+      text += " (" + std::string(X509_verify_cert_error_string(verified)) +
+              "; --ca-file names the CA that signed the node's [http] tls_cert)";
+    }
+    co_return text;
+  }
+  // The request says Connection: close and the server closes after its reply, so there is
+  // no TLS close_notify exchange to wait for.
+  co_return co_await talk(stream, to, request, deadline);
+}
+
+outcome send(const endpoint& to, const http::request<http::string_body>& request,
+             ssl::context* tls) {
   asio::io_context io;
   const auto deadline = std::chrono::steady_clock::now() + overall_timeout;
   std::optional<outcome> result;
-  asio::co_spawn(io, exchange(to, request, deadline), [&](std::exception_ptr e, outcome o) {
+  asio::co_spawn(io, exchange(to, request, deadline, tls), [&](std::exception_ptr e, outcome o) {
     if (!e) {
       result = std::move(o);
       return;
@@ -399,13 +474,21 @@ member_cli::member_cli(CLI::App& parent) {
   member_->require_subcommand(1);
 
   auto common = [this](CLI::App* command) {
-    command->add_option("--endpoint", endpoint_, "a node's HTTP door: http://host:port")
+    command
+        ->add_option("--endpoint", endpoint_,
+                     "a node's HTTP door: http://host:port, or https://host:port when it serves "
+                     "HTTPS ([http] tls_cert)")
         ->type_name("URL")
         ->required()
         ->check(endpoint_validator());
     command
         ->add_option("--token-file", token_file_,
                      "file whose first line is the admin token ([http] admin_token_file)")
+        ->type_name("FILE");
+    command
+        ->add_option("--ca-file", ca_file_,
+                     "https:// only: PEM file of the CA that signed the node's certificate "
+                     "(default: the system's trusted CAs)")
         ->type_name("FILE");
   };
   auto id_option = [this](CLI::App* command) {
@@ -460,11 +543,19 @@ int member_cli::run() const {
     if (!read) return exit_bad_usage;
     token = std::move(*read);
   }
+  std::optional<ssl::context> tls;
+  if (to->tls) {
+    tls = client_context(ca_file_);
+    if (!tls) return exit_bad_usage;
+  } else if (!ca_file_.empty()) {
+    std::cerr << "raftkv: --ca-file is for https:// endpoints; " << to->url << " is plain HTTP\n";
+    return exit_bad_usage;
+  }
 
   // One exchange: the reply when it is a 2xx, else the exit code after saying why.
   const auto exchange = [&](const http::request<http::string_body>& request)
       -> std::variant<reply, int> {
-    outcome o = send(*to, request);
+    outcome o = send(*to, request, tls ? &*tls : nullptr);
     if (const auto* failure = std::get_if<std::string>(&o)) {
       std::cerr << "raftkv: " << *failure << "\n";
       return exit_runtime_failure;

@@ -10,11 +10,15 @@
 //
 // Every command takes --token-file: its first line (trailing whitespace trimmed, the rule the
 // server applies to [http] admin_token_file) is sent as `Authorization: Bearer <token>`.
+// URL is http://host[:port] or, for a door that serves HTTPS ([http] tls_cert),
+// https://host[:port]: TLS 1.2 or later, the node's certificate checked against --ca-file
+// (a PEM file; default: the system's trusted CAs) and against the URL's host.
 //
 // Exit codes follow SPEC §1.1: 2 when the command line is wrong (an unknown command, a
-// missing or malformed option, an endpoint that is not http://host[:port], an id that is not
-// 1..4294967295 in decimal, an unreadable token file) — nothing was sent; 1 when the request
-// failed at run time (cannot connect, no answer within 30 s, a non-2xx status) — the message
+// missing or malformed option, an endpoint that is not http(s)://host[:port], an id that is
+// not 1..4294967295 in decimal, an unreadable token or CA file, --ca-file with http://) —
+// nothing was sent; 1 when the request failed at run time (cannot connect, a TLS handshake
+// or certificate check that failed, no answer within 30 s, a non-2xx status) — the message
 // says which and, for a status, quotes the server's error; 0 otherwise.
 //
 // Kept apart from main.cc so that main only wires subcommands, and so that the Beast and
@@ -52,6 +56,7 @@ class member_cli {
 
   std::string endpoint_;    // http://host[:port], validated while parsing
   std::string token_file_;  // empty: send no Authorization header
+  std::string ca_file_;     // https:// only; empty: the system's trusted CAs
   bool json_ = false;       // list: print the reply body as is
   std::string id_;          // decimal 1..4294967295, validated while parsing
   std::string peer_;        // add: required; the doors below are optional (empty: omitted)

@@ -280,11 +280,33 @@ class MemberCli(harness.TestCase):
 
     def test_bad_endpoints_exit_two(self):
         port = self.server.httpd.server_address[1]
-        for bad in (f"127.0.0.1:{port}", f"https://127.0.0.1:{port}",
+        for bad in (f"127.0.0.1:{port}", f"https:/127.0.0.1:{port}",
                     f"http://127.0.0.1:{port}/v1", f"http://127.0.0.1:{port}/?x=1",
                     "http://127.0.0.1:0", "http://127.0.0.1:65536", "http://", "http://:80",
-                    f"http://user@127.0.0.1:{port}", "http://::1:8081", "ftp://h:1"):
+                    f"http://user@127.0.0.1:{port}", "http://::1:8081", "ftp://h:1",
+                    "https://", f"https://127.0.0.1:{port}/v1", "https://::1:8081"):
             self.assert_usage_error("list", "--endpoint", bad, mention=bad)
+
+    def test_ca_file_errors_exit_two_naming_the_file(self):
+        port = self.server.httpd.server_address[1]
+        https = f"https://127.0.0.1:{port}"
+        missing = os.path.join(self.dir, "no-such-ca.pem")
+        self.assert_usage_error("list", "--endpoint", https, "--ca-file", missing,
+                                mention=missing)
+        # A file that holds no PEM certificate, and a directory.
+        self.assert_usage_error("list", "--endpoint", https, "--ca-file", self.token_file,
+                                mention=self.token_file)
+        self.assert_usage_error("list", "--endpoint", https, "--ca-file", self.dir,
+                                mention=self.dir)
+        # A CA for a plain HTTP endpoint: the operator expected TLS and would not get it.
+        self.assert_usage_error("list", "--endpoint", self.server.endpoint,
+                                "--ca-file", self.token_file, mention="--ca-file")
+
+    def test_https_to_a_plain_http_server_exits_one(self):
+        endpoint = f"https://127.0.0.1:{self.server.httpd.server_address[1]}"
+        r = member("list", "--endpoint", endpoint)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"cannot connect to {endpoint}: TLS handshake failed", r.stderr)
 
     def test_unreadable_token_file_exits_two_naming_it(self):
         missing = os.path.join(self.dir, "no-such.token")

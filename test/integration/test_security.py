@@ -15,6 +15,7 @@ import ssl
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -365,9 +366,11 @@ class PeerTls(harness.TestCase):
 
 
 class MembersOverHttps(harness.TestCase):
-    """A 3-node cluster whose HTTP doors serve HTTPS only: GET /v1/members on a follower still
-    shows the leader's view, each member's progress included, since the follower asks the
-    leader over the peer link and not through its HTTP door (docs/http-api.md)."""
+    """A 3-node cluster whose HTTP doors serve HTTPS only, with an admin token. GET
+    /v1/members on a follower still shows the leader's view, each member's progress
+    included, since the follower asks the leader over the peer link and not through its HTTP
+    door (docs/http-api.md); and `raftkv member` reaches the doors at https:// endpoints,
+    checking their certificate (docs/operations.md)."""
 
     @classmethod
     def setUpClass(cls):
@@ -375,8 +378,14 @@ class MembersOverHttps(harness.TestCase):
             raise unittest.SkipTest("SKIPPED: the openssl command line tool is missing")
         cls.tmp = tempfile.mkdtemp(prefix="raftkv-https-members-")
         make_certs(cls.tmp)
+        cls.other_ca = os.path.join(cls.tmp, "other")
+        make_certs(cls.other_ca)
+        cls.token_file = os.path.join(cls.tmp, "admin.token")
+        with open(cls.token_file, "w") as f:
+            f.write(TOKEN + "\n")
         extra = "\n".join(["[http]", f'tls_cert = "{cls.tmp}/http.pem"',
-                           f'tls_key = "{cls.tmp}/http.key"'])
+                           f'tls_key = "{cls.tmp}/http.key"',
+                           f'admin_token_file = "{cls.token_file}"'])
         cls.cluster = SecureCluster(nodes=3, extra=extra)
         cls.cluster.start_ready()
         cls.ctx = ssl.create_default_context(cafile=os.path.join(cls.tmp, "ca.pem"))
@@ -420,6 +429,70 @@ class MembersOverHttps(harness.TestCase):
         local = self.members(follower, "/v1/members?local=1")
         others = [m for m in local["members"] if m["id"] != follower.id]
         self.assertTrue(others and all(m["match_index"] == 0 for m in others), local)
+
+    def member_command(self, *args):
+        return subprocess.run([self.cluster.binary, "member", *args], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    def test_the_member_command_speaks_https_and_checks_the_certificate(self):
+        leader = self.cluster.wait_leader()
+        follower = next(n for n in self.cluster.nodes if n is not leader)
+        ca = ["--ca-file", os.path.join(self.tmp, "ca.pem")]
+        token = ["--token-file", self.token_file]
+        port = follower.http[1]
+        # The certificate names 127.0.0.1 and localhost: either host passes the check.
+        for host in ("127.0.0.1", "localhost"):
+            r = self.member_command("list", "--endpoint", f"https://{host}:{port}", *ca)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            rows = [line.split() for line in r.stdout.splitlines()[1:]]
+            self.assertEqual(sorted(int(row[0]) for row in rows if row and row[0].isdigit()),
+                             [1, 2, 3], r.stdout)
+        endpoint = f"https://127.0.0.1:{port}"
+        # A certificate the client cannot verify: from a CA the system does not trust (no
+        # --ca-file), or from another CA. Nothing is sent.
+        for extra in ([], ["--ca-file", os.path.join(self.other_ca, "ca.pem")]):
+            r = self.member_command("list", "--endpoint", endpoint, *extra)
+            self.assertEqual(r.returncode, 1, (extra, r.stdout))
+            self.assertIn(f"cannot connect to {endpoint}: TLS handshake failed", r.stderr)
+            self.assertIn("--ca-file", r.stderr)
+        # A certificate from the right CA that names another host (node 1's peer
+        # certificate: DNS raftkv-node-1 only), served by a bare TLS listener.
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(os.path.join(self.tmp, "node1.pem"),
+                               os.path.join(self.tmp, "node1.key"))
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+
+            def serve_one():
+                try:
+                    conn, _ = listener.accept()
+                    with server.wrap_socket(conn, server_side=True) as tls:
+                        tls.recv(1)
+                except OSError:
+                    pass  # the client gives up during the handshake
+
+            thread = threading.Thread(target=serve_one, daemon=True)
+            thread.start()
+            wrong = f"https://127.0.0.1:{listener.getsockname()[1]}"
+            r = self.member_command("list", "--endpoint", wrong, *ca)
+            thread.join(timeout=10)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn(f"cannot connect to {wrong}: TLS handshake failed", r.stderr)
+        # Plain HTTP to the HTTPS door gets no answer.
+        r = self.member_command("list", "--endpoint", f"http://127.0.0.1:{port}")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        # A change over HTTPS: the token is required (401 without it), and then accepted.
+        add = ["add", "--endpoint", endpoint, "--id", "9", "--peer", "127.0.0.1:1", *ca]
+        r = self.member_command(*add)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("401", r.stderr)
+        r = self.member_command(*add, *token)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("member 9 added as a learner", r.stdout)
+        r = self.member_command("remove", "--endpoint", endpoint, "--id", "9", *ca, *token)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(9, [m["id"] for m in self.members(follower)["members"]])
 
 
 # One request per round trip; each is compared with the real memcached's answer.
