@@ -805,6 +805,11 @@ asio::awaitable<net::member_change_reply> node::change_membership(net::member_ch
   co_return reply;
 }
 
+bool node::reload_peer_tls(net::peer_tls tls) {
+  // Without a transport (a node without [listen] peer) there is no connection to secure.
+  return !transport_ || transport_->set_tls(std::move(tls));
+}
+
 asio::awaitable<std::optional<net::node_status>> node::leader_members_view() {
   if (stopped_) co_return std::nullopt;
   if (replica_->is_leader()) co_return status();

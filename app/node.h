@@ -86,6 +86,9 @@ class node final : public net::kv_service {
   void on_fatal(std::function<void(const std::string& why)> handler) {
     on_fatal_ = std::move(handler);
   }
+  // A reload (SIGHUP): peer connections made from now on use these certificates; open ones
+  // keep theirs. False when the node was started without [tls] (nothing changes).
+  bool reload_peer_tls(net::peer_tls tls);
 
   // net::kv_service
   void start_write(kv::command cmd, write_done done) override;

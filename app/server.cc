@@ -5,7 +5,9 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/system_error.hpp>
+#include <csignal>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -97,34 +99,86 @@ asio::ip::tcp::acceptor bind_acceptor(asio::io_context& io, const endpoint& e) {
   return acceptor;
 }
 
-}  // namespace
-
-int run_server(const config& c) {
-  base::set_log_node_id(c.node_id);
-  log_config(c);
-
-  // Certificates and keys are read before anything else (the data dir included) is
-  // touched: one that does not load is a config error.
+// The TLS contexts a config's certificate files make: for the HTTP door ([http] tls_cert)
+// and for the peers ([tls]), each unset when not configured.
+struct tls_contexts {
   std::shared_ptr<asio::ssl::context> https;
+  std::optional<net::peer_tls> peer;
+};
+
+// Loads them, or says which key's files did not load.
+std::variant<tls_contexts, std::string> load_tls(const config& c) {
+  tls_contexts out;
   if (c.http.tls()) {
     auto made = net::make_https_context(c.http.tls_cert.string(), c.http.tls_key.string());
     if (auto* why = std::get_if<std::string>(&made)) {
-      base::log(log_level::error, c.source.string(),
-                ": key 'http.tls_cert'/'http.tls_key': ", *why);
-      return exit_bad_config;
+      return c.source.string() + ": key 'http.tls_cert'/'http.tls_key': " + *why;
     }
-    https = std::get<std::shared_ptr<asio::ssl::context>>(std::move(made));
+    out.https = std::get<std::shared_ptr<asio::ssl::context>>(std::move(made));
   }
-  std::optional<net::peer_tls> peer_tls;
   if (c.tls.enabled()) {
     auto made = net::make_peer_tls(c.tls.ca.string(), c.tls.cert.string(), c.tls.key.string(),
                                    raft::node_id(c.node_id));
     if (auto* why = std::get_if<std::string>(&made)) {
-      base::log(log_level::error, c.source.string(), ": key 'tls.ca'/'tls.cert'/'tls.key': ", *why);
-      return exit_bad_config;
+      return c.source.string() + ": key 'tls.ca'/'tls.cert'/'tls.key': " + *why;
     }
-    peer_tls = std::get<net::peer_tls>(std::move(made));
+    out.peer = std::get<net::peer_tls>(std::move(made));
   }
+  return out;
+}
+
+// SIGHUP: reads the config file again and takes from it what can change while running —
+// the certificates and keys ([tls], [http] tls_cert/tls_key), the admin token and the
+// memcached users — for the connections and requests that come next (docs/config.md,
+// "Reloading"). All or nothing: a file that does not parse or load, or a change that turns
+// TLS on or off, is logged and changes nothing. Every other setting needs a restart.
+void reload(const config& running, net::http_server* http, net::memcached_server* memcached,
+            node& n) {
+  auto loaded = load_config(running.source);
+  if (auto* error = std::get_if<config_error>(&loaded)) {
+    base::log(log_level::error, "reload refused, nothing changed: ", error->message);
+    return;
+  }
+  const config& fresh = std::get<config>(loaded);
+  if (fresh.http.tls() != running.http.tls() || fresh.tls.enabled() != running.tls.enabled()) {
+    base::log(log_level::error, "reload refused, nothing changed: ", running.source.string(),
+              " turns TLS on or off ([http] tls_cert, [tls]), which needs a restart");
+    return;
+  }
+  auto made = load_tls(fresh);
+  if (auto* why = std::get_if<std::string>(&made)) {
+    base::log(log_level::error, "reload refused, nothing changed: ", *why);
+    return;
+  }
+  auto& contexts = std::get<tls_contexts>(made);
+  if (http) http->reload(contexts.https, fresh.http.admin_token);
+  if (memcached) memcached->set_auth_users(fresh.memcached.users);
+  if (contexts.peer) n.reload_peer_tls(std::move(*contexts.peer));
+  base::log(log_level::info, "reloaded ", running.source.string(), ": ",
+            fresh.tls.enabled() ? "peer certificates (ca " + fresh.tls.ca.string() + "), " : "",
+            fresh.http.tls() ? "http certificate, " : "", "admin token ",
+            fresh.http.admin_token.empty() ? "none" : "set", ", ", fresh.memcached.users.size(),
+            " memcached user(s); other settings take effect at the next start");
+}
+
+}  // namespace
+
+int run_server(const config& c) {
+  base::set_log_node_id(c.node_id);
+  // SIGHUP asks for a reload (below); until its handler is in place, one must not end the
+  // process, which is the signal's default.
+  std::signal(SIGHUP, SIG_IGN);
+  log_config(c);
+
+  // Certificates and keys are read before anything else (the data dir included) is
+  // touched: one that does not load is a config error.
+  auto made = load_tls(c);
+  if (auto* why = std::get_if<std::string>(&made)) {
+    base::log(log_level::error, *why);
+    return exit_bad_config;
+  }
+  std::shared_ptr<asio::ssl::context> https = std::get<tls_contexts>(made).https;
+  std::optional<net::peer_tls> peer_tls = std::move(std::get<tls_contexts>(made).peer);
 
   asio::io_context io;
   auto opened = node::open(io, c);
@@ -193,6 +247,7 @@ int run_server(const config& c) {
   // A fatal refusal (node::on_fatal: this node lost its data dir) takes the same path,
   // with exit status 1.
   asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::signal_set reloads(io, SIGHUP);
   asio::steady_timer grace(io);
   int exit_code = 0;
   bool shutting_down = false;
@@ -201,6 +256,7 @@ int run_server(const config& c) {
     shutting_down = true;
     exit_code = code;
     signals.cancel();
+    reloads.cancel();
     if (memcached) memcached->stop();
     if (cs733) cs733->stop();
     if (http) http->stop();
@@ -223,6 +279,15 @@ int run_server(const config& c) {
                        [&] { shut_down(0); });
     });
   });
+  std::function<void()> wait_for_reload = [&] {
+    reloads.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) return;
+      base::log(log_level::info, "SIGHUP: reloading certificates, admin token and users");
+      reload(c, http.get(), memcached.get(), *n);
+      wait_for_reload();
+    });
+  };
+  wait_for_reload();
   n->on_fatal([&](const std::string&) {
     base::log(log_level::error, "fatal: refused by the cluster; shutting down");
     shut_down(exit_fatal);

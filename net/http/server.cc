@@ -434,7 +434,8 @@ asio::awaitable<void> run_session(std::shared_ptr<http_server::state> st, tcp::s
     // HTTPS: the handshake is part of the first request's read deadline. A client that
     // speaks plain HTTP or fails the handshake is dropped without an answer. The session
     // ends without close_notify (every response is delimited by its Content-Length).
-    ssl::stream<tcp::socket&> tls(socket, *st->options.tls);
+    const std::shared_ptr<ssl::context> context = st->options.tls;  // reload() may replace it
+    ssl::stream<tcp::socket&> tls(socket, *context);
     deadline.expires_after(st->options.read_timeout);
     auto [ec] = co_await tls.async_handshake(ssl::stream_base::server, use_tuple);
     if (!ec) co_await serve(st, tls, socket, deadline);
@@ -509,6 +510,13 @@ std::uint16_t http_server::port() const {
 
 void http_server::start() {
   state_->connections->start();
+}
+
+bool http_server::reload(std::shared_ptr<ssl::context> tls, std::string admin_token) {
+  if (!state_ || (tls == nullptr) != (state_->options.tls == nullptr)) return false;
+  state_->options.tls = std::move(tls);
+  state_->options.admin_token = std::move(admin_token);
+  return true;
 }
 
 void http_server::stop() {

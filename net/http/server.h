@@ -70,6 +70,10 @@ class http_server {
   void start();
   // Stops accepting and closes every open session. Idempotent.
   void stop();
+  // A reload (SIGHUP): connections accepted from now on use `tls`; requests read from now
+  // on are checked against `admin_token` (empty: none needed). Only for a server made with
+  // options.tls: returns false (and changes nothing) when turning TLS on or off.
+  bool reload(std::shared_ptr<boost::asio::ssl::context> tls, std::string admin_token);
 
   struct state;
 

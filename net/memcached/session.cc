@@ -1228,17 +1228,35 @@ asio::awaitable<void> run_memcached_session(tcp::socket& socket, kv_service& ser
   co_await run_text_session(socket, p, options.pipeline);
 }
 
+namespace {
+
+// One connection with the options it started with, kept alive for as long as it runs.
+asio::awaitable<void> run_with(tcp::socket& socket, kv_service& service,
+                               std::shared_ptr<const memcached_options> options,
+                               std::shared_ptr<memcached_node_state> state) {
+  co_await run_memcached_session(socket, service, *options, std::move(state));
+}
+
+}  // namespace
+
 memcached_server::memcached_server(asio::io_context& io, kv_service& service,
                                    memcached_options options)
-    : options_(std::make_shared<const memcached_options>(std::move(options))),
+    : options_(std::make_shared<std::shared_ptr<const memcached_options>>(
+          std::make_shared<const memcached_options>(std::move(options)))),
       state_(std::make_shared<memcached_node_state>()),
       listener_(io,
                 listener_options{.which = door::memcached,
                                  .max_connections = service.request_limits().max_connections,
                                  .refusal = "SERVER_ERROR too many open connections\r\n"},
                 &service.metrics(),
-                [&service, opts = options_, state = state_](tcp::socket& socket) {
-                  return run_memcached_session(socket, service, *opts, state);
+                [&service, current = options_, state = state_](tcp::socket& socket) {
+                  return run_with(socket, service, *current, state);
                 }) {}
+
+void memcached_server::set_auth_users(std::vector<std::pair<std::string, std::string>> users) {
+  auto next = std::make_shared<memcached_options>(**options_);
+  next->auth_users = std::move(users);
+  *options_ = std::move(next);
+}
 
 }  // namespace net

@@ -88,9 +88,13 @@ class memcached_server {
   std::uint16_t port() const { return listener_.port(); }
   void start() { listener_.start(); }
   void stop() { listener_.stop(); }
+  // A reload (SIGHUP): connections accepted from now on authenticate against `users`
+  // (empty: no authentication); open ones keep the credentials they started with.
+  void set_auth_users(std::vector<std::pair<std::string, std::string>> users);
 
  private:
-  std::shared_ptr<const memcached_options> options_;
+  // The options new connections get; each connection holds the ones it started with.
+  std::shared_ptr<std::shared_ptr<const memcached_options>> options_;
   std::shared_ptr<memcached_node_state> state_;
   listener listener_;
 };

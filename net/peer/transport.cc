@@ -158,7 +158,9 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     std::size_t large_count = 0;  // bounded by max_bulk_messages
     std::size_t large_bytes = 0;
     tcp::socket socket;
-    // With options.tls: TLS over `socket` for the current connection (made anew per dial).
+    // With options.tls: the context of the current connection (set_tls may replace the
+    // transport's meanwhile), and TLS over `socket` made from it anew per dial.
+    std::shared_ptr<ssl::context> tls_context;
     std::optional<tls_stream> tls;
     tcp::resolver resolver;
     asio::steady_timer wake;          // waited on while the queues are empty; send() cancels it
@@ -489,7 +491,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   // this checks that the certificate is the one of the member we dialled (tls.h). Any
   // failure is a refusal: logged (rate-limited), counted, and the socket closed.
   asio::awaitable<boost::system::error_code> handshake_with(peer& p) {
-    p.tls.emplace(p.socket, *options.tls->client);
+    p.tls_context = options.tls->client;
+    p.tls.emplace(p.socket, *p.tls_context);
     p.timer.expires_after(options.connect_timeout);
     auto r = co_await (p.tls->async_handshake(ssl::stream_base::client, nothrow) ||
                        p.timer.async_wait(nothrow));
@@ -728,7 +731,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     }
     // The server side of mutual TLS. Until it completes nothing is read as a frame and
     // nothing is written but the handshake: plain TCP gets no byte of ours back.
-    tls_stream tls(socket, *options.tls->server);
+    const std::shared_ptr<ssl::context> context = options.tls->server;  // this connection's
+    tls_stream tls(socket, *context);
     asio::steady_timer deadline(executor, options.connect_timeout);
     auto r = co_await (tls.async_handshake(ssl::stream_base::server, nothrow) ||
                        deadline.async_wait(nothrow));
@@ -1088,6 +1092,12 @@ void peer_transport::stop() {
 
 void peer_transport::set_members(std::map<raft::node_id, std::string> members) {
   impl_->set_members(std::move(members));
+}
+
+bool peer_transport::set_tls(peer_tls tls) {
+  if (!impl_->options.tls) return false;
+  impl_->options.tls = std::move(tls);
+  return true;
 }
 
 std::uint64_t peer_transport::cluster_id() const {

@@ -231,6 +231,11 @@ class peer_transport {
   // (header essay, "Membership changes"). One log line per change. Ignored after stop().
   void set_members(std::map<raft::node_id, std::string> members);
 
+  // Replaces the TLS contexts (new certificates, a new CA: a reload on SIGHUP) for the
+  // connections made from now on; open connections keep the ones they were made with. Only
+  // for a transport made with options.tls: returns false (and changes nothing) without.
+  bool set_tls(peer_tls tls);
+
   // Queues payload for `to`. Returns false (and queues nothing) when `to` is not another
   // current member or is refused (lost its data dir), the payload is over max_frame_bytes, kind is
   // hello or refused (the transport's own), or the transport is stopped. True means queued,

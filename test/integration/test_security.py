@@ -10,6 +10,7 @@ answer of a pipelined read in this mode; raftkv answers every request).
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -493,6 +494,149 @@ class MembersOverHttps(harness.TestCase):
         r = self.member_command("remove", "--endpoint", endpoint, "--id", "9", *ca, *token)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn(9, [m["id"] for m in self.members(follower)["members"]])
+
+
+class ReloadOnSighup(harness.TestCase):
+    """SIGHUP re-reads the certificates and keys, the admin token and the memcached users
+    (docs/config.md, "Reloading"): a 3-node cluster with mutual TLS between peers, HTTPS and
+    an admin token moves to a new CA, a new token and memcached authentication without a
+    restart; a reload whose files do not load changes nothing."""
+
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("openssl") is None:
+            raise unittest.SkipTest("SKIPPED: the openssl command line tool is missing")
+        cls.tmp = tempfile.mkdtemp(prefix="raftkv-reload-")
+        cls.old = os.path.join(cls.tmp, "old")
+        cls.new = os.path.join(cls.tmp, "new")
+        make_certs(cls.old, 3)
+        make_certs(cls.new, 3)
+        cls.auth = False  # [memcached] auth_file, once the test turns it on
+
+        def files(node_id):
+            """Each node's own copies, in a dir of its own that the test rewrites."""
+            return os.path.join(cls.tmp, f"node{node_id}")
+
+        def install(source, node_id, token, cas=None):
+            """The node's certificates, key and token from `source`; its CA file the
+            concatenation of the `cas` dirs' CA certificates (default: source's)."""
+            d = files(node_id)
+            os.makedirs(d, exist_ok=True)
+            for name in (f"node{node_id}.pem", f"node{node_id}.key", "http.pem", "http.key"):
+                shutil.copy(os.path.join(source, name), os.path.join(d, name))
+            with open(os.path.join(d, "ca.pem"), "w") as out:
+                for ca_dir in cas or [source]:
+                    with open(os.path.join(ca_dir, "ca.pem")) as f:
+                        out.write(f.read())
+            with open(os.path.join(d, "admin.token"), "w") as f:
+                f.write(token + "\n")
+            with open(os.path.join(d, "memcached.auth"), "w") as f:
+                f.write("bob:pw2\n")
+
+        def tables(node_id):
+            d = files(node_id)
+            lines = ["[tls]", f'ca = "{d}/ca.pem"', f'cert = "{d}/node{node_id}.pem"',
+                     f'key = "{d}/node{node_id}.key"', "", "[http]",
+                     f'tls_cert = "{d}/http.pem"', f'tls_key = "{d}/http.key"',
+                     f'admin_token_file = "{d}/admin.token"']
+            if cls.auth:
+                lines += ["", "[memcached]", f'auth_file = "{d}/memcached.auth"']
+            return "\n".join(lines)
+
+        cls.files, cls.install = staticmethod(files), staticmethod(install)
+        for i in (1, 2, 3):
+            install(cls.old, i, TOKEN)
+        cls.cluster = SecureCluster(nodes=3, extra=tables)
+        cls.cluster.start_ready()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def https(self, node, method, path, ca_dir, token=None, body=None):
+        import http.client
+        ctx = ssl.create_default_context(cafile=os.path.join(ca_dir, "ca.pem"))
+        conn = http.client.HTTPSConnection(*node.http, context=ctx, timeout=10)
+        try:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
+    def reload(self, node, mark):
+        """SIGHUP, then waits for the log line that says how it went (`mark`)."""
+        before = node.log().count(mark)
+        node.signal(signal.SIGHUP)
+        harness.wait_until(lambda: node.log().count(mark) > before, 10,
+                           what=f"node {node.id}: {mark}")
+        self.assertTrue(node.running(), f"node {node.id} ended on SIGHUP")
+
+    def test_certificates_token_and_users_change_without_a_restart(self):
+        c = self.cluster
+        c.wait_leader()
+        one = c.nodes[0]
+        new_token = "n3w-admin-token-9876543210abcdef"
+
+        # A reload whose files do not load changes nothing, and the node serves on.
+        with open(os.path.join(self.files(1), "http.pem"), "w") as f:
+            f.write("not a certificate\n")
+        self.reload(one, "reload refused, nothing changed")
+        self.assertEqual(self.https(one, "GET", "/healthz", self.old)[0], 200)
+
+        # docs/config.md's move to a new CA, one reload of every node per step: trust both
+        # CAs; present certificates of the new one (with a new token and memcached users);
+        # trust the new CA only.
+        for n in c.nodes:
+            self.install(self.old, n.id, TOKEN, cas=[self.old, self.new])
+        for n in c.nodes:
+            self.reload(n, "reloaded ")
+        type(self).auth = True
+        for n in c.nodes:
+            self.install(self.new, n.id, new_token, cas=[self.old, self.new])
+            n.write_config()
+        for n in c.nodes:
+            self.reload(n, "reloaded ")
+        for n in c.nodes:
+            self.install(self.new, n.id, new_token)
+        for n in c.nodes:
+            self.reload(n, "reloaded ")
+
+        # HTTPS: a new connection gets the new certificate (the old CA no longer verifies it).
+        self.assertEqual(self.https(one, "GET", "/healthz", self.new)[0], 200)
+        with self.assertRaises(ssl.SSLError):
+            self.https(one, "GET", "/healthz", self.old)
+        # The admin token: the old one is refused, the new one accepted.
+        self.assertEqual(self.https(one, "POST", "/v1/admin/snapshot", self.new, TOKEN)[0], 401)
+        self.assertEqual(
+            self.https(one, "POST", "/v1/admin/snapshot", self.new, new_token)[0], 200)
+        # memcached: a new connection must authenticate, as the users file says.
+        self.assertEqual(talk(one.memcached, [b"get k\r\n"]),
+                         [b"CLIENT_ERROR unauthenticated\r\n"])
+        self.assertEqual(talk(one.memcached, [b"set auth 0 0 7\r\nbob pw2\r\n"]),
+                         [b"STORED\r\n"])
+
+        # Peers: node 3 starts again and reads only the new CA's files; it can rejoin only
+        # because nodes 1 and 2 now trust that CA and present certificates it signed.
+        three = c.nodes[2]
+        self.assertEqual(three.stop(), 0)
+        three.restart()
+        writer = next(n for n in c.nodes if n is not three)
+        status, _ = self.https(writer, "PUT", "/v1/kv/after-reload", self.new, body=b"rotated")
+        self.assertEqual(status, 200)
+
+        def read_on_three():
+            try:
+                return self.https(three, "GET", "/v1/kv/after-reload", self.new)
+            except OSError:
+                return None
+        status, body = harness.wait_until(
+            lambda: (lambda r: r if r and r[0] == 200 else None)(read_on_three()), 20,
+            interval=0.2, what="node 3 serving a linearizable read after the rotation")
+        self.assertEqual(body, b"rotated")
+        self.assertNotIn("TLS handshake failed", three.log())
 
 
 # One request per round trip; each is compared with the real memcached's answer.
