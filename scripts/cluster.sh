@@ -28,14 +28,16 @@ fi
 pids=()
 stopped=0
 stop() {
-  trap - INT TERM
+  trap - INT TERM HUP
   ((stopped)) && return 0
   stopped=1
   echo "raftkv: stopping the cluster" >&2
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
 }
-trap stop INT TERM
+# HUP too: a closed terminal stops the cluster (the nodes themselves take SIGHUP as a
+# request to reload their certificates, and would run on).
+trap stop INT TERM HUP
 for i in 1 2 3; do
   "$binary" serve --config "$configs/node$i.toml" 2>>"$logs/node$i.log" &
   pids+=($!)
