@@ -106,8 +106,9 @@ struct tls_contexts {
   std::optional<net::peer_tls> peer;
 };
 
-// Loads them, or says which key's files did not load.
-std::variant<tls_contexts, std::string> load_tls(const config& c) {
+// Loads them, or says which key's files did not load. `self`: the id this node's peer
+// certificate must name.
+std::variant<tls_contexts, std::string> load_tls(const config& c, raft::node_id self) {
   tls_contexts out;
   if (c.http.tls()) {
     auto made = net::make_https_context(c.http.tls_cert.string(), c.http.tls_key.string());
@@ -117,8 +118,8 @@ std::variant<tls_contexts, std::string> load_tls(const config& c) {
     out.https = std::get<std::shared_ptr<asio::ssl::context>>(std::move(made));
   }
   if (c.tls.enabled()) {
-    auto made = net::make_peer_tls(c.tls.ca.string(), c.tls.cert.string(), c.tls.key.string(),
-                                   raft::node_id(c.node_id));
+    auto made =
+        net::make_peer_tls(c.tls.ca.string(), c.tls.cert.string(), c.tls.key.string(), self);
     if (auto* why = std::get_if<std::string>(&made)) {
       return c.source.string() + ": key 'tls.ca'/'tls.cert'/'tls.key': " + *why;
     }
@@ -145,7 +146,8 @@ void reload(const config& running, net::http_server* http, net::memcached_server
               " turns TLS on or off ([http] tls_cert, [tls]), which needs a restart");
     return;
   }
-  auto made = load_tls(fresh);
+  // The running node's id, whatever the file says now: the id takes a restart.
+  auto made = load_tls(fresh, raft::node_id(running.node_id));
   if (auto* why = std::get_if<std::string>(&made)) {
     base::log(log_level::error, "reload refused, nothing changed: ", *why);
     return;
@@ -172,7 +174,7 @@ int run_server(const config& c) {
 
   // Certificates and keys are read before anything else (the data dir included) is
   // touched: one that does not load is a config error.
-  auto made = load_tls(c);
+  auto made = load_tls(c, raft::node_id(c.node_id));
   if (auto* why = std::get_if<std::string>(&made)) {
     base::log(log_level::error, *why);
     return exit_bad_config;

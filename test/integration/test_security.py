@@ -585,6 +585,13 @@ class ReloadOnSighup(harness.TestCase):
             f.write("not a certificate\n")
         self.reload(one, "reload refused, nothing changed")
         self.assertEqual(self.https(one, "GET", "/healthz", self.old)[0], 200)
+        # Nor does a peer certificate of the right CA that names another node.
+        two = c.nodes[1]
+        for ext in ("pem", "key"):
+            shutil.copy(os.path.join(self.old, f"node1.{ext}"),
+                        os.path.join(self.files(2), f"node2.{ext}"))
+        self.reload(two, "reload refused, nothing changed")
+        self.assertIn("raftkv-node-1", two.log().split("reload refused, nothing changed")[-1])
 
         # docs/config.md's move to a new CA, one reload of every node per step: trust both
         # CAs; present certificates of the new one (with a new token and memcached users);
