@@ -194,10 +194,10 @@ BOOST_AUTO_TEST_CASE(a_crash_before_the_checkpoint_recovers_from_the_journal) {
   BOOST_TEST(loaded.value.entries[7].term.value == 2u);
 }
 
-// journal.h, "Missing files": after a crash, a journal file that is gone or emptied may have
-// held what LMDB lacks (here: entries 1-10 and a vote), so the store refuses to open, and
-// does not create or fill the file (the next attempt must refuse too). Restored, the file
-// gives it all back.
+// journal.h, "Missing files": after a crash, a journal file that is gone, emptied or cut
+// short may have held what LMDB lacks (here: entries 1-10 and a vote), so the store refuses
+// to open, and does not create or fill the file (the next attempt must refuse too).
+// Restored, the file gives it all back.
 BOOST_AUTO_TEST_CASE(a_journal_file_missing_after_a_crash_refuses_the_open) {
   temp_dir dir("storage_journal_");
   const fs::path live = dir.path / "live", crashed = dir.path / "crashed";
@@ -208,22 +208,31 @@ BOOST_AUTO_TEST_CASE(a_journal_file_missing_after_a_crash_refuses_the_open) {
   BOOST_REQUIRE(submit_wait(s, std::move(b)).ok());
   BOOST_TEST(s.stats().checkpoints == 0u);
   copy_data_files(live, crashed);
+  const std::uint64_t full = fs::file_size(crashed / "journal-0");
+  // How much of the file is left: none (removed), 0 bytes, a cut inside the first record.
   for (const char* name : {"journal-0", "journal-1"}) {
-    for (const bool emptied : {false, true}) {
-      BOOST_TEST_CONTEXT(name << (emptied ? " emptied" : " removed")) {
+    for (const std::optional<std::uint64_t> left :
+         {std::optional<std::uint64_t>(), std::optional<std::uint64_t>(0),
+          std::optional<std::uint64_t>(20)}) {
+      const std::string what =
+          "journal file " + (crashed / name).string() +
+          (!left        ? " is missing"
+           : *left == 0 ? " is empty"
+                        : " is cut short (20 of " + std::to_string(full) + " bytes)");
+      BOOST_TEST_CONTEXT(what) {
         const fs::path kept = dir.path / "kept";
-        fs::rename(crashed / name, kept);
-        if (emptied) std::ofstream(crashed / name).close();
+        fs::copy_file(crashed / name, kept);
+        if (!left) fs::remove(crashed / name);
+        if (left) fs::resize_file(crashed / name, *left);
         for (int attempt = 0; attempt < 2; ++attempt) {
           auto refused = lmdb_store::open(lagging(crashed));
           BOOST_TEST(!refused.store);
           BOOST_TEST((refused.err.code == errc::corrupt));
-          const std::string what =
-              "journal file " + (crashed / name).string() + (emptied ? " is empty" : " is missing");
           BOOST_TEST(refused.err.message.find(what) != std::string::npos, refused.err.message);
-          BOOST_TEST((fs::exists(crashed / name) == emptied));
-          if (emptied) BOOST_TEST(fs::file_size(crashed / name) == 0u);
+          BOOST_TEST((fs::exists(crashed / name) == left.has_value()));
+          if (left) BOOST_TEST(fs::file_size(crashed / name) == *left);
         }
+        fs::remove(crashed / name);
         fs::rename(kept, crashed / name);
       }
     }
@@ -320,7 +329,9 @@ BOOST_AUTO_TEST_CASE(a_full_journal_file_waits_for_its_checkpoint_before_reuse) 
   BOOST_TEST(st.checkpoints >= 1u);
   copy_data_files(dir.path, dir.path / "crashed");
   s.close();
-  auto again = lmdb_store::open(lagging(dir.path / "crashed"));
+  options crashed = lagging(dir.path / "crashed");
+  crashed.journal_file_bytes = o.journal_file_bytes;  // smaller files would be cut short
+  auto again = lmdb_store::open(crashed);
   BOOST_REQUIRE_MESSAGE(again.store, again.err.message);
   auto loaded = again.store->load();
   BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.err.message);

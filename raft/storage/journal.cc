@@ -148,7 +148,8 @@ journal_files::~journal_files() {
     if (fd >= 0) ::close(fd);
 }
 
-std::vector<std::string> journal_files::missing_or_empty(const fs::path& dir) {
+std::vector<std::string> journal_files::missing_or_short(const fs::path& dir,
+                                                         std::uint64_t file_bytes) {
   std::vector<std::string> out;
   for (int n = 0; n < 2; ++n) {
     const fs::path p = file_path(dir, n);
@@ -158,6 +159,9 @@ std::vector<std::string> journal_files::missing_or_empty(const fs::path& dir) {
       out.push_back(p.string() + " is missing");
     } else if (!ec && size == 0) {
       out.push_back(p.string() + " is empty");
+    } else if (!ec && size < file_bytes) {
+      out.push_back(p.string() + " is cut short (" + std::to_string(size) + " of " +
+                    std::to_string(file_bytes) + " bytes)");
     }
   }
   return out;

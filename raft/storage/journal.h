@@ -57,12 +57,14 @@
 // with the upgrade of a format-1 dir, which had no journal) and by a clean close, after the
 // checkpointer caught LMDB up with every record; an open deletes it (synced) once both files
 // exist in full, before the writer writes a record. An open that finds a file missing or
-// empty (files are created in full and never shrink: it was truncated, unless its creation
-// was cut short, which leaves the record in place) creates or fills it only if
-// "journal_drained" is present and equals journal_seq; otherwise the node refuses to start
-// (`corrupt`), as for a lost data dir. The seq guards against a record left by a build that
-// knew nothing of it. A file cut to a shorter length, or overwritten in place (zeros,
-// another node's journal), is not detected.
+// shorter than its full size (files are created in full and never shrink: it was
+// truncated, unless its creation was cut short, which leaves the record in place) creates
+// or fills it only if "journal_drained" is present and equals journal_seq; otherwise the
+// node refuses to start (`corrupt`), as for a lost data dir. The seq guards against a record
+// left by a build that knew nothing of it. (The full size has always been 8 MiB; a build
+// that made it larger would find every file short after a crash, and refuse until the
+// files are restored or the node stops cleanly once with the old build.) A file overwritten
+// in place (zeros, another node's journal) is not detected.
 #pragma once
 
 #include <cstdint>
@@ -102,12 +104,14 @@ result<std::vector<journal_record>> records_after(std::uint64_t applied,
 // The two journal files of a data dir. Writer thread only, after open.
 class journal_files {
  public:
-  // Creates missing files as `file_bytes` of written zeros (synced, directory synced).
+  // Creates missing files as `file_bytes` of written zeros (synced, directory synced), and
+  // fills shorter ones up to that size.
   static result<std::unique_ptr<journal_files>> open(const std::filesystem::path& dir,
                                                      std::uint64_t file_bytes, bool fsync);
-  // The files of dir's journal that do not exist or are empty, each with a few words on
-  // which (see "Missing files"): open() would create or fill them.
-  static std::vector<std::string> missing_or_empty(const std::filesystem::path& dir);
+  // The files of dir's journal that do not exist or are shorter than `file_bytes`, each
+  // with a few words on which (see "Missing files"): open() would create or fill them.
+  static std::vector<std::string> missing_or_short(const std::filesystem::path& dir,
+                                                   std::uint64_t file_bytes);
   ~journal_files();
   journal_files(const journal_files&) = delete;
   journal_files& operator=(const journal_files&) = delete;

@@ -150,13 +150,14 @@ open_result lmdb_store::open(options opts) {
   im.env = std::move(env.value);
   if (auto err = fsync_dir(dir); !err.ok() && o.fsync) return fail(err);
 
-  // A journal file that is gone or emptied may have held what LMDB lacks (journal.h, "Missing
-  // files"): refuse before open() creates or fills it anew, or the next start would not know.
+  // A journal file that is gone, emptied or cut short may have held what LMDB lacks
+  // (journal.h, "Missing files"): refuse before open() creates or fills it anew, or the next
+  // start would not know.
   auto applied = im.env->read_journal_seq();
   if (!applied.ok()) return fail(applied.err);
   auto drained = im.env->read_journal_drained();
   if (!drained.ok()) return fail(drained.err);
-  if (const auto gone = journal_files::missing_or_empty(dir);
+  if (const auto gone = journal_files::missing_or_short(dir, o.journal_file_bytes);
       !gone.empty() && drained.value != applied.value) {
     return fail(make_error(
         errc::corrupt,
