@@ -122,7 +122,9 @@ async function fetchStatus(base) {
   }
 }
 
-function baseOf(member) { return member.http ? "http://" + member.http : null; }
+// The members' doors speak what this one speaks: HTTPS when the page came over HTTPS (a
+// plain http:// fetch from an https:// page is blocked as mixed content anyway).
+function baseOf(member) { return member.http ? location.protocol + "//" + member.http : null; }
 
 function cell(row, label, content, cls) {
   const td = document.createElement("td");

@@ -141,6 +141,45 @@ class StatusPageTest(harness.TestCase):
         finally:
             shutil.rmtree(profile, ignore_errors=True)
 
+    def test_page_over_https_reaches_every_member_over_https(self):
+        """With HTTPS-only doors ([http] tls_cert) the page polls the other members at
+        https:// addresses too; at http:// ones it would find them all unreachable."""
+        self.assertTrue(os.access(CHROMIUM, os.X_OK), "chromium is required")
+        from test_security import SecureCluster, make_certs
+        profile = tempfile.mkdtemp(prefix="raftkv-chromium-")
+        certs = tempfile.mkdtemp(prefix="raftkv-page-certs-")
+        try:
+            make_certs(certs)
+            extra = "\n".join(["[http]", f'tls_cert = "{certs}/http.pem"',
+                               f'tls_key = "{certs}/http.key"'])
+            with SecureCluster(nodes=3, extra=extra) as c:
+                leader = c.wait_ready(timeout=20)
+                viewer = [n for n in c.nodes if n is not leader][0]
+                url = f"https://{viewer.http[0]}:{viewer.http[1]}/"
+                # The throwaway CA is not the browser's: skip the check, not the protocol.
+                insecure = ["--ignore-certificate-errors"]
+
+                def rendered():
+                    out = subprocess.run(chromium_args(profile) + insecure + [
+                        "--virtual-time-budget=4000", "--dump-dom", url],
+                        capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+                    parser = MemberRows()
+                    parser.feed(out.stdout.decode(errors="replace"))
+                    roles = {r["id"]: r["role"] for r in parser.rows}
+                    if len(parser.rows) == 3 and "unreachable" not in roles.values() \
+                            and list(roles.values()).count("leader") == 1:
+                        return parser
+                    return None
+
+                page = harness.wait_until(rendered, 90, interval=0.5,
+                                          what="the HTTPS page to show three members")
+                self.assertEqual({r["id"]: r["role"] for r in page.rows}[leader.id], "leader")
+                for n in c.nodes:
+                    self.assertEqual(page.links.get(n.id), f"https://{n.http[0]}:{n.http[1]}/")
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
+            shutil.rmtree(certs, ignore_errors=True)
+
     def test_narrow_screen_renders_members(self):
         # A phone-sized window: the page must still render every member (as cards).
         self.assertTrue(os.access(CHROMIUM, os.X_OK), "chromium is required")
