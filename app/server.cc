@@ -128,6 +128,16 @@ std::variant<tls_contexts, std::string> load_tls(const config& c, raft::node_id 
   return out;
 }
 
+// The certificates' expiry for /metrics.
+void record_expiry(net::metrics& m, const tls_contexts& t) {
+  if (t.https) {
+    if (auto at = net::certificate_expiry(*t.https)) m.set_certificate_expiry("http", *at);
+  }
+  if (t.peer) {
+    if (auto at = net::certificate_expiry(*t.peer->server)) m.set_certificate_expiry("peer", *at);
+  }
+}
+
 // SIGHUP: reads the config file again and takes from it what can change while running —
 // the certificates and keys ([tls], [http] tls_cert/tls_key), the admin token and the
 // memcached users — for the connections and requests that come next (docs/config.md,
@@ -135,24 +145,23 @@ std::variant<tls_contexts, std::string> load_tls(const config& c, raft::node_id 
 // TLS on or off, is logged and changes nothing. Every other setting needs a restart.
 void reload(const config& running, net::http_server* http, net::memcached_server* memcached,
             node& n) {
+  const auto refuse = [&n](const std::string& why) {
+    base::log(log_level::error, "reload refused, nothing changed: ", why);
+    n.metrics().observe_reload(false);
+  };
   auto loaded = load_config(running.source);
-  if (auto* error = std::get_if<config_error>(&loaded)) {
-    base::log(log_level::error, "reload refused, nothing changed: ", error->message);
-    return;
-  }
+  if (auto* error = std::get_if<config_error>(&loaded)) return refuse(error->message);
   const config& fresh = std::get<config>(loaded);
   if (fresh.http.tls() != running.http.tls() || fresh.tls.enabled() != running.tls.enabled()) {
-    base::log(log_level::error, "reload refused, nothing changed: ", running.source.string(),
-              " turns TLS on or off ([http] tls_cert, [tls]), which needs a restart");
-    return;
+    return refuse(running.source.string() +
+                  " turns TLS on or off ([http] tls_cert, [tls]), which needs a restart");
   }
   // The running node's id, whatever the file says now: the id takes a restart.
   auto made = load_tls(fresh, raft::node_id(running.node_id));
-  if (auto* why = std::get_if<std::string>(&made)) {
-    base::log(log_level::error, "reload refused, nothing changed: ", *why);
-    return;
-  }
+  if (auto* why = std::get_if<std::string>(&made)) return refuse(*why);
   auto& contexts = std::get<tls_contexts>(made);
+  record_expiry(n.metrics(), contexts);
+  n.metrics().observe_reload(true);
   if (http) http->reload(contexts.https, fresh.http.admin_token);
   if (memcached) memcached->set_auth_users(fresh.memcached.users);
   if (contexts.peer) n.reload_peer_tls(std::move(*contexts.peer));
@@ -180,7 +189,7 @@ int run_server(const config& c) {
     return exit_bad_config;
   }
   std::shared_ptr<asio::ssl::context> https = std::get<tls_contexts>(made).https;
-  std::optional<net::peer_tls> peer_tls = std::move(std::get<tls_contexts>(made).peer);
+  std::optional<net::peer_tls> peer_tls = std::get<tls_contexts>(made).peer;
 
   asio::io_context io;
   auto opened = node::open(io, c);
@@ -189,6 +198,7 @@ int run_server(const config& c) {
     return exit_fatal;
   }
   std::unique_ptr<node> n = std::move(std::get<std::unique_ptr<node>>(opened));
+  record_expiry(n->metrics(), std::get<tls_contexts>(made));
 
   net::memcached_options mc_options;
   mc_options.version = RAFTKV_VERSION;

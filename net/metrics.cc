@@ -258,6 +258,21 @@ std::string metrics::render_prometheus(const node_status& node,
   append_sample(out, "raftkv_resident_memory_bytes", "kind=\"file\"", node.rss_file_bytes);
   append_sample(out, "raftkv_resident_memory_bytes", "kind=\"shmem\"", node.rss_shmem_bytes);
 
+  append_header(out, "raftkv_reloads_total", "counter",
+                "Reloads of certificates, keys, admin token and memcached users (SIGHUP), by "
+                "result.");
+  append_sample(out, "raftkv_reloads_total", "result=\"done\"", reloads_done_);
+  append_sample(out, "raftkv_reloads_total", "result=\"refused\"", reloads_refused_);
+  if (!certificate_expiry_.empty()) {
+    append_header(out, "raftkv_tls_certificate_expiry_timestamp_seconds", "gauge",
+                  "When the certificate this node presents expires (Unix time), by use (peer: "
+                  "[tls] cert; http: [http] tls_cert).");
+    for (const auto& [use, at] : certificate_expiry_) {
+      append_sample(out, "raftkv_tls_certificate_expiry_timestamp_seconds", "use=\"" + use + "\"",
+                    static_cast<std::uint64_t>(std::max<std::int64_t>(at, 0)));
+    }
+  }
+
   append_header(out, "raftkv_fsync_duration_seconds", "histogram",
                 "Latency of the storage fsync (group commit) of the Raft log.");
   append_histogram(out, "raftkv_fsync_duration_seconds", "", fsync_);

@@ -58,6 +58,13 @@ class metrics {
   void connection_opened(door d);
   void connection_closed(door d);
   void observe_fsync(std::chrono::nanoseconds latency);
+  // A SIGHUP reload of certificates, token and users (app/server.cc): done or refused.
+  void observe_reload(bool done) { ++(done ? reloads_done_ : reloads_refused_); }
+  // When the certificate in use for `use` ("peer", "http") expires, in Unix seconds; set at
+  // start and by every reload that was done.
+  void set_certificate_expiry(const std::string& use, std::int64_t unix_seconds) {
+    certificate_expiry_[use] = unix_seconds;
+  }
 
   std::uint64_t current_connections(door d) const;
   std::uint64_t total_connections(door d) const;
@@ -78,6 +85,9 @@ class metrics {
   std::array<std::uint64_t, door_count> total_connections_{};
   latency_histogram fsync_;
   read_counters reads_;
+  std::uint64_t reloads_done_ = 0;
+  std::uint64_t reloads_refused_ = 0;
+  std::map<std::string, std::int64_t> certificate_expiry_;
 };
 
 }  // namespace net

@@ -287,6 +287,32 @@ BOOST_AUTO_TEST_CASE(exposition_parses_and_carries_every_value) {
   BOOST_CHECK_EQUAL(e.type.at("raftkv_request_duration_seconds"), "histogram");
 }
 
+BOOST_AUTO_TEST_CASE(reloads_and_certificate_expiry_are_exposed) {
+  net::metrics m;
+  const exposition none = parse(m.render_prometheus(net::node_status{}, kv::store_stats{}));
+  BOOST_CHECK_EQUAL(none.find("raftkv_reloads_total", {{"result", "done"}}).value_or(-1), 0);
+  BOOST_CHECK_EQUAL(none.find("raftkv_reloads_total", {{"result", "refused"}}).value_or(-1), 0);
+  // Without TLS there is no certificate, and no family for one.
+  BOOST_CHECK(!none.type.contains("raftkv_tls_certificate_expiry_timestamp_seconds"));
+
+  m.observe_reload(true);
+  m.observe_reload(false);
+  m.observe_reload(true);
+  m.set_certificate_expiry("peer", 1800000000);
+  m.set_certificate_expiry("http", 1700000000);
+  m.set_certificate_expiry("http", 1900000000);  // a reload replaces it
+  const exposition e = parse(m.render_prometheus(net::node_status{}, kv::store_stats{}));
+  BOOST_CHECK_EQUAL(e.find("raftkv_reloads_total", {{"result", "done"}}).value_or(-1), 2);
+  BOOST_CHECK_EQUAL(e.find("raftkv_reloads_total", {{"result", "refused"}}).value_or(-1), 1);
+  BOOST_CHECK_EQUAL(
+      e.find("raftkv_tls_certificate_expiry_timestamp_seconds", {{"use", "peer"}}).value_or(-1),
+      1800000000);
+  BOOST_CHECK_EQUAL(
+      e.find("raftkv_tls_certificate_expiry_timestamp_seconds", {{"use", "http"}}).value_or(-1),
+      1900000000);
+  BOOST_CHECK_EQUAL(e.type.at("raftkv_tls_certificate_expiry_timestamp_seconds"), "gauge");
+}
+
 BOOST_AUTO_TEST_CASE(members_are_counted_by_role) {
   net::metrics m;
   net::node_status node;

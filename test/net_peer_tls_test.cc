@@ -10,11 +10,15 @@
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iomanip>
 #include <map>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -194,6 +198,33 @@ BOOST_AUTO_TEST_CASE(common_names_map_to_member_ids_one_way) {
     }
   }
   BOOST_TEST(!net::node_id_of_common_name(std::string_view("raftkv-node-7\0", 14)).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(the_expiry_of_a_contexts_certificate_is_its_not_after,
+                     *boost::unit_test::precondition(need_openssl{})) {
+  // make-certs.sh signs for 30 days from now: the notAfter, read by the openssl tool too.
+  auto tls = certs().tls(1);
+  const auto at = net::certificate_expiry(*tls.server);
+  BOOST_REQUIRE(at.has_value());
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  BOOST_TEST(*at > now + 29 * 86400);
+  BOOST_TEST(*at <= now + 30 * 86400);
+  const std::string cmd = "openssl x509 -noout -enddate -dateopt iso_8601 -in " +
+                          certs().file("a", "node1.pem").string() + " > " +
+                          (certs().root / "enddate").string();
+  BOOST_REQUIRE(std::system(cmd.c_str()) == 0);
+  std::ifstream in(certs().root / "enddate");
+  std::string line;
+  std::getline(in, line);  // notAfter=2026-12-30 22:59:00Z
+  std::tm t{};
+  BOOST_REQUIRE(line.starts_with("notAfter="));
+  std::istringstream(line.substr(9)) >> std::get_time(&t, "%Y-%m-%d %H:%M:%S");
+  BOOST_TEST(*at == static_cast<std::int64_t>(timegm(&t)), line);
+  // A context that presents no certificate has no expiry.
+  boost::asio::ssl::context bare(boost::asio::ssl::context::tls_client);
+  BOOST_TEST(!net::certificate_expiry(bare).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(contexts_refuse_bad_files_and_a_certificate_of_another_node,

@@ -6,6 +6,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <charconv>
 #include <cstdint>
+#include <ctime>
 
 namespace net {
 
@@ -57,6 +58,14 @@ std::optional<std::string> configure(ssl::context& ctx, const std::string& ca_fi
 }
 
 }  // namespace
+
+std::optional<std::int64_t> certificate_expiry(ssl::context& ctx) {
+  const X509* cert = SSL_CTX_get0_certificate(ctx.native_handle());
+  if (cert == nullptr) return std::nullopt;
+  std::tm t{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &t) != 1) return std::nullopt;
+  return static_cast<std::int64_t>(timegm(&t));
+}
 
 std::string peer_common_name(raft::node_id id) {
   return std::string(cn_prefix) + std::to_string(id.value);

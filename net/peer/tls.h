@@ -14,6 +14,7 @@
 // Host names are not checked: members are named by id, not by address, and the CN carries it.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +48,10 @@ std::variant<peer_tls, std::string> make_peer_tls(const std::string& ca_file,
 
 // "raftkv-node-<id>".
 std::string peer_common_name(raft::node_id id);
+
+// When the certificate a context presents expires (its notAfter), in Unix seconds; nullopt
+// when it has none. For any context, the HTTP door's too (/metrics).
+std::optional<std::int64_t> certificate_expiry(boost::asio::ssl::context& ctx);
 
 // The member id a subject CN names: "raftkv-node-" then a decimal id in 1..2^32-1 without
 // leading zeros (so each id has exactly one spelling); nullopt for anything else.

@@ -619,6 +619,18 @@ class ReloadOnSighup(harness.TestCase):
         self.assertEqual(self.https(one, "POST", "/v1/admin/snapshot", self.new, TOKEN)[0], 401)
         self.assertEqual(
             self.https(one, "POST", "/v1/admin/snapshot", self.new, new_token)[0], 200)
+        # /metrics counts the reloads and shows when the certificates now in use expire.
+        _, text = self.https(one, "GET", "/metrics", self.new)
+        samples = dict(line.rsplit(" ", 1) for line in text.decode().splitlines()
+                       if line.startswith("raftkv_reloads_total")
+                       or line.startswith("raftkv_tls_certificate_expiry"))
+        self.assertEqual(samples['raftkv_reloads_total{result="done"}'], "3", samples)
+        self.assertEqual(samples['raftkv_reloads_total{result="refused"}'], "1", samples)
+        for use, cert in (("http", "http.pem"), ("peer", "node1.pem")):
+            info = ssl._ssl._test_decode_cert(os.path.join(self.new, cert))
+            self.assertEqual(
+                int(samples[f'raftkv_tls_certificate_expiry_timestamp_seconds{{use="{use}"}}']),
+                int(ssl.cert_time_to_seconds(info["notAfter"])), samples)
         # memcached: a new connection must authenticate, as the users file says.
         self.assertEqual(talk(one.memcached, [b"get k\r\n"]),
                          [b"CLIENT_ERROR unauthenticated\r\n"])
