@@ -31,6 +31,19 @@ def make_certs(directory, nodes=1):
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def make_cas(prefix, names, nodes):
+    """For a setUpClass: a new temp dir holding one throwaway CA (with certificates for
+    nodes 1..nodes) in a subdir per name; skips the class loudly without openssl. Returns
+    the temp dir and the CA dirs."""
+    if shutil.which("openssl") is None:
+        raise unittest.SkipTest("SKIPPED: the openssl command line tool is missing")
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    dirs = [os.path.join(tmp, name) for name in names]
+    for d in dirs:
+        make_certs(d, nodes)
+    return tmp, dirs
+
+
 class SecureNode(harness.Node):
     """A node whose config gets extra TOML tables (cluster.extra: text, or a function of the
     node id giving the text)."""
@@ -278,13 +291,7 @@ class PeerTls(harness.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if shutil.which("openssl") is None:
-            raise unittest.SkipTest("SKIPPED: the openssl command line tool is missing")
-        cls.tmp = tempfile.mkdtemp(prefix="raftkv-peer-certs-")
-        cls.certs = os.path.join(cls.tmp, "cluster")
-        cls.other = os.path.join(cls.tmp, "other")
-        make_certs(cls.certs, 3)
-        make_certs(cls.other, 3)
+        cls.tmp, (cls.certs, cls.other) = make_cas("raftkv-peer-certs-", ("cluster", "other"), 3)
 
         def tls_table(node_id):
             return "\n".join([
@@ -375,21 +382,17 @@ class MembersOverHttps(harness.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if shutil.which("openssl") is None:
-            raise unittest.SkipTest("SKIPPED: the openssl command line tool is missing")
-        cls.tmp = tempfile.mkdtemp(prefix="raftkv-https-members-")
-        make_certs(cls.tmp)
-        cls.other_ca = os.path.join(cls.tmp, "other")
-        make_certs(cls.other_ca)
+        cls.tmp, (cls.certs, cls.other_ca) = make_cas("raftkv-https-members-",
+                                                      ("cluster", "other"), 1)
         cls.token_file = os.path.join(cls.tmp, "admin.token")
         with open(cls.token_file, "w") as f:
             f.write(TOKEN + "\n")
-        extra = "\n".join(["[http]", f'tls_cert = "{cls.tmp}/http.pem"',
-                           f'tls_key = "{cls.tmp}/http.key"',
+        extra = "\n".join(["[http]", f'tls_cert = "{cls.certs}/http.pem"',
+                           f'tls_key = "{cls.certs}/http.key"',
                            f'admin_token_file = "{cls.token_file}"'])
         cls.cluster = SecureCluster(nodes=3, extra=extra)
         cls.cluster.start_ready()
-        cls.ctx = ssl.create_default_context(cafile=os.path.join(cls.tmp, "ca.pem"))
+        cls.ctx = ssl.create_default_context(cafile=os.path.join(cls.certs, "ca.pem"))
 
     @classmethod
     def tearDownClass(cls):
@@ -438,7 +441,7 @@ class MembersOverHttps(harness.TestCase):
     def test_the_member_command_speaks_https_and_checks_the_certificate(self):
         leader = self.cluster.wait_leader()
         follower = next(n for n in self.cluster.nodes if n is not leader)
-        ca = ["--ca-file", os.path.join(self.tmp, "ca.pem")]
+        ca = ["--ca-file", os.path.join(self.certs, "ca.pem")]
         token = ["--token-file", self.token_file]
         port = follower.http[1]
         # The certificate names 127.0.0.1 and localhost: either host passes the check.
@@ -459,8 +462,8 @@ class MembersOverHttps(harness.TestCase):
         # A certificate from the right CA that names another host (node 1's peer
         # certificate: DNS raftkv-node-1 only), served by a bare TLS listener.
         server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        server.load_cert_chain(os.path.join(self.tmp, "node1.pem"),
-                               os.path.join(self.tmp, "node1.key"))
+        server.load_cert_chain(os.path.join(self.certs, "node1.pem"),
+                               os.path.join(self.certs, "node1.key"))
         with socket.socket() as listener:
             listener.bind(("127.0.0.1", 0))
             listener.listen(1)
@@ -504,13 +507,7 @@ class ReloadOnSighup(harness.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if shutil.which("openssl") is None:
-            raise unittest.SkipTest("SKIPPED: the openssl command line tool is missing")
-        cls.tmp = tempfile.mkdtemp(prefix="raftkv-reload-")
-        cls.old = os.path.join(cls.tmp, "old")
-        cls.new = os.path.join(cls.tmp, "new")
-        make_certs(cls.old, 3)
-        make_certs(cls.new, 3)
+        cls.tmp, (cls.old, cls.new) = make_cas("raftkv-reload-", ("old", "new"), 3)
         cls.auth = False  # [memcached] auth_file, once the test turns it on
 
         def files(node_id):

@@ -68,11 +68,27 @@ class MemberRows(html.parser.HTMLParser):
             self.leader_card["text"] += data
 
 
-def dump_dom(url, profile, budget_ms):
-    out = subprocess.run(chromium_args(profile) + [f"--virtual-time-budget={budget_ms}",
-                                                   "--dump-dom", url],
+def dump_dom(url, profile, budget_ms, extra=()):
+    out = subprocess.run(chromium_args(profile) + list(extra) +
+                         [f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     return out.stdout.decode(errors="replace")
+
+
+def wait_for_three_members(url, profile, extra=()):
+    """Polls the rendered DOM until the page has fetched every member of a 3-node cluster
+    and found one leader; returns the parsed rows."""
+    def rendered():
+        parser = MemberRows()
+        parser.feed(dump_dom(url, profile, 4000, extra))
+        roles = {r["id"]: r["role"] for r in parser.rows}
+        if len(parser.rows) == 3 and "unreachable" not in roles.values() \
+                and list(roles.values()).count("leader") == 1:
+            return parser
+        return None
+
+    return harness.wait_until(rendered, 90, interval=0.5,
+                              what=f"the page at {url} to show three members")
 
 
 class StatusPageTest(harness.TestCase):
@@ -86,19 +102,7 @@ class StatusPageTest(harness.TestCase):
                     harness.http_request(leader.http, "PUT", f"/v1/kv/page{i}", body=b"v")
                 viewer = [n for n in c.nodes if n is not leader][0]
                 url = f"http://{viewer.http[0]}:{viewer.http[1]}/"
-
-                # Poll the rendered DOM until the page has fetched every member.
-                def rendered():
-                    parser = MemberRows()
-                    parser.feed(dump_dom(url, profile, 4000))
-                    roles = {r["id"]: r["role"] for r in parser.rows}
-                    if len(parser.rows) == 3 and "unreachable" not in roles.values() \
-                            and list(roles.values()).count("leader") == 1:
-                        return parser
-                    return None
-
-                page = harness.wait_until(rendered, 90, interval=0.5,
-                                          what="the page to show three members")
+                page = wait_for_three_members(url, profile)
                 ids = sorted(r["id"] for r in page.rows)
                 self.assertEqual(ids, [1, 2, 3])
                 by_id = {r["id"]: r for r in page.rows}
@@ -157,22 +161,7 @@ class StatusPageTest(harness.TestCase):
                 viewer = [n for n in c.nodes if n is not leader][0]
                 url = f"https://{viewer.http[0]}:{viewer.http[1]}/"
                 # The throwaway CA is not the browser's: skip the check, not the protocol.
-                insecure = ["--ignore-certificate-errors"]
-
-                def rendered():
-                    out = subprocess.run(chromium_args(profile) + insecure + [
-                        "--virtual-time-budget=4000", "--dump-dom", url],
-                        capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-                    parser = MemberRows()
-                    parser.feed(out.stdout.decode(errors="replace"))
-                    roles = {r["id"]: r["role"] for r in parser.rows}
-                    if len(parser.rows) == 3 and "unreachable" not in roles.values() \
-                            and list(roles.values()).count("leader") == 1:
-                        return parser
-                    return None
-
-                page = harness.wait_until(rendered, 90, interval=0.5,
-                                          what="the HTTPS page to show three members")
+                page = wait_for_three_members(url, profile, ["--ignore-certificate-errors"])
                 self.assertEqual({r["id"]: r["role"] for r in page.rows}[leader.id], "leader")
                 for n in c.nodes:
                     self.assertEqual(page.links.get(n.id), f"https://{n.http[0]}:{n.http[1]}/")
