@@ -1,3 +1,7 @@
+// `raftkv member` (see app/member_cli.h). Past ~600 lines in one file on purpose: its
+// sections (the command line's checks, one HTTP or HTTPS exchange, the replies' formatting,
+// the commands) serve this command alone, and keeping Beast's client side, OpenSSL's client
+// context and JSON out of the rest of app/ is why it stands apart from main.cc.
 #include "app/member_cli.h"
 
 #include <fcntl.h>
