@@ -5,8 +5,10 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/system_error.hpp>
+#include <chrono>
 #include <csignal>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string_view>
@@ -128,14 +130,32 @@ std::variant<tls_contexts, std::string> load_tls(const config& c, raft::node_id 
   return out;
 }
 
-// The certificates' expiry for /metrics.
-void record_expiry(net::metrics& m, const tls_contexts& t) {
-  if (t.https) {
-    if (auto at = net::certificate_expiry(*t.https)) m.set_certificate_expiry("http", *at);
-  }
-  if (t.peer) {
-    if (auto at = net::certificate_expiry(*t.peer->server)) m.set_certificate_expiry("peer", *at);
-  }
+// A certificate that expires within this is worth a warning at every start and reload.
+constexpr std::chrono::hours expiry_warning{14 * 24};
+
+// The certificates' expiry for /metrics, and a log line for one that has expired (peers or
+// clients refuse it) or soon will.
+void record_expiry(net::metrics& m, const config& c, const tls_contexts& t) {
+  const auto check = [&m](const std::string& use, const std::string& key,
+                          const std::filesystem::path& file, asio::ssl::context& ctx) {
+    const auto at = net::certificate_expiry(ctx);
+    if (!at) return;
+    m.set_certificate_expiry(use, *at);
+    const auto left =
+        std::chrono::seconds(*at) - std::chrono::duration_cast<std::chrono::seconds>(
+                                        std::chrono::system_clock::now().time_since_epoch());
+    const auto days = std::chrono::duration_cast<std::chrono::hours>(left).count() / 24;
+    if (left <= std::chrono::seconds(0)) {
+      base::log(log_level::error, "certificate ", key, " (", file.string(), ") expired ", -days,
+                " day(s) ago: ", use == "peer" ? "the other members refuse" : "clients refuse",
+                " it; install a new one and reload (SIGHUP)");
+    } else if (left < expiry_warning) {
+      base::log(log_level::warn, "certificate ", key, " (", file.string(), ") expires in ", days,
+                " day(s); install a new one and reload (SIGHUP)");
+    }
+  };
+  if (t.https) check("http", "[http] tls_cert", c.http.tls_cert, *t.https);
+  if (t.peer) check("peer", "[tls] cert", c.tls.cert, *t.peer->server);
 }
 
 // SIGHUP: reads the config file again and takes from it what can change while running —
@@ -160,7 +180,7 @@ void reload(const config& running, net::http_server* http, net::memcached_server
   auto made = load_tls(fresh, raft::node_id(running.node_id));
   if (auto* why = std::get_if<std::string>(&made)) return refuse(*why);
   auto& contexts = std::get<tls_contexts>(made);
-  record_expiry(n.metrics(), contexts);
+  record_expiry(n.metrics(), fresh, contexts);
   n.metrics().observe_reload(true);
   if (http) http->reload(contexts.https, fresh.http.admin_token);
   if (memcached) memcached->set_auth_users(fresh.memcached.users);
@@ -198,7 +218,7 @@ int run_server(const config& c) {
     return exit_fatal;
   }
   std::unique_ptr<node> n = std::move(std::get<std::unique_ptr<node>>(opened));
-  record_expiry(n->metrics(), std::get<tls_contexts>(made));
+  record_expiry(n->metrics(), c, std::get<tls_contexts>(made));
 
   net::memcached_options mc_options;
   mc_options.version = RAFTKV_VERSION;

@@ -655,6 +655,64 @@ class ReloadOnSighup(harness.TestCase):
         self.assertNotIn("TLS handshake failed", three.log())
 
 
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+class SkewedSecureNode(SecureNode):
+    """A SecureNode whose wall clock runs cluster.skew ahead (libfaketime)."""
+
+    def preexec(self):
+        super().preexec()
+        os.environ["LD_PRELOAD"] = FAKETIME_LIB
+        os.environ["FAKETIME"] = self.cluster.skew
+        os.environ["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+
+
+class SkewedSecureCluster(SecureCluster):
+    node_class = SkewedSecureNode
+
+    def __init__(self, skew, **kw):
+        self.skew = skew
+        super().__init__(**kw)
+
+
+class CertificateExpiry(harness.TestCase):
+    """A certificate that expires within 14 days, or has expired, is logged at start (WARN,
+    ERROR) with what to do; make-certs.sh's certificates last 30 days, so a clock run ahead
+    by libfaketime brings a node there."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(FAKETIME_LIB):
+            raise unittest.SkipTest(f"SKIPPED: {FAKETIME_LIB} missing (apt-get install faketime)")
+        cls.tmp, (cls.certs,) = make_cas("raftkv-expiry-", ("cluster",), 1)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def start_ahead(self, skew):
+        extra = "\n".join(["[http]", f'tls_cert = "{self.certs}/http.pem"',
+                           f'tls_key = "{self.certs}/http.key"'])
+        cluster = SkewedSecureCluster(skew, nodes=1, extra=extra)
+        self.addCleanup(harness.close_after, self, cluster)
+        cluster.start()
+        node = cluster.nodes[0]
+        harness.wait_until(lambda: "serving" in node.log(), 15, what="the node serving")
+        return node
+
+    def test_a_certificate_near_or_past_its_end_is_logged(self):
+        soon = self.start_ahead("+25d")
+        self.assertRegex(soon.log(), r"WARN .*certificate \[http\] tls_cert \(.*http\.pem\) "
+                                     r"expires in [45] day\(s\)")
+        late = self.start_ahead("+32d")
+        self.assertRegex(late.log(), r"ERROR .*certificate \[http\] tls_cert \(.*http\.pem\) "
+                                     r"expired [12] day\(s\) ago: clients refuse it")
+        # A node that is far from the end says nothing.
+        fine = self.start_ahead("+1d")
+        self.assertNotIn("certificate [http] tls_cert", fine.log())
+
+
 # One request per round trip; each is compared with the real memcached's answer.
 AUTH_SEQUENCES = [
     [b"get foo\r\n", b"version\r\n", b"set foo 0 0 3\r\nabc\r\n",
