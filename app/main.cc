@@ -35,6 +35,12 @@ int check_config(const std::string& file) {
     std::cerr << "raftkv: " << error->message << "\n";
     return exit_bad_usage;
   }
+  // The certificates too, as `serve` and a reload would load them: so that new files can be
+  // checked before the SIGHUP that takes them.
+  if (auto why = app::check_tls(std::get<app::config>(loaded))) {
+    std::cerr << "raftkv: " << *why << "\n";
+    return exit_bad_usage;
+  }
   std::cout << app::render_config(std::get<app::config>(loaded));
   return 0;
 }

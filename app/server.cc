@@ -10,6 +10,7 @@
 #include <exception>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -133,14 +134,15 @@ std::variant<tls_contexts, std::string> load_tls(const config& c, raft::node_id 
 // A certificate that expires within this is worth a warning at every start and reload.
 constexpr std::chrono::hours expiry_warning{14 * 24};
 
-// The certificates' expiry for /metrics, and a log line for one that has expired (peers or
-// clients refuse it) or soon will.
-void record_expiry(net::metrics& m, const config& c, const tls_contexts& t) {
-  const auto check = [&m](const std::string& use, const std::string& key,
-                          const std::filesystem::path& file, asio::ssl::context& ctx) {
+// When each certificate the node presents expires (Unix seconds), by use ("http", "peer");
+// logs one that has expired (peers or clients refuse it) or soon will.
+std::map<std::string, std::int64_t> check_expiry(const config& c, const tls_contexts& t) {
+  std::map<std::string, std::int64_t> out;
+  const auto check = [&out](const std::string& use, const std::string& key,
+                            const std::filesystem::path& file, asio::ssl::context& ctx) {
     const auto at = net::certificate_expiry(ctx);
     if (!at) return;
-    m.set_certificate_expiry(use, *at);
+    out[use] = *at;
     const auto left =
         std::chrono::seconds(*at) - std::chrono::duration_cast<std::chrono::seconds>(
                                         std::chrono::system_clock::now().time_since_epoch());
@@ -156,6 +158,12 @@ void record_expiry(net::metrics& m, const config& c, const tls_contexts& t) {
   };
   if (t.https) check("http", "[http] tls_cert", c.http.tls_cert, *t.https);
   if (t.peer) check("peer", "[tls] cert", c.tls.cert, *t.peer->server);
+  return out;
+}
+
+// check_expiry(), and the result in /metrics.
+void record_expiry(net::metrics& m, const config& c, const tls_contexts& t) {
+  for (const auto& [use, at] : check_expiry(c, t)) m.set_certificate_expiry(use, at);
 }
 
 // SIGHUP: reads the config file again and takes from it what can change while running —
@@ -193,6 +201,13 @@ void reload(const config& running, net::http_server* http, net::memcached_server
 }
 
 }  // namespace
+
+std::optional<std::string> check_tls(const config& c) {
+  auto made = load_tls(c, raft::node_id(c.node_id));
+  if (auto* why = std::get_if<std::string>(&made)) return *why;
+  check_expiry(c, std::get<tls_contexts>(made));
+  return std::nullopt;
+}
 
 int run_server(const config& c) {
   base::set_log_node_id(c.node_id);
