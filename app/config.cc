@@ -332,7 +332,7 @@ config build(const toml::table& root, const std::filesystem::path& source) {
   }
 
   if (const toml::table* tls = v.table_at(root, "tls", "tls")) {
-    v.only_keys(*tls, "tls", {"ca", "cert", "key"});
+    v.only_keys(*tls, "tls", {"ca", "cert", "key", "plain_peers"});
     auto ca = v.string(*tls, "ca", "tls.ca");
     auto cert = v.string(*tls, "cert", "tls.cert");
     auto key = v.string(*tls, "key", "tls.key");
@@ -353,6 +353,16 @@ config build(const toml::table& root, const std::filesystem::path& source) {
     c.tls.ca = *ca;
     c.tls.cert = *cert;
     c.tls.key = *key;
+    if (auto plain = v.string(*tls, "plain_peers", "tls.plain_peers")) {
+      if (*plain == "accept") {
+        c.tls.plain_peers = net::plain_peers::accept;
+      } else if (*plain == "dial") {
+        c.tls.plain_peers = net::plain_peers::dial;
+      } else if (*plain != "refuse") {
+        v.fail(tls->get("plain_peers"), "tls.plain_peers",
+               "must be \"refuse\" (the default), \"accept\" or \"dial\"");
+      }
+    }
   }
 
   if (const toml::table* mc = v.table_at(root, "memcached", "memcached")) {
@@ -492,7 +502,7 @@ std::string render_config(const config& c) {
   if (c.tls.enabled()) {
     out << "\n[tls]\nca = " << quoted(c.tls.ca.string())
         << "\ncert = " << quoted(c.tls.cert.string()) << "\nkey = " << quoted(c.tls.key.string())
-        << "\n";
+        << "\nplain_peers = " << quoted(std::string(net::to_string(c.tls.plain_peers))) << "\n";
   }
   return out.str();
 }

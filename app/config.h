@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "net/peer/tls.h"
 #include "net/service.h"
 
 namespace app {
@@ -76,6 +77,8 @@ struct tls_config {
   std::filesystem::path ca;    // the cluster CA: a peer's certificate must chain to it
   std::filesystem::path cert;  // this node's certificate, subject CN "raftkv-node-<id>"
   std::filesystem::path key;   // its private key
+  // Plain TCP beside TLS on the peer links, only while moving a cluster to or from TLS.
+  net::plain_peers plain_peers = net::plain_peers::refuse;
 
   bool enabled() const { return !ca.empty(); }
 };

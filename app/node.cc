@@ -805,7 +805,7 @@ asio::awaitable<net::member_change_reply> node::change_membership(net::member_ch
   co_return reply;
 }
 
-bool node::reload_peer_tls(net::peer_tls tls) {
+bool node::reload_peer_tls(std::optional<net::peer_tls> tls) {
   // Without a transport (a node without [listen] peer) there is no connection to secure.
   return !transport_ || transport_->set_tls(std::move(tls));
 }

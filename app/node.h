@@ -86,9 +86,10 @@ class node final : public net::kv_service {
   void on_fatal(std::function<void(const std::string& why)> handler) {
     on_fatal_ = std::move(handler);
   }
-  // A reload (SIGHUP): peer connections made from now on use these certificates; open ones
-  // keep theirs. False when the node was started without [tls] (nothing changes).
-  bool reload_peer_tls(net::peer_tls tls);
+  // A reload (SIGHUP): peer connections made from now on use these TLS settings (nullopt:
+  // none); open ones keep their certificates (net::peer_transport::set_tls). False when the
+  // transport refused the change (nothing changed).
+  bool reload_peer_tls(std::optional<net::peer_tls> tls);
 
   // net::kv_service
   void start_write(kv::command cmd, write_done done) override;

@@ -95,7 +95,14 @@ net::node_status node::status() const {
     }
     out.members.push_back(std::move(ms));
   }
-  if (transport_) out.peer_drops = transport_->drops();
+  if (transport_) {
+    out.peer_drops = transport_->drops();
+    const auto open = transport_->connections();
+    out.peer_connections[{"out", "tls"}] = open.out_tls;
+    out.peer_connections[{"out", "plain"}] = open.out_plain;
+    out.peer_connections[{"in", "tls"}] = open.in_tls;
+    out.peer_connections[{"in", "plain"}] = open.in_plain;
+  }
   return out;
 }
 

@@ -58,7 +58,7 @@ void log_config(const config& c) {
   if (c.listen_peer) {
     if (c.tls.enabled()) {
       base::log(log_level::info, "  peer: mutual TLS (ca ", c.tls.ca.string(), ", cert ",
-                c.tls.cert.string(), ")");
+                c.tls.cert.string(), ", plain_peers ", net::to_string(c.tls.plain_peers), ")");
     } else {
       base::log(log_level::info, "  peer: plain TCP (no [tls])");
     }
@@ -127,8 +127,18 @@ std::variant<tls_contexts, std::string> load_tls(const config& c, raft::node_id 
       return c.source.string() + ": key 'tls.ca'/'tls.cert'/'tls.key': " + *why;
     }
     out.peer = std::get<net::peer_tls>(std::move(made));
+    out.peer->plain = c.tls.plain_peers;
   }
   return out;
+}
+
+// plain_peers other than "refuse" lets any process that reaches the peer port claim a
+// member id; said at every start and reload that sets it.
+void warn_plain_peers(const config& c) {
+  if (!c.tls.enabled() || c.tls.plain_peers == net::plain_peers::refuse) return;
+  base::log(log_level::warn, "[tls] plain_peers = \"", net::to_string(c.tls.plain_peers),
+            "\": the peer port also takes plain TCP, unauthenticated; set it back to "
+            "\"refuse\" once every member has moved to TLS (docs/config.md)");
 }
 
 // A certificate that expires within this is worth a warning at every start and reload.
@@ -163,16 +173,26 @@ std::map<std::string, std::int64_t> check_expiry(const config& c, const tls_cont
 
 // check_expiry(), and the result in /metrics.
 void record_expiry(net::metrics& m, const config& c, const tls_contexts& t) {
-  for (const auto& [use, at] : check_expiry(c, t)) m.set_certificate_expiry(use, at);
+  const auto expiry = check_expiry(c, t);
+  for (const char* use : {"http", "peer"}) {
+    if (auto it = expiry.find(use); it != expiry.end()) {
+      m.set_certificate_expiry(use, it->second);
+    } else {
+      m.clear_certificate_expiry(use);  // TLS turned off by a reload
+    }
+  }
 }
 
 // SIGHUP: reads the config file again and takes from it what can change while running —
 // the certificates and keys ([tls], [http] tls_cert/tls_key), the admin token and the
-// memcached users — for the connections and requests that come next (docs/config.md,
-// "Reloading"). All or nothing: a file that does not parse or load, or a change that turns
-// TLS on or off, is logged and changes nothing. Every other setting needs a restart.
-void reload(const config& running, net::http_server* http, net::memcached_server* memcached,
-            node& n) {
+// memcached users, and [tls] plain_peers — for the connections and requests that come next
+// (docs/config.md, "Reloading"). All or nothing: a file that does not parse or load, or a
+// change that turns TLS on or off, is logged and changes nothing. The one exception is peer
+// TLS on or off where every link stays plain TCP (plain_peers = "dial" on the side with
+// TLS), the first and last step of a move to or from TLS. Every other setting needs a restart.
+// peer_tls_now: the peer TLS setting in force (nullopt: none), updated by a reload.
+void reload(const config& running, std::optional<net::plain_peers>& peer_tls_now,
+            net::http_server* http, net::memcached_server* memcached, node& n) {
   const auto refuse = [&n](const std::string& why) {
     base::log(log_level::error, "reload refused, nothing changed: ", why);
     n.metrics().observe_reload(false);
@@ -180,21 +200,43 @@ void reload(const config& running, net::http_server* http, net::memcached_server
   auto loaded = load_config(running.source);
   if (auto* error = std::get_if<config_error>(&loaded)) return refuse(error->message);
   const config& fresh = std::get<config>(loaded);
-  if (fresh.http.tls() != running.http.tls() || fresh.tls.enabled() != running.tls.enabled()) {
+  if (fresh.http.tls() != running.http.tls()) {
     return refuse(running.source.string() +
-                  " turns TLS on or off ([http] tls_cert, [tls]), which needs a restart");
+                  " turns HTTPS on or off ([http] tls_cert), which needs a restart");
+  }
+  if (fresh.tls.enabled() != peer_tls_now.has_value()) {
+    const auto with_tls = peer_tls_now ? *peer_tls_now : fresh.tls.plain_peers;
+    if (with_tls != net::plain_peers::dial) {
+      return refuse(running.source.string() + " turns peer TLS ([tls]) " +
+                    (peer_tls_now ? "off" : "on") +
+                    ": a reload does that only with [tls] plain_peers = \"dial\" " +
+                    (peer_tls_now ? "in force" : "in the new file") +
+                    " (docs/config.md, \"Moving a running cluster to TLS\"); otherwise restart");
+    }
   }
   // The running node's id, whatever the file says now: the id takes a restart.
   auto made = load_tls(fresh, raft::node_id(running.node_id));
   if (auto* why = std::get_if<std::string>(&made)) return refuse(*why);
   auto& contexts = std::get<tls_contexts>(made);
+  // First, so that a refusal changes nothing (the check above makes one unexpected).
+  if (!n.reload_peer_tls(contexts.peer)) {
+    return refuse("the peer transport refused the new [tls] settings");
+  }
   record_expiry(n.metrics(), fresh, contexts);
   n.metrics().observe_reload(true);
   if (http) http->reload(contexts.https, fresh.http.admin_token);
   if (memcached) memcached->set_auth_users(fresh.memcached.users);
-  if (contexts.peer) n.reload_peer_tls(std::move(*contexts.peer));
+  if (fresh.tls.enabled()) {
+    peer_tls_now = fresh.tls.plain_peers;
+  } else {
+    peer_tls_now.reset();
+  }
+  warn_plain_peers(fresh);
   base::log(log_level::info, "reloaded ", running.source.string(), ": ",
-            fresh.tls.enabled() ? "peer certificates (ca " + fresh.tls.ca.string() + "), " : "",
+            fresh.tls.enabled()
+                ? "peer certificates (ca " + fresh.tls.ca.string() + ", plain_peers " +
+                      std::string(net::to_string(fresh.tls.plain_peers)) + "), "
+                : "no peer TLS, ",
             fresh.http.tls() ? "http certificate, " : "", "admin token ",
             fresh.http.admin_token.empty() ? "none" : "set", ", ", fresh.memcached.users.size(),
             " memcached user(s); other settings take effect at the next start");
@@ -225,6 +267,9 @@ int run_server(const config& c) {
   }
   std::shared_ptr<asio::ssl::context> https = std::get<tls_contexts>(made).https;
   std::optional<net::peer_tls> peer_tls = std::get<tls_contexts>(made).peer;
+  std::optional<net::plain_peers> peer_tls_now;  // what a reload may change
+  if (peer_tls) peer_tls_now = peer_tls->plain;
+  warn_plain_peers(c);
 
   asio::io_context io;
   auto opened = node::open(io, c);
@@ -330,7 +375,7 @@ int run_server(const config& c) {
     reloads.async_wait([&](boost::system::error_code ec, int) {
       if (ec) return;
       base::log(log_level::info, "SIGHUP: reloading certificates, admin token and users");
-      reload(c, http.get(), memcached.get(), *n);
+      reload(c, peer_tls_now, http.get(), memcached.get(), *n);
       wait_for_reload();
     });
   };

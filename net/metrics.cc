@@ -252,6 +252,15 @@ std::string metrics::render_prometheus(const node_status& node,
   for (const auto& [reason, n] : node.peer_drops) {
     append_sample(out, "raftkv_peer_drops_total", "reason=\"" + reason + "\"", n);
   }
+  if (!node.peer_connections.empty()) {
+    append_header(out, "raftkv_peer_connections", "gauge",
+                  "Open peer connections by direction (out: dialled by this node) and by "
+                  "security (tls, plain); plain beside [tls] only with [tls] plain_peers.");
+    for (const auto& [key, n] : node.peer_connections) {
+      append_sample(out, "raftkv_peer_connections",
+                    "direction=\"" + key.first + "\",security=\"" + key.second + "\"", n);
+    }
+  }
   append_header(out, "raftkv_resident_memory_bytes", "gauge",
                 "Resident memory of the process, by kind (anon: heap; file: mapped files).");
   append_sample(out, "raftkv_resident_memory_bytes", "kind=\"anon\"", node.rss_anon_bytes);

@@ -65,6 +65,7 @@ class metrics {
   void set_certificate_expiry(const std::string& use, std::int64_t unix_seconds) {
     certificate_expiry_[use] = unix_seconds;
   }
+  void clear_certificate_expiry(const std::string& use) { certificate_expiry_.erase(use); }
 
   std::uint64_t current_connections(door d) const;
   std::uint64_t total_connections(door d) const;

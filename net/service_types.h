@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kv/command.h"
@@ -154,6 +155,9 @@ struct node_status {
   std::vector<member_status> members;
   // Peer frames and connections refused or dropped, by reason (peer_transport::drops()).
   std::map<std::string, std::uint64_t> peer_drops;
+  // Open peer connections by direction ("in", "out") and security ("tls", "plain"); empty
+  // without a peer transport.
+  std::map<std::pair<std::string, std::string>, std::uint64_t> peer_connections;
 };
 
 }  // namespace net

@@ -429,6 +429,34 @@ BOOST_AUTO_TEST_CASE(memcached_auth_file_lines) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(plain_peers_is_refuse_accept_or_dial_and_is_rendered) {
+  const std::string ca = temp_file("ca.pem", "ca");
+  const std::string cert = temp_file("n.pem", "cert");
+  const std::string key = temp_file("n.key", "key");
+  const std::string files =
+      "[tls]\nca = \"" + ca + "\"\ncert = \"" + cert + "\"\nkey = \"" + key + "\"\n";
+  BOOST_TEST(
+      (std::get<app::config>(parse(minimal + files)).tls.plain_peers == net::plain_peers::refuse));
+  for (auto [text, mode] : {std::pair{"refuse", net::plain_peers::refuse},
+                            {"accept", net::plain_peers::accept},
+                            {"dial", net::plain_peers::dial}}) {
+    BOOST_TEST_CONTEXT(text) {
+      const auto c = std::get<app::config>(
+          parse(three_nodes + files + "plain_peers = \"" + std::string(text) + "\"\n"));
+      BOOST_TEST((c.tls.plain_peers == mode));
+      const std::string rendered = app::render_config(c);
+      BOOST_TEST(rendered.find("plain_peers = \"" + std::string(text) + "\"") != std::string::npos);
+      BOOST_TEST((std::get<app::config>(parse(rendered)).tls.plain_peers == mode));
+    }
+  }
+  const std::string bad = error_of(minimal + files + "plain_peers = \"yes\"\n");
+  BOOST_TEST(bad.find("key 'tls.plain_peers'") != std::string::npos, bad);
+  BOOST_TEST(bad.find("\"refuse\" (the default), \"accept\" or \"dial\"") != std::string::npos,
+             bad);
+  BOOST_TEST(error_of(minimal + files + "plain_peers = true\n").find("'tls.plain_peers'") !=
+             std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(peer_tls_files_are_read_and_come_in_threes) {
   const std::string ca = temp_file("ca.pem", "ca");
   const std::string cert = temp_file("n.pem", "cert");

@@ -396,3 +396,165 @@ BOOST_AUTO_TEST_CASE(a_tls_client_without_a_certificate_is_refused,
   BOOST_TEST(one.got.empty());
   BOOST_TEST(one.transport->status(node_id(2))->incarnation == 0u);
 }
+
+namespace {
+
+net::peer_tls with_plain(net::peer_tls tls, net::plain_peers plain) {
+  tls.plain = plain;
+  return tls;
+}
+
+// Every node of `c` dials both others the way `tls_out` says, and takes exactly one
+// connection from each, of the kind its dialler uses.
+bool links_are(cluster& c, const std::map<int, bool>& tls_out) {
+  for (const auto& [id, dials_tls] : tls_out) {
+    const auto open = c.n(id).transport->connections();
+    std::size_t in_tls = 0;
+    for (const auto& [other, other_tls] : tls_out) in_tls += other != id && other_tls;
+    if ((dials_tls ? open.out_tls : open.out_plain) != 2 || open.out_tls + open.out_plain != 2 ||
+        open.in_tls != in_tls || open.in_plain != 2 - in_tls) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// One new message between every ordered pair, each delivered.
+void exchange(cluster& c, const std::string& tag) {
+  std::map<int, std::size_t> before;
+  for (int id = 1; id <= 3; ++id) before[id] = c.n(id).got.size();
+  for (int from = 1; from <= 3; ++from) {
+    for (int to = 1; to <= 3; ++to) {
+      if (from != to) c.n(from).transport->send(node_id(to), frame_kind::raft_message, tag);
+    }
+  }
+  BOOST_TEST_REQUIRE(run_until(c.io,
+                               [&] {
+                                 for (int id = 1; id <= 3; ++id) {
+                                   if (c.n(id).got.size() < before[id] + 2) return false;
+                                 }
+                                 return true;
+                               }),
+                     tag);
+  for (int id = 1; id <= 3; ++id) {
+    for (std::size_t i = before[id]; i < c.n(id).got.size(); ++i) {
+      BOOST_TEST(c.n(id).got[i].payload == tag);
+    }
+  }
+}
+
+}  // namespace
+
+// docs/config.md "Moving a running cluster to TLS": no TLS -> dial -> accept -> refuse, one
+// node at a time, and back; the cluster talks at every step, and after each full round every
+// link is what the setting says.
+BOOST_AUTO_TEST_CASE(a_running_cluster_moves_to_tls_and_back_one_node_at_a_time,
+                     *boost::unit_test::precondition(need_openssl{})) {
+  using net::plain_peers;
+  cluster c(3);
+  for (int id = 1; id <= 3; ++id) c.start(id, std::nullopt);
+  std::map<int, bool> tls_out{{1, false}, {2, false}, {3, false}};
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return links_are(c, tls_out); }));
+  exchange(c, "plain");
+
+  // A step that would cut links is refused and changes nothing.
+  BOOST_TEST(!c.n(1).transport->set_tls(with_plain(certs().tls(1), plain_peers::accept)));
+  BOOST_TEST(!c.n(1).transport->set_tls(with_plain(certs().tls(1), plain_peers::refuse)));
+
+  const auto step = [&](plain_peers mode, bool dials_tls, bool tls_on) {
+    for (int id = 1; id <= 3; ++id) {
+      const std::string what = std::string(net::to_string(mode)) + " on node " +
+                               std::to_string(id) + (tls_on ? "" : " (TLS off)");
+      BOOST_TEST_CONTEXT(what) {
+        std::optional<net::peer_tls> tls;
+        if (tls_on) tls = with_plain(certs().tls(id), mode);
+        BOOST_TEST_REQUIRE(c.n(id).transport->set_tls(std::move(tls)));
+        tls_out[id] = dials_tls;
+        BOOST_TEST_REQUIRE(run_until(c.io, [&] { return links_are(c, tls_out); }));
+        exchange(c, what);
+      }
+    }
+  };
+  step(plain_peers::dial, false, true);
+  step(plain_peers::accept, true, true);
+  step(plain_peers::refuse, true, true);
+
+  // Now TLS only: a plain hello from "node 2" gets nothing, as on a port that never took
+  // plain TCP (plain_tcp_to_a_tls_port_gets_nothing).
+  {
+    std::string bytes;
+    net::frame_header h{frame_kind::hello, 0, c.cluster_id, node_id(2), node_id(1), 0};
+    net::append_frame(bytes, h, net::encode_hello({42, 1}));
+    tcp::socket raw(c.io);
+    raw.connect(c.endpoint_of(1));
+    boost::system::error_code ignored;
+    asio::write(raw, asio::buffer(bytes), ignored);
+    std::string got;
+    bool ended = false;
+    read_to_end(raw, got, ended);
+    BOOST_TEST_REQUIRE(run_until(c.io, [&] { return ended; }));
+    BOOST_TEST(got.empty());
+    BOOST_TEST(c.n(1).drops("tls_refused") == 1u);
+  }
+  // TLS off from anything but dial would cut links.
+  BOOST_TEST(!c.n(1).transport->set_tls(std::nullopt));
+
+  // And back.
+  step(plain_peers::accept, true, true);
+  step(plain_peers::dial, false, true);
+  step(plain_peers::dial, false, false);
+  for (int id = 1; id <= 3; ++id) {
+    BOOST_TEST(c.n(id).drops("tls_refused") == (id == 1 ? 1u : 0u));
+    BOOST_TEST(c.n(id).drops("wrong_certificate") == 0u);
+  }
+}
+
+// With plain_peers = accept, a plain connection whose hello is wrong is refused as on a
+// port without TLS, and a TLS one still needs the CA's certificate.
+BOOST_AUTO_TEST_CASE(a_port_that_also_takes_plain_tcp_checks_each_kind_as_its_own,
+                     *boost::unit_test::precondition(need_openssl{})) {
+  cluster c(3);
+  auto& one = c.start(1, with_plain(certs().tls(1), net::plain_peers::accept));
+  auto& two = c.start(2, std::nullopt);  // plain
+  auto& three = c.start(3, with_plain(certs().tls(3, "b", "b"), net::plain_peers::accept));
+  two.transport->send(node_id(1), frame_kind::raft_message, "plain from 2");
+  three.transport->send(node_id(1), frame_kind::raft_message, "tls from another CA");
+  BOOST_TEST_REQUIRE(
+      run_until(c.io, [&] { return one.got.size() == 1 && one.drops("tls_refused") >= 1; }));
+  BOOST_TEST(one.got[0].payload == "plain from 2");
+  // A plain hello from another cluster is refused as without TLS.
+  std::string bytes;
+  net::frame_header h{frame_kind::hello, 0, c.cluster_id + 1, node_id(2), node_id(1), 0};
+  net::append_frame(bytes, h, net::encode_hello({42, 1}));
+  tcp::socket raw(c.io);
+  raw.connect(c.endpoint_of(1));
+  boost::system::error_code ignored;
+  asio::write(raw, asio::buffer(bytes), ignored);
+  std::string got;
+  bool ended = false;
+  read_to_end(raw, got, ended);
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return ended; }));
+  BOOST_TEST(got.empty());
+  BOOST_TEST(one.drops("other_cluster") >= 1u);
+  BOOST_TEST(one.got.size() == 1u);
+}
+
+// A node that stops taking plain TCP closes the plain connections it has: a peer that still
+// dials plain (a step taken out of order) is cut off at once, not whenever its connection
+// happens to end.
+BOOST_AUTO_TEST_CASE(a_port_that_stops_taking_plain_tcp_closes_the_plain_connections_it_has,
+                     *boost::unit_test::precondition(need_openssl{})) {
+  cluster c(2);
+  auto& one = c.start(1, with_plain(certs().tls(1), net::plain_peers::accept));
+  auto& two = c.start(2, with_plain(certs().tls(2), net::plain_peers::dial));
+  two.transport->send(node_id(1), frame_kind::raft_message, "before");
+  BOOST_TEST_REQUIRE(run_until(
+      c.io, [&] { return one.got.size() == 1 && one.transport->connections().in_plain == 1; }));
+  BOOST_TEST_REQUIRE(one.transport->set_tls(certs().tls(1)));  // refuse
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] {
+    return one.transport->connections().in_plain == 0 && one.drops("tls_refused") >= 1;
+  }));
+  two.transport->send(node_id(1), frame_kind::raft_message, "after");
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return one.drops("tls_refused") >= 2; }));
+  BOOST_TEST(one.got.size() == 1u);
+}

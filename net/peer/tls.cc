@@ -67,6 +67,18 @@ std::optional<std::int64_t> certificate_expiry(ssl::context& ctx) {
   return static_cast<std::int64_t>(timegm(&t));
 }
 
+std::string_view to_string(plain_peers p) {
+  switch (p) {
+    case plain_peers::refuse:
+      return "refuse";
+    case plain_peers::accept:
+      return "accept";
+    case plain_peers::dial:
+      return "dial";
+  }
+  return "refuse";
+}
+
 std::string peer_common_name(raft::node_id id) {
   return std::string(cn_prefix) + std::to_string(id.value);
 }

@@ -30,12 +30,25 @@ struct ssl_st;  // OpenSSL's SSL
 
 namespace net {
 
+// Plain TCP beside TLS on the peer port, for moving a running cluster to TLS or back one
+// node at a time ([tls] plain_peers, docs/config.md "Moving a running cluster to TLS"):
+// - refuse: TLS only, both ways (the default; the only setting outside a move);
+// - accept: this node dials its peers over TLS, and its port takes TLS and plain TCP;
+// - dial:   this node dials its peers over plain TCP, and its port takes TLS and plain TCP.
+// A plain connection is told apart by its first byte: a TLS client's first record is a
+// handshake (0x16), a peer frame starts with the magic "RKVP". It is believed as any plain
+// peer is: whoever reaches the port can claim a member id, so `accept` and `dial` are for
+// the minutes of a move, not for running.
+enum class plain_peers { refuse, accept, dial };
+std::string_view to_string(plain_peers p);
+
 struct peer_tls {
   // Used for accepted connections and for dialled ones. Both verify the peer's chain against
   // the CA and present this node's certificate; TLS 1.2 or later only.
   std::shared_ptr<boost::asio::ssl::context> server;
   std::shared_ptr<boost::asio::ssl::context> client;
   std::string ca_file;  // for log lines
+  plain_peers plain = plain_peers::refuse;
 };
 
 // Builds both contexts from PEM files. `self`: when not raft::no_node, this node's own

@@ -186,6 +186,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
   struct inbound_connection {
     tcp::socket* socket = nullptr;
     raft::node_id sender = raft::no_node;  // from its accepted hello; no_node before
+    bool tls = false;                      // TLS, or plain TCP
   };
 
   struct drop_log_entry {
@@ -243,6 +244,10 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     while (v == 0) v = (std::uint64_t{entropy()} << 32) | entropy();
     return v;
   }
+
+  // The plain_peers rule (net/peer/tls.h) in force.
+  bool accepts_plain() const { return !options.tls || options.tls->plain != plain_peers::refuse; }
+  bool dials_tls() const { return options.tls && options.tls->plain != plain_peers::dial; }
 
   void say(log_level level, std::string text) {
     if (!stopped && log) log(level, "peers: " + std::move(text));
@@ -483,7 +488,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     if (cerr) co_return cerr;
     boost::system::error_code ignored;
     p.socket.set_option(tcp::no_delay(true), ignored);
-    if (options.tls) co_return co_await handshake_with(p);
+    if (dials_tls()) co_return co_await handshake_with(p);
     co_return boost::system::error_code{};
   }
 
@@ -551,8 +556,10 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       if (std::exchange(p.redial, false)) backoff = options.backoff_initial;
       const auto ec = co_await connect(p);
       if (stopped || p.removed) break;
+      if (!ec && p.tls.has_value() != dials_tls()) p.redial = true;  // set_tls() meanwhile
       if (p.redial) {
-        // The address changed meanwhile: drop what was reached, if anything, and dial anew.
+        // The address or the TLS setting changed meanwhile: drop what was reached, if
+        // anything, and dial anew.
         boost::system::error_code ignored;
         p.socket.close(ignored);
         p.tls.reset();
@@ -567,6 +574,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       } else {
         p.unreachable_logged = false;
         p.st.connected = true;
+        p.st.tls = p.tls.has_value();
         ++p.st.connects;
         // A peer that keeps closing our connections at once (e.g. it refuses our hello)
         // would log two lines per redial: after the first such flap, only at debug level.
@@ -576,6 +584,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
         p.close_reason.clear();
         co_await (write_loop(p) || watch_closed(p));
         p.st.connected = false;
+        p.st.tls = false;
         boost::system::error_code ignored;
         p.socket.close(ignored);
         // No close_notify: the peer only reads, and a lost connection is the same to it.
@@ -587,7 +596,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
           p.queue.front().started = false;
         }
         if (stopped || p.removed) break;
-        if (p.redial) continue;  // closed by set_members(): "moved" was logged there
+        if (p.redial) continue;  // closed by set_members() or set_tls(), which logged why
         const bool short_lived = clock::now() - since < options.backoff_max;
         say(p.flapping ? log_level::debug : log_level::info,
             "lost connection to node " + std::to_string(p.st.id.value) + ": " +
@@ -729,8 +738,27 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
       co_await read_frames(socket, nullptr, std::nullopt, key);
       co_return;
     }
+    if (accepts_plain()) {
+      // plain_peers: a TLS client opens with a handshake record (content type 22); a plain
+      // peer with a frame's magic. Peeked, so that either reader gets every byte.
+      unsigned char first = 0;
+      asio::steady_timer deadline(executor, options.connect_timeout);
+      auto r = co_await (
+          socket.async_receive(asio::buffer(&first, 1), tcp::socket::message_peek, nothrow) ||
+          deadline.async_wait(nothrow));
+      if (stopped || r.index() == 1 || std::get<0>(std::get<0>(r)) ||
+          std::get<1>(std::get<0>(r)) == 0) {
+        co_return;  // nothing came in time, or the connection ended: nobody to refuse
+      }
+      if (first != 0x16) {
+        co_await read_frames(socket, nullptr, std::nullopt, key);
+        co_return;
+      }
+      if (!options.tls) co_return;  // TLS turned off during the peek (set_tls)
+    }
     // The server side of mutual TLS. Until it completes nothing is read as a frame and
     // nothing is written but the handshake: plain TCP gets no byte of ours back.
+    inbound.at(key).tls = true;
     const std::shared_ptr<ssl::context> context = options.tls->server;  // this connection's
     tls_stream tls(socket, *context);
     asio::steady_timer deadline(executor, options.connect_timeout);
@@ -1020,6 +1048,31 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     }
   }
 
+  // A reload's TLS settings: see set_tls() in the header.
+  bool set_tls(std::optional<peer_tls> tls) {
+    const bool plain_links = !options.tls || options.tls->plain == plain_peers::dial;
+    const bool stays_plain = !tls || tls->plain == plain_peers::dial;
+    if (options.tls.has_value() != tls.has_value() && !(plain_links && stays_plain)) return false;
+    const std::string before(options.tls ? to_string(options.tls->plain) : "no TLS");
+    options.tls = std::move(tls);
+    const std::string after(options.tls ? to_string(options.tls->plain) : "no TLS");
+    if (before != after) say(log_level::info, "peer TLS: " + before + " -> " + after);
+    boost::system::error_code ignored;
+    for (auto& [key, conn] : inbound) {
+      if (conn.tls ? !options.tls : !accepts_plain()) conn.socket->close(ignored);
+    }
+    for (auto& [id, p] : peers) {
+      if (!p->st.connected || p->st.tls == dials_tls()) continue;
+      // As for a moved node: the outbound coroutine sees `redial` and dials again at once.
+      p->redial = true;
+      p->close_reason = dials_tls() ? "now dialling over TLS" : "now dialling plain TCP";
+      p->socket.close(ignored);
+      p->resolver.cancel();
+      p->timer.cancel();
+    }
+    return true;
+  }
+
   // `p` is no longer a member: nothing goes to it or comes from it from now on. Its frames
   // are refused because it is gone from `peers` (check_identity); the connections it opened
   // are closed so that its frames already in flight are not read.
@@ -1094,10 +1147,17 @@ void peer_transport::set_members(std::map<raft::node_id, std::string> members) {
   impl_->set_members(std::move(members));
 }
 
-bool peer_transport::set_tls(peer_tls tls) {
-  if (!impl_->options.tls) return false;
-  impl_->options.tls = std::move(tls);
-  return true;
+bool peer_transport::set_tls(std::optional<peer_tls> tls) {
+  return impl_->set_tls(std::move(tls));
+}
+
+peer_transport::connection_counts peer_transport::connections() const {
+  connection_counts out;
+  for (const auto& [id, p] : impl_->peers) {
+    if (p->st.connected) ++(p->st.tls ? out.out_tls : out.out_plain);
+  }
+  for (const auto& [key, conn] : impl_->inbound) ++(conn.tls ? out.in_tls : out.in_plain);
+  return out;
 }
 
 std::uint64_t peer_transport::cluster_id() const {

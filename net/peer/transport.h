@@ -107,6 +107,12 @@
 // later frame must repeat, is authenticated. A failed handshake (drop reason tls_refused) or
 // a certificate naming another member (wrong_certificate) closes the connection, is logged
 // like the other refusals and counted in drops().
+// With options.tls->plain (net/peer/tls.h, plain_peers) other than `refuse`, the port also
+// takes plain TCP: an accepted connection whose first byte is not a TLS handshake record is
+// read as plain frames, with the checks of a transport without TLS. With `dial` this node
+// dials plain too. set_tls() can move a running transport between no TLS, `dial`, `accept`
+// and `refuse`, one step at a time; the connections the new setting would not make are
+// closed (ours are dialled again at once), so after the step every link is as it says.
 //
 // Threading: everything runs on the io_context given at construction; no method is
 // thread-safe; handler and logger are called on that io_context and never after stop().
@@ -179,6 +185,7 @@ struct peer_status {
   raft::node_id id;
   std::string address;     // "host:port" from the member list
   bool connected = false;  // our outbound connection is established
+  bool tls = false;        // ... and is TLS
   // Last frame received from this peer on any inbound connection; nullopt: never.
   std::optional<std::chrono::steady_clock::time_point> last_received;
   // The peer's incarnation from its latest hello; 0: never heard. Changes when it restarts.
@@ -231,10 +238,18 @@ class peer_transport {
   // (header essay, "Membership changes"). One log line per change. Ignored after stop().
   void set_members(std::map<raft::node_id, std::string> members);
 
-  // Replaces the TLS contexts (new certificates, a new CA: a reload on SIGHUP) for the
-  // connections made from now on; open connections keep the ones they were made with. Only
-  // for a transport made with options.tls: returns false (and changes nothing) without.
-  bool set_tls(peer_tls tls);
+  // Replaces the TLS settings (new certificates, a new CA, plain_peers: a reload on SIGHUP)
+  // for the connections made from now on; open TLS connections keep the certificates they
+  // were made with. TLS may be turned on or off only where every link stays plain: on with
+  // plain `dial`, off from `dial` (header essay); otherwise returns false and changes nothing.
+  // Connections the new setting would neither make nor accept are closed.
+  bool set_tls(std::optional<peer_tls> tls);
+
+  // Open connections by direction and by TLS or plain TCP.
+  struct connection_counts {
+    std::size_t out_tls = 0, out_plain = 0, in_tls = 0, in_plain = 0;
+  };
+  connection_counts connections() const;
 
   // Queues payload for `to`. Returns false (and queues nothing) when `to` is not another
   // current member or is refused (lost its data dir), the payload is over max_frame_bytes, kind is

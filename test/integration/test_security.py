@@ -665,6 +665,99 @@ class ReloadOnSighup(harness.TestCase):
         self.assertNotIn("TLS handshake failed", three.log())
 
 
+class PeerTlsMigration(harness.TestCase):
+    """docs/config.md, "Moving a running cluster to TLS": a plain 3-node cluster moves to
+    mutual TLS between peers with one SIGHUP per node per step ([tls] plain_peers "dial",
+    then "accept", then "refuse"), serving writes and linearizable reads on every node
+    after each reload; a step out of order is refused and changes nothing."""
+
+    def setUp(self):
+        self.tmp, (self.certs,) = make_cas("raftkv-tls-move-", ("cluster",), 3)
+        self.mode = None  # no [tls] table
+
+        def tls_table(node_id):
+            if self.mode is None:
+                return ""
+            return "\n".join([
+                "[tls]",
+                f'ca = "{self.certs}/ca.pem"',
+                f'cert = "{self.certs}/node{node_id}.pem"',
+                f'key = "{self.certs}/node{node_id}.key"',
+                f'plain_peers = "{self.mode}"',
+            ])
+
+        self.cluster = SecureCluster(nodes=3, extra=tls_table)
+        self.cluster.start_ready()
+
+    def tearDown(self):
+        harness.close_after(self, self.cluster)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def reload_all(self, mode, mark="reloaded "):
+        self.mode = mode
+        for n in self.cluster.nodes:
+            n.write_config()
+            before = n.log().count(mark)
+            n.signal(signal.SIGHUP)
+            harness.wait_until(lambda: n.log().count(mark) > before, 10,
+                               what=f"node {n.id}: {mark}")
+            self.write_and_read_everywhere(f"after-{mode}-{n.id}", f"{mode} {n.id}".encode())
+
+    def write_and_read_everywhere(self, key, value):
+        with harness.McClient(self.cluster.wait_leader().memcached) as c:
+            self.assertEqual(c.set(key, value), "STORED")
+        for n in self.cluster.nodes:
+            with harness.McClient(n.memcached) as c:
+                self.assertEqual(c.get(key), value, f"node {n.id}")
+
+    def links(self, node):
+        m = node.metrics()
+        return {(d, s): int(m.get(f'raftkv_peer_connections{{direction="{d}",security="{s}"}}', -1))
+                for d in ("out", "in") for s in ("tls", "plain")}
+
+    def test_a_plain_cluster_moves_to_tls_one_reload_at_a_time(self):
+        c = self.cluster
+        self.write_and_read_everywhere("plain", b"before")
+        one = c.nodes[0]
+        plain = {("out", "tls"): 0, ("out", "plain"): 2, ("in", "tls"): 0, ("in", "plain"): 2}
+        self.assertEqual(self.links(one), plain)
+
+        # TLS on with anything but "dial" would cut links: refused, nothing changes.
+        self.mode = "accept"
+        one.write_config()
+        before = one.log().count("reload refused, nothing changed")
+        one.signal(signal.SIGHUP)
+        harness.wait_until(
+            lambda: one.log().count("reload refused, nothing changed") > before, 10,
+            what="the refusal")
+        self.assertIn('plain_peers = \"dial\"', one.log().split("reload refused")[-1])
+        self.assertEqual(self.links(one), plain)
+
+        self.reload_all("dial")
+        self.assertIn("the peer port also takes plain TCP, unauthenticated", one.log())
+        self.reload_all("accept")
+        self.reload_all("refuse")
+        tls = {("out", "tls"): 2, ("out", "plain"): 0, ("in", "tls"): 2, ("in", "plain"): 0}
+        for n in c.nodes:
+            harness.wait_until(lambda: self.links(n) == tls, 10,
+                               what=f"node {n.id}: every link TLS")
+
+        # Now TLS only: TLS off by a reload would cut every link, and is refused.
+        self.mode = None
+        one.write_config()
+        before = one.log().count("reload refused, nothing changed")
+        one.signal(signal.SIGHUP)
+        harness.wait_until(
+            lambda: one.log().count("reload refused, nothing changed") > before, 10,
+            what="the refusal")
+        self.assertEqual(self.links(one), tls)
+        self.write_and_read_everywhere("tls", b"after")
+        if os.environ.get("SHOW_LOG"):
+            print(one.log())
+        for n in c.nodes:
+            self.assertNotIn("TLS handshake failed", n.log(), f"node {n.id}")
+
+
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
