@@ -185,6 +185,28 @@ void read_to_end(Stream& s, std::string& got, bool& ended) {
                     });
 }
 
+// The hello a plain node `from` sends to node `to` of cluster `cluster_id`.
+std::string plain_hello(std::uint64_t cluster_id, int from, int to) {
+  std::string bytes;
+  net::frame_header h{frame_kind::hello, 0, cluster_id, node_id(from), node_id(to), 0};
+  net::append_frame(bytes, h, net::encode_hello({42, 1}));
+  return bytes;
+}
+
+// Writes `bytes` on a plain TCP connection to node `to` and reads until the node closes it;
+// returns what came back.
+std::string send_plain_until_closed(cluster& c, int to, const std::string& bytes) {
+  tcp::socket raw(c.io);
+  raw.connect(c.endpoint_of(to));
+  boost::system::error_code ignored;
+  asio::write(raw, asio::buffer(bytes), ignored);
+  std::string got;
+  bool ended = false;
+  read_to_end(raw, got, ended);
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return ended; }));
+  return got;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(common_names_map_to_member_ids_one_way) {
@@ -346,19 +368,10 @@ BOOST_AUTO_TEST_CASE(plain_tcp_to_a_tls_port_gets_nothing,
   c.pending.clear();  // node 2 is down: node 1's dials fail before any TLS
   // A well-formed plain-text hello and message from "node 2": the old protocol, as a plain
   // node would send it.
-  std::string bytes;
-  net::frame_header h{frame_kind::hello, 0, c.cluster_id, node_id(2), node_id(1), 0};
-  net::append_frame(bytes, h, net::encode_hello({42, 1}));
-  h.kind = frame_kind::raft_message;
-  net::append_frame(bytes, h, "plain");
-  tcp::socket raw(c.io);
-  raw.connect(c.endpoint_of(1));
-  boost::system::error_code ignored;
-  asio::write(raw, asio::buffer(bytes), ignored);
-  std::string got;
-  bool ended = false;
-  read_to_end(raw, got, ended);
-  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return ended; }));
+  std::string bytes = plain_hello(c.cluster_id, 2, 1);
+  net::append_frame(bytes, {frame_kind::raft_message, 0, c.cluster_id, node_id(2), node_id(1), 0},
+                    "plain");
+  const std::string got = send_plain_until_closed(c, 1, bytes);
   BOOST_TEST(got.empty(), "the TLS port answered plain TCP with " << got.size() << " bytes");
   BOOST_TEST(one.got.empty());
   BOOST_TEST(one.drops("tls_refused") == 1u);
@@ -481,21 +494,8 @@ BOOST_AUTO_TEST_CASE(a_running_cluster_moves_to_tls_and_back_one_node_at_a_time,
 
   // Now TLS only: a plain hello from "node 2" gets nothing, as on a port that never took
   // plain TCP (plain_tcp_to_a_tls_port_gets_nothing).
-  {
-    std::string bytes;
-    net::frame_header h{frame_kind::hello, 0, c.cluster_id, node_id(2), node_id(1), 0};
-    net::append_frame(bytes, h, net::encode_hello({42, 1}));
-    tcp::socket raw(c.io);
-    raw.connect(c.endpoint_of(1));
-    boost::system::error_code ignored;
-    asio::write(raw, asio::buffer(bytes), ignored);
-    std::string got;
-    bool ended = false;
-    read_to_end(raw, got, ended);
-    BOOST_TEST_REQUIRE(run_until(c.io, [&] { return ended; }));
-    BOOST_TEST(got.empty());
-    BOOST_TEST(c.n(1).drops("tls_refused") == 1u);
-  }
+  BOOST_TEST(send_plain_until_closed(c, 1, plain_hello(c.cluster_id, 2, 1)).empty());
+  BOOST_TEST(c.n(1).drops("tls_refused") == 1u);
   // TLS off from anything but dial would cut links.
   BOOST_TEST(!c.n(1).transport->set_tls(std::nullopt));
 
@@ -523,18 +523,7 @@ BOOST_AUTO_TEST_CASE(a_port_that_also_takes_plain_tcp_checks_each_kind_as_its_ow
       run_until(c.io, [&] { return one.got.size() == 1 && one.drops("tls_refused") >= 1; }));
   BOOST_TEST(one.got[0].payload == "plain from 2");
   // A plain hello from another cluster is refused as without TLS.
-  std::string bytes;
-  net::frame_header h{frame_kind::hello, 0, c.cluster_id + 1, node_id(2), node_id(1), 0};
-  net::append_frame(bytes, h, net::encode_hello({42, 1}));
-  tcp::socket raw(c.io);
-  raw.connect(c.endpoint_of(1));
-  boost::system::error_code ignored;
-  asio::write(raw, asio::buffer(bytes), ignored);
-  std::string got;
-  bool ended = false;
-  read_to_end(raw, got, ended);
-  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return ended; }));
-  BOOST_TEST(got.empty());
+  BOOST_TEST(send_plain_until_closed(c, 1, plain_hello(c.cluster_id + 1, 2, 1)).empty());
   BOOST_TEST(one.drops("other_cluster") >= 1u);
   BOOST_TEST(one.got.size() == 1u);
 }

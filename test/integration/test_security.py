@@ -296,6 +296,15 @@ def drain(sock, timeout=5.0):
         return got
 
 
+def write_and_read_everywhere(test, cluster, key, value):
+    """A set through the leader's memcached door, then a linearizable get on every node."""
+    with harness.McClient(cluster.wait_leader().memcached) as c:
+        test.assertEqual(c.set(key, value), "STORED")
+    for n in cluster.nodes:
+        with harness.McClient(n.memcached) as c:
+            test.assertEqual(c.get(key), value, f"node {n.id}")
+
+
 class PeerTls(harness.TestCase):
     """A 3-node cluster whose peers speak only mutual TLS (docs/config.md [tls])."""
 
@@ -320,12 +329,8 @@ class PeerTls(harness.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def write_and_read_everywhere(self, key, value):
-        with harness.McClient(self.cluster.wait_leader().memcached) as c:
-            self.assertEqual(c.set(key, value), "STORED")
         # A read on a follower needs the leader's ReadIndex barrier: it crosses the TLS link.
-        for n in self.cluster.nodes:
-            with harness.McClient(n.memcached) as c:
-                self.assertEqual(c.get(key), value, f"node {n.id}")
+        write_and_read_everywhere(self, self.cluster, key, value)
 
     def test_a_tls_cluster_elects_replicates_and_serves_reads_on_every_node(self):
         self.write_and_read_everywhere("tls-key", b"over mutual TLS")
@@ -693,22 +698,23 @@ class PeerTlsMigration(harness.TestCase):
         harness.close_after(self, self.cluster)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def reload_all(self, mode, mark="reloaded "):
+    def reload(self, node, mode, mark="reloaded "):
+        """Writes the node's config with [tls] plain_peers = mode (None: no [tls]), sends
+        SIGHUP and waits for the log line that says how it went (`mark`)."""
         self.mode = mode
+        node.write_config()
+        before = node.log().count(mark)
+        node.signal(signal.SIGHUP)
+        harness.wait_until(lambda: node.log().count(mark) > before, 10,
+                           what=f"node {node.id}: {mark}")
+
+    def reload_all(self, mode):
         for n in self.cluster.nodes:
-            n.write_config()
-            before = n.log().count(mark)
-            n.signal(signal.SIGHUP)
-            harness.wait_until(lambda: n.log().count(mark) > before, 10,
-                               what=f"node {n.id}: {mark}")
+            self.reload(n, mode)
             self.write_and_read_everywhere(f"after-{mode}-{n.id}", f"{mode} {n.id}".encode())
 
     def write_and_read_everywhere(self, key, value):
-        with harness.McClient(self.cluster.wait_leader().memcached) as c:
-            self.assertEqual(c.set(key, value), "STORED")
-        for n in self.cluster.nodes:
-            with harness.McClient(n.memcached) as c:
-                self.assertEqual(c.get(key), value, f"node {n.id}")
+        write_and_read_everywhere(self, self.cluster, key, value)
 
     def links(self, node):
         m = node.metrics()
@@ -723,13 +729,7 @@ class PeerTlsMigration(harness.TestCase):
         self.assertEqual(self.links(one), plain)
 
         # TLS on with anything but "dial" would cut links: refused, nothing changes.
-        self.mode = "accept"
-        one.write_config()
-        before = one.log().count("reload refused, nothing changed")
-        one.signal(signal.SIGHUP)
-        harness.wait_until(
-            lambda: one.log().count("reload refused, nothing changed") > before, 10,
-            what="the refusal")
+        self.reload(one, "accept", "reload refused, nothing changed")
         self.assertIn('plain_peers = \"dial\"', one.log().split("reload refused")[-1])
         self.assertEqual(self.links(one), plain)
 
@@ -743,17 +743,9 @@ class PeerTlsMigration(harness.TestCase):
                                what=f"node {n.id}: every link TLS")
 
         # Now TLS only: TLS off by a reload would cut every link, and is refused.
-        self.mode = None
-        one.write_config()
-        before = one.log().count("reload refused, nothing changed")
-        one.signal(signal.SIGHUP)
-        harness.wait_until(
-            lambda: one.log().count("reload refused, nothing changed") > before, 10,
-            what="the refusal")
+        self.reload(one, None, "reload refused, nothing changed")
         self.assertEqual(self.links(one), tls)
         self.write_and_read_everywhere("tls", b"after")
-        if os.environ.get("SHOW_LOG"):
-            print(one.log())
         for n in c.nodes:
             self.assertNotIn("TLS handshake failed", n.log(), f"node {n.id}")
 
