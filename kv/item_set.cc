@@ -117,9 +117,23 @@ item** item_set::link_of(std::string_view key) const {
 }
 
 item* item_set::find(std::string_view key) const {
-  item** link = link_of(key);
+  // link_of()'s walk, recording the links it passes (see "Insert after a missed find").
+  item** link = const_cast<item**>(&root_);
+  std::size_t depth = 0;
+  for (; *link != nullptr; ++depth) {
+    if (depth < max_path) path_[depth] = link;
+    const int cmp = key.compare((*link)->key());
+    if (cmp == 0) break;
+    link = cmp < 0 ? &(*link)->left : &(*link)->right;
+  }
   found_ = *link;
   found_link_ = link;
+  path_depth_ = 0;
+  if (*link == nullptr && depth < max_path) {
+    path_[depth] = link;
+    path_depth_ = depth + 1;
+    missed_key_.assign(key);
+  }
   return *link;
 }
 
@@ -176,27 +190,44 @@ void item_set::forget_recent(const item* it, item* successor) {
 
 void item_set::insert(item* fresh) {
   spine_.clear();
-  forget_found();
   const std::string_view key = fresh->key();
-  // Down to the first node that `fresh` outranks; everything below it is split by key
-  // into fresh's two subtrees (iteratively: no recursion, whatever the depth).
-  item** link = &root_;
-  while (*link != nullptr && (*link)->priority >= fresh->priority)
-    link = key < (*link)->key() ? &(*link)->left : &(*link)->right;
-  item* t = *link;
   item** lo = &fresh->left;
   item** hi = &fresh->right;
-  while (t != nullptr) {
-    if (t->key() < key) {
-      *lo = t;
-      lo = &t->right;
-      t = t->right;
-    } else {
-      *hi = t;
-      hi = &t->left;
-      t = t->left;
+  item** link = &root_;
+  if (path_depth_ > 0 && key == missed_key_) {
+    // The last find() missed this key and nothing changed since: its recorded path is the
+    // one the walk below would take ("Insert after a missed find").
+    std::size_t at = 0;
+    while (*path_[at] != nullptr && (*path_[at])->priority >= fresh->priority) ++at;
+    link = path_[at];
+    for (item* t = *link; t != nullptr; t = *path_[++at]) {
+      if (path_[at + 1] == &t->right) {  // t's key is smaller
+        *lo = t;
+        lo = &t->right;
+      } else {
+        *hi = t;
+        hi = &t->left;
+      }
+    }
+  } else {
+    // Down to the first node that `fresh` outranks; everything below it is split by key
+    // into fresh's two subtrees (iteratively: no recursion, whatever the depth).
+    while (*link != nullptr && (*link)->priority >= fresh->priority)
+      link = key < (*link)->key() ? &(*link)->left : &(*link)->right;
+    item* t = *link;
+    while (t != nullptr) {
+      if (t->key() < key) {
+        *lo = t;
+        lo = &t->right;
+        t = t->right;
+      } else {
+        *hi = t;
+        hi = &t->left;
+        t = t->left;
+      }
     }
   }
+  forget_found();
   *lo = nullptr;
   *hi = nullptr;
   *link = fresh;

@@ -36,6 +36,16 @@
 // cost 8-10 bytes per item, a slower restart and a slower bulk load; see the same
 // section.)
 //
+// Insert after a missed find: the store's write path finds a key first (a replace needs
+// the link to the item), and a new key is then inserted, which walked down the same path
+// again: with the batch prefetch, three walks per new key, whose key comparisons were 8% of
+// the leader's event loop under a stream of new keys (bench/README-profile.md, "A batch
+// read in pieces"). find() records the links it passes; insert() of the key the last find()
+// missed, with nothing changed since, takes the path from that record instead of comparing
+// keys again: the descent stops at the first recorded node the new item outranks, and the
+// split below follows the recorded directions (the walk went left at a node exactly when
+// the key is smaller, which is where the split puts that node).
+//
 // Batch prefetch: a walk is a chain of dependent loads, and on the guest measured each
 // miss costs ~100 ns or more: a find took ~1 us over 100,000 random keys and ~3.5 us over
 // a million (bench/README-profile.md, "Batch prefetch"), and the walk was 15-19% of a
@@ -62,6 +72,7 @@
 #include <cstring>
 #include <set>
 #include <span>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -178,6 +189,7 @@ class item_set {
   void forget_found() const {
     found_ = nullptr;
     found_link_ = nullptr;
+    path_depth_ = 0;
   }
   void index_expiry(const item* it);
   void unindex_expiry(const item* it);
@@ -197,6 +209,13 @@ class item_set {
   // Every change of the tree forgets it, so it never points into a freed node.
   mutable const item* found_ = nullptr;
   mutable item** found_link_ = nullptr;
+  // The links the last find() passed, root first, ending with the null link where its key
+  // would go, when it found nothing (path_depth_ 0 otherwise, or when the tree is deeper
+  // than max_path); missed_key_ is that key. Forgotten with the rest by every change.
+  static constexpr std::size_t max_path = 96;
+  mutable item** path_[max_path];
+  mutable std::size_t path_depth_ = 0;
+  mutable std::string missed_key_;
 };
 
 }  // namespace kv
