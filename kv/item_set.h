@@ -38,9 +38,9 @@
 //
 // Insert after a missed find: the store's write path finds a key first (a replace needs
 // the link to the item), and a new key is then inserted, which walked down the same path
-// again: with the batch prefetch, three walks per new key, whose key comparisons were 8% of
-// the leader's event loop under a stream of new keys (bench/README-profile.md, "A batch
-// read in pieces"). find() records the links it passes; insert() of the key the last find()
+// again: with the batch prefetch, three walks per new key, the insert's alone 5% of the
+// leader's event loop under a stream of new keys (bench/README-profile.md, "A batch read
+// in pieces"). find() records the links it passes; insert() of the key the last find()
 // missed, with nothing changed since, takes the path from that record instead of comparing
 // keys again: the descent stops at the first recorded node the new item outranks, and the
 // split below follows the recorded directions (the walk went left at a node exactly when
