@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <bit>
 #include <cstddef>
+#include <cstdint>
+#include <iterator>
 #include <new>
 
 namespace kv {
@@ -137,18 +139,51 @@ item* item_set::find(std::string_view key) const {
   return *link;
 }
 
+namespace {
+
+constexpr std::uint64_t recent_tag_mask = ~std::uint64_t{0} << 48;
+
+std::uint64_t recent_tag(std::uint32_t priority) {
+  return std::uint64_t{priority >> 16} << 48;
+}
+
+// The entry for `it`, or 0 when its address does not fit beside the tag.
+std::uint64_t recent_entry(const item* it) {
+  const auto address = reinterpret_cast<std::uintptr_t>(it);
+  if (it == nullptr || (address & recent_tag_mask) != 0) return 0;
+  return recent_tag(it->priority) | address;
+}
+
+item* recent_item(std::uint64_t entry) {
+  return reinterpret_cast<item*>(static_cast<std::uintptr_t>(entry & ~recent_tag_mask));
+}
+
+}  // namespace
+
 const item* item_set::lookup(std::string_view key) const {
   // Sets small enough to stay in the CPU's cache do without the table.
   constexpr std::size_t min_items = 1024;
   if (size_ < min_items) return *link_of(key);
-  // Twice the set's size up to the cap; resized (emptied) as the set grows past it.
-  const std::size_t want = std::min(recent_slots_max, std::bit_ceil(size_) * 2);
-  if (recent_.size() < want) recent_.assign(want, nullptr);
+  // Twice the set's size in entries, up to the cap; resized (emptied) as the set grows.
+  const std::size_t want = std::min(recent_entries_max, std::bit_ceil(size_) * 2) / recent_ways;
+  if (recent_.size() < want) recent_.assign(want, recent_bucket{});
   const std::uint32_t h = priority_of(key);
-  item*& slot = recent_[h & (recent_.size() - 1)];
-  if (slot != nullptr && slot->priority == h && slot->key() == key) return slot;
+  recent_bucket& bucket = recent_[h & (recent_.size() - 1)];
+  const std::uint64_t tag = recent_tag(h);
+  for (const std::uint64_t entry : bucket.entry) {
+    if (entry == 0 || (entry & recent_tag_mask) != tag) continue;
+    item* it = recent_item(entry);
+    if (it->priority == h && it->key() == key) return it;
+  }
+  ++lookup_walks_;
   item* it = *link_of(key);
-  if (it != nullptr) slot = it;
+  const std::uint64_t fresh = recent_entry(it);
+  if (fresh == 0) return it;
+  // An empty entry if the bucket has one, else the next in turn: which one is lost does
+  // not change a reply, only whether the next read of it walks.
+  std::uint64_t* slot = std::find(std::begin(bucket.entry), std::end(bucket.entry), 0);
+  if (slot == std::end(bucket.entry)) slot = &bucket.entry[recent_victim_++ % recent_ways];
+  *slot = fresh;
   return it;
 }
 
@@ -184,8 +219,12 @@ item** item_set::link_to(const item* it) const {
 
 void item_set::forget_recent(const item* it, item* successor) {
   if (recent_.empty()) return;
-  item*& slot = recent_[it->priority & (recent_.size() - 1)];
-  if (slot == it) slot = successor;
+  recent_bucket& bucket = recent_[it->priority & (recent_.size() - 1)];
+  const std::uint64_t old = recent_entry(it);
+  for (std::uint64_t& entry : bucket.entry) {
+    // A successor has the same key, so the same bucket and tag.
+    if (old != 0 && entry == old) entry = recent_entry(successor);
+  }
 }
 
 void item_set::insert(item* fresh) {
@@ -280,7 +319,7 @@ void item_set::clear() {
   by_expiry_.clear();
   spine_.clear();
   forget_found();
-  std::vector<item*>().swap(recent_);
+  std::vector<recent_bucket>().swap(recent_);
   // Free every node without a stack: rotate left children up until none is left.
   item* t = root_;
   while (t != nullptr) {

@@ -19,22 +19,27 @@
 // client could craft keys whose hashes degrade it, at a cost like hash flooding a fixed-hash
 // table (memcached's is fixed too), and the iterative algorithms keep that to slowness.
 //
-// Lookup cache: a read (lookup()) first tries a small direct-mapped table of recently read
-// items, indexed by the key's hash (the priority above), and walks the tree only on a miss;
-// a write (find()) walks, since a replace needs the link to the item anyway and a bulk load
-// of new keys would only pay for the table and never hit it. A walk is ~2 ln n dependent
-// loads; with 32 connections of `get` over 10,000 keys it was 8% of the leader's event
-// loop, 17% over 100,000 keys (bench/README-profile.md, "Lookups"). Writes through the
-// table were tried (bench/README-profile.md, "Writes in place"): over 100,000 random keys
-// on a single node the walk fell from 9-10% of the samples to 5-6% with the table, but on a
-// stream of consecutive keys, whose walks share their cached upper levels, the leader's
-// loop went from 2.8% in the walk to 9.9% in walk plus table (each slot is a random access
-// into 2 MiB), and the streams and the bulk load are what the goals measure. The table is
-// bounded (recent_slots_max pointers, 2 MiB) whatever the set's size, costs nothing to
-// restore (it starts empty), and is never serialized: it changes no reply and no
-// replica's state. (A full hash index through the items was tried: at a million items it
-// cost 8-10 bytes per item, a slower restart and a slower bulk load; see the same
-// section.)
+// Lookup cache: a read (lookup()) first tries a small table of recently read items and
+// walks the tree only on a miss; a write (find()) walks, since a replace needs the link to
+// the item anyway and a bulk load of new keys would only pay for the table and never hit
+// it. A walk is ~2 ln n dependent loads; with 32 connections of `get` over 10,000 keys it
+// was 8% of the leader's event loop, 17% over 100,000 keys (bench/README-profile.md,
+// "Lookups"). The table is set-associative: a key's hash (the priority above) picks a
+// bucket of eight entries, one cache line, and each entry keeps 16 more bits of the hash
+// beside the item's address, so a hit reads one line of the table and then only the item
+// whose bits match. (It was direct-mapped, one pointer per slot: over 100,000 keys about a
+// sixth of them shared their slot with another and walked on most reads, and the walk was
+// still 6% of the leader's loop under that load; bench/README-profile.md, "A lookup table
+// in cache lines".) Writes through the table were tried (bench/README-profile.md, "Writes
+// in place"): over 100,000 random keys on a single node the walk fell from 9-10% of the
+// samples to 5-6% with the table, but on a stream of consecutive keys, whose walks share
+// their cached upper levels, the leader's loop went from 2.8% in the walk to 9.9% in walk
+// plus table (each slot is a random access into 2 MiB), and the streams and the bulk load
+// are what the goals measure. The table is bounded (recent_entries_max entries of 8 bytes,
+// 2 MiB) whatever the set's size, costs nothing to restore (it starts empty), and is never
+// serialized: it changes no reply and no replica's state. (A full hash index through the
+// items was tried: at a million items it cost 8-10 bytes per item, a slower restart and a
+// slower bulk load; see the same section.)
 //
 // Insert after a missed find: the store's write path finds a key first (a replace needs
 // the link to the item), and a new key is then inserted, which walked down the same path
@@ -63,8 +68,9 @@
 //  - by_expiry_ holds (expires_at_ms, item) for exactly the items with expires_at_ms != 0;
 //    items change expiry only through set_expiry() (and are inserted/replaced/erased only
 //    through this class), so the index never points at a freed item;
-//  - a slot of recent_ is null or points at an item of the set (erase and replace clear or
-//    update the slot of the item they free; clear() and moves empty the table).
+//  - an entry of recent_ is empty or points at an item of the set, with the top 16 bits of
+//    that item's priority (erase and replace clear or update the entry of the item they
+//    free; clear() and moves empty the table).
 #pragma once
 
 #include <cstddef>
@@ -129,6 +135,8 @@ class item_set {
   item* find(std::string_view key) const;
   // The same for a read: through the lookup cache (see the top of the file).
   const item* lookup(std::string_view key) const;
+  // How many lookup()s of a set past the table's threshold missed the table and walked.
+  std::uint64_t lookup_walks() const { return lookup_walks_; }
   // Brings the tree paths of these keys into the CPU's cache ahead of their writes
   // (kv::store::prefetch; see "Batch prefetch" at the top of the file). Reads only.
   void prefetch(std::span<const std::string_view> keys) const;
@@ -194,13 +202,26 @@ class item_set {
   void index_expiry(const item* it);
   void unindex_expiry(const item* it);
 
-  // The lookup cache (see the top of the file).
-  static constexpr std::size_t recent_slots_max = std::size_t{1} << 18;
+  // The lookup cache (see the top of the file). An entry is 0 (empty) or an item's address
+  // (below 2^48, as user-space addresses are on x86-64 and arm64 Linux; an item above that
+  // is simply not cached) with the top 16 bits of its priority in its own top 16 bits. The
+  // bucket is picked by the priority's low bits, so the two never overlap (at most 2^15
+  // buckets).
+  static constexpr std::size_t recent_ways = 8;
+  static constexpr std::size_t recent_entries_max = std::size_t{1} << 18;
+  struct alignas(64) recent_bucket {
+    std::uint64_t entry[recent_ways];
+  };
+  static_assert(sizeof(recent_bucket) == 64, "one bucket per cache line");
+  static_assert(recent_entries_max / recent_ways <= std::size_t{1} << 16,
+                "bucket bits and tag bits must not overlap");
   void forget_recent(const item* it, item* successor);
 
   item* root_ = nullptr;
   std::size_t size_ = 0;
-  mutable std::vector<item*> recent_;  // empty, or a power-of-two number of slots
+  mutable std::vector<recent_bucket> recent_;  // empty, or a power-of-two number of buckets
+  mutable std::uint32_t recent_victim_ = 0;    // which full bucket's entry the next miss takes
+  mutable std::uint64_t lookup_walks_ = 0;
   expiry_index by_expiry_;
   std::vector<item*> spine_;  // append_greatest: the right spine, root first
   // Where the last find() found its item. The store's write path finds a key and then
