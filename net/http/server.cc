@@ -3,7 +3,8 @@
 // accept-error backoff, stop). One coroutine per connection on the node's io_context: wait
 // for the first byte (idle timeout), read one request under a deadline that covers its
 // header and body (so a slow client cannot hold the session), route it through
-// net/http/api.h, run it (execute.cc), write the answer (write deadline), repeat.
+// net/http/api.h, run it (execute.cc), write the answer (write deadline; its bytes are made
+// by net/http/wire.h, not by Beast's serializer), repeat.
 //
 // HTTP/1.1 pipelining. A client may send requests without waiting for answers; they are
 // answered in request order (RFC 9112 §9.3.2). Every complete request already in the
@@ -43,11 +44,11 @@
 #include <boost/beast/http.hpp>
 #include <deque>
 #include <memory>
-#include <sstream>
 
 #include "base/log.h"
 #include "net/http/api.h"
 #include "net/http/server_state.h"
+#include "net/http/wire.h"
 #include "net/listener.h"
 #include "net/metrics.h"
 #include "net/service.h"
@@ -96,22 +97,6 @@ class socket_deadline {
   std::shared_ptr<shared> state_;
 };
 
-http::response<http::string_body> to_beast(http_response&& r, unsigned version, bool keep_alive,
-                                           bool head) {
-  http::response<http::string_body> res{static_cast<http::status>(r.status), version};
-  res.set(http::field::server, "raftkv");
-  if (!r.content_type.empty()) res.set(http::field::content_type, r.content_type);
-  for (auto& [name, value] : r.headers) res.insert(name, value);
-  res.body() = std::move(r.body);
-  res.keep_alive(keep_alive && !r.close);
-  res.prepare_payload();
-  // A 304 has no body by definition; a Content-Length there would have to be the 200's.
-  if (r.status == 304) res.erase(http::field::content_length);
-  // HEAD: the same headers (Content-Length included) and no body.
-  if (head) res.body().clear();
-  return res;
-}
-
 // The peer went away or timed out (nothing to answer), as opposed to a malformed request.
 bool connection_gone(const beast::error_code& ec) {
   return ec == http::error::end_of_stream || ec == beast::error::timeout ||
@@ -139,9 +124,9 @@ asio::awaitable<void> answer_and_close(http_server::state& st, Stream& stream, t
                                        socket_deadline& deadline, http_response resp,
                                        std::uint64_t drain_bytes) {
   resp.close = true;
-  auto res = to_beast(std::move(resp), 11, false, false);
+  const std::string bytes = wire_bytes(resp, 11, false, false);
   deadline.expires_after(st.options.write_timeout);
-  auto [ec, n] = co_await http::async_write(stream, res, use_tuple);
+  auto [ec, n] = co_await asio::async_write(stream, asio::buffer(bytes), use_tuple);
   (void)n;
   if (ec) co_return;
   beast::error_code ignored;
@@ -157,8 +142,6 @@ asio::awaitable<void> answer_and_close(http_server::state& st, Stream& stream, t
   }
 }
 
-using beast_response = http::response<http::string_body>;
-
 // A request parsed and routed, until its answer is written.
 struct pipelined_request {
   route r;
@@ -168,7 +151,8 @@ struct pipelined_request {
   bool head = false;
   std::chrono::steady_clock::time_point started;
   std::size_t body_bytes = 0;
-  beast_response answer;
+  std::string answer;   // its bytes on the wire (net/http/wire.h)
+  bool closes = false;  // the connection ends after it
 };
 
 // How a request may overlap the requests before it on its connection (top of the file).
@@ -191,6 +175,7 @@ struct pipeline {
   overlap running_kind = overlap::none;  // what the running ones are (all alike)
   std::size_t body_bytes = 0;            // bodies of the queued requests
   asio::steady_timer wake;               // cancelled whenever a request completes
+  std::vector<asio::const_buffer> out;   // flush(): the answers of one write
 };
 
 constexpr std::size_t max_pipelined = 64;
@@ -207,7 +192,9 @@ asio::awaitable<void> answer(http_server::state& st, pipelined_request& q) {
   }
   st.service.metrics().observe_request(door::http, q.name, counts_as_ok(resp.status),
                                        std::chrono::steady_clock::now() - q.started);
-  q.answer = to_beast(std::move(resp), q.version, q.keep_alive && !st.stopped, q.head);
+  const bool keep_alive = q.keep_alive && !st.stopped;
+  q.answer = wire_bytes(resp, q.version, keep_alive, q.head);
+  q.closes = wire_closes(resp, keep_alive);
 }
 
 // A pipelined request running on its own; the session's pipeline learns when it is done.
@@ -227,25 +214,32 @@ asio::awaitable<void> wait_idle(pipeline& pl) {
   }
 }
 
-// Waits for every queued request and writes their answers in order. False when the
-// connection is to end: a write failed, or an answer closes it.
+// Waits for every queued request and writes their answers in order, in one gathered write
+// (up to and including the first answer that ends the connection; the rest are dropped).
+// False when the connection is to end: the write failed, or an answer closes it.
 template <typename Stream>
 asio::awaitable<bool> flush(http_server::state& st, Stream& stream, socket_deadline& deadline,
                             pipeline& pl) {
   co_await wait_idle(pl);
   bool open = true;
-  while (!pl.queue.empty()) {
-    auto q = std::move(pl.queue.front());
-    pl.queue.pop_front();
-    pl.body_bytes -= q->body_bytes;
-    if (!open) continue;
-    const bool close = q->answer.need_eof();
+  pl.out.clear();
+  for (const auto& q : pl.queue) {
+    pl.out.push_back(asio::buffer(q->answer));
+    if (q->closes) {
+      open = false;
+      break;
+    }
+  }
+  if (!pl.out.empty()) {
     deadline.expires_after(st.options.write_timeout);
-    auto [ec, n] = co_await http::async_write(stream, q->answer, use_tuple);
+    auto [ec, n] = co_await asio::async_write(stream, pl.out, use_tuple);
     (void)n;
-    if (ec || close) open = false;
+    if (ec) open = false;
   }
   deadline.clear();
+  pl.out.clear();
+  pl.queue.clear();
+  pl.body_bytes = 0;
   co_return open;
 }
 
@@ -453,10 +447,7 @@ std::string refusal_text() {
   auto resp = error_response(503, "too_many_connections", "too many open connections");
   resp.headers.emplace_back("Retry-After", "1");
   resp.close = true;
-  auto res = to_beast(std::move(resp), 11, false, false);
-  std::ostringstream out;
-  out << res;
-  return out.str();
+  return wire_bytes(resp, 11, false, false);
 }
 
 }  // namespace
