@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE net_http_api
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
+#include <limits>
 
 #include "net/http/api.h"
 
@@ -253,6 +254,18 @@ BOOST_AUTO_TEST_CASE(item_answers_raw_and_meta) {
   BOOST_CHECK_EQUAL(b.at("encoding").as_string(), "base64");
   BOOST_CHECK_EQUAL(b.at("value").as_string(), "AP/+");
   BOOST_CHECK_EQUAL(b.at("expires").to_number<std::int64_t>(), 0);
+}
+
+// A PUT's answer is formatted by hand (the hot path); it must be what Boost.JSON wrote.
+BOOST_AUTO_TEST_CASE(stored_answer_is_the_json_it_was) {
+  for (std::uint64_t version : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{4294967296},
+                                std::numeric_limits<std::uint64_t>::max()}) {
+    const auto r = net::stored_response(version);
+    BOOST_CHECK_EQUAL(r.status, 200u);
+    BOOST_CHECK_EQUAL(r.content_type, "application/json");
+    BOOST_CHECK_EQUAL(r.header("ETag").value_or(""), "\"" + std::to_string(version) + "\"");
+    BOOST_CHECK_EQUAL(r.body, json::serialize(json::object{{"version", version}}) + "\n");
+  }
 }
 
 BOOST_AUTO_TEST_CASE(list_answer_pages) {

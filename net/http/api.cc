@@ -691,9 +691,9 @@ http_response item_response(std::string_view key, const kv::item_view& item, boo
 http_response stored_response(std::uint64_t version) {
   http_response r;
   r.headers.emplace_back("ETag", etag(version));
-  json::object o;
-  o["version"] = version;
-  r.body = json_text(o);
+  // Every PUT answers this: formatted directly, as json_text() would (a Boost.JSON object and
+  // its serializer were 1.4% of the leader's event loop under 32 connections of PUT).
+  r.body = "{\"version\":" + std::to_string(version) + "}\n";
   return r;
 }
 
