@@ -27,8 +27,8 @@
 // "Lookups"). The table is set-associative: a key's hash (the priority above) picks a
 // bucket of eight entries, one cache line, and each entry keeps 16 more bits of the hash
 // beside the item's address, so a hit reads one line of the table and then only the item
-// whose bits match. (It was direct-mapped, one pointer per slot: over 100,000 keys about a
-// sixth of them shared their slot with another and walked on most reads, and the walk was
+// whose bits match. (It was direct-mapped, one pointer per slot: over 100,000 random keys a
+// fifth of the reads found their slot taken by another key and walked, and the walk was
 // still 6% of the leader's loop under that load; bench/README-profile.md, "A lookup table
 // in cache lines".) Writes through the table were tried (bench/README-profile.md, "Writes
 // in place"): over 100,000 random keys on a single node the walk fell from 9-10% of the

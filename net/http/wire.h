@@ -4,8 +4,8 @@
 // Why: every answer used to become a beast::http::response (one allocation per header field)
 // and went out through http::async_write, a composed operation whose serializer walks a
 // concatenation of buffer views and whose completion is posted once more. Under 32
-// connections of PUT that machinery, not counting the send itself, was 11.5% of the
-// leader's event loop (bench/README-profile.md, "HTTP answers as bytes"). The answers of
+// connections of PUT that machinery, not counting the send itself, was about a tenth of
+// the leader's event loop (bench/README-profile.md, "HTTP answers as bytes"). The answers of
 // one flush now go out in one gathered write.
 //
 // The bytes are exactly those Beast wrote for the same answer (test/net_http_server_test.cc
