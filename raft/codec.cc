@@ -33,6 +33,7 @@ class writer {
     u8(static_cast<std::uint8_t>(e.type));
     str(e.data);
   }
+  void reserve(std::size_t n) { out_.reserve(n); }
   std::string take() { return std::move(out_); }
 
  private:
@@ -265,10 +266,20 @@ bool read_body(reader& r, std::size_t tag, message_body& out) {
   }
 }
 
+// Room for the whole encoding of most messages, so that an append of many entries is
+// built in one allocation instead of growing (and copying) its string several times.
+std::size_t size_hint(const message& m) {
+  std::size_t n = 128;
+  if (const auto* a = std::get_if<append_request>(&m.body))
+    for (const auto& e : a->entries) n += min_entry_bytes + e.data.size();
+  return n;
+}
+
 }  // namespace
 
 std::string encode(const message& m) {
   writer w;
+  w.reserve(size_hint(m));
   w.u8(codec_version);
   w.u8(static_cast<std::uint8_t>(m.body.index()));
   w.u64(m.from.value);

@@ -1010,6 +1010,9 @@ void core::send_append(node_id to, progress& pr, bool allow_empty) {
   req.prev_index = prev;
   req.prev_term = *prev_term;
   std::uint64_t bytes = 0;
+  if (pr.next <= last_index())
+    req.entries.reserve(std::min<std::uint64_t>(last_index().value - pr.next.value + 1,
+                                                cfg_.max_entries_per_append));
   for (index_t i = pr.next; i <= last_index(); ++i) {
     const entry& e = *entry_at(i);
     if (!req.entries.empty() && (req.entries.size() >= cfg_.max_entries_per_append ||
@@ -1272,6 +1275,8 @@ ready core::take_ready() {
   if (read_round_due()) broadcast_heartbeat();
   ready r = std::move(out_);
   out_ = ready{};
+  if (unstable_from_ <= last_index())
+    r.entries.reserve(last_index().value - unstable_from_.value + 1);
   for (index_t i = unstable_from_; i <= last_index(); ++i) r.entries.push_back(*entry_at(i));
   unstable_from_ = last_index() + 1;
   // The hard state goes out when the term or the vote changed: those must be durable before
