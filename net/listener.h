@@ -97,6 +97,10 @@ class input_buffer {
                                                 std::size_t max_read = 256 * 1024);
 
  private:
+  // Reads what else is waiting in the socket without blocking (at most max_read bytes),
+  // after a read that filled the buffer's room. Returns the number of bytes added.
+  std::size_t drain(boost::asio::ip::tcp::socket& socket, std::size_t max_read);
+
   std::string data_;
   std::size_t pos_ = 0;   // bytes of data_ already consumed
   std::size_t skip_ = 0;  // bytes still to drop as they arrive

@@ -132,7 +132,9 @@ struct pipeline_limits {
   // sets, about 8 ms of the event loop. After this many requests the parser lets the loop
   // run whatever else is ready (other connections, peer messages, the replica's turn, which
   // proposes what was parsed so far) before it goes on. On a 1M-item bulk load this took the
-  // load from 61,600 to 69,400 items/s (four runs each; bench/README-scale.md).
+  // load from 61,600 to 69,400 items/s (four runs each; bench/README-scale.md). A short tail
+  // (less input left than the turn parsed) is parsed in the same turn, so a turn takes at
+  // most twice this: a client's round of 100 is then proposed whole, one journal sync.
   int requests_per_turn = 64;
 };
 

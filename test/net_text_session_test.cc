@@ -138,10 +138,39 @@ BOOST_AUTO_TEST_CASE(pipelined_writes_are_in_flight_together) {
   BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
   // A session that waited for each write before starting the next would never have more
   // than one held, and would need n batches. This one starts a turn's worth at once (the
-  // double answers once per turn).
+  // double answers once per turn), and the last turn also takes the short tail after it.
   const auto turn = std::size_t(net::pipeline_limits{}.requests_per_turn);
-  BOOST_CHECK_EQUAL(f.on_io([&] { return f.service.max_held(); }), turn);
+  const auto held = f.on_io([&] { return f.service.max_held(); });
+  BOOST_CHECK_GE(held, turn);
+  BOOST_CHECK_LE(held, 2 * turn);
   BOOST_CHECK_LE(f.on_io([&] { return f.service.batches(); }), (n + turn - 1) / turn);
+}
+
+// A client's round sent in one write, more than a turn's count but less than two, larger
+// than the room of the connection's buffer: it is read in one go (what the socket still
+// holds after a read that filled the room is taken at once) and started in one turn (the
+// tail after a turn's count is parsed with it), so it is one batch, one journal sync in the
+// cluster. Read in two pieces, or cut at the turn's count, it was two.
+BOOST_AUTO_TEST_CASE(a_round_in_one_write_is_started_in_one_turn) {
+  fixture f;
+  auto s = f.connect(f.mc.port());
+  const std::string version_reply = "VERSION 1.6.18-raftkv-test\r\n";
+  // A first small request leaves the connection a buffer of a few KiB.
+  send(s, "version\r\n");
+  BOOST_REQUIRE_EQUAL(receive(s, version_reply.size()), version_reply);
+  const auto turn = net::pipeline_limits{}.requests_per_turn;
+  const int n = turn + turn / 2;
+  std::string round;
+  for (int i = 0; i < n; ++i) {
+    round += "set k" + std::to_string(1000 + i) + " 0 0 100 noreply\r\n" + std::string(100, 'v') +
+             "\r\n";
+  }
+  round += "version\r\n";
+  BOOST_REQUIRE_GT(round.size(), 8192u);  // past the room of the first read's buffer
+  send(s, round);
+  BOOST_CHECK_EQUAL(receive(s, version_reply.size()), version_reply);
+  BOOST_CHECK_EQUAL(f.on_io([&] { return f.service.max_held(); }), std::size_t(n));
+  BOOST_CHECK_EQUAL(f.on_io([&] { return f.service.batches(); }), 1u);
 }
 
 BOOST_AUTO_TEST_CASE(replies_keep_request_order_when_requests_complete_out_of_order) {
@@ -261,8 +290,10 @@ BOOST_AUTO_TEST_CASE(noreply_writes_hold_a_place_and_answer_nothing) {
   send(s, sets(500, true) + "get k499\r\nversion\r\n");
   const std::string expected = "VALUE k499 0 1\r\nv\r\nEND\r\nVERSION 1.6.18-raftkv-test\r\n";
   BOOST_CHECK_EQUAL(receive(s, expected.size()), expected);
-  BOOST_CHECK_EQUAL(f.on_io([&] { return f.service.max_held(); }),
-                    std::size_t(net::pipeline_limits{}.requests_per_turn));
+  const auto turn = std::size_t(net::pipeline_limits{}.requests_per_turn);
+  const auto held = f.on_io([&] { return f.service.max_held(); });
+  BOOST_CHECK_GE(held, turn);
+  BOOST_CHECK_LE(held, 2 * turn);
 }
 
 BOOST_AUTO_TEST_CASE(the_connection_bound_stops_parsing) {
