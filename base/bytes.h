@@ -8,6 +8,7 @@
 // length is checked against the bytes actually left before any string is built from it.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -17,25 +18,43 @@
 namespace base {
 
 // Fixed-width little-endian loads and stores at a position the caller has bounds-checked.
+// On a little-endian machine each is one memcpy, which compiles to a single load or store:
+// built byte by byte, a value written to a buffer and read back whole (byte_writer does)
+// stalls the CPU's store forwarding; that was 40% of kv::encode_to's samples.
 inline void store_le32(char* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(p, &v, 4);
+  } else {
+    for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  }
 }
 inline void store_le64(char* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(p, &v, 8);
+  } else {
+    for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  }
 }
 inline std::uint32_t load_le32(const void* at) {
-  const auto* p = static_cast<const unsigned char*>(at);
   std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(&v, at, 4);
+  } else {
+    const auto* p = static_cast<const unsigned char*>(at);
+    for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+  }
   return v;
 }
 inline std::uint64_t load_le64(const void* at) {
-  const auto* p = static_cast<const unsigned char*>(at);
   std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(&v, at, 8);
+  } else {
+    const auto* p = static_cast<const unsigned char*>(at);
+    for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  }
   return v;
 }
-
 
 class byte_writer {
  public:
@@ -127,11 +146,11 @@ class byte_reader {
   }
 
  private:
+  // width is 4 or 8.
   std::optional<std::uint64_t> fixed(int width) {
     if (remaining() < static_cast<std::size_t>(width)) return std::nullopt;
-    std::uint64_t v = 0;
-    for (int i = 0; i < width; ++i)
-      v |= static_cast<std::uint64_t>(static_cast<std::uint8_t>(in_[pos_ + i])) << (8 * i);
+    const std::uint64_t v =
+        width == 8 ? load_le64(in_.data() + pos_) : load_le32(in_.data() + pos_);
     pos_ += static_cast<std::size_t>(width);
     return v;
   }
