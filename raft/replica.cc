@@ -117,8 +117,13 @@ void replica::stop() {
   alive_.reset();  // completions still queued find nobody
   auto writes = std::move(writes_);
   writes_.clear();
-  for (auto& [id, w] : writes) {
-    if (!w.serving && w.cb) w.cb(replica_error::stopped, {});
+  // In call order, as they were made (the table has none).
+  std::vector<std::pair<call_id, write_op*>> in_order;
+  in_order.reserve(writes.size());
+  for (auto& [id, w] : writes) in_order.emplace_back(id, &w);
+  std::sort(in_order.begin(), in_order.end());
+  for (auto& [id, w] : in_order) {
+    if (!w->serving && w->cb) w->cb(replica_error::stopped, {});
   }
   auto reads = std::move(reads_);
   reads_.clear();
@@ -467,10 +472,10 @@ void replica::apply(const std::vector<entry>& committed) {
         result = encode_outcome(change_outcome{change_error::none, e.index,
                                                config ? std::move(*config) : membership{}});
       }
-      finish_write(id, replica_error::none, std::move(result));
+      finish_write_at(w, replica_error::none, std::move(result), true);
     } else if (w->second.serving) {
       // Another leader's entry took this index: the proposal was lost (paper §5.3).
-      finish_write(id, replica_error::not_leader);
+      finish_write_at(w, replica_error::not_leader, {}, true);
     } else {
       w->second.state = write_state::idle;
       w->second.retry_at = now();
@@ -590,9 +595,7 @@ void replica::attempt_fresh_writes() {
   fresh_writes_.clear();
   // A fresh write that is gone was answered meanwhile (stop, its deadline).
   const clock_reading at{now(), opts_.now_ms()};
-  for (const call_id id : fresh) {
-    if (writes_.count(id)) attempt_write(id, &at);
-  }
+  for (const call_id id : fresh) attempt_write(id, &at);  // returns at once if it is gone
   // Hand the buffer back for the next turn, unless attempts queued new writes meanwhile.
   if (fresh_writes_.empty()) {
     fresh.clear();
@@ -670,7 +673,7 @@ void replica::attempt_write(call_id id, const clock_reading* at) {
   auto it = writes_.find(id);
   if (it == writes_.end()) return;
   auto& w = it->second;
-  idle_writes_.erase(id);
+  if (!idle_writes_.empty()) idle_writes_.erase(id);
   if (stopped_) return finish_write(id, replica_error::stopped);
   if (!storage_error_.empty()) return finish_write(id, replica_error::unavailable);
   if ((at ? at->monotonic_ms : now()) >= w.deadline) {
@@ -771,10 +774,16 @@ void replica::set_proposal(index_t index, call_id id) {
 void replica::finish_write(call_id id, replica_error e, std::string result) {
   auto it = writes_.find(id);
   if (it == writes_.end()) return;
+  finish_write_at(it, e, std::move(result), false);
+}
+
+void replica::finish_write_at(write_table::iterator it, replica_error e, std::string result,
+                              bool proposal_erased) {
+  const call_id id = it->first;
   write_op w = std::move(it->second);
   write_nodes_.erase(writes_, it);
-  idle_writes_.erase(id);
-  if (w.state == write_state::proposed) {
+  if (!idle_writes_.empty()) idle_writes_.erase(id);
+  if (w.state == write_state::proposed && !proposal_erased) {
     if (auto p = proposals_.find(w.index); p != proposals_.end() && p->second == id)
       proposal_nodes_.erase(proposals_, p);
   }
@@ -1258,8 +1267,7 @@ bool snapshot_due(const replica_options& o, std::uint64_t entries, std::uint64_t
   }
   if (o.snapshot_min_log_bytes == 0) return false;
   const double share = static_cast<double>(state_bytes) * o.snapshot_log_ratio;
-  const double threshold =
-      std::max(static_cast<double>(o.snapshot_min_log_bytes), share) * scale;
+  const double threshold = std::max(static_cast<double>(o.snapshot_min_log_bytes), share) * scale;
   return static_cast<double>(log_bytes) > threshold;
 }
 
