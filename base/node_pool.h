@@ -1,4 +1,4 @@
-// Reuse of a std::map's tree nodes.
+// Reuse of the nodes of a std::map or std::unordered_map (any map with node handles).
 //
 // A map that a stream of requests inserts into and erases from at the same pace (a replica's
 // calls in flight, keyed by id or by log index) would allocate one node and free one per
