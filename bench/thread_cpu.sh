@@ -2,8 +2,10 @@
 # CPU per replicated entry, thread by thread, on the leader and one follower of a fresh
 # 3-node cluster, during one bench/mc_load run (every reply checked). For each thread that
 # used CPU: its name, microseconds of CPU (user + system, from /proc/PID/task/TID/stat) per
-# log entry appended meanwhile; then journal records per entry and the mean journal
-# write + fdatasync (raftkv_fsync_duration_seconds in /metrics) on both nodes.
+# log entry appended meanwhile, and its context switches per entry (voluntary: it slept,
+# e.g. in epoll_wait or on a futex; involuntary: it was preempted); then journal records
+# per entry and the mean journal write + fdatasync (raftkv_fsync_duration_seconds in
+# /metrics) on both nodes.
 #
 #   bench/thread_cpu.sh [build dir] -- <mc_load options>
 #   e.g. bench/thread_cpu.sh build/release -- --connections 1 --op stream --depth 1000
@@ -48,7 +50,12 @@ lp=${pids[$((l - 1))]}
 fp=${pids[$((f - 1))]}
 
 metric() { curl -fsS "http://127.0.0.1:$(http_port "$1")/metrics" | awk -v n="$2" '$1 == n {print $2}'; }
-threads() { for t in /proc/"$1"/task/*; do echo "$(basename "$t") $(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done; }
+threads() {  # tid name cpu-ticks voluntary-switches involuntary-switches
+  for t in /proc/"$1"/task/*; do
+    echo "$(basename "$t") $(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")" \
+      "$(awk '/^voluntary_ctxt_switches/ {v = $2} /^nonvoluntary_ctxt_switches/ {n = $2} END {print v, n}' "$t/status")"
+  done
+}
 sample() {  # node pid -> file: journal records, their seconds, last log index, thread ticks
   {
     echo "records $(metric "$1" raftkv_fsync_duration_seconds_count)"
@@ -89,15 +96,16 @@ for who in l f; do
   awk -v who="$([ "$who" = l ] && echo leader || echo follower)" -v hz="$hz" '
     FNR == NR { if ($1 == "index") i0 = $2; else if ($1 == "records") r0 = $2;
                 else if ($1 == "seconds") s0 = $2; else if ($1 == "minflt") m0 = $2;
-                else t0[$1] = $3; next }
+                else { t0[$1] = $3; v0[$1] = $4; n0[$1] = $5 }; next }
     $1 == "index" { n = $2 - i0; next }
     $1 == "records" { r = $2 - r0; next }
     $1 == "seconds" { s = $2 - s0; next }
     $1 == "minflt" { m = $2 - m0; next }
-    $3 > t0[$1] { k++; tid[k] = $1; name[k] = $2; ticks[k] = $3 - t0[$1] }
+    $3 > t0[$1] { k++; tid[k] = $1; name[k] = $2; ticks[k] = $3 - t0[$1]; vol[k] = $4 - v0[$1]; inv[k] = $5 - n0[$1] }
     END {
       for (j = 1; j <= k; ++j)
-        printf "%s thread %s %s: %.2f us/entry\n", who, tid[j], name[j], (n > 0 ? 1e6 * ticks[j] / hz / n : 0)
+        printf "%s thread %s %s: %.2f us/entry, context switches/entry: %.2f voluntary, %.2f involuntary\n", who, tid[j], name[j],
+               (n > 0 ? 1e6 * ticks[j] / hz / n : 0), (n > 0 ? vol[j] / n : 0), (n > 0 ? inv[j] / n : 0)
       printf "%s: entries=%d journal_records=%d entries/record=%.1f mean_record_ms=%.2f page_faults/entry=%.2f\n",
              who, n, r, (r > 0 ? n / r : 0), (r > 0 ? 1000 * s / r : 0), (n > 0 ? m / n : 0)
     }' "$DIR/${who}0" "$DIR/${who}1"
