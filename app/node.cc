@@ -353,6 +353,19 @@ void node::start(std::optional<asio::ip::tcp::acceptor> peer_acceptor,
       return err;
     };
     transport_options.generations = std::move(guard);
+    transport_options.read_lease_ms = replica_->read_lease_ms();
+    transport_options.on_read_lease = [this](raft::node_id id, std::int64_t lease_ms) {
+      replica_->set_peer_read_lease(id, lease_ms);
+      const std::int64_t own = replica_->read_lease_ms();
+      if (own > 0 && lease_ms < own) {
+        base::log(log_level::warn, "node ", id.value, " announces a read lease of ", lease_ms,
+                  " ms, shorter than this node's ", own,
+                  " ms ([raft] tick_ms, election_ticks or lease_reads differ): as leader, "
+                  "this node counts on the other members alone for its lease, and reads "
+                  "take a heartbeat round when they are not a quorum. Give every member the "
+                  "same three settings");
+      }
+    };
     if (cluster_id_ == 0) {
       transport_options.adopt_cluster_id = [this](std::uint64_t id) -> std::string {
         auto cid = cluster_id::load_or_create(config_.data_dir, id);

@@ -68,6 +68,7 @@ net::node_status node::status() const {
       ms.match_index = s.persisted_index.value;
       ms.next_index = s.last_index.value + 1;
       ms.last_contact_ms = 0;
+      ms.read_lease_ms = replica_->read_lease_ms();
     } else {
       for (const auto& p : s.peers) {
         if (p.id != m.id) continue;
@@ -86,10 +87,13 @@ net::node_status node::status() const {
         ms.snapshot_error = t.last_error;
       }
       if (transport_) {
-        if (auto ps = transport_->status(m.id); ps && ps->last_received) {
-          ms.last_contact_ms =
-              std::chrono::duration_cast<std::chrono::milliseconds>(now - *ps->last_received)
-                  .count();
+        if (auto ps = transport_->status(m.id)) {
+          if (ps->last_received) {
+            ms.last_contact_ms =
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - *ps->last_received)
+                    .count();
+          }
+          if (ps->read_lease_ms) ms.read_lease_ms = *ps->read_lease_ms;
         }
       }
     }

@@ -110,6 +110,8 @@ struct member_status {
   std::uint64_t match_index = 0;
   std::uint64_t next_index = 0;
   std::int64_t last_contact_ms = -1;  // ms since last message from it; -1 unknown
+  // The read lease it announced (raft/core.h, "Read leases"); -1: not heard yet.
+  std::int64_t read_lease_ms = -1;
   // Leader: the latest snapshot streamed to this member (state empty: none since start).
   std::string snapshot_state;  // "sending", "done", "failed", "aborted"
   std::uint64_t snapshot_index = 0;

@@ -423,16 +423,32 @@ std::optional<read_state> core::lease_read() {
   return read_state{0, commit_, wall_ms_};
 }
 
+void core::set_peer_read_lease(node_id id, std::int64_t lease_ms) {
+  if (id == cfg_.id) return;
+  const bool counted = counts_for_lease(id);
+  peer_read_lease_[id] = lease_ms;
+  if (counted && !counts_for_lease(id)) {
+    lease_until_ = 0;  // its earlier acknowledgements promised what it may no longer keep
+  }
+}
+
+bool core::counts_for_lease(node_id id) const {
+  if (cfg_.mutation == unsafe_mutation::lease_trusts_every_peer) return true;
+  const auto it = peer_read_lease_.find(id);
+  return it != peer_read_lease_.end() && it->second >= cfg_.lease_ms;
+}
+
 void core::extend_lease() {
   if (cfg_.lease_ms <= 0 || role_ != role::leader || lease_void_) return;
-  // The highest heartbeat a quorum has echoed: this node counts for any, peers up to theirs.
+  // The highest heartbeat a quorum has echoed: this node counts for any, peers up to theirs
+  // if their own lease is at least this node's (set_peer_read_lease()), else for nothing.
   const std::size_t self = counts(cfg_.id) ? 1 : 0;
   const std::size_t need = quorum() > self ? quorum() - self : 0;
   std::uint64_t confirmed = read_seq_;
   if (need > 0) {
     std::vector<std::uint64_t> acked;
     for (const auto& [id, pr] : progress_)
-      if (counts(id)) acked.push_back(pr.read_ack_seq);
+      if (counts(id) && counts_for_lease(id)) acked.push_back(pr.read_ack_seq);
     if (acked.size() < need) return;
     std::nth_element(acked.begin(), acked.begin() + (need - 1), acked.end(), std::greater<>());
     confirmed = acked[need - 1];

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -43,6 +44,8 @@ enum class unsafe_mutation : std::uint8_t {
                               // transfer (whose election skips the followers' vote lease)
   change_before_term_commit,  // allow a membership change before the leader's term commits
                               // (the bug thesis §4.1 fixes)
+  lease_trusts_every_peer,    // count every peer's acknowledgements toward the read lease,
+                              // whatever lease it announced (set_peer_read_lease())
 };
 
 struct config {
@@ -250,6 +253,15 @@ class core {
     wall_ms_ = wall_ms;
     mono_ms_ = monotonic_ms;
   }
+  // Peer `id` announced (in its transport hello) the read lease it would hold as leader:
+  // 0 when it has leases off. Only the acknowledgements of peers whose lease is at least
+  // this node's count toward this node's lease ("Read leases" below); a peer never heard
+  // from counts for nothing. A peer whose lease drops below this node's ends the lease in
+  // force (it may have restarted with a shorter vote lease since it acknowledged). Not
+  // covered: a peer that restarts with a shorter lease and, cut off from this node, votes
+  // before its hello arrives, all within this node's lease of its last answer (the settings
+  // changed across a restart of a fraction of a second).
+  void set_peer_read_lease(node_id id, std::int64_t lease_ms);
 
   // The state machine has a snapshot covering every entry up to `index`, durable in storage:
   // drop that log prefix. Peers that fall behind get a snapshot_request with its metadata,
@@ -321,7 +333,13 @@ class core {
   // No other leader can be elected before t + (its election timeout), so until
   // t + lease_ms (a margin shorter, config::lease_ms) this node is the only leader and
   // its commit index covers every acknowledged write: a read may use it at once, without
-  // a round. The lease is void:
+  // a round. That holds only if each follower in the quorum refuses votes at least as long
+  // as this node's election timeout, i.e. runs with the same timings and leases on. Members
+  // are configured apart, so it is checked, not assumed: each peer announces the lease it
+  // would hold (set_peer_read_lease(), from the transport's hello), and only peers whose
+  // lease is at least this node's count toward the quorum; with a mismatched member a
+  // quorum of the others still gives a lease, and without one reads take a ReadIndex round.
+  // The lease is void:
   //   - once this leader started a leadership transfer (TimeoutNow skips the vote lease),
   //     for the rest of its leadership, and while it stands down;
   //   - when the configuration changes (a new member has no lease of its own to keep);
@@ -502,6 +520,9 @@ class core {
   };
   std::deque<lease_probe> lease_probes_;
   std::int64_t lease_until_ = 0;
+  // What each peer announced (set_peer_read_lease()); kept across roles and configurations.
+  std::map<node_id, std::int64_t> peer_read_lease_;
+  bool counts_for_lease(node_id id) const;
   bool lease_void_ = false;  // a transfer was started in this leadership
   std::uint64_t lease_reads_ = 0;
 

@@ -353,6 +353,13 @@ class replica {
   node_id hand_over();
   // Snapshot now (if anything was applied since the last); cb when recorded or failed.
   void take_snapshot(done_callback cb);
+  // The read lease this node holds as leader, in ms (0: leases off): what the transport
+  // announces to the peers in its hello.
+  std::int64_t read_lease_ms() const { return opts_.raft.lease_ms; }
+  // Peer `id` announced its read lease (core::set_peer_read_lease).
+  void set_peer_read_lease(node_id id, std::int64_t lease_ms) {
+    if (!stopped_) core_.set_peer_read_lease(id, lease_ms);
+  }
 
   // State.
   bool is_leader() const { return core_.role() == role::leader; }

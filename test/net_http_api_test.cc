@@ -298,6 +298,7 @@ BOOST_AUTO_TEST_CASE(status_body_has_every_field) {
   m.match_index = 9;
   m.next_index = 10;
   m.last_contact_ms = 12;
+  m.read_lease_ms = 210;
   s.members.push_back(m);
   net::status_extra extra;
   extra.items = 3;
@@ -314,10 +315,11 @@ BOOST_AUTO_TEST_CASE(status_body_has_every_field) {
     BOOST_CHECK_MESSAGE(o.contains(field), "missing " << field);
   const auto& mo = o.at("members").as_array().at(0).as_object();
   for (const char* field : {"id", "peer", "http", "memcached", "cs733", "voter", "caught_up",
-                            "match_index", "next_index", "last_contact_ms"})
+                            "match_index", "next_index", "last_contact_ms", "read_lease_ms"})
     BOOST_CHECK_MESSAGE(mo.contains(field), "missing member " << field);
   BOOST_CHECK_EQUAL(mo.at("match_index").to_number<std::uint64_t>(), 9u);
   BOOST_CHECK_EQUAL(mo.at("last_contact_ms").to_number<std::int64_t>(), 12);
+  BOOST_CHECK_EQUAL(mo.at("read_lease_ms").to_number<std::int64_t>(), 210);
   BOOST_CHECK_EQUAL(o.at("kv").at("items").to_number<std::uint64_t>(), 3u);
   const auto& limits = o.at("kv").at("limits").as_object();
   BOOST_CHECK_EQUAL(limits.at("max_key_bytes").to_number<std::uint64_t>(), 100u);

@@ -116,11 +116,12 @@ BOOST_AUTO_TEST_CASE(garbage_is_refused_at_the_first_wrong_byte) {
     b[at] = v;
     return b;
   };
-  // Version 1 (no receiver incarnation), 2 (no generation in the hello) and unknown later
-  // versions.
+  // Version 1 (no receiver incarnation), 2 (no generation in the hello), 3 (no read lease
+  // in the hello) and unknown later versions.
   BOOST_TEST(expect_error(decode_frame(with(4, 1).substr(0, 5))) == frame_error::bad_version);
   BOOST_TEST(expect_error(decode_frame(with(4, 2).substr(0, 5))) == frame_error::bad_version);
-  BOOST_TEST(expect_error(decode_frame(with(4, 4).substr(0, 5))) == frame_error::bad_version);
+  BOOST_TEST(expect_error(decode_frame(with(4, 3).substr(0, 5))) == frame_error::bad_version);
+  BOOST_TEST(expect_error(decode_frame(with(4, 5).substr(0, 5))) == frame_error::bad_version);
   BOOST_TEST(expect_error(decode_frame(with(5, 6))) == frame_error::bad_kind);
   BOOST_TEST(expect_error(decode_frame(with(5, 0))) == frame_error::bad_kind);
   BOOST_TEST(expect_error(decode_frame(with(5, 9))) == frame_error::bad_kind);
@@ -294,7 +295,7 @@ BOOST_AUTO_TEST_CASE(the_header_layout_is_pinned) {
   const std::string bytes = net::encode_frame(sample_header(frame_kind::forward_response), "xy");
   BOOST_TEST_REQUIRE(bytes.size() == 44u + 2u + 4u);
   BOOST_TEST(bytes.substr(0, 4) == "RKVP");
-  BOOST_TEST(int(bytes[4]) == 3);
+  BOOST_TEST(int(bytes[4]) == 4);
   BOOST_TEST(int(bytes[5]) == 4);
   auto u64_at = [&](std::size_t at) {
     std::uint64_t v = 0;
@@ -319,31 +320,40 @@ BOOST_AUTO_TEST_CASE(the_receiver_incarnation_round_trips_and_defaults_to_any) {
              ~std::uint64_t{0});
 }
 
-BOOST_AUTO_TEST_CASE(hello_payload_carries_a_non_zero_incarnation_and_generation) {
+BOOST_AUTO_TEST_CASE(hello_payload_carries_incarnation_generation_and_read_lease) {
   for (std::uint64_t v :
        {std::uint64_t{1}, std::uint64_t{0xdeadbeefcafef00dull}, ~std::uint64_t{0}}) {
-    const net::hello h{v, v ^ 0x5a5a5a5a5a5a5a5aull ? v ^ 0x5a5a5a5a5a5a5a5aull : 1};
-    const std::string p = net::encode_hello(h);
-    BOOST_TEST(p.size() == net::hello_payload_bytes);
-    BOOST_TEST(p.size() == 16u);
-    const auto back = net::decode_hello(p);
-    BOOST_TEST_REQUIRE(back.has_value());
-    BOOST_TEST(back->incarnation == h.incarnation);
-    BOOST_TEST(back->generation == h.generation);
+    for (std::int64_t lease : {std::int64_t{0}, std::int64_t{210}, INT64_MAX}) {
+      const net::hello h{v, v ^ 0x5a5a5a5a5a5a5a5aull ? v ^ 0x5a5a5a5a5a5a5a5aull : 1, lease};
+      const std::string p = net::encode_hello(h);
+      BOOST_TEST(p.size() == net::hello_payload_bytes);
+      BOOST_TEST(p.size() == 24u);
+      const auto back = net::decode_hello(p);
+      BOOST_TEST_REQUIRE(back.has_value());
+      BOOST_TEST((*back == h));
+    }
   }
-  // Pinned layout: incarnation then generation, little-endian.
-  const std::string pinned = net::encode_hello({0x0102030405060708ull, 0x1112131415161718ull});
+  // Pinned layout: incarnation, generation, read lease, little-endian.
+  const std::string pinned =
+      net::encode_hello({0x0102030405060708ull, 0x1112131415161718ull, 0x2122232425262728ll});
   BOOST_TEST(static_cast<int>(pinned[0]) == 0x08);
   BOOST_TEST(static_cast<int>(pinned[7]) == 0x01);
   BOOST_TEST(static_cast<int>(pinned[8]) == 0x18);
   BOOST_TEST(static_cast<int>(pinned[15]) == 0x11);
+  BOOST_TEST(static_cast<int>(pinned[16]) == 0x28);
+  BOOST_TEST(static_cast<int>(pinned[23]) == 0x21);
   BOOST_TEST(!net::decode_hello("").has_value());  // a version-1 hello
-  // A version-2 hello: the incarnation alone.
-  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 6}).substr(0, 8)).has_value());
-  BOOST_TEST(!net::decode_hello(net::encode_hello({0, 6})).has_value());
-  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 0})).has_value());
-  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 6}) + "x").has_value());
-  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 6}).substr(0, 15)).has_value());
+  // A version-2 hello: the incarnation alone; a version-3 one: no read lease.
+  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 6, 7}).substr(0, 8)).has_value());
+  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 6, 7}).substr(0, 16)).has_value());
+  BOOST_TEST(!net::decode_hello(net::encode_hello({0, 6, 7})).has_value());
+  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 0, 7})).has_value());
+  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 6, 7}) + "x").has_value());
+  BOOST_TEST(!net::decode_hello(net::encode_hello({5, 6, 7}).substr(0, 23)).has_value());
+  // A read lease of 2^63 or more is malformed (it would be negative as a duration).
+  std::string huge = net::encode_hello({5, 6, 7});
+  huge[23] = static_cast<char>(0x80);
+  BOOST_TEST(!net::decode_hello(huge).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(a_refusal_round_trips_and_decodes_strictly) {

@@ -293,6 +293,49 @@ BOOST_AUTO_TEST_CASE(reconnects_after_the_peer_restarts) {
   BOOST_TEST(c.n(1).got.back().payload == "back");
 }
 
+// Every hello announces the sender's read lease; the receiver hears it (on_read_lease, and
+// in status()) before any other frame of that connection is delivered, and again from the
+// next life of the sender.
+BOOST_AUTO_TEST_CASE(a_hello_tells_the_receiver_the_senders_read_lease) {
+  cluster c(2);
+  std::vector<std::pair<node_id, std::int64_t>> heard;  // at node 1
+  std::size_t frames_before_lease = 0;
+  net::peer_transport_options o1;
+  o1.backoff_max = 200ms;
+  o1.read_lease_ms = 210;
+  o1.on_read_lease = [&](node_id from, std::int64_t lease) { heard.emplace_back(from, lease); };
+  net::peer_transport_options o2;
+  o2.backoff_max = 200ms;
+  o2.read_lease_ms = 0;
+  auto& one = c.start(node_id(1), o1);
+  one.react = [&](const received&) {
+    if (heard.empty()) ++frames_before_lease;
+  };
+  c.start(node_id(2), o2);
+  BOOST_TEST(!c.t(1).status(node_id(2))->read_lease_ms.has_value());
+  c.t(2).send(node_id(1), frame_kind::raft_message, "first");
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return c.n(1).got.size() == 1; }));
+  BOOST_TEST(frames_before_lease == 0u);
+  BOOST_TEST_REQUIRE(heard.size() == 1u);
+  BOOST_TEST((heard[0] == std::pair<node_id, std::int64_t>{node_id(2), 0}));
+  BOOST_TEST(*c.t(1).status(node_id(2))->read_lease_ms == 0);
+  c.t(1).send(node_id(2), frame_kind::raft_message, "back");
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return c.n(2).got.size() == 1; }));
+  BOOST_TEST(*c.t(2).status(node_id(1))->read_lease_ms == 210);
+
+  // Node 2's next life runs with leases on.
+  const auto port = static_cast<unsigned short>(c.t(2).local_endpoint().port());
+  c.kill(node_id(2));
+  c.pending.emplace(node_id(2), listen_on(c.io, port));
+  o2.read_lease_ms = 150;
+  c.start(node_id(2), o2);
+  c.t(2).send(node_id(1), frame_kind::raft_message, "again");
+  BOOST_TEST_REQUIRE(run_until(c.io, [&] { return c.n(1).got.size() == 2; }));
+  BOOST_TEST_REQUIRE(heard.size() == 2u);
+  BOOST_TEST((heard[1] == std::pair<node_id, std::int64_t>{node_id(2), 150}));
+  BOOST_TEST(*c.t(1).status(node_id(2))->read_lease_ms == 150);
+}
+
 BOOST_AUTO_TEST_CASE(frames_from_strangers_and_other_clusters_are_dropped_and_logged) {
   cluster c(2);
   auto& a = c.start(node_id(1));

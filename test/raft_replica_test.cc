@@ -848,6 +848,67 @@ BOOST_AUTO_TEST_CASE(a_restarted_voter_does_not_vote_within_a_lease) {
   BOOST_TEST(!cl[l].lease_valid());
 }
 
+// A member configured apart: node 3 runs with an election timeout of 3 ticks against the
+// others' 10, so it stops refusing votes, and campaigns itself, long before the read lease
+// of a leader with 10 ticks runs out. Its hellos say so (a read lease of 0: below 4 ticks
+// it holds none), and a leader must not count its answers toward the lease. Here leader l
+// hears only from 3 (f is cut off from it), then from nobody; 3 campaigns at every tick and
+// wins once f stops honouring l (10 ticks without hearing from it). Counting 3 (the mutation)
+// leaves l reading on its lease while 3 leads; without it l has no lease by then.
+BOOST_AUTO_TEST_CASE(a_member_with_a_shorter_vote_lease_does_not_extend_a_lease) {
+  for (auto mutation : {unsafe_mutation::none, unsafe_mutation::lease_trusts_every_peer}) {
+    auto o = with_leases(mutation);
+    o.election_ticks[3] = 3;
+    cluster cl(3, o);
+    BOOST_TEST(cl.rep(3).read_lease_ms() == 0);
+    BOOST_TEST(cl.rep(1).read_lease_ms() == 60);
+    cl.isolate(3);  // a leader other than 3
+    const std::uint64_t l = tick_until_leader(cl);
+    BOOST_REQUIRE(l != 3);
+    const std::uint64_t f = 3 - l;
+    cl.heal();
+    cl.tick_all(3);
+    BOOST_REQUIRE(cl[l].lease_valid());
+    cut_both(cl, l, f);
+    cl.tick_all(7);  // the lease f's answers gave has run out
+    BOOST_TEST(cl[l].lease_valid() == (mutation == unsafe_mutation::lease_trusts_every_peer));
+    cut_both(cl, l, 3);
+    bool overlap = false;  // another leader while l reads on its lease
+    bool other = false;
+    for (int tick = 0; tick < 30 && cl[l].role() == role::leader; ++tick) {
+      if (!cl.rep(3).is_leader()) cl.sim::harness::elect(3);  // it may lose: no tick_all here
+      other = cl.rep(3).is_leader() || cl.rep(f).is_leader();
+      if (other && cl[l].lease_valid()) overlap = true;
+      cl.tick_all(1);
+    }
+    BOOST_TEST(other);
+    BOOST_TEST(overlap == (mutation == unsafe_mutation::lease_trusts_every_peer));
+  }
+}
+
+// What a member learns from a hello: a peer whose lease shrinks below this node's ends the
+// lease in force at once (it may have restarted with a shorter vote lease since it answered).
+BOOST_AUTO_TEST_CASE(a_peer_announcing_a_shorter_lease_ends_the_lease) {
+  cluster cl(3, with_leases());
+  const std::uint64_t l = tick_until_leader(cl);
+  BOOST_REQUIRE(cl[l].lease_valid());
+  const std::uint64_t f = l == 1 ? 2 : 1;
+  cl.rep(l).set_peer_read_lease(n(f), 60);  // unchanged: nothing happens
+  BOOST_TEST(cl[l].lease_valid());
+  cl.rep(l).set_peer_read_lease(n(f), 59);
+  BOOST_TEST(!cl[l].lease_valid());
+  cl.tick_all(3);  // the other follower alone is a quorum with the leader
+  BOOST_TEST(cl[l].lease_valid());
+  cl.rep(l).set_peer_read_lease(n(6 - l - f), 0);
+  BOOST_TEST(!cl[l].lease_valid());
+  cl.tick_all(3);  // nobody left to count
+  BOOST_TEST(!cl[l].lease_valid());
+  auto r = start_read(cl, l);
+  BOOST_TEST(!r->has_value());  // it waits for a heartbeat round instead
+  cl.deliver();
+  BOOST_TEST(answered_ok(r));
+}
+
 // The replica's deadlines pop in the order of one heap of (deadline, id), whatever order
 // they were pushed in: mostly in order (one timeout for every call), sometimes not.
 BOOST_AUTO_TEST_CASE(deadline_queue_pops_in_heap_order) {

@@ -23,6 +23,11 @@
 //                                  --run_test=membership_seeds
 //   RAFTKV_SIM_MUTATION=change_before_term_commit
 //                              membership changes before the leader's term commits
+//   RAFTKV_SIM_ODD_TICKS=N     the last member runs with an election timeout of N ticks (0:
+//                              like the others; default 4 for seeds 1 and 2 modulo 8, else 0)
+//   RAFTKV_SIM_MUTATION=lease_trusts_every_peer
+//                              a leader counts every peer toward its read lease, even one
+//                              whose vote lease is shorter (caught with RAFTKV_SIM_ODD_TICKS)
 #define BOOST_TEST_MODULE sim_cluster
 #include <boost/test/unit_test.hpp>
 #include <chrono>
@@ -56,12 +61,18 @@ sim::options opts(std::uint64_t seed) {
     if (v == "ack_before_persist") o.unsafe_ack_before_persist = true;
     if (v == "change_before_term_commit")
       o.mutation = raft::unsafe_mutation::change_before_term_commit;
+    if (v == "lease_trusts_every_peer") o.mutation = raft::unsafe_mutation::lease_trusts_every_peer;
   }
   if (const char* m = std::getenv("RAFTKV_SIM_MEMBERSHIP")) o.membership = std::string(m) == "1";
   if (const char* q = std::getenv("RAFTKV_SIM_CHECK_QUORUM"))
     o.check_quorum = std::string(q) != "0";
   o.lease_reads = seed % 4 == 1 || seed % 4 == 2;
   if (const char* l = std::getenv("RAFTKV_SIM_LEASE")) o.lease_reads = std::string(l) == "1";
+  // Seeds 1 and 2 modulo 8: one member runs with a shorter election timeout (4 ticks against
+  // 10), so its vote lease is shorter than the others' read leases.
+  if (seed % 8 == 1 || seed % 8 == 2) o.odd_election_ticks = 4;
+  if (const char* t = std::getenv("RAFTKV_SIM_ODD_TICKS"))
+    o.odd_election_ticks = static_cast<std::uint32_t>(std::atoi(t));
   return o;
 }
 

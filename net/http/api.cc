@@ -791,6 +791,7 @@ http_response status_response(const node_status& s, const status_extra& extra) {
     mo["match_index"] = m.match_index;
     mo["next_index"] = m.next_index;
     mo["last_contact_ms"] = m.last_contact_ms;
+    mo["read_lease_ms"] = m.read_lease_ms;
     if (!m.snapshot_state.empty()) {
       mo["snapshot_transfer"] = json::object{
           {"state", m.snapshot_state},         {"index", m.snapshot_index},

@@ -257,12 +257,16 @@ std::string encode_hello(const hello& h) {
   out.reserve(hello_payload_bytes);
   append_u64(out, h.incarnation);
   append_u64(out, h.generation);
+  append_u64(out, static_cast<std::uint64_t>(h.read_lease_ms));
   return out;
 }
 
 std::optional<hello> decode_hello(std::string_view payload) {
   if (payload.size() != hello_payload_bytes) return std::nullopt;
-  hello h{base::load_le64(payload.data()), base::load_le64(payload.data() + 8)};
+  const std::uint64_t lease = base::load_le64(payload.data() + 16);
+  if (lease > static_cast<std::uint64_t>(INT64_MAX)) return std::nullopt;
+  hello h{base::load_le64(payload.data()), base::load_le64(payload.data() + 8),
+          static_cast<std::int64_t>(lease)};
   if (h.incarnation == 0 || h.generation == 0) return std::nullopt;
   return h;
 }

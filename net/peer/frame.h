@@ -25,9 +25,11 @@
 // merely reconnected; then the sender's data-dir generation (u64, never 0): a number drawn
 // once when the sender's data dir was first initialised and kept in it (app/generation.h),
 // so that a peer can tell a node that kept its Raft state from one that lost it (the
-// amnesia guard, net/peer/transport.h). Replies (forward_response) carry the incarnation of the
-// node they answer, so a reply queued while that node was down never reaches its next life, whose
-// call ids mean other calls.
+// amnesia guard, net/peer/transport.h); then the read lease the sender would hold as leader
+// in milliseconds (u64, 0 = none: read leases off), which tells a leader whether the
+// sender's acknowledgements may extend its own lease (raft/core.h, "Read leases"). Replies
+// (forward_response) carry the incarnation of the node they answer, so a reply queued while that
+// node was down never reaches its next life, whose call ids mean other calls.
 //
 // A `refused` frame tells its receiver that the sender will not take its frames; payload:
 // u8 reason (refusal_reason), u64 the receiver's generation as the sender recorded it, u64
@@ -35,9 +37,9 @@
 //
 // Version history: 1 had no receiver incarnation (header of 36 bytes) and an empty hello.
 // 2 added the receiver incarnation; its hello carried the incarnation only (8 bytes). 3 adds
-// the generation to the hello (16 bytes) and the `refused` kind. Versions refuse each
-// other's frames (bad_version), so a cluster moves from one to the next by stopping every
-// node, upgrading and starting again.
+// the generation to the hello (16 bytes) and the `refused` kind. 4 adds the read lease to
+// the hello (24 bytes). Versions refuse each other's frames (bad_version), so a cluster
+// moves from one to the next by stopping every node, upgrading and starting again.
 //
 // A large message is split by the sender into fragment frames (see frame_flags); the
 // fragments and every other frame to the same peer are written in send order.
@@ -55,10 +57,10 @@
 
 namespace net {
 
-inline constexpr std::uint8_t frame_version = 3;
+inline constexpr std::uint8_t frame_version = 4;
 inline constexpr std::size_t frame_header_bytes = 44;
-// The hello's payload: the sender's incarnation and data-dir generation.
-inline constexpr std::size_t hello_payload_bytes = 16;
+// The hello's payload: the sender's incarnation, data-dir generation and read lease.
+inline constexpr std::size_t hello_payload_bytes = 24;
 // The refused frame's payload: reason, recorded generation, announced generation.
 inline constexpr std::size_t refused_payload_bytes = 17;
 inline constexpr std::size_t frame_trailer_bytes = 4;
@@ -186,10 +188,13 @@ std::string encode_members_view(const node_status& s);
 std::optional<node_status> decode_members_view(std::string_view bytes);
 
 // The hello's payload. decode_hello: nullopt unless exactly hello_payload_bytes holding a
-// non-zero incarnation and a non-zero generation.
+// non-zero incarnation, a non-zero generation and a read lease below 2^63.
 struct hello {
   std::uint64_t incarnation = 0;  // the sender's process life
   std::uint64_t generation = 0;   // the sender's data dir (app/generation.h)
+  // The read lease the sender would hold as leader, in ms (raft::replica::read_lease_ms());
+  // 0: it has read leases off (and then keeps no vote lease across its restarts).
+  std::int64_t read_lease_ms = 0;
 
   bool operator==(const hello&) const = default;
 };

@@ -629,7 +629,7 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
     std::string batch;
     // The hello goes first, in the same write as whatever is already queued.
     append_frame(batch, header_to(p.st.id, frame_kind::hello, 0),
-                 encode_hello({incarnation, generation}));
+                 encode_hello({incarnation, generation, options.read_lease_ms}));
     // A refused peer gets the refusal, meant for the life refused, and then nothing else.
     if (p.refused) {
       append_frame(batch, header_to(p.st.id, frame_kind::refused, 0, p.refused_incarnation),
@@ -859,6 +859,8 @@ struct peer_transport::impl : std::enable_shared_from_this<impl> {
           sender = h.from;
           inbound.at(key).sender = h.from;
           learn_incarnation(hp, its_hello->incarnation);
+          hp.st.read_lease_ms = its_hello->read_lease_ms;
+          if (options.on_read_lease) options.on_read_lease(h.from, its_hello->read_lease_ms);
           say(log_level::debug, "accepted a connection from node " + std::to_string(h.from.value));
         } else if (h.from != *sender) {
           log_drop(drop_reason::sender_changed, h.from,

@@ -173,6 +173,15 @@ struct peer_transport_options {
   };
   std::optional<generation_guard> generations;
 
+  // Announced in every hello: the read lease this node would hold as leader, in ms (0: read
+  // leases off; raft::replica::read_lease_ms()).
+  std::int64_t read_lease_ms = 0;
+  // Called on the io_context with the read lease a member announced, for every hello
+  // accepted, before any other frame of that connection is delivered (raft/core.h, "Read
+  // leases": a leader counts a peer's acknowledgements toward its lease only if the peer's
+  // lease is at least its own).
+  std::function<void(raft::node_id, std::int64_t read_lease_ms)> on_read_lease;
+
   // Only for a joining node (cluster_id 0 at construction; see "Joining" in the header
   // essay): makes the cluster id learned from a member's hello durable before it is used;
   // returns "" or the error (then that connection is closed and the id stays unknown).
@@ -192,6 +201,8 @@ struct peer_status {
   std::uint64_t incarnation = 0;
   // The peer's data-dir generation from its latest hello; 0: never heard.
   std::uint64_t generation = 0;
+  // The read lease its latest hello announced, in ms; nullopt: never heard.
+  std::optional<std::int64_t> read_lease_ms;
   // Refused: it announced another generation than the recorded one (lost its data dir).
   bool refused = false;
   std::uint64_t frames_sent = 0;      // messages written (a fragmented one counts once)

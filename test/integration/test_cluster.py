@@ -180,6 +180,58 @@ class ReadLeases(harness.TestCase):
     def test_lease_reads_off_takes_a_round_per_read(self):
         self.assertEqual(self.run_reads({"lease_reads": False}), 0)
 
+    def test_a_member_configured_apart_does_not_extend_the_lease(self):
+        # Node 3 runs with lease_reads = false: it keeps no vote lease across its restarts,
+        # so its answers must not extend another leader's lease (raft/core.h, "Read leases").
+        # With the other follower stopped, the leader's reads take a heartbeat round
+        # through node 3 instead, and give the same answers.
+        c = harness.Cluster(nodes=3)
+        odd = c.nodes[2]
+        write_config = odd.write_config
+
+        def write_odd_config():
+            write_config()
+            with open(odd.config_path, "a") as f:
+                f.write("\n[raft]\nlease_reads = false\n")
+
+        odd.write_config = write_odd_config
+        try:
+            for n in c.nodes[:2]:  # a leader other than node 3
+                n.start()
+            leader = c.wait_ready(timeout=30)
+            odd.start()
+            c.wait_ready(timeout=30)
+            harness.wait_until(lambda: "node 3 announces a read lease of 0 ms" in leader.log(),
+                               10, what="the leader's warning about node 3")
+            leases = {m["id"]: m["read_lease_ms"] for m in leader.status()["members"]}
+            self.assertEqual(leases, {1: 210, 2: 210, 3: 0})
+            other = next(n for n in c.nodes[:2] if n is not leader)
+
+            def reads_on_lease(count):
+                before = leader.status()["lease_reads"]
+                with harness.McClient(leader.memcached) as mc:
+                    for _ in range(count):
+                        self.assertEqual(mc.get("lease"), b"v1")
+                return leader.status()["lease_reads"] - before
+
+            with harness.McClient(leader.memcached) as mc:
+                self.assertEqual(mc.set("lease", "v1"), "STORED")
+            self.assertGreaterEqual(reads_on_lease(50), 40)  # the other follower counts
+            other.pause()
+            try:
+                # The lease the other follower gave runs out (210 ms by default), and node 3's
+                # answers do not renew it.
+                harness.wait_until(lambda: reads_on_lease(1) == 0, 10,
+                                   what="a read that is not answered on the lease")
+                self.assertEqual(reads_on_lease(50), 0)
+            finally:
+                other.resume()
+        except Exception:
+            c.dump_logs()
+            raise
+        finally:
+            c.close()
+
 
 class FollowersStopped(harness.TestCase):
     def test_writes_time_out_without_a_quorum_then_succeed(self):

@@ -82,8 +82,10 @@ class ForwardingTest(harness.TestCase):
         self.assertEqual(len(doc["members"]), 3)
         for m in doc["members"]:
             for field in ("id", "peer", "http", "memcached", "cs733", "voter", "match_index",
-                          "next_index", "last_contact_ms"):
+                          "next_index", "last_contact_ms", "read_lease_ms"):
                 self.assertIn(field, m)
+            # Every member runs the defaults: tick_ms 10, election_ticks 30, leases on.
+            self.assertEqual(m["read_lease_ms"], 210)
             node = self.cluster.nodes[m["id"] - 1]
             self.assertEqual(m["http"], f"{node.http[0]}:{node.http[1]}")
             if m["id"] != leader.id:

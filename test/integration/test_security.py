@@ -273,10 +273,10 @@ def crc32c(data):
 
 
 def peer_hello(cluster_id, sender, receiver):
-    """A well-formed hello frame (net/peer/frame.h, version 3) from `sender`: incarnation,
-    data-dir generation."""
-    payload = struct.pack("<QQ", 0x1234, 0x5678)
-    head = b"RKVP" + struct.pack("<BBBBQQQQI", 3, 1, 0, 0, cluster_id, sender, receiver, 0,
+    """A well-formed hello frame (net/peer/frame.h, version 4) from `sender`: incarnation,
+    data-dir generation, read lease (ms)."""
+    payload = struct.pack("<QQQ", 0x1234, 0x5678, 210)
+    head = b"RKVP" + struct.pack("<BBBBQQQQI", 4, 1, 0, 0, cluster_id, sender, receiver, 0,
                                  len(payload))
     body = head + payload
     return body + struct.pack("<I", crc32c(body))

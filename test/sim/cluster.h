@@ -83,6 +83,10 @@ struct options {
   std::size_t snapshot_window = 2;
   bool check_quorum = true;
   bool lease_reads = false;  // leaders answer reads on their lease (raft/core.h, "Read leases")
+  // Nonzero: the last of the first `nodes` members runs with this election timeout (ticks)
+  // instead: a member configured apart, whose shorter vote lease must not extend the
+  // others' read leases (raft/core.h, "Read leases").
+  std::uint32_t odd_election_ticks = 0;
   raft::unsafe_mutation mutation = raft::unsafe_mutation::none;
   bool unsafe_ack_before_persist = false;  // drive-loop mutation (raft::replica_options)
   // Membership changes mixed into the fault schedule (see "Membership" above): `spares`
@@ -444,6 +448,8 @@ class cluster {
     // A spare id joins an existing cluster: no bootstrap, it waits to be contacted.
     if (k < opt_.nodes) c.voters = voters_;
     c.election_ticks = opt_.election_ticks;
+    if (opt_.odd_election_ticks != 0 && k == opt_.nodes - 1)
+      c.election_ticks = opt_.odd_election_ticks;
     c.heartbeat_ticks = opt_.heartbeat_ticks;
     c.max_inflight = 4;
     c.compacted_entries_dropped_per_step = 3;  // compacted entries outlive a few ticks
@@ -488,6 +494,12 @@ class cluster {
     n.tasks.clear();
     n.rep =
         std::make_unique<raft::replica>(make_options(k), std::move(rs), *n.checked, *n.net, *n.sm);
+    // What the transport's hellos tell: each member learns the others' read leases.
+    for (auto& other : nodes_) {
+      if (&other == &n || !other.rep) continue;
+      n.rep->set_peer_read_lease(other.id, other.rep->read_lease_ms());
+      other.rep->set_peer_read_lease(n.id, n.rep->read_lease_ms());
+    }
     n.up = true;
     n.started = true;
     n.checked_commit = ~0ull;

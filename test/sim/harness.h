@@ -100,6 +100,9 @@ struct harness_options {
   raft::unsafe_mutation mutation = raft::unsafe_mutation::none;  // every node's core
   bool release_applied_payloads = true;                          // raft::config, as the node runs
   bool lease_reads = false;                                      // replica_options
+  // Per-node election timeout in ticks (node id -> election_ticks) for members configured
+  // apart; the others use make_config's.
+  std::map<std::uint64_t, std::uint32_t> election_ticks;
 };
 
 class harness {
@@ -178,6 +181,8 @@ class harness {
     o.raft = make_config(id.value, static_cast<int>(voters_.size()), opt_.pre_vote);
     if (joining_.count(id)) o.raft.voters.clear();
     o.raft.mutation = opt_.mutation;
+    if (auto t = opt_.election_ticks.find(id.value); t != opt_.election_ticks.end())
+      o.raft.election_ticks = t->second;
     o.raft.release_applied_payloads = opt_.release_applied_payloads;
     o.tick_ms = tick_ms;
     o.lease_reads = opt_.lease_reads;
@@ -215,6 +220,12 @@ class harness {
     m.rep = std::make_unique<raft::replica>(std::move(o), std::move(rs), *m.store, *senders_[id],
                                             *m.sm);
     m.boot = m.rep->boot_id();
+    // What the transport's hellos tell: each member learns the others' read leases.
+    for (auto& [other_id, other] : members_) {
+      if (other_id == id || !other->rep) continue;
+      m.rep->set_peer_read_lease(other_id, other->rep->read_lease_ms());
+      other->rep->set_peer_read_lease(id, m.rep->read_lease_ms());
+    }
     m.rep->recover();
     run(id);
   }
